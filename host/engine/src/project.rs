@@ -1,0 +1,183 @@
+//! The project: `qpf.yaml` and the extractor map it points to, read strictly (unknown keys are
+//! errors) and checked before anything runs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use qpf_runtime::Limits;
+use qpf_schema::SchemaError;
+use serde::{Deserialize, Serialize};
+
+/// The project file's name.
+pub const PROJECT_FILE: &str = "qpf.yaml";
+
+/// `qpf.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectFile {
+    /// Format version of this file; `1`.
+    pub version: u32,
+    /// Globs (relative to the project root) of the schema files, e.g. `agents/*.yaml`.
+    pub schemas: Vec<String>,
+    /// Path of the extractor map, relative to the project root.
+    pub map: PathBuf,
+    /// Output root, relative to the project root (or absolute). Every generated file lands under it.
+    pub output: PathBuf,
+    /// Plugins by name: where the component is and the digest it must have.
+    pub plugins: BTreeMap<String, PluginDecl>,
+    /// Sandbox limits for every invocation (defaults apply to omitted fields).
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// One plugin of the project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginDecl {
+    /// Path of the `.wasm` component, relative to the project root.
+    pub path: PathBuf,
+    /// Expected `blake3:<hex>` digest of the component; loading fails when the file differs.
+    pub digest: String,
+}
+
+/// The extractor map file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapFile {
+    /// The entries, run in this order when they do not depend on each other.
+    pub entries: Vec<Entry>,
+}
+
+/// One extractor-map entry: which schemas, which part of them, which plugin, which config, where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Unique id of the entry (`[a-z0-9-]+`), used in reports, the lock and errors.
+    pub id: String,
+    /// Name of a plugin declared in `qpf.yaml`.
+    pub plugin: String,
+    /// Which schemas the entry applies to (all criteria must match).
+    #[serde(default)]
+    pub select: Selector,
+    /// JSON Pointer into each selected schema (e.g. `/spec`); empty selects the whole document.
+    #[serde(default)]
+    pub input: String,
+    /// Config passed to the plugin (any JSON value; `{}` when omitted).
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    /// Output folder under the output root; `{kind}`, `{name}` and `{version}` are replaced by the
+    /// schema's. Files the plugin returns are written under it.
+    pub out: String,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// Which schemas an entry selects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selector {
+    /// Only schemas of this kind.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Only schemas with one of these names.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Only schemas that carry all these labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Selector {
+    /// Whether a schema matches.
+    pub fn matches(&self, schema: &qpf_schema::Schema) -> bool {
+        let meta = &schema.doc.metadata;
+        self.kind.as_ref().is_none_or(|k| *k == schema.doc.kind)
+            && (self.names.is_empty() || self.names.contains(&meta.name))
+            && self.labels.iter().all(|(k, v)| meta.labels.get(k) == Some(v))
+    }
+}
+
+/// A loaded project.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The project root (the folder holding `qpf.yaml`).
+    pub root: PathBuf,
+    /// `qpf.yaml`.
+    pub file: ProjectFile,
+    /// The extractor map.
+    pub map: MapFile,
+}
+
+/// Loading the project failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    /// There is no `qpf.yaml` in the folder.
+    #[error("no `{PROJECT_FILE}` in `{}`; pass the project folder with `--project DIR`", .0.display())]
+    NotFound(PathBuf),
+    /// A file is invalid.
+    #[error("{0}")]
+    Invalid(#[from] SchemaError),
+}
+
+impl Project {
+    /// Reads `qpf.yaml` and the map from `root`, and checks that they agree.
+    ///
+    /// # Errors
+    /// [`ProjectError::NotFound`] without a project file; [`ProjectError::Invalid`] for bad YAML,
+    /// unknown keys, duplicate entry ids, unknown plugins or bad JSON Pointers.
+    pub fn load(root: &Path) -> Result<Project, ProjectError> {
+        let path = root.join(PROJECT_FILE);
+        if !path.is_file() {
+            return Err(ProjectError::NotFound(root.to_owned()));
+        }
+        let file: ProjectFile = qpf_schema::yaml::read_file(&path, Path::new(PROJECT_FILE))?;
+        if file.version != 1 {
+            return Err(SchemaError::file(PROJECT_FILE, format!("`version: {}` is not supported; this qpf reads version 1", file.version)).into());
+        }
+        for (name, plugin) in &file.plugins {
+            if !plugin.digest.starts_with("blake3:") || plugin.digest.len() != "blake3:".len() + 64 {
+                return Err(SchemaError::file(
+                    PROJECT_FILE,
+                    format!("plugin `{name}`: `digest` must be `blake3:` and 64 hex digits, got `{}`", plugin.digest),
+                )
+                .into());
+            }
+        }
+        let map: MapFile = qpf_schema::yaml::read_file(&root.join(&file.map), &file.map)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for entry in &map.entries {
+            let problem = if !seen.insert(entry.id.as_str()) {
+                Some(format!("entry id `{}` is used twice; ids must be unique", entry.id))
+            } else if entry.id.is_empty() || !entry.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+                Some(format!("entry id `{}` must be lower-case letters, digits and `-`", entry.id))
+            } else if !file.plugins.contains_key(&entry.plugin) {
+                Some(format!(
+                    "entry `{}` uses plugin `{}`, which `{PROJECT_FILE}` does not declare (declared: {})",
+                    entry.id,
+                    entry.plugin,
+                    file.plugins.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                ))
+            } else if !entry.input.is_empty() && !entry.input.starts_with('/') {
+                Some(format!("entry `{}`: `input` `{}` is not a JSON Pointer (it must start with `/`)", entry.id, entry.input))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                return Err(SchemaError::file(&file.map, message).into());
+            }
+        }
+        Ok(Project { root: root.to_owned(), file, map })
+    }
+
+    /// The output root, resolved against the project root.
+    pub fn output_root(&self) -> PathBuf {
+        self.root.join(&self.file.output)
+    }
+
+    /// The state folder (`.qpf/`): caches and audit log.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(".qpf")
+    }
+}

@@ -1,0 +1,34 @@
+//! `qpf-runtime`: everything that touches wasmtime.
+//!
+//! One [`Runtime`] owns one wasmtime `Engine` (component model, fuel, epochs, pooling allocator
+//! where the machine allows it) and a linker that offers a plugin exactly two things: the
+//! `qpf:extractor/log` import and a WASI p2 context with no preopened directories, no environment,
+//! no arguments, no sockets, fixed clocks and seeded randomness. A [`Plugin`] is a compiled
+//! component with its `InstancePre`; each [`Runtime::invoke`] runs in a fresh `Store` under the
+//! [`Limits`] it is given, so invocations share nothing.
+//!
+//! The engine crate decides *what* to run; this crate only knows *how* to run one invocation
+//! safely and says precisely why it failed ([`SandboxError`]).
+
+mod bindings;
+mod compiled_cache;
+mod error;
+mod limits;
+mod log;
+mod log_sink;
+mod plugin;
+mod runtime;
+mod types;
+
+pub use error::{LoadError, SandboxError};
+pub use limits::Limits;
+pub use log::{LogLevel, LogLine};
+pub use plugin::Plugin;
+pub use runtime::{Runtime, RuntimeOptions};
+pub use types::{
+    Diagnostic, ExtractError, Invocation, OutputFile, PluginInfo, Request, Response, SchemaId, Severity,
+    SpawnRequest,
+};
+
+/// The WIT package version this host implements (`wit/0.1.0`).
+pub const ABI_VERSION: &str = "0.1.0";

@@ -1,0 +1,129 @@
+//! A loaded plugin: its digest, its `info()`, and its `InstancePre`; plus the conversions between
+//! the generated WIT types and the plain types of [`crate::types`].
+
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::Component;
+
+use crate::bindings::ExtractorPre;
+use crate::bindings::qpf::extractor::types as wit;
+use crate::runtime::StoreState;
+use crate::types::{Diagnostic, ExtractError, OutputFile, PluginInfo, Request, Response, Severity, SpawnRequest};
+
+/// A plugin ready to run: compiled once, pre-instantiated once, instantiated per invocation.
+pub struct Plugin {
+    path: PathBuf,
+    pub(crate) digest: String,
+    pre: ExtractorPre<StoreState>,
+    info: Option<PluginInfo>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("path", &self.path).field("digest", &self.digest).finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    pub(crate) fn new(path: PathBuf, digest: String, pre: ExtractorPre<StoreState>, info: Option<PluginInfo>) -> Self {
+        Plugin { path, digest, pre, info }
+    }
+
+    pub(crate) fn set_info(&mut self, info: PluginInfo) {
+        self.info = Some(info);
+    }
+
+    pub(crate) fn pre(&self) -> &ExtractorPre<StoreState> {
+        &self.pre
+    }
+
+    /// Where the component was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `blake3:<hex>` of the component's bytes.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// What the plugin said about itself.
+    pub fn info(&self) -> &PluginInfo {
+        // `Runtime::load` always sets the info before returning the plugin.
+        static EMPTY: std::sync::OnceLock<PluginInfo> = std::sync::OnceLock::new();
+        self.info.as_ref().unwrap_or_else(|| {
+            EMPTY.get_or_init(|| PluginInfo {
+                name: String::new(),
+                version: String::new(),
+                description: String::new(),
+                kinds: Vec::new(),
+                config_schema: String::new(),
+            })
+        })
+    }
+
+    /// The plugin's name from `info()`.
+    pub fn name(&self) -> &str {
+        &self.info().name
+    }
+}
+
+/// Explains why a component cannot be linked, naming the imports the sandbox does not grant.
+pub(crate) fn explain_link_error(component: &Component, engine: &wasmtime::Engine, error: &wasmtime::Error) -> String {
+    let granted = |name: &str| name.starts_with("wasi:") || name.starts_with("qpf:extractor/");
+    let refused: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .filter(|name| !granted(name))
+        .collect();
+    if refused.is_empty() {
+        format!("{error:#}")
+    } else {
+        format!(
+            "it imports {}, which the sandbox does not grant (only `qpf:extractor/log` and WASI p2 with every capability denied); rebuild the plugin without those imports ({error:#})",
+            refused.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        )
+    }
+}
+
+pub(crate) fn info_from_wit(i: wit::PluginInfo) -> PluginInfo {
+    PluginInfo { name: i.name, version: i.version, description: i.description, kinds: i.kinds, config_schema: i.config_schema }
+}
+
+pub(crate) fn request_to_wit(r: &Request) -> wit::Request {
+    wit::Request {
+        entry: r.entry.clone(),
+        schema: wit::SchemaId { kind: r.schema.kind.clone(), name: r.schema.name.clone(), version: r.schema.version.clone() },
+        input: r.input.clone(),
+        config: r.config.clone(),
+        context: r.context.clone(),
+    }
+}
+
+fn diagnostic_from_wit(d: wit::Diagnostic) -> Diagnostic {
+    Diagnostic {
+        severity: match d.severity {
+            wit::Severity::Error => Severity::Error,
+            wit::Severity::Warning => Severity::Warning,
+            wit::Severity::Info => Severity::Info,
+        },
+        message: d.message,
+        pointer: d.pointer,
+    }
+}
+
+pub(crate) fn result_from_wit(r: Result<wit::Response, wit::ExtractError>) -> Result<Response, ExtractError> {
+    match r {
+        Ok(resp) => Ok(Response {
+            files: resp.files.into_iter().map(|f| OutputFile { path: f.path, contents: f.contents }).collect(),
+            diagnostics: resp.diagnostics.into_iter().map(diagnostic_from_wit).collect(),
+            spawns: resp
+                .spawns
+                .into_iter()
+                .map(|s| SpawnRequest { plugin: s.plugin, input: s.input, config: s.config })
+                .collect(),
+        }),
+        Err(e) => Err(ExtractError { message: e.message, diagnostics: e.diagnostics.into_iter().map(diagnostic_from_wit).collect() }),
+    }
+}

@@ -1,0 +1,410 @@
+//! The [`Runtime`]: one wasmtime `Engine`, one linker, the epoch ticker, and [`Runtime::invoke`],
+//! which runs one invocation in a fresh `Store` under its [`Limits`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::Extractor;
+use crate::compiled_cache::CompiledCache;
+use crate::log::{LogLevel, LogLine};
+use crate::log_sink::LogSink;
+use crate::plugin::Plugin;
+use crate::{Invocation, Limits, LoadError, Request, SandboxError};
+
+/// How often the epoch ticker advances the engine's epoch (the deadline's resolution).
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Extra hostcall fuel beyond `max_output_bytes`, for paths, diagnostics and record overhead.
+const HOSTCALL_SLACK: u64 = 1 << 20;
+
+/// Maximum table elements, instances, tables and memories one plugin instance may create.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+const MAX_INSTANCES: usize = 64;
+const MAX_TABLES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+
+/// How to build a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Directory of the compiled-plugin cache; `None` compiles every plugin on every load.
+    pub compiled_cache: Option<PathBuf>,
+    /// The largest `Limits::memory_bytes` any invocation will use (sizes the instance pool).
+    pub max_memory_bytes: u64,
+    /// How many invocations may run at once (sizes the instance pool).
+    pub max_concurrency: u32,
+    /// Use the pooling allocator when the machine can reserve it (falls back otherwise).
+    pub pooling: bool,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            compiled_cache: None,
+            max_memory_bytes: Limits::default().memory_bytes,
+            max_concurrency: 16,
+            pooling: true,
+        }
+    }
+}
+
+/// Per-invocation store data: WASI with nothing granted, the resource limiter and the log.
+pub(crate) struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    pub(crate) logs: Vec<LogLine>,
+    pub(crate) log_budget: LogBudget,
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Bounds the bytes of log lines kept per invocation.
+pub(crate) struct LogBudget {
+    remaining: usize,
+    dropped: u64,
+}
+
+impl LogBudget {
+    pub(crate) fn push(&mut self, logs: &mut Vec<LogLine>, level: LogLevel, message: String) {
+        if message.len() <= self.remaining {
+            self.remaining -= message.len();
+            logs.push(LogLine { level, message });
+        } else {
+            self.dropped += message.len() as u64;
+        }
+    }
+}
+
+/// Enforces the memory cap and remembers whether it refused a growth (so that the trap that
+/// follows is reported as a memory-limit breach, not as a crash).
+struct Limiter {
+    memory_bytes: usize,
+    denied: Option<usize>,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.denied = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// Wall clock and monotonic clock that always read zero: a plugin cannot observe time.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Advances the engine's epoch until the runtime is dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let flag = stop.clone();
+        std::thread::Builder::new().name("qpf-epoch".to_owned()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })?;
+        Ok(EpochTicker { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One wasmtime engine and everything needed to load and run plugins on it. Cheap to share across
+/// threads (`&Runtime` is `Sync`); holds no process-global state.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    cache: Option<CompiledCache>,
+    pooling: bool,
+    _ticker: EpochTicker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("pooling", &self.pooling).finish_non_exhaustive()
+    }
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.consume_fuel(true);
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    config
+}
+
+fn pooling_config(options: &RuntimeOptions) -> PoolingAllocationConfig {
+    let slots = options.max_concurrency.clamp(1, 256) * 2;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 16)
+        .total_memories(slots * 4)
+        .total_tables(slots * 4)
+        .max_memories_per_component(MAX_MEMORIES as u32)
+        .max_tables_per_component(MAX_TABLES as u32)
+        .max_core_instances_per_component(MAX_INSTANCES as u32)
+        .max_memory_size(usize::try_from(options.max_memory_bytes).unwrap_or(usize::MAX))
+        .table_elements(MAX_TABLE_ELEMENTS)
+        // Keeping a little of each slot resident avoids the mmap/madvise contention that made
+        // two threads slower than one (MEASURED.md).
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
+    pool
+}
+
+impl Runtime {
+    /// Creates the engine (pooling allocator if it can reserve its pool, on-demand otherwise), the
+    /// linker with the sandbox's imports, and the epoch ticker.
+    ///
+    /// # Errors
+    /// When wasmtime cannot create an engine at all, or the ticker thread cannot start.
+    pub fn new(options: &RuntimeOptions) -> Result<Self, String> {
+        let mut engine = None;
+        let mut pooling = false;
+        if options.pooling {
+            let mut config = base_config();
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(options)));
+            match Engine::new(&config) {
+                Ok(e) => {
+                    engine = Some(e);
+                    pooling = true;
+                }
+                Err(e) => tracing::warn!("pooling allocator unavailable, using on-demand allocation: {e:#}"),
+            }
+        }
+        let engine = match engine {
+            Some(e) => e,
+            None => Engine::new(&base_config()).map_err(|e| format!("cannot create the wasm engine: {e:#}"))?,
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("cannot link WASI: {e:#}"))?;
+        Extractor::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
+            .map_err(|e| format!("cannot link the log interface: {e:#}"))?;
+        let cache = options.compiled_cache.as_deref().map(CompiledCache::new);
+        let ticker = EpochTicker::start(&engine).map_err(|e| format!("cannot start the epoch thread: {e}"))?;
+        Ok(Runtime { engine, linker, cache, pooling, _ticker: ticker })
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn is_pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The wasmtime engine (for benchmarks and tools).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads a plugin: reads it, checks its blake3 digest against `expected` (when given), loads the
+    /// compiled artifact from the cache or compiles it, pre-instantiates it and reads its `info()`.
+    ///
+    /// # Errors
+    /// See [`LoadError`]: unreadable file, digest mismatch, invalid component, an import the sandbox
+    /// does not grant, or a failing `info()`.
+    pub fn load(&self, path: &Path, expected: Option<&str>) -> Result<Plugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let digest = format!("blake3:{}", blake3::hash(&bytes).to_hex());
+        if let Some(expected) = expected
+            && expected != digest
+        {
+            return Err(LoadError::DigestMismatch { path: path.to_owned(), expected: expected.to_owned(), actual: digest });
+        }
+        let (component, cached_info) = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, &digest, &bytes),
+            None => crate::compiled_cache::compile(&self.engine, &bytes).map(|c| (c, None)),
+        }
+        .map_err(|message| LoadError::Compile { path: path.to_owned(), message })?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
+            path: path.to_owned(),
+            message: crate::plugin::explain_link_error(&component, &self.engine, &e),
+        })?;
+        let pre = crate::bindings::ExtractorPre::new(pre)
+            .map_err(|e| LoadError::Link { path: path.to_owned(), message: format!("{e:#}") })?;
+        let mut plugin = Plugin::new(path.to_owned(), digest, pre, cached_info.clone());
+        if cached_info.is_none() {
+            let info = self.call_info(&plugin).map_err(|e| LoadError::Info { path: path.to_owned(), source: Box::new(e) })?;
+            if let Some(cache) = &self.cache {
+                cache.store_info(&self.engine, &plugin.digest, &info);
+            }
+            plugin.set_info(info);
+        }
+        Ok(plugin)
+    }
+
+    fn new_store(&self, limits: &Limits) -> (Store<StoreState>, LogSink, LogSink) {
+        let capacity = limits.max_log_bytes as usize;
+        let stdout = LogSink::new(capacity);
+        let stderr = LogSink::new(capacity);
+        let seed = blake3::hash(b"qpf:extractor@0.1.0 deterministic randomness");
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .secure_random(wasmtime_wasi::Deterministic::new(seed.as_bytes().to_vec()))
+            .insecure_random(wasmtime_wasi::Deterministic::new(seed.as_bytes().to_vec()))
+            .insecure_random_seed(0)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = StoreState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter { memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX), denied: None },
+            logs: Vec::new(),
+            log_budget: LogBudget { remaining: capacity, dropped: 0 },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Fuel is enabled in the engine config, so these cannot fail.
+        let _ = store.set_fuel(limits.fuel);
+        store.set_epoch_deadline(limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1));
+        store.epoch_deadline_trap();
+        store.set_hostcall_fuel(usize::try_from(limits.max_output_bytes.saturating_add(HOSTCALL_SLACK)).unwrap_or(usize::MAX));
+        (store, stdout, stderr)
+    }
+
+    fn call_info(&self, plugin: &Plugin) -> Result<crate::PluginInfo, SandboxError> {
+        let limits = Limits::default();
+        let (mut store, _, _) = self.new_store(&limits);
+        let instance = plugin.pre().instantiate(&mut store).map_err(|e| classify(e, &store, &limits))?;
+        let info = instance.call_info(&mut store).map_err(|e| classify(e, &store, &limits))?;
+        Ok(crate::plugin::info_from_wit(info))
+    }
+
+    /// Runs one invocation in a fresh instance under `limits`.
+    ///
+    /// Returns the plugin's answer (its response or its own `extract-error`) with the fuel it
+    /// consumed and its bounded logs.
+    ///
+    /// # Errors
+    /// A [`SandboxError`] when the plugin did not return normally: fuel, memory, deadline or output
+    /// limit exceeded, or a trap.
+    pub fn invoke(&self, plugin: &Plugin, request: &Request, limits: &Limits) -> Result<Invocation, SandboxError> {
+        let _span = tracing::debug_span!("invoke", plugin = %plugin.name(), entry = %request.entry, schema = %request.schema).entered();
+        let (mut store, stdout, stderr) = self.new_store(limits);
+        let instance = plugin.pre().instantiate(&mut store).map_err(|e| classify(e, &store, limits))?;
+        let wit_request = crate::plugin::request_to_wit(request);
+        let result = instance.call_extract(&mut store, &wit_request);
+        let fuel_consumed = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let result = result.map_err(|e| classify(e, &store, limits))?;
+        let mut logs = std::mem::take(&mut store.data_mut().logs);
+        for (sink, level) in [(stdout, LogLevel::Stdout), (stderr, LogLevel::Stderr)] {
+            let (bytes, dropped) = sink.take();
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                logs.push(LogLine { level, message: line.to_owned() });
+            }
+            if dropped > 0 {
+                logs.push(LogLine { level, message: format!("[{dropped} more bytes dropped: `limits.max-log-bytes`]") });
+            }
+        }
+        if store.data().log_budget.dropped > 0 {
+            let dropped = store.data().log_budget.dropped;
+            logs.push(LogLine { level: LogLevel::Warn, message: format!("[{dropped} more log bytes dropped: `limits.max-log-bytes`]") });
+        }
+        Ok(Invocation { result: crate::plugin::result_from_wit(result), fuel_consumed, logs })
+    }
+}
+
+/// Turns a wasmtime error into the sandbox error that explains it.
+fn classify(error: wasmtime::Error, store: &Store<StoreState>, limits: &Limits) -> SandboxError {
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        match trap {
+            Trap::OutOfFuel => return SandboxError::OutOfFuel { limit: limits.fuel },
+            Trap::Interrupt => return SandboxError::Deadline { limit_ms: limits.deadline_ms },
+            _ => {}
+        }
+    }
+    if let Some(requested) = store.data().limiter.denied {
+        return SandboxError::Memory { limit: limits.memory_bytes, requested: requested as u64 };
+    }
+    let message = format!("{error:#}");
+    // wasmtime's `HostcallFuelExhausted` is private; its message is the only way to recognise it.
+    if message.contains("fuel allocated for hostcalls has been exhausted") {
+        return SandboxError::OutputTooLarge { limit: limits.max_output_bytes };
+    }
+    if error.downcast_ref::<Trap>().is_some() {
+        let detail = error
+            .downcast_ref::<wasmtime::WasmBacktrace>()
+            .map(|bt| format!("\n{bt}"))
+            .unwrap_or_default();
+        return SandboxError::Trap { message: format!("{message}{detail}") };
+    }
+    SandboxError::Instantiate { message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_budget_keeps_lines_until_full_then_counts() {
+        let mut budget = LogBudget { remaining: 5, dropped: 0 };
+        let mut logs = Vec::new();
+        budget.push(&mut logs, LogLevel::Info, "abc".to_owned());
+        budget.push(&mut logs, LogLevel::Info, "defg".to_owned());
+        assert_eq!(logs.len(), 1);
+        assert_eq!(budget.dropped, 4);
+    }
+}

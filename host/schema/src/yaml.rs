@@ -1,0 +1,92 @@
+//! YAML parsing for untrusted input: one policy for every YAML file QPF reads.
+//!
+//! The parser is serde-saphyr (YAML 1.2, panic-free) with a budget on events, depth, aliases,
+//! anchors, documents and scalar bytes, duplicate keys rejected, YAML 1.1 booleans (`no`, `on`)
+//! kept as strings, and a size cap on the file itself. See `docs/yaml.md` for why.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde_saphyr::{Budget, DuplicateKeyPolicy};
+
+use crate::SchemaError;
+
+/// Largest YAML file QPF reads, in bytes.
+pub const MAX_FILE_BYTES: u64 = 8 << 20;
+
+fn budget() -> Budget {
+    let mut budget = Budget::default();
+    budget.max_events = 1_000_000;
+    budget.max_aliases = 1_000;
+    budget.max_anchors = 1_000;
+    budget.max_depth = 128;
+    budget.max_documents = 1;
+    budget.max_nodes = 500_000;
+    budget.max_total_scalar_bytes = MAX_FILE_BYTES as usize;
+    budget
+}
+
+/// Parses one YAML document into `T`.
+///
+/// # Errors
+/// A [`SchemaError`] at the offending line and column: syntax, budget exceeded, duplicate key,
+/// unknown field, wrong type.
+pub fn from_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, SchemaError> {
+    let options = serde_saphyr::options! {
+        budget: Some(budget()),
+        duplicate_keys: DuplicateKeyPolicy::Error,
+        strict_booleans: true,
+        with_snippet: false,
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        SchemaError { path: path.to_owned(), line, column, message: clean_message(&e.to_string()) }
+    })
+}
+
+/// Reads and parses a YAML file, refusing files over [`MAX_FILE_BYTES`] and invalid UTF-8.
+///
+/// # Errors
+/// A [`SchemaError`] naming `display` (the path to show the user) when the file cannot be read or parsed.
+pub fn read_file<T: DeserializeOwned>(path: &Path, display: &Path) -> Result<T, SchemaError> {
+    let meta = std::fs::metadata(path).map_err(|e| SchemaError::file(display, format!("cannot read: {e}")))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(SchemaError::file(
+            display,
+            format!("file is {} bytes, over the limit of {MAX_FILE_BYTES} bytes for a YAML file", meta.len()),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| SchemaError::file(display, format!("cannot read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        SchemaError::file(display, format!("not valid UTF-8 at byte {}; save the file as UTF-8", e.utf8_error().valid_up_to()))
+    })?;
+    from_str(display, &text)
+}
+
+/// serde-saphyr appends its own " at line L column C"; we print the position in front instead.
+fn clean_message(message: &str) -> String {
+    let first = message.lines().next().unwrap_or(message).trim();
+    match first.rfind(" at line ") {
+        Some(i) => first[..i].to_owned(),
+        None => first.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn duplicate_keys_are_errors_with_position() {
+        let e = from_str::<BTreeMap<String, u32>>(Path::new("a.yaml"), "a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!((e.line, e.path.to_str()), (3, Some("a.yaml")), "{e}");
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_stay_strings() {
+        let v = from_str::<BTreeMap<String, serde_json::Value>>(Path::new("a.yaml"), "country: no\n").unwrap();
+        assert_eq!(v["country"], serde_json::json!("no"));
+    }
+}
