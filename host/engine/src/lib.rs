@@ -1,1 +1,21 @@
-//! placeholder
+//! `qpf-engine`: plans invocations from a project and its schemas, runs them in the sandbox in
+//! parallel, caches them, writes their outputs atomically, and records the lock and the audit log.
+//!
+//! The flow, one module per stage, plain data between them:
+//! [`project`] → [`qpf_schema`] → [`plan`] → [`cache`] / [`qpf_runtime`] → [`output_path`] →
+//! [`writer`] → [`lock`], [`audit`], [`report`]. [`extract`] drives it. The engine prints nothing:
+//! front ends read the returned [`report::Report`] and the progress events.
+
+pub mod audit;
+pub mod cache;
+pub mod cache_key;
+pub mod canonical;
+pub mod extract;
+pub mod lock;
+pub mod output_path;
+pub mod plan;
+pub mod project;
+pub mod report;
+pub mod writer;
+
+pub use extract::{Engine, EngineError, Event, ExtractOptions};

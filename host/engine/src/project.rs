@@ -134,7 +134,11 @@ impl Project {
         }
         let file: ProjectFile = qpf_schema::yaml::read_file(&path, Path::new(PROJECT_FILE))?;
         if file.version != 1 {
-            return Err(SchemaError::file(PROJECT_FILE, format!("`version: {}` is not supported; this qpf reads version 1", file.version)).into());
+            return Err(SchemaError::file(
+                PROJECT_FILE,
+                format!("`version: {}` is not supported; this qpf reads version 1", file.version),
+            )
+            .into());
         }
         for (name, plugin) in &file.plugins {
             if !plugin.digest.starts_with("blake3:") || plugin.digest.len() != "blake3:".len() + 64 {
@@ -150,7 +154,9 @@ impl Project {
         for entry in &map.entries {
             let problem = if !seen.insert(entry.id.as_str()) {
                 Some(format!("entry id `{}` is used twice; ids must be unique", entry.id))
-            } else if entry.id.is_empty() || !entry.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            } else if entry.id.is_empty()
+                || !entry.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
                 Some(format!("entry id `{}` must be lower-case letters, digits and `-`", entry.id))
             } else if !file.plugins.contains_key(&entry.plugin) {
                 Some(format!(
@@ -160,7 +166,10 @@ impl Project {
                     file.plugins.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
                 ))
             } else if !entry.input.is_empty() && !entry.input.starts_with('/') {
-                Some(format!("entry `{}`: `input` `{}` is not a JSON Pointer (it must start with `/`)", entry.id, entry.input))
+                Some(format!(
+                    "entry `{}`: `input` `{}` is not a JSON Pointer (it must start with `/`)",
+                    entry.id, entry.input
+                ))
             } else {
                 None
             };

@@ -100,7 +100,12 @@ impl CompiledCache {
     }
 
     /// Loads the compiled artifact, or compiles and stores it.
-    pub(crate) fn load_or_compile(&self, engine: &Engine, digest: &str, bytes: &[u8]) -> Result<(Component, Option<PluginInfo>), String> {
+    pub(crate) fn load_or_compile(
+        &self,
+        engine: &Engine,
+        digest: &str,
+        bytes: &[u8],
+    ) -> Result<(Component, Option<PluginInfo>), String> {
         if let Some(hit) = self.load(engine, digest) {
             tracing::debug!(%digest, "compiled-plugin cache hit");
             return Ok(hit);

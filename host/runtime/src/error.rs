@@ -57,13 +57,17 @@ pub enum LoadError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SandboxError {
     /// The fuel budget ran out (usually an endless loop).
-    #[error("fuel limit exceeded: the plugin used all {limit} units of fuel (raise `limits.fuel` if the work is legitimate)")]
+    #[error(
+        "fuel limit exceeded: the plugin used all {limit} units of fuel (raise `limits.fuel` if the work is legitimate)"
+    )]
     OutOfFuel {
         /// The budget.
         limit: u64,
     },
     /// The plugin tried to grow its memory beyond the cap.
-    #[error("memory limit exceeded: the plugin tried to grow its memory to {requested} bytes, over the limit of {limit} bytes (`limits.memory-bytes`)")]
+    #[error(
+        "memory limit exceeded: the plugin tried to grow its memory to {requested} bytes, over the limit of {limit} bytes (`limits.memory-bytes`)"
+    )]
     Memory {
         /// The cap.
         limit: u64,

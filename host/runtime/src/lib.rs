@@ -26,8 +26,7 @@ pub use log::{LogLevel, LogLine};
 pub use plugin::Plugin;
 pub use runtime::{Runtime, RuntimeOptions};
 pub use types::{
-    Diagnostic, ExtractError, Invocation, OutputFile, PluginInfo, Request, Response, SchemaId, Severity,
-    SpawnRequest,
+    Diagnostic, ExtractError, Invocation, OutputFile, PluginInfo, Request, Response, SchemaId, Severity, SpawnRequest,
 };
 
 /// The WIT package version this host implements (`wit/0.1.0`).

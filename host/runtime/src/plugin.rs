@@ -88,13 +88,23 @@ pub(crate) fn explain_link_error(component: &Component, engine: &wasmtime::Engin
 }
 
 pub(crate) fn info_from_wit(i: wit::PluginInfo) -> PluginInfo {
-    PluginInfo { name: i.name, version: i.version, description: i.description, kinds: i.kinds, config_schema: i.config_schema }
+    PluginInfo {
+        name: i.name,
+        version: i.version,
+        description: i.description,
+        kinds: i.kinds,
+        config_schema: i.config_schema,
+    }
 }
 
 pub(crate) fn request_to_wit(r: &Request) -> wit::Request {
     wit::Request {
         entry: r.entry.clone(),
-        schema: wit::SchemaId { kind: r.schema.kind.clone(), name: r.schema.name.clone(), version: r.schema.version.clone() },
+        schema: wit::SchemaId {
+            kind: r.schema.kind.clone(),
+            name: r.schema.name.clone(),
+            version: r.schema.version.clone(),
+        },
         input: r.input.clone(),
         config: r.config.clone(),
         context: r.context.clone(),
@@ -124,6 +134,9 @@ pub(crate) fn result_from_wit(r: Result<wit::Response, wit::ExtractError>) -> Re
                 .map(|s| SpawnRequest { plugin: s.plugin, input: s.input, config: s.config })
                 .collect(),
         }),
-        Err(e) => Err(ExtractError { message: e.message, diagnostics: e.diagnostics.into_iter().map(diagnostic_from_wit).collect() }),
+        Err(e) => Err(ExtractError {
+            message: e.message,
+            diagnostics: e.diagnostics.into_iter().map(diagnostic_from_wit).collect(),
+        }),
     }
 }

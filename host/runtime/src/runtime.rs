@@ -267,7 +267,11 @@ impl Runtime {
         if let Some(expected) = expected
             && expected != digest
         {
-            return Err(LoadError::DigestMismatch { path: path.to_owned(), expected: expected.to_owned(), actual: digest });
+            return Err(LoadError::DigestMismatch {
+                path: path.to_owned(),
+                expected: expected.to_owned(),
+                actual: digest,
+            });
         }
         let (component, cached_info) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, &digest, &bytes),
@@ -282,7 +286,8 @@ impl Runtime {
             .map_err(|e| LoadError::Link { path: path.to_owned(), message: format!("{e:#}") })?;
         let mut plugin = Plugin::new(path.to_owned(), digest, pre, cached_info.clone());
         if cached_info.is_none() {
-            let info = self.call_info(&plugin).map_err(|e| LoadError::Info { path: path.to_owned(), source: Box::new(e) })?;
+            let info =
+                self.call_info(&plugin).map_err(|e| LoadError::Info { path: path.to_owned(), source: Box::new(e) })?;
             if let Some(cache) = &self.cache {
                 cache.store_info(&self.engine, &plugin.digest, &info);
             }
@@ -321,7 +326,9 @@ impl Runtime {
         let _ = store.set_fuel(limits.fuel);
         store.set_epoch_deadline(limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1));
         store.epoch_deadline_trap();
-        store.set_hostcall_fuel(usize::try_from(limits.max_output_bytes.saturating_add(HOSTCALL_SLACK)).unwrap_or(usize::MAX));
+        store.set_hostcall_fuel(
+            usize::try_from(limits.max_output_bytes.saturating_add(HOSTCALL_SLACK)).unwrap_or(usize::MAX),
+        );
         (store, stdout, stderr)
     }
 
@@ -342,7 +349,9 @@ impl Runtime {
     /// A [`SandboxError`] when the plugin did not return normally: fuel, memory, deadline or output
     /// limit exceeded, or a trap.
     pub fn invoke(&self, plugin: &Plugin, request: &Request, limits: &Limits) -> Result<Invocation, SandboxError> {
-        let _span = tracing::debug_span!("invoke", plugin = %plugin.name(), entry = %request.entry, schema = %request.schema).entered();
+        let _span =
+            tracing::debug_span!("invoke", plugin = %plugin.name(), entry = %request.entry, schema = %request.schema)
+                .entered();
         let (mut store, stdout, stderr) = self.new_store(limits);
         let instance = plugin.pre().instantiate(&mut store).map_err(|e| classify(e, &store, limits))?;
         let wit_request = crate::plugin::request_to_wit(request);
@@ -356,12 +365,18 @@ impl Runtime {
                 logs.push(LogLine { level, message: line.to_owned() });
             }
             if dropped > 0 {
-                logs.push(LogLine { level, message: format!("[{dropped} more bytes dropped: `limits.max-log-bytes`]") });
+                logs.push(LogLine {
+                    level,
+                    message: format!("[{dropped} more bytes dropped: `limits.max-log-bytes`]"),
+                });
             }
         }
         if store.data().log_budget.dropped > 0 {
             let dropped = store.data().log_budget.dropped;
-            logs.push(LogLine { level: LogLevel::Warn, message: format!("[{dropped} more log bytes dropped: `limits.max-log-bytes`]") });
+            logs.push(LogLine {
+                level: LogLevel::Warn,
+                message: format!("[{dropped} more log bytes dropped: `limits.max-log-bytes`]"),
+            });
         }
         Ok(Invocation { result: crate::plugin::result_from_wit(result), fuel_consumed, logs })
     }
@@ -385,10 +400,7 @@ fn classify(error: wasmtime::Error, store: &Store<StoreState>, limits: &Limits) 
         return SandboxError::OutputTooLarge { limit: limits.max_output_bytes };
     }
     if error.downcast_ref::<Trap>().is_some() {
-        let detail = error
-            .downcast_ref::<wasmtime::WasmBacktrace>()
-            .map(|bt| format!("\n{bt}"))
-            .unwrap_or_default();
+        let detail = error.downcast_ref::<wasmtime::WasmBacktrace>().map(|bt| format!("\n{bt}")).unwrap_or_default();
         return SandboxError::Trap { message: format!("{message}{detail}") };
     }
     SandboxError::Instantiate { message }

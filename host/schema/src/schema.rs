@@ -69,7 +69,9 @@ impl Schema {
         {
             return Err(SchemaError::file(
                 display,
-                format!("`metadata.name` `{name}` must be 1-63 lower-case letters, digits or `-`, not starting with `-`"),
+                format!(
+                    "`metadata.name` `{name}` must be 1-63 lower-case letters, digits or `-`, not starting with `-`"
+                ),
             ));
         }
         if let Err(e) = semver::Version::parse(&doc.metadata.version) {
@@ -79,7 +81,10 @@ impl Schema {
             ));
         }
         if doc.kind.is_empty() || !doc.kind.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(SchemaError::file(display, format!("`kind` `{}` must be a non-empty alphanumeric word like `Agent`", doc.kind)));
+            return Err(SchemaError::file(
+                display,
+                format!("`kind` `{}` must be a non-empty alphanumeric word like `Agent`", doc.kind),
+            ));
         }
         Ok(Schema { path: display.to_owned(), doc })
     }

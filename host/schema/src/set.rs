@@ -31,7 +31,8 @@ impl SchemaSet {
                 Err(e) => errors.push(SchemaError::file("qpf.yaml", format!("invalid schema glob `{g}`: {e}"))),
             }
         }
-        let set = builder.build().map_err(|e| vec![SchemaError::file("qpf.yaml", format!("invalid schema globs: {e}"))])?;
+        let set =
+            builder.build().map_err(|e| vec![SchemaError::file("qpf.yaml", format!("invalid schema globs: {e}"))])?;
         let mut files = Vec::new();
         for entry in walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name() {
             let entry = match entry {
@@ -57,7 +58,10 @@ impl SchemaSet {
                     if let Some(first) = schemas.get(&id) {
                         errors.push(SchemaError::file(
                             &rel,
-                            format!("`{id}` is already defined in `{}`; bump `metadata.version` or rename one of them", first.path.display()),
+                            format!(
+                                "`{id}` is already defined in `{}`; bump `metadata.version` or rename one of them",
+                                first.path.display()
+                            ),
                         ));
                     } else {
                         schemas.insert(id, schema);

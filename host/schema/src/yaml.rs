@@ -59,7 +59,10 @@ pub fn read_file<T: DeserializeOwned>(path: &Path, display: &Path) -> Result<T, 
     }
     let bytes = std::fs::read(path).map_err(|e| SchemaError::file(display, format!("cannot read: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        SchemaError::file(display, format!("not valid UTF-8 at byte {}; save the file as UTF-8", e.utf8_error().valid_up_to()))
+        SchemaError::file(
+            display,
+            format!("not valid UTF-8 at byte {}; save the file as UTF-8", e.utf8_error().valid_up_to()),
+        )
     })?;
     from_str(display, &text)
 }

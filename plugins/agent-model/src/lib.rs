@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 /// `spec` of an `Agent` schema (see `schemas/kinds/agent.schema.json`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct AgentSpec {
     /// What the agent does, one paragraph.
     pub description: String,
@@ -75,20 +74,38 @@ pub struct Capability {
 
 /// Python's reserved words (3.11), plus the soft keywords that break as field names.
 const PY_KEYWORDS: &[&str] = &[
-    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def",
-    "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is",
-    "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del",
+    "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal",
+    "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
 ];
 
-/// Turns any name into a valid Python identifier: non-identifier characters become `_`, a leading
-/// digit gets a `_` prefix, keywords get a `_` suffix. `my-field` → `my_field`, `class` → `class_`.
+/// Attributes of pydantic's `BaseModel` that a field must not shadow.
+const PYDANTIC_RESERVED: &[&str] = &[
+    "construct",
+    "copy",
+    "dict",
+    "fields",
+    "json",
+    "parse_file",
+    "parse_obj",
+    "parse_raw",
+    "schema",
+    "schema_json",
+    "update_forward_refs",
+    "validate",
+];
+
+/// Turns any name into a valid, public Python identifier: characters that cannot appear in one
+/// become `_`, leading underscores are dropped (pydantic treats `_x` as private), a leading digit
+/// gets an `f_` prefix, and keywords, `model_*` names and `BaseModel` attributes get a `_` suffix.
+/// `my-field` → `my_field`, `class` → `class_`, `9lives` → `f_9lives`, `json` → `json_`.
 pub fn py_ident(name: &str) -> String {
-    let mut out: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let replaced: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut out = replaced.trim_start_matches('_').to_owned();
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
+        out.insert_str(0, "f_");
     }
-    if PY_KEYWORDS.contains(&out.as_str()) {
+    if PY_KEYWORDS.contains(&out.as_str()) || PYDANTIC_RESERVED.contains(&out.as_str()) || out.starts_with("model_") {
         out.push('_');
     }
     out
@@ -179,7 +196,12 @@ pub fn py_type(expr: &str, known: &[String]) -> Result<String, String> {
 /// `py_doc`, `py_literal`, `md` (escapes Markdown table cells).
 pub fn template_env() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
-    match minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).keep_trailing_newline(true).build() {
+    match minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
+    {
         Ok(syntax) => env.set_syntax(syntax),
         // The builder only fails for conflicting custom delimiters, which are not set here.
         Err(e) => unreachable!("default delimiters are valid: {e}"),
@@ -201,8 +223,11 @@ mod tests {
         assert_eq!(py_ident("class"), "class_");
         assert_eq!(py_ident("from"), "from_");
         assert_eq!(py_ident("my-field"), "my_field");
-        assert_eq!(py_ident("9lives"), "_9lives");
-        assert_eq!(py_ident(""), "_");
+        assert_eq!(py_ident("9lives"), "f_9lives");
+        assert_eq!(py_ident(""), "f_");
+        assert_eq!(py_ident("\"quoted\" note"), "quoted__note");
+        assert_eq!(py_ident("json"), "json_");
+        assert_eq!(py_ident("model_name"), "model_name_");
         assert_eq!(py_class("task"), "Task");
     }
 

@@ -73,6 +73,19 @@ impl Extractor for PyModels {
                     }
                 };
                 let ident = py_ident(&f.name);
+                if let Some(other) = t.fields[..fi].iter().find(|o| py_ident(&o.name) == ident) {
+                    problems.push(
+                        Diagnostic::new(
+                            Severity::Error,
+                            format!(
+                                "fields `{}` and `{}` both become the Python name `{ident}`; rename one",
+                                other.name, f.name
+                            ),
+                        )
+                        .at(format!("/types/{ti}/fields/{fi}/name")),
+                    );
+                    continue;
+                }
                 let (annotation, default_arg) = match (&f.default, f.optional) {
                     (Some(v), true) => (format!("Optional[{annotation}]"), format!("default={}", py_literal(v))),
                     (Some(v), false) if v.is_array() || v.is_object() => {

@@ -347,11 +347,7 @@ pub mod __private {
     pub fn result_to_wit(r: Result<Response, ExtractError>) -> Result<wit::Response, wit::ExtractError> {
         match r {
             Ok(resp) => Ok(wit::Response {
-                files: resp
-                    .files
-                    .into_iter()
-                    .map(|(path, contents)| wit::OutputFile { path, contents })
-                    .collect(),
+                files: resp.files.into_iter().map(|(path, contents)| wit::OutputFile { path, contents }).collect(),
                 diagnostics: resp.diagnostics.into_iter().map(diagnostic).collect(),
                 spawns: resp
                     .spawns

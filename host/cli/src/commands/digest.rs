@@ -1,0 +1,27 @@
+//! `qpf digest FILE...`: the `blake3:<hex>` digest to pin a plugin with in qpf.yaml.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::exit::Exit;
+
+/// Arguments of `qpf digest`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Files to hash (usually plugin `.wasm` components).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+/// Runs the command.
+///
+/// # Errors
+/// An unreadable file.
+pub fn run(args: &Args) -> Result<Exit> {
+    for file in &args.files {
+        let bytes = std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))?;
+        println!("blake3:{}  {}", blake3::hash(&bytes).to_hex(), file.display());
+    }
+    Ok(Exit::Success)
+}

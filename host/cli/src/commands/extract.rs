@@ -1,0 +1,98 @@
+//! `qpf extract`: run every planned invocation and write the generated files.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use qpf_engine::{Engine, Event, ExtractOptions};
+
+use crate::exit::Exit;
+
+/// Arguments of `qpf extract`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Invocations to run at once [default: the number of available cores].
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    jobs: Option<u32>,
+    /// Write a JSON report of every invocation to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Output root, overriding `output` in qpf.yaml.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Run every plugin: neither read nor write the invocation cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+/// Runs the command.
+///
+/// # Errors
+/// A missing or invalid project, a plugin that does not match its digest, an unusable output
+/// root, or an unwritable report.
+pub fn run(project: &Path, args: &Args) -> Result<Exit> {
+    let engine = Engine::load(project)?;
+    let jobs =
+        args.jobs.map(|j| j as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let options = ExtractOptions { jobs, out: args.out.clone(), no_cache: args.no_cache };
+    let bar =
+        if std::io::stderr().is_terminal() { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let on_event = |event: Event<'_>| match event {
+        Event::Planned { total } => bar.set_length(total as u64),
+        Event::Finished { entry, schema, .. } => {
+            bar.set_message(format!("{entry} {schema}"));
+            bar.inc(1);
+        }
+    };
+    let report = engine.extract(&options, &on_event)?;
+    bar.finish_and_clear();
+    if let Some(path) = &args.report {
+        let mut json = serde_json::to_vec_pretty(&report).context("cannot encode the report")?;
+        json.push(b'\n');
+        std::fs::write(path, json).with_context(|| format!("cannot write the report to `{}`", path.display()))?;
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for inv in &report.invocations {
+        for d in &inv.diagnostics {
+            let at = d.pointer.as_deref().map(|p| format!(" at `{p}`")).unwrap_or_default();
+            eprintln!(
+                "{:?}: entry `{}`, schema `{}`, plugin `{}`{at}: {}",
+                d.severity, inv.entry, inv.schema, inv.plugin, d.message
+            );
+        }
+    }
+    let s = &report.summary;
+    for inv in report.invocations.iter().filter(|i| i.outcome != "ok") {
+        if let Some(e) = &inv.error {
+            eprintln!(
+                "error: entry `{}`, schema `{}`, plugin `{}`: {} error: {}",
+                inv.entry, inv.schema, inv.plugin, e.kind, e.message
+            );
+        }
+    }
+    println!(
+        "{} invocations ({} cached, {} run, {} failed), {} files written, {} unchanged, in {} ms -> {}",
+        s.invocations,
+        s.hits,
+        s.misses,
+        s.failed,
+        s.files_written,
+        s.files_unchanged,
+        report.duration_us / 1000,
+        report.output
+    );
+    if s.failed > 0 {
+        eprintln!(
+            "error: {} of {} invocations failed; their previous outputs were left in place",
+            s.failed, s.invocations
+        );
+        return Ok(Exit::Failure);
+    }
+    Ok(Exit::Success)
+}

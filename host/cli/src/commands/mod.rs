@@ -1,0 +1,15 @@
+//! One module per command, each with a clap `Args` struct and a `run` function.
+
+pub mod digest;
+pub mod extract;
+pub mod plan;
+pub mod validate;
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For people.
+    Human,
+    /// One JSON document on stdout.
+    Json,
+}

@@ -1,0 +1,59 @@
+//! `qpf validate`: load qpf.yaml, the map and every schema, and plan, without running a plugin.
+
+use std::path::Path;
+
+use anyhow::Result;
+use qpf_engine::{Engine, EngineError};
+
+use super::Format;
+use crate::exit::Exit;
+
+/// Arguments of `qpf validate`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
+}
+
+/// Runs the command.
+///
+/// # Errors
+/// Only for a missing project (usage error); invalid input is reported and gives exit code 1.
+pub fn run(project: &Path, args: &Args) -> Result<Exit> {
+    match Engine::load(project) {
+        Ok(engine) => {
+            let (schemas, entries, invocations) =
+                (engine.schemas().len(), engine.project().map.entries.len(), engine.plan().invocations.len());
+            match args.format {
+                Format::Human => {
+                    println!("ok: {schemas} schemas, {entries} entries, {invocations} invocations planned")
+                }
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({"valid": true, "schemas": schemas, "entries": entries, "invocations": invocations, "errors": []})
+                ),
+            }
+            Ok(Exit::Success)
+        }
+        Err(EngineError::Invalid(errors)) => {
+            match args.format {
+                Format::Human => {
+                    for e in &errors {
+                        eprintln!("error: {e}");
+                    }
+                    eprintln!("{} problem(s) found", errors.len());
+                }
+                Format::Json => {
+                    let list: Vec<_> = errors
+                        .iter()
+                        .map(|e| serde_json::json!({"path": e.path, "line": e.line, "column": e.column, "message": e.message}))
+                        .collect();
+                    println!("{}", serde_json::json!({"valid": false, "errors": list}));
+                }
+            }
+            Ok(Exit::Failure)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,67 @@
+//! `qpf`, the command-line front end of the engine. `main` parses the command line, runs one
+//! command, prints the error chain once, and maps the result to a documented exit code
+//! (see [`exit`] and `docs/cli.md`).
+
+mod commands;
+mod exit;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::Exit;
+
+/// QPF turns versioned YAML schemas into source code through sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "qpf", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// The project folder (the one holding `qpf.yaml`).
+    #[arg(long, global = true, value_name = "DIR", default_value = ".")]
+    project: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every planned invocation and write the generated files.
+    Extract(commands::extract::Args),
+    /// Check qpf.yaml, the extractor map and every schema without running plugins.
+    Validate(commands::validate::Args),
+    /// Show every invocation the project would run, with its cache state.
+    Plan(commands::plan::Args),
+    /// Print the blake3 digest of files, as qpf.yaml pins plugins.
+    Digest(commands::digest::Args),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QPF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { Exit::Usage } else { Exit::Success };
+            let _ = e.print();
+            return code.into();
+        }
+    };
+    init_tracing();
+    let result = match &cli.command {
+        Command::Extract(args) => commands::extract::run(&cli.project, args),
+        Command::Validate(args) => commands::validate::run(&cli.project, args),
+        Command::Plan(args) => commands::plan::run(&cli.project, args),
+        Command::Digest(args) => commands::digest::run(args),
+    };
+    match result {
+        Ok(code) => code.into(),
+        Err(e) => {
+            eprintln!("error: {}", exit::render(&e));
+            exit::classify(&e).into()
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The invocation cache: content-addressed, behind a small trait so that a shared object store can
+//! replace the local folder later.
+//!
+//! An entry is a manifest (`files` with their digests, diagnostics, fuel) stored under the
+//! invocation key; file contents are blobs stored under their own blake3 digest. Every read is
+//! verified: a manifest or blob whose bytes do not match is reported and treated as a miss, never
+//! served.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use qpf_runtime::Diagnostic;
+use serde::{Deserialize, Serialize};
+
+/// Version of the manifest format.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// One cached file: its path under the invocation's output folder and its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedFile {
+    /// Path relative to the invocation's `out` folder.
+    pub path: String,
+    /// `blake3:<hex>` of the contents.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What a successful invocation produced, without the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// The invocation key.
+    pub key: String,
+    /// Files.
+    pub files: Vec<CachedFile>,
+    /// Diagnostics the plugin returned.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Fuel the original run consumed.
+    pub fuel: u64,
+}
+
+/// A cache problem that is worth telling the user about (the run goes on without the cache).
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// Stored bytes do not match their digest.
+    #[error("cache entry `{0}` is corrupted (its digest does not match); ignoring it")]
+    Corrupted(String),
+    /// I/O failure.
+    #[error("cache I/O error at `{path}`: {source}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// What.
+        source: std::io::Error,
+    },
+}
+
+/// Where invocation results are kept between runs.
+pub trait InvocationCache: Send + Sync {
+    /// The manifest stored under `key`, if any.
+    ///
+    /// # Errors
+    /// [`CacheError::Corrupted`] when a stored manifest fails its check (the caller treats it as a miss).
+    fn manifest(&self, key: &str) -> Result<Option<Manifest>, CacheError>;
+
+    /// The verified bytes of a blob.
+    ///
+    /// # Errors
+    /// Missing or corrupted blobs.
+    fn blob(&self, digest: &str) -> Result<Vec<u8>, CacheError>;
+
+    /// Stores blobs and then the manifest (so a manifest never points to a missing blob).
+    ///
+    /// # Errors
+    /// I/O failures.
+    fn put(&self, manifest: &Manifest, blobs: &[(&str, &[u8])]) -> Result<(), CacheError>;
+}
+
+/// The cache in a local folder (`.qpf/cache/invocations`).
+#[derive(Debug, Clone)]
+pub struct LocalCache {
+    root: PathBuf,
+}
+
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("blake3:").unwrap_or(digest)
+}
+
+fn digest_of(bytes: &[u8]) -> String {
+    format!("blake3:{}", blake3::hash(bytes).to_hex())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let io = |source| CacheError::Io { path: path.to_owned(), source };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// A manifest on disk carries its own digest so that a flipped byte is detected.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    digest: String,
+    manifest: Manifest,
+}
+
+impl LocalCache {
+    /// A cache rooted at `root` (created on first write).
+    pub fn new(root: &Path) -> Self {
+        LocalCache { root: root.to_owned() }
+    }
+
+    fn manifest_path(&self, key: &str) -> PathBuf {
+        let h = hex(key);
+        self.root.join("manifests").join(&h[..2.min(h.len())]).join(format!("{h}.json"))
+    }
+
+    fn blob_path(&self, digest: &str) -> PathBuf {
+        let h = hex(digest);
+        self.root.join("blobs").join(&h[..2.min(h.len())]).join(h)
+    }
+}
+
+impl InvocationCache for LocalCache {
+    fn manifest(&self, key: &str) -> Result<Option<Manifest>, CacheError> {
+        let path = self.manifest_path(key);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(CacheError::Io { path, source }),
+        };
+        let sealed: Sealed = serde_json::from_slice(&bytes).map_err(|_| CacheError::Corrupted(key.to_owned()))?;
+        let body = serde_json::to_vec(&sealed.manifest).map_err(|_| CacheError::Corrupted(key.to_owned()))?;
+        if digest_of(&body) != sealed.digest || sealed.manifest.key != key || sealed.manifest.format != MANIFEST_FORMAT
+        {
+            return Err(CacheError::Corrupted(key.to_owned()));
+        }
+        Ok(Some(sealed.manifest))
+    }
+
+    fn blob(&self, digest: &str) -> Result<Vec<u8>, CacheError> {
+        let path = self.blob_path(digest);
+        let bytes = std::fs::read(&path).map_err(|source| CacheError::Io { path, source })?;
+        if digest_of(&bytes) != digest {
+            return Err(CacheError::Corrupted(digest.to_owned()));
+        }
+        Ok(bytes)
+    }
+
+    fn put(&self, manifest: &Manifest, blobs: &[(&str, &[u8])]) -> Result<(), CacheError> {
+        for (digest, bytes) in blobs {
+            let path = self.blob_path(digest);
+            if !path.exists() {
+                write_atomic(&path, bytes)?;
+            }
+        }
+        let body =
+            serde_json::to_vec(manifest).map_err(|e| CacheError::Io { path: self.root.clone(), source: e.into() })?;
+        let sealed = Sealed { digest: digest_of(&body), manifest: manifest.clone() };
+        let bytes =
+            serde_json::to_vec(&sealed).map_err(|e| CacheError::Io { path: self.root.clone(), source: e.into() })?;
+        write_atomic(&self.manifest_path(&manifest.key), &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (Manifest, Vec<u8>) {
+        let contents = b"print('hi')\n".to_vec();
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            key: "blake3:abcd".into(),
+            files: vec![CachedFile { path: "a.py".into(), digest: digest_of(&contents), size: contents.len() as u64 }],
+            diagnostics: vec![],
+            fuel: 42,
+        };
+        (manifest, contents)
+    }
+
+    #[test]
+    fn round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = LocalCache::new(tmp.path());
+        let (m, c) = sample();
+        cache.put(&m, &[(&m.files[0].digest, &c)]).unwrap();
+        assert_eq!(cache.manifest(&m.key).unwrap(), Some(m.clone()));
+        assert_eq!(cache.blob(&m.files[0].digest).unwrap(), c);
+        assert_eq!(cache.manifest("blake3:ffff").unwrap(), None);
+    }
+
+    #[test]
+    fn a_flipped_byte_is_detected_not_served() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = LocalCache::new(tmp.path());
+        let (m, c) = sample();
+        cache.put(&m, &[(&m.files[0].digest, &c)]).unwrap();
+        let blob = cache.blob_path(&m.files[0].digest);
+        let mut bytes = std::fs::read(&blob).unwrap();
+        bytes[0] ^= 1;
+        std::fs::write(&blob, bytes).unwrap();
+        assert!(matches!(cache.blob(&m.files[0].digest), Err(CacheError::Corrupted(_))));
+        let path = cache.manifest_path(&m.key);
+        let text = std::fs::read_to_string(&path).unwrap().replace("\"fuel\":42", "\"fuel\":43");
+        std::fs::write(&path, text).unwrap();
+        assert!(matches!(cache.manifest(&m.key), Err(CacheError::Corrupted(_))));
+    }
+
+    #[test]
+    fn a_truncated_manifest_is_a_corruption() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = LocalCache::new(tmp.path());
+        let (m, c) = sample();
+        cache.put(&m, &[(&m.files[0].digest, &c)]).unwrap();
+        let path = cache.manifest_path(&m.key);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(matches!(cache.manifest(&m.key), Err(CacheError::Corrupted(_))));
+    }
+}

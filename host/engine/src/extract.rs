@@ -1,0 +1,604 @@
+//! `extract`: the run. Loads and plans the project ([`Engine::load`]), then runs every invocation
+//! on a bounded pool of threads ([`Engine::extract`]): cache lookup, sandboxed call on a miss,
+//! output checks, cache store; then writes outputs in plan order, records the lock and the audit
+//! log, and returns the [`Report`]. A failing invocation never stops the others.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime};
+
+use qpf_runtime::{Limits, LoadError, Plugin, Runtime, RuntimeOptions};
+use qpf_schema::{SchemaError, SchemaSet};
+
+use crate::audit::{self, AuditOutput, AuditPlugin, AuditRecord};
+use crate::cache::{CachedFile, InvocationCache, LocalCache, MANIFEST_FORMAT, Manifest};
+use crate::lock::{LOCK_FILE, Lock, LockedFile};
+use crate::plan::{Plan, PlannedInvocation};
+use crate::project::{Project, ProjectError};
+use crate::report::{ErrorReport, InvocationReport, REPORT_FORMAT, Report, Summary};
+use crate::writer::{OutputRoot, WriteOutcome};
+
+/// How to run `extract`.
+#[derive(Debug, Clone)]
+pub struct ExtractOptions {
+    /// Invocations run at once (at least 1).
+    pub jobs: usize,
+    /// Output root overriding `qpf.yaml`'s `output`.
+    pub out: Option<PathBuf>,
+    /// Neither read nor write the invocation cache.
+    pub no_cache: bool,
+}
+
+/// Progress, for front ends.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    /// The plan is ready.
+    Planned {
+        /// Number of invocations.
+        total: usize,
+    },
+    /// One invocation finished (before outputs are written).
+    Finished {
+        /// Entry id.
+        entry: &'a str,
+        /// Schema id.
+        schema: &'a str,
+        /// Served from the cache.
+        hit: bool,
+        /// Succeeded.
+        ok: bool,
+    },
+}
+
+/// A failure that stops the run before or around the invocations.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// `qpf.yaml` or the map is missing or invalid.
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    /// Schemas or the plan are invalid.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<SchemaError>),
+    /// A plugin's file is missing or does not match its pinned digest.
+    #[error("plugin `{name}` (declared in qpf.yaml): {source}")]
+    Plugin {
+        /// Plugin name.
+        name: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// The output root is unusable.
+    #[error("output root `{}`: {message}", path.display())]
+    Output {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Reading or writing the project's state failed.
+    #[error("cannot write `{}`: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A loaded, planned project.
+#[derive(Debug)]
+pub struct Engine {
+    project: Project,
+    schemas: SchemaSet,
+    plan: Plan,
+}
+
+/// A file an invocation produced.
+struct ProducedFile {
+    /// Path under the output root.
+    rel: String,
+    digest: String,
+    /// `None` when the file on disk already holds these bytes.
+    contents: Option<Vec<u8>>,
+}
+
+/// What the worker phase found for one invocation.
+struct Worked {
+    hit: bool,
+    duration_us: u64,
+    fuel: u64,
+    plugin_version: Option<String>,
+    diagnostics: Vec<qpf_runtime::Diagnostic>,
+    result: Result<Vec<ProducedFile>, ErrorReport>,
+    warnings: Vec<String>,
+}
+
+fn error(kind: &str, message: impl Into<String>) -> ErrorReport {
+    ErrorReport { kind: kind.to_owned(), message: message.into() }
+}
+
+fn digest_of(bytes: &[u8]) -> String {
+    format!("blake3:{}", blake3::hash(bytes).to_hex())
+}
+
+/// The project's plugins, loaded on first use: a run where everything is a cache hit never
+/// creates a wasm engine.
+struct Plugins<'a> {
+    project: &'a Project,
+    options: RuntimeOptions,
+    runtime: OnceLock<Result<Runtime, String>>,
+    loaded: BTreeMap<&'a str, OnceLock<Result<Plugin, String>>>,
+}
+
+impl<'a> Plugins<'a> {
+    fn new(project: &'a Project, plan: &'a Plan, jobs: usize) -> Self {
+        let options = RuntimeOptions {
+            compiled_cache: Some(project.state_dir().join("cache").join("compiled")),
+            max_memory_bytes: project.file.limits.memory_bytes,
+            max_concurrency: u32::try_from(jobs).unwrap_or(u32::MAX),
+            pooling: true,
+        };
+        let loaded = plan.plugins().into_keys().map(|name| (name, OnceLock::new())).collect();
+        Plugins { project, options, runtime: OnceLock::new(), loaded }
+    }
+
+    fn runtime(&self) -> Result<&Runtime, String> {
+        self.runtime.get_or_init(|| Runtime::new(&self.options)).as_ref().map_err(Clone::clone)
+    }
+
+    fn get(&self, name: &str) -> Result<(&Runtime, &Plugin), String> {
+        let runtime = self.runtime()?;
+        let slot = self.loaded.get(name).ok_or_else(|| format!("plugin `{name}` is not declared"))?;
+        let plugin = slot
+            .get_or_init(|| {
+                let decl = &self.project.file.plugins[name];
+                let _span = tracing::info_span!("load", plugin = name).entered();
+                runtime.load(&self.project.root.join(&decl.path), Some(&decl.digest)).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        Ok((runtime, plugin))
+    }
+}
+
+impl Engine {
+    /// Loads `qpf.yaml`, the map and the schemas under `root`, and plans the run.
+    ///
+    /// # Errors
+    /// [`EngineError::Project`] or [`EngineError::Invalid`] with every problem found.
+    pub fn load(root: &Path) -> Result<Engine, EngineError> {
+        let _span = tracing::info_span!("load_project", root = %root.display()).entered();
+        let project = Project::load(root)?;
+        let schemas = SchemaSet::load(root, &project.file.schemas).map_err(EngineError::Invalid)?;
+        let plan = crate::plan::plan(&project, &schemas).map_err(EngineError::Invalid)?;
+        Ok(Engine { project, schemas, plan })
+    }
+
+    /// The project.
+    pub fn project(&self) -> &Project {
+        &self.project
+    }
+
+    /// The schemas.
+    pub fn schemas(&self) -> &SchemaSet {
+        &self.schemas
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Whether each planned invocation has a valid cache entry (in plan order).
+    pub fn cache_states(&self) -> Vec<bool> {
+        let cache = LocalCache::new(&self.project.state_dir().join("cache").join("invocations"));
+        self.plan.invocations.iter().map(|i| matches!(cache.manifest(&i.key), Ok(Some(_)))).collect()
+    }
+
+    /// Checks that every plugin the plan uses exists and matches its pinned digest.
+    fn verify_plugins(&self) -> Result<(), EngineError> {
+        for (name, digest) in self.plan.plugins() {
+            let decl = &self.project.file.plugins[name];
+            let path = self.project.root.join(&decl.path);
+            let bytes = std::fs::read(&path).map_err(|source| EngineError::Plugin {
+                name: name.to_owned(),
+                source: LoadError::Read { path: decl.path.clone(), source },
+            })?;
+            let actual = digest_of(&bytes);
+            if actual != digest {
+                return Err(EngineError::Plugin {
+                    name: name.to_owned(),
+                    source: LoadError::DigestMismatch { path: decl.path.clone(), expected: digest.to_owned(), actual },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn open_output(&self, options: &ExtractOptions) -> Result<(PathBuf, String, OutputRoot), EngineError> {
+        let (path, shown) = match &options.out {
+            Some(out) => (out.clone(), out.display().to_string()),
+            None => (self.project.output_root(), self.project.file.output.display().to_string()),
+        };
+        let fail = |message: String| EngineError::Output { path: path.clone(), message };
+        let root = OutputRoot::open(&path).map_err(|e| fail(format!("cannot create or open it: {e}")))?;
+        let canonical_out = std::fs::canonicalize(&path).map_err(|e| fail(e.to_string()))?;
+        let canonical_project = std::fs::canonicalize(&self.project.root).map_err(|e| fail(e.to_string()))?;
+        if canonical_project.starts_with(&canonical_out) {
+            return Err(fail(
+                "it contains the project itself (qpf.yaml, schemas); point `output` at a folder of its own, e.g. `out`"
+                    .to_owned(),
+            ));
+        }
+        Ok((path, shown, root))
+    }
+
+    /// Runs the plan.
+    ///
+    /// # Errors
+    /// Only failures that stop the whole run: a plugin whose digest does not match (nothing is
+    /// written then), an unusable output root, or unwritable project state. Failing invocations
+    /// are reported in the [`Report`], not here.
+    pub fn extract(
+        &self,
+        options: &ExtractOptions,
+        on_event: &(dyn Fn(Event<'_>) + Sync),
+    ) -> Result<Report, EngineError> {
+        let started = Instant::now();
+        let time = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+        self.verify_plugins()?;
+        let (_, output_shown, root) = self.open_output(options)?;
+        let jobs = options.jobs.max(1);
+        let cache = LocalCache::new(&self.project.state_dir().join("cache").join("invocations"));
+        let cache: Option<&dyn InvocationCache> = if options.no_cache { None } else { Some(&cache) };
+        let plugins = Plugins::new(&self.project, &self.plan, jobs);
+        let limits = &self.project.file.limits;
+        let invocations = &self.plan.invocations;
+        on_event(Event::Planned { total: invocations.len() });
+
+        // Worker phase: every invocation, `jobs` at a time.
+        let results: Vec<OnceLock<Worked>> = invocations.iter().map(|_| OnceLock::new()).collect();
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.min(invocations.len().max(1)) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(inv) = invocations.get(i) else { break };
+                        let worked = work(inv, cache, &plugins, &root, limits);
+                        on_event(Event::Finished {
+                            entry: &inv.entry,
+                            schema: &inv.schema,
+                            hit: worked.hit,
+                            ok: worked.result.is_ok(),
+                        });
+                        let _ = results[i].set(worked);
+                    }
+                });
+            }
+        });
+
+        // Write phase, in plan order: conflicts are decided deterministically.
+        let lock_path = self.project.root.join(LOCK_FILE);
+        let previous = Lock::read(&lock_path).filter(|l| l.output == output_shown);
+        let mut lock = Lock::new(output_shown.clone());
+        let mut claimed: HashMap<String, usize> = HashMap::new();
+        let mut reports = Vec::with_capacity(invocations.len());
+        let mut records = Vec::with_capacity(invocations.len());
+        let mut summary = Summary { invocations: invocations.len(), ..Summary::default() };
+        let mut warnings = Vec::new();
+        for (i, (inv, slot)) in invocations.iter().zip(results).enumerate() {
+            let Some(worked) = slot.into_inner() else { continue };
+            warnings.extend(worked.warnings);
+            let mut written = Vec::new();
+            let result = worked.result.and_then(|files| {
+                if let Some((rel, other)) = files.iter().find_map(|f| claimed.get(&f.rel).map(|o| (&f.rel, *o))) {
+                    let other = &invocations[other];
+                    return Err(error(
+                        "output",
+                        format!(
+                            "`{rel}` is also produced by entry `{}` for `{}`; give the entries different `out` folders",
+                            other.entry, other.schema
+                        ),
+                    ));
+                }
+                for f in &files {
+                    claimed.insert(f.rel.clone(), i);
+                    if let Some(contents) = &f.contents {
+                        match root.write(&f.rel, contents) {
+                            Ok(WriteOutcome::Written) => written.push(f.rel.clone()),
+                            Ok(WriteOutcome::Unchanged) => summary.files_unchanged += 1,
+                            Err(e) => {
+                                return Err(error(
+                                    "write",
+                                    format!("cannot write `{}` under the output root: {e}", f.rel),
+                                ));
+                            }
+                        }
+                    } else {
+                        summary.files_unchanged += 1;
+                    }
+                }
+                Ok(files)
+            });
+            summary.files_written += written.len();
+            if worked.hit {
+                summary.hits += 1;
+            } else {
+                summary.misses += 1;
+            }
+            let files: Vec<(String, String)> = match &result {
+                Ok(files) => files.iter().map(|f| (f.rel.clone(), f.digest.clone())).collect(),
+                Err(_) => Vec::new(),
+            };
+            match &result {
+                Ok(_) => {
+                    for (rel, digest) in &files {
+                        lock.files.insert(
+                            rel.clone(),
+                            LockedFile {
+                                digest: digest.clone(),
+                                key: inv.key.clone(),
+                                entry: inv.entry.clone(),
+                                schema: inv.schema.clone(),
+                                plugin: inv.plugin.clone(),
+                            },
+                        );
+                    }
+                }
+                Err(_) => {
+                    summary.failed += 1;
+                    // Self-healing: the previous outputs of a failing invocation stay, and stay locked.
+                    if let Some(previous) = &previous {
+                        for (rel, f) in &previous.files {
+                            if f.entry == inv.entry && f.schema == inv.schema && !claimed.contains_key(rel) {
+                                lock.files.insert(rel.clone(), f.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            let (outcome, err) = match result {
+                Ok(_) => ("ok", None),
+                Err(e) => ("error", Some(e)),
+            };
+            records.push(AuditRecord {
+                format: audit::AUDIT_FORMAT,
+                time: time.clone(),
+                tenant: "default".to_owned(),
+                entry: inv.entry.clone(),
+                schema: inv.schema.clone(),
+                plugin: AuditPlugin {
+                    name: inv.plugin.clone(),
+                    version: worked.plugin_version.clone(),
+                    digest: inv.plugin_digest.clone(),
+                },
+                key: inv.key.clone(),
+                input_digest: digest_of(inv.request.input.as_bytes()),
+                config_digest: digest_of(inv.request.config.as_bytes()),
+                cache: if worked.hit { "hit" } else { "miss" }.to_owned(),
+                outcome: outcome.to_owned(),
+                error: err.as_ref().map(|e| format!("{}: {}", e.kind, e.message)),
+                duration_us: worked.duration_us,
+                fuel: worked.fuel,
+                outputs: files
+                    .iter()
+                    .map(|(path, digest)| AuditOutput { path: path.clone(), digest: digest.clone() })
+                    .collect(),
+            });
+            reports.push(InvocationReport {
+                entry: inv.entry.clone(),
+                schema: inv.schema.clone(),
+                plugin: inv.plugin.clone(),
+                key: inv.key.clone(),
+                cache: if worked.hit { "hit" } else { "miss" }.to_owned(),
+                outcome: outcome.to_owned(),
+                error: err,
+                duration_us: worked.duration_us,
+                fuel: worked.fuel,
+                files: files.into_iter().map(|(rel, _)| rel).collect(),
+                written,
+                diagnostics: worked.diagnostics,
+            });
+        }
+
+        lock.write(&lock_path).map_err(|source| EngineError::Io { path: lock_path.clone(), source })?;
+        let audit_path = self.project.state_dir().join("audit.jsonl");
+        audit::append(&audit_path, &records).map_err(|source| EngineError::Io { path: audit_path, source })?;
+        Ok(Report {
+            format: REPORT_FORMAT,
+            output: output_shown,
+            jobs,
+            duration_us: started.elapsed().as_micros() as u64,
+            summary,
+            invocations: reports,
+            warnings,
+        })
+    }
+}
+
+/// Joins an invocation's `out` folder and a plugin path.
+fn join(out_dir: &str, path: &str) -> String {
+    format!("{out_dir}/{path}")
+}
+
+/// Replays a cache hit: checks which files are already on disk and reads the verified blobs of
+/// the others. `None` means the entry cannot be used (missing or corrupted blob): run the plugin.
+fn replay(
+    inv: &PlannedInvocation,
+    manifest: &Manifest,
+    cache: &dyn InvocationCache,
+    root: &OutputRoot,
+    warnings: &mut Vec<String>,
+) -> Option<Vec<ProducedFile>> {
+    let mut files = Vec::with_capacity(manifest.files.len());
+    for f in &manifest.files {
+        let rel = join(&inv.out_dir, &f.path);
+        let contents = if root.digest_of(&rel).as_deref() == Some(f.digest.as_str()) {
+            None
+        } else {
+            match cache.blob(&f.digest) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    warnings.push(format!(
+                        "entry `{}`, schema `{}`: {e}; running the plugin instead",
+                        inv.entry, inv.schema
+                    ));
+                    return None;
+                }
+            }
+        };
+        files.push(ProducedFile { rel, digest: f.digest.clone(), contents });
+    }
+    Some(files)
+}
+
+/// Checks a plugin's files against the output limits and paths, and returns them ready to write.
+fn check_outputs(
+    files: Vec<qpf_runtime::OutputFile>,
+    limits: &Limits,
+) -> Result<Vec<(String, String, Vec<u8>)>, ErrorReport> {
+    if files.len() > limits.max_files as usize {
+        return Err(error(
+            "output",
+            format!(
+                "the plugin returned {} files, over the limit of {} (`limits.max-files`)",
+                files.len(),
+                limits.max_files
+            ),
+        ));
+    }
+    let total: u64 = files.iter().map(|f| f.contents.len() as u64).sum();
+    if total > limits.max_output_bytes {
+        return Err(error(
+            "output",
+            format!(
+                "the plugin returned {total} bytes, over the limit of {} (`limits.max-output-bytes`)",
+                limits.max_output_bytes
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut checked = Vec::with_capacity(files.len());
+    for f in files {
+        crate::output_path::check(&f.path, limits.max_path_len).map_err(|p| {
+            error("output", format!("the plugin returned the path {:?}, which is not allowed: {p}", f.path))
+        })?;
+        if !seen.insert(f.path.clone()) {
+            return Err(error("output", format!("the plugin returned the path `{}` twice", f.path)));
+        }
+        let digest = digest_of(&f.contents);
+        checked.push((f.path, digest, f.contents));
+    }
+    Ok(checked)
+}
+
+fn work(
+    inv: &PlannedInvocation,
+    cache: Option<&dyn InvocationCache>,
+    plugins: &Plugins<'_>,
+    root: &OutputRoot,
+    limits: &Limits,
+) -> Worked {
+    let _span =
+        tracing::info_span!("invocation", entry = %inv.entry, schema = %inv.schema, plugin = %inv.plugin).entered();
+    let started = Instant::now();
+    let mut warnings = Vec::new();
+    if let Some(cache) = cache {
+        match cache.manifest(&inv.key) {
+            Ok(Some(manifest)) => {
+                if let Some(files) = replay(inv, &manifest, cache, root, &mut warnings) {
+                    tracing::debug!("cache hit");
+                    return Worked {
+                        hit: true,
+                        duration_us: started.elapsed().as_micros() as u64,
+                        fuel: manifest.fuel,
+                        plugin_version: None,
+                        diagnostics: manifest.diagnostics,
+                        result: Ok(files),
+                        warnings,
+                    };
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warnings.push(format!("entry `{}`, schema `{}`: {e}", inv.entry, inv.schema)),
+        }
+    }
+    let mut worked = Worked {
+        hit: false,
+        duration_us: 0,
+        fuel: 0,
+        plugin_version: None,
+        diagnostics: Vec::new(),
+        result: Ok(Vec::new()),
+        warnings,
+    };
+    worked.result = run_plugin(inv, cache, plugins, limits, &mut worked);
+    worked.duration_us = started.elapsed().as_micros() as u64;
+    worked
+}
+
+fn run_plugin(
+    inv: &PlannedInvocation,
+    cache: Option<&dyn InvocationCache>,
+    plugins: &Plugins<'_>,
+    limits: &Limits,
+    worked: &mut Worked,
+) -> Result<Vec<ProducedFile>, ErrorReport> {
+    let (runtime, plugin) = plugins.get(&inv.plugin).map_err(|e| error("load", e))?;
+    let info = plugin.info();
+    worked.plugin_version = Some(info.version.clone());
+    if !info.kinds.is_empty() && !info.kinds.contains(&inv.request.schema.kind) {
+        return Err(error(
+            "load",
+            format!(
+                "plugin `{}` accepts kinds {:?}, not `{}`; narrow the entry's `select.kind`",
+                inv.plugin, info.kinds, inv.request.schema.kind
+            ),
+        ));
+    }
+    let invocation = runtime.invoke(plugin, &inv.request, limits).map_err(|e| error("sandbox", e.to_string()))?;
+    worked.fuel = invocation.fuel_consumed;
+    for line in &invocation.logs {
+        tracing::debug!(target: "qpf::plugin", level = ?line.level, "{}", line.message);
+    }
+    let response = match invocation.result {
+        Ok(r) => r,
+        Err(e) => {
+            worked.diagnostics = e.diagnostics;
+            return Err(error("plugin", e.message));
+        }
+    };
+    worked.diagnostics = response.diagnostics;
+    let checked = check_outputs(response.files, limits)?;
+    if let Some(cache) = cache {
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            key: inv.key.clone(),
+            files: checked
+                .iter()
+                .map(|(path, digest, c)| CachedFile {
+                    path: path.clone(),
+                    digest: digest.clone(),
+                    size: c.len() as u64,
+                })
+                .collect(),
+            diagnostics: worked.diagnostics.clone(),
+            fuel: worked.fuel,
+        };
+        let blobs: Vec<(&str, &[u8])> = checked.iter().map(|(_, d, c)| (d.as_str(), c.as_slice())).collect();
+        if let Err(e) = cache.put(&manifest, &blobs) {
+            worked.warnings.push(format!("entry `{}`, schema `{}`: {e}", inv.entry, inv.schema));
+        }
+    }
+    Ok(checked
+        .into_iter()
+        .map(|(path, digest, contents)| ProducedFile {
+            rel: join(&inv.out_dir, &path),
+            digest,
+            contents: Some(contents),
+        })
+        .collect())
+}

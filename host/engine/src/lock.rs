@@ -1,0 +1,86 @@
+//! `qpf.lock`: every generated file with its digest and the invocation that produced it. Written
+//! deterministically (sorted, pretty JSON, trailing newline) and atomically, and only when it changed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The lock file's name, at the project root.
+pub const LOCK_FILE: &str = "qpf.lock";
+
+/// Version of the lock format.
+pub const LOCK_FORMAT: u32 = 1;
+
+/// The lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    /// [`LOCK_FORMAT`].
+    pub format: u32,
+    /// The output root the paths are relative to, as configured (or given with `--out`).
+    pub output: String,
+    /// Generated files by path (relative to the output root).
+    pub files: BTreeMap<String, LockedFile>,
+}
+
+/// One generated file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedFile {
+    /// `blake3:<hex>` of its bytes.
+    pub digest: String,
+    /// Key of the invocation that produced it.
+    pub key: String,
+    /// Entry id.
+    pub entry: String,
+    /// Schema id, `kind/name@version`.
+    pub schema: String,
+    /// Plugin name.
+    pub plugin: String,
+}
+
+impl Lock {
+    /// An empty lock for an output root.
+    pub fn new(output: String) -> Self {
+        Lock { format: LOCK_FORMAT, output, files: BTreeMap::new() }
+    }
+
+    /// Reads the lock, or `None` when there is none or it cannot be parsed (a warning is logged;
+    /// the next write replaces it).
+    pub fn read(path: &Path) -> Option<Lock> {
+        let bytes = std::fs::read(path).ok()?;
+        match serde_json::from_slice::<Lock>(&bytes) {
+            Ok(lock) if lock.format == LOCK_FORMAT => Some(lock),
+            Ok(lock) => {
+                tracing::warn!(path = %path.display(), format = lock.format, "unsupported lock format; it will be rewritten");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "unreadable lock ({e}); it will be rewritten");
+                None
+            }
+        }
+    }
+
+    /// The lock's bytes: pretty JSON with a trailing newline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Writes the lock atomically unless the file already holds these bytes.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn write(&self, path: &Path) -> std::io::Result<bool> {
+        let bytes = self.to_bytes();
+        if std::fs::read(path).is_ok_and(|old| old == bytes) {
+            return Ok(false);
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, &bytes)?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(true)
+    }
+}

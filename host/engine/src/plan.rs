@@ -1,0 +1,131 @@
+//! The plan: every (entry × selected schema) pair becomes one [`PlannedInvocation`] with its request
+//! in canonical form and its cache key. Planning is pure: no plugin runs, no file is written.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use qpf_runtime::{Request, SchemaId};
+use qpf_schema::{SchemaError, SchemaSet};
+use serde::Serialize;
+
+use crate::cache_key::{self, KeyInputs};
+use crate::canonical;
+use crate::project::Project;
+
+/// One invocation to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedInvocation {
+    /// Entry id.
+    pub entry: String,
+    /// Plugin name (as declared in `qpf.yaml`).
+    pub plugin: String,
+    /// Pinned digest of the plugin.
+    pub plugin_digest: String,
+    /// The schema file, relative to the project root.
+    pub schema_path: PathBuf,
+    /// Output folder of the invocation, relative to the output root.
+    pub out_dir: String,
+    /// The request the plugin receives.
+    #[serde(skip)]
+    pub request: Request,
+    /// `schema` id as text, `kind/name@version`.
+    pub schema: String,
+    /// Cache key.
+    pub key: String,
+}
+
+/// Every invocation of a run, in a deterministic order (map order, then schema id).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    /// The invocations.
+    pub invocations: Vec<PlannedInvocation>,
+}
+
+/// Builds the plan.
+///
+/// # Errors
+/// Every problem found: an `input` pointer that does not exist in a selected schema, or an `out`
+/// folder that is not a plain relative path.
+pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaError>> {
+    let mut invocations = Vec::new();
+    let mut errors = Vec::new();
+    let map_path = &project.file.map;
+    let limits = &project.file.limits;
+    for entry in &project.map.entries {
+        let Some(plugin) = project.file.plugins.get(&entry.plugin) else { continue };
+        let config = canonical::to_string(&entry.config);
+        for schema in schemas.iter().filter(|s| entry.select.matches(s)) {
+            let doc = schema.to_json();
+            let Some(selected) = doc.pointer(&entry.input) else {
+                errors.push(SchemaError::file(
+                    map_path,
+                    format!(
+                        "entry `{}`: `input` `{}` selects nothing in `{}` ({})",
+                        entry.id,
+                        entry.input,
+                        schema.id(),
+                        schema.path.display()
+                    ),
+                ));
+                continue;
+            };
+            let meta = &schema.doc.metadata;
+            let out_dir = entry
+                .out
+                .replace("{kind}", &schema.doc.kind.to_ascii_lowercase())
+                .replace("{name}", &meta.name)
+                .replace("{version}", &meta.version);
+            if let Err(problem) = crate::output_path::check(&out_dir, limits.max_path_len) {
+                errors.push(SchemaError::file(
+                    map_path,
+                    format!("entry `{}`: `out` `{out_dir}` is not allowed: {problem}", entry.id),
+                ));
+                continue;
+            }
+            let context = serde_json::json!({
+                "schema": {
+                    "apiVersion": schema.doc.api_version,
+                    "kind": schema.doc.kind,
+                    "metadata": { "name": meta.name, "version": meta.version, "labels": meta.labels },
+                }
+            });
+            let request = Request {
+                entry: entry.id.clone(),
+                schema: SchemaId {
+                    kind: schema.doc.kind.clone(),
+                    name: meta.name.clone(),
+                    version: meta.version.clone(),
+                },
+                input: canonical::to_string(selected),
+                config: config.clone(),
+                context: canonical::to_string(&context),
+            };
+            let key = cache_key::compute(&KeyInputs {
+                abi: qpf_runtime::ABI_VERSION,
+                plugin_digest: &plugin.digest,
+                config: &request.config,
+                input: &request.input,
+                context: &request.context,
+                limits,
+            });
+            invocations.push(PlannedInvocation {
+                entry: entry.id.clone(),
+                plugin: entry.plugin.clone(),
+                plugin_digest: plugin.digest.clone(),
+                schema_path: schema.path.clone(),
+                out_dir,
+                schema: schema.id(),
+                request,
+                key,
+            });
+        }
+    }
+    if errors.is_empty() { Ok(Plan { invocations }) } else { Err(errors) }
+}
+
+impl Plan {
+    /// The plugins the plan uses, by name, with their digests.
+    pub fn plugins(&self) -> BTreeMap<&str, &str> {
+        self.invocations.iter().map(|i| (i.plugin.as_str(), i.plugin_digest.as_str())).collect()
+    }
+}
