@@ -1,1 +1,9 @@
-//! Integration tests.
+//! Integration tests: the `qpf` binary and real wasm components, including hostile guests.
+//!
+//! They need the guests and plugins built for wasm32-wasip2 and the `qpf` binary built in the same
+//! profile; `./dev test` does all of that before running them.
+
+mod cli;
+mod extract;
+mod sandbox;
+mod support;

@@ -1,0 +1,75 @@
+//! The command line as a user meets it: help, exit codes, error messages.
+
+use crate::support::{self, qpf, show};
+
+#[test]
+fn help_lists_the_commands() {
+    let out = qpf(&["--help"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["extract", "validate", "plan", "digest"] {
+        assert!(text.contains(cmd), "{text}");
+    }
+}
+
+#[test]
+fn an_unknown_flag_is_a_usage_error_64() {
+    let out = qpf(&["extract", "--frobnicate"]);
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+}
+
+#[test]
+fn a_missing_project_is_a_usage_error_64_that_says_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = qpf(&["validate", "--project", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--project"), "{}", show(&out));
+}
+
+#[test]
+fn validate_accepts_the_example_project() {
+    let project = support::example_project();
+    let out = qpf(&["validate", "--project", project.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5 schemas, 2 entries, 10 invocations"), "{}", show(&out));
+}
+
+#[test]
+fn a_malformed_schema_is_reported_at_file_line_and_column_with_exit_1() {
+    let project = support::example_project();
+    let p = project.path();
+    std::fs::write(p.join("agents/broken.yaml"), "apiVersion: qpf.dev/v1\nkind: Agent\nmetadata:\n  name: broken\n  name: twice\n").unwrap();
+    let out = qpf(&["validate", "--project", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("agents/broken.yaml:5:"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_top_level_key_is_reported_with_its_name() {
+    let project = support::example_project();
+    let p = project.path();
+    let text = std::fs::read_to_string(p.join("agents/monitor.yaml")).unwrap();
+    std::fs::write(p.join("agents/monitor.yaml"), format!("{text}specs: {{}}\n")).unwrap();
+    let out = qpf(&["validate", "--project", p.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert!(v["errors"][0]["message"].as_str().unwrap().contains("specs"), "{v}");
+    assert_eq!(v["errors"][0]["path"], "agents/monitor.yaml");
+}
+
+#[test]
+fn plan_shows_every_invocation_and_its_cache_state() {
+    let project = support::example_project();
+    let p = project.path().to_str().unwrap();
+    let out = qpf(&["plan", "--project", p, "--format", "json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = v["invocations"].as_array().unwrap();
+    assert_eq!(items.len(), 10);
+    assert!(items.iter().all(|i| i["cache"] == "miss"));
+    assert!(qpf(&["extract", "--project", p]).status.success());
+    let v: serde_json::Value = serde_json::from_slice(&qpf(&["plan", "--project", p, "--format", "json"]).stdout).unwrap();
+    assert!(v["invocations"].as_array().unwrap().iter().all(|i| i["cache"] == "hit"));
+}

@@ -1,0 +1,178 @@
+//! `qpf extract` end to end on the example project and on hostile projects.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::support::{self, qpf, show};
+
+fn extract(project: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["extract", "--project", project.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    qpf(&args)
+}
+
+fn mtimes(dir: &Path) -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+    support::walk(dir).into_iter().map(|p| (p.clone(), std::fs::metadata(&p).unwrap().modified().unwrap())).collect()
+}
+
+#[test]
+fn second_run_of_an_unchanged_project_is_all_cache_hits_and_rewrites_nothing() {
+    let project = support::example_project();
+    let p = project.path();
+    let out = extract(p, &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    let before = mtimes(&p.join("out"));
+    let report_path = p.join("second.json");
+    let out = extract(p, &["--report", report_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let report = support::report(&report_path);
+    let invocations = report["invocations"].as_array().unwrap();
+    assert_eq!(invocations.len(), 10);
+    for inv in invocations {
+        assert_eq!(inv["cache"], "hit", "{inv}");
+        assert_eq!(inv["outcome"], "ok", "{inv}");
+        assert_eq!(inv["written"], json!([]), "{inv}");
+    }
+    assert_eq!(mtimes(&p.join("out")), before, "no file was rewritten");
+}
+
+#[test]
+fn outputs_are_byte_identical_across_runs_and_job_counts() {
+    let project = support::example_project();
+    let p = project.path();
+    let a = p.join("a");
+    let b = p.join("b");
+    let c = p.join("c");
+    for (dir, jobs) in [(&a, "1"), (&b, "4"), (&c, "4")] {
+        let out = extract(p, &["--no-cache", "--jobs", jobs, "--out", dir.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", show(&out));
+    }
+    let ta = support::tree(&a);
+    assert_eq!(ta.len(), 10);
+    assert_eq!(ta, support::tree(&b), "--jobs 1 and --jobs 4 differ");
+    assert_eq!(ta, support::tree(&c), "two runs differ");
+}
+
+#[test]
+fn changing_one_schema_reruns_only_that_schemas_invocations() {
+    let project = support::example_project();
+    let p = project.path();
+    assert!(extract(p, &[]).status.success());
+    let schema = p.join("agents/trainer.yaml");
+    let text = std::fs::read_to_string(&schema).unwrap();
+    std::fs::write(&schema, text.replace("default: 3 }", "default: 5 }")).unwrap();
+    let report_path = p.join("r.json");
+    let out = extract(p, &["--report", report_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let report = support::report(&report_path);
+    for inv in report["invocations"].as_array().unwrap() {
+        let expected = if inv["schema"] == "Agent/trainer@0.4.1" { "miss" } else { "hit" };
+        assert_eq!(inv["cache"], expected, "{inv}");
+    }
+    let models = std::fs::read_to_string(p.join("out/trainer/src/trainer/models.py")).unwrap();
+    assert!(models.contains("epochs: int = Field(default=5)"), "{models}");
+}
+
+#[test]
+fn a_plugin_digest_mismatch_is_a_clear_error_and_nothing_is_written() {
+    let project = support::example_project();
+    let p = project.path();
+    let qpf_yaml = p.join("qpf.yaml");
+    let text = std::fs::read_to_string(&qpf_yaml).unwrap();
+    let pinned = support::digest(&support::wasm("qpf_md_docs"));
+    let wrong = format!("blake3:{}", "a".repeat(64));
+    std::fs::write(&qpf_yaml, text.replace(&pinned, &wrong)).unwrap();
+    let out = extract(p, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("md-docs") && stderr.contains(&wrong) && stderr.contains(&pinned), "{stderr}");
+    assert!(support::walk(&p.join("out")).is_empty(), "nothing may be written");
+    assert!(!p.join("qpf.lock").exists());
+}
+
+#[test]
+fn a_trapping_invocation_fails_alone_and_the_run_exits_1_with_a_summary() {
+    let project = support::hostile_project(
+        &[("crash", json!({"mode": "trap"})), ("fine", json!({"mode": "echo"}))],
+        "  fuel: 100000000\n",
+    );
+    let p = project.path();
+    let report_path = p.join("r.json");
+    let out = extract(p, &["--report", report_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("entry `crash`") && stderr.contains("plugin `hostile`") && stderr.contains("crashed"), "{stderr}");
+    let report = support::report(&report_path);
+    assert_eq!(report["invocations"][0]["outcome"], "error");
+    assert_eq!(report["invocations"][0]["error"]["kind"], "sandbox");
+    assert_eq!(report["invocations"][1]["outcome"], "ok");
+    assert_eq!(std::fs::read(p.join("out/fine/echo.json")).unwrap(), b"{\"greeting\":\"hello\"}");
+}
+
+#[test]
+fn escaping_and_duplicate_output_paths_are_rejected_and_nothing_lands_outside_the_root() {
+    let bad = ["../x", "/etc/x", "a/../../x", "x\u{0}y", "C:/x", "a\\..\\x"];
+    let mut entries: Vec<(String, serde_json::Value)> =
+        bad.iter().enumerate().map(|(i, path)| (format!("bad-{i}"), json!({"mode": "path", "path": path}))).collect();
+    entries.push(("dup".into(), json!({"mode": "duplicate"})));
+    let borrowed: Vec<(&str, serde_json::Value)> = entries.iter().map(|(id, c)| (id.as_str(), c.clone())).collect();
+    let project = support::hostile_project(&borrowed, "  fuel: 100000000\n");
+    let p = project.path();
+    let report_path = p.join("r.json");
+    let out = extract(p, &["--report", report_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report = support::report(&report_path);
+    for inv in report["invocations"].as_array().unwrap() {
+        assert_eq!(inv["outcome"], "error", "{inv}");
+        assert_eq!(inv["error"]["kind"], "output", "{inv}");
+    }
+    assert!(support::walk(&p.join("out")).is_empty(), "nothing written under the root");
+    assert!(!p.join("x").exists() && !p.join("out/x").exists(), "nothing written beside it");
+}
+
+#[test]
+fn a_failing_invocation_keeps_its_previous_outputs_and_lock_entries() {
+    let project = support::hostile_project(&[("one", json!({"mode": "echo"}))], "  fuel: 100000000\n");
+    let p = project.path();
+    assert!(extract(p, &[]).status.success());
+    let lock_before = std::fs::read_to_string(p.join("qpf.lock")).unwrap();
+    let map = std::fs::read_to_string(p.join("map.yaml")).unwrap();
+    std::fs::write(p.join("map.yaml"), map.replace("\"echo\"", "\"trap\"")).unwrap();
+    let out = extract(p, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(std::fs::read(p.join("out/one/echo.json")).unwrap(), b"{\"greeting\":\"hello\"}");
+    assert_eq!(std::fs::read_to_string(p.join("qpf.lock")).unwrap(), lock_before);
+}
+
+#[test]
+fn the_audit_log_and_lock_record_every_invocation() {
+    let project = support::example_project();
+    let p = project.path();
+    assert!(extract(p, &[]).status.success());
+    let audit = std::fs::read_to_string(p.join(".qpf/audit.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 10);
+    for r in &records {
+        for field in ["time", "entry", "schema", "key", "input_digest", "config_digest", "cache", "outcome", "duration_us", "fuel", "outputs"] {
+            assert!(!r[field].is_null(), "audit record lacks `{field}`: {r}");
+        }
+        assert_eq!(r["tenant"], "default");
+        assert!(r["plugin"]["digest"].as_str().unwrap().starts_with("blake3:"));
+    }
+    let lock: serde_json::Value = serde_json::from_slice(&std::fs::read(p.join("qpf.lock")).unwrap()).unwrap();
+    let files = lock["files"].as_object().unwrap();
+    assert_eq!(files.len(), 10);
+    for (path, f) in files {
+        assert_eq!(f["digest"].as_str().unwrap(), support::digest(&p.join("out").join(path)), "{path}");
+    }
+}
+
+#[test]
+fn an_output_root_that_contains_the_project_is_refused() {
+    let project = support::example_project();
+    let p = project.path();
+    let out = extract(p, &["--out", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(74), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("contains the project"), "{}", show(&out));
+}

@@ -1,0 +1,133 @@
+//! Shared helpers: where the built artifacts are, temporary projects, running `qpf`.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// The cargo target folder this test binary was built into (`<target>/release/deps/all-*`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.ancestors().nth(3).expect("test binary lives in <target>/<profile>/deps").to_owned()
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_owned()
+}
+
+/// A built wasm component (`qpf_hostile`, `qpf_py_models`, ...).
+pub fn wasm(name: &str) -> PathBuf {
+    let path = target_dir().join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} is missing: run `./dev test`, which builds the plugins first", path.display());
+    path
+}
+
+/// The `qpf` binary built next to this test binary.
+pub fn qpf_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe.parent().and_then(Path::parent).expect("deps/..").join("qpf");
+    assert!(bin.is_file(), "{} is missing: run `./dev test`, which builds qpf first", bin.display());
+    bin
+}
+
+/// `blake3:<hex>` of a file.
+pub fn digest(path: &Path) -> String {
+    format!("blake3:{}", blake3::hash(&std::fs::read(path).expect("readable file")).to_hex())
+}
+
+/// Runs `qpf` with arguments.
+pub fn qpf(args: &[&str]) -> Output {
+    std::process::Command::new(qpf_bin()).args(args).env("QPF_LOG", "warn").output().expect("qpf runs")
+}
+
+/// The exit code, stdout and stderr of a run, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A copy of the example project (`schemas/`) in a temporary folder, with plugin paths made absolute.
+pub fn example_project() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let src = workspace_root().join("schemas");
+    copy_tree(&src, tmp.path(), &|rel| rel.starts_with("out") || rel.starts_with(".qpf") || rel == Path::new("qpf.lock"));
+    let qpf_yaml = tmp.path().join("qpf.yaml");
+    let text = std::fs::read_to_string(&qpf_yaml).expect("qpf.yaml");
+    let target = target_dir();
+    std::fs::write(&qpf_yaml, text.replace("../target/", &format!("{}/", target.display()))).expect("write qpf.yaml");
+    tmp
+}
+
+fn copy_tree(src: &Path, dst: &Path, skip: &dyn Fn(&Path) -> bool) {
+    for entry in walk(src) {
+        let rel = entry.strip_prefix(src).expect("under src");
+        if skip(rel) {
+            continue;
+        }
+        let to = dst.join(rel);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(&entry, &to).expect("copy");
+    }
+}
+
+/// Every regular file under `dir`, sorted.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every file under `dir` with its bytes, keyed by relative path.
+pub fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    walk(dir)
+        .into_iter()
+        .map(|p| (p.strip_prefix(dir).expect("under dir").to_owned(), std::fs::read(&p).expect("read")))
+        .collect()
+}
+
+/// Reads a JSON report written with `--report`.
+pub fn report(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("report exists")).expect("report is JSON")
+}
+
+/// A one-schema project whose only plugin is the hostile guest, one entry per `(id, config)`.
+pub fn hostile_project(entries: &[(&str, serde_json::Value)], limits: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let wasm = wasm("qpf_hostile");
+    std::fs::create_dir_all(tmp.path().join("schemas")).expect("mkdir");
+    std::fs::write(
+        tmp.path().join("schemas/probe.yaml"),
+        "apiVersion: qpf.dev/v1\nkind: Probe\nmetadata:\n  name: probe\n  version: 1.0.0\nspec:\n  greeting: hello\n",
+    )
+    .expect("schema");
+    let mut map = String::from("entries:\n");
+    for (id, config) in entries {
+        map.push_str(&format!("  - id: {id}\n    plugin: hostile\n    input: /spec\n    out: {id}\n    config: {config}\n"));
+    }
+    std::fs::write(tmp.path().join("map.yaml"), map).expect("map");
+    std::fs::write(
+        tmp.path().join("qpf.yaml"),
+        format!(
+            "version: 1\nschemas: [\"schemas/*.yaml\"]\nmap: map.yaml\noutput: out\nplugins:\n  hostile:\n    path: {}\n    digest: {}\nlimits:\n{limits}",
+            wasm.display(),
+            digest(&wasm)
+        ),
+    )
+    .expect("qpf.yaml");
+    tmp
+}
