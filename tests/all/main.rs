@@ -3,6 +3,9 @@
 //! They need the guests and plugins built for wasm32-wasip2 and the `qpf` binary built in the same
 //! profile; `./dev test` does all of that before running them.
 
+// Test helpers: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod extract;
 mod sandbox;

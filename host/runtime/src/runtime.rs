@@ -207,7 +207,7 @@ fn pooling_config(options: &RuntimeOptions) -> PoolingAllocationConfig {
         .table_elements(MAX_TABLE_ELEMENTS)
         // Keeping a little of each slot resident avoids the mmap/madvise contention that made
         // two threads slower than one (MEASURED.md).
-        .linear_memory_keep_resident(1 << 20)
+        .linear_memory_keep_resident(16 << 20)
         .table_keep_resident(64 << 10);
     pool
 }

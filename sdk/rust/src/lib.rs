@@ -26,6 +26,7 @@
 use serde::de::DeserializeOwned;
 
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)] // generated code
 pub mod bindings {
     wit_bindgen::generate!({
         world: "extractor",

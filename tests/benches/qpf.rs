@@ -1,0 +1,175 @@
+//! `cargo bench -p qpf-tests --bench qpf` (or `./dev bench`): the numbers in docs/benchmarks.md.
+//!
+//! A plain harness that prints medians, so that ratios come from one run on one machine:
+//! for a trivial plugin (the hostile guest in `echo` mode) — compile, load from the compiled
+//! cache, fresh-instance invocation, cache hit, and throughput at 1 and 2 threads; for the example
+//! project — `qpf extract` wall time cold (compiled cache warm, invocation cache empty) and warm.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use qpf_runtime::{Limits, Request, Runtime, RuntimeOptions, SchemaId};
+
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("bench executable path");
+    exe.ancestors().nth(3).expect("<target>/<profile>/deps/bench").to_owned()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn measure(n: usize, mut f: impl FnMut()) -> Duration {
+    f(); // warm-up
+    median((0..n).map(|_| {
+        let t = Instant::now();
+        f();
+        t.elapsed()
+    }).collect())
+}
+
+fn fmt(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 10_000.0 { format!("{:.1} ms", us / 1000.0) } else { format!("{us:.1} µs") }
+}
+
+fn request() -> Request {
+    Request {
+        entry: "bench".into(),
+        schema: SchemaId { kind: "Probe".into(), name: "probe".into(), version: "1.0.0".into() },
+        input: "{\"greeting\":\"hello\"}".into(),
+        config: "{\"mode\":\"echo\"}".into(),
+        context: "{}".into(),
+    }
+}
+
+fn throughput(rt: &Runtime, plugin: &qpf_runtime::Plugin, threads: usize, calls_per_thread: usize) -> f64 {
+    let limits = Limits::default();
+    let req = request();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..calls_per_thread {
+                    let inv = rt.invoke(plugin, &req, &limits).expect("echo runs");
+                    assert!(inv.result.is_ok());
+                }
+            });
+        }
+    });
+    (threads * calls_per_thread) as f64 / t.elapsed().as_secs_f64()
+}
+
+fn qpf(args: &[&str]) {
+    let bin = target_dir().join("release/qpf");
+    let out = std::process::Command::new(&bin).args(args).output().expect("qpf runs (build it first: ./dev build)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn example_project() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    for sub in ["agents", "kinds"] {
+        std::fs::create_dir_all(tmp.path().join(sub)).expect("mkdir");
+        for e in std::fs::read_dir(src.join(sub)).expect("schemas/").flatten() {
+            std::fs::copy(e.path(), tmp.path().join(sub).join(e.file_name())).expect("copy");
+        }
+    }
+    std::fs::copy(src.join("extractors.yaml"), tmp.path().join("extractors.yaml")).expect("copy map");
+    let text = std::fs::read_to_string(src.join("qpf.yaml")).expect("qpf.yaml");
+    std::fs::write(tmp.path().join("qpf.yaml"), text.replace("../target/", &format!("{}/", target_dir().display())))
+        .expect("write qpf.yaml");
+    tmp
+}
+
+fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let wasm = target_dir().join("wasm32-wasip2/release/qpf_hostile.wasm");
+    let cache = tempfile::tempdir().expect("temp dir");
+    println!("machine: {} cores, {}", std::thread::available_parallelism().map_or(1, |n| n.get()), std::env::consts::ARCH);
+    println!("{:<52} {:>12}", "measurement", "median");
+
+    if wanted("plugin") && filter.as_deref() != Some("profile-invoke") {
+        let rt = Runtime::new(&RuntimeOptions::default()).expect("runtime");
+        println!("pooling allocator: {}", rt.is_pooling());
+        let size = std::fs::metadata(&wasm).expect("run ./dev build first").len();
+        println!("trivial plugin: {} KB", size / 1024);
+        let compile = measure(5, || {
+            rt.load(&wasm, None).expect("loads");
+        });
+        println!("{:<52} {:>12}", "trivial plugin: compile (cold, Cranelift)", fmt(compile));
+        let cached =
+            Runtime::new(&RuntimeOptions { compiled_cache: Some(cache.path().to_owned()), ..RuntimeOptions::default() })
+                .expect("runtime");
+        let load = measure(50, || {
+            cached.load(&wasm, None).expect("loads");
+        });
+        println!("{:<52} {:>12}", "trivial plugin: load from the compiled cache", fmt(load));
+        let plugin = rt.load(&wasm, None).expect("loads");
+        let limits = Limits::default();
+        let req = request();
+        let call = measure(2000, || {
+            rt.invoke(&plugin, &req, &limits).expect("runs");
+        });
+        println!("{:<52} {:>12}", "trivial plugin: fresh-instance invocation", fmt(call));
+        let calls = 4000;
+        let mut one = Vec::new();
+        let mut two = Vec::new();
+        for _ in 0..5 {
+            one.push(throughput(&rt, &plugin, 1, calls));
+            two.push(throughput(&rt, &plugin, 2, calls / 2));
+        }
+        one.sort_by(f64::total_cmp);
+        two.sort_by(f64::total_cmp);
+        let (one, two) = (one[2], two[2]);
+        println!("{:<52} {:>12}", "throughput --jobs 1 (calls/s)", format!("{one:.0}"));
+        println!("{:<52} {:>12}", "throughput --jobs 2 (calls/s)", format!("{two:.0}"));
+        println!("{:<52} {:>12}", "speed-up --jobs 2 / --jobs 1", format!("{:.2}x", two / one));
+    }
+
+    if filter.as_deref() == Some("profile-invoke") {
+        // For `perf record`: nothing but fresh-instance invocations.
+        let rt = Runtime::new(&RuntimeOptions::default()).expect("runtime");
+        let plugin = rt.load(&wasm, None).expect("loads");
+        let (limits, req) = (Limits::default(), request());
+        for _ in 0..100_000 {
+            rt.invoke(&plugin, &req, &limits).expect("runs");
+        }
+        return;
+    }
+
+    if wanted("project") {
+        let project = example_project();
+        let p = project.path().to_str().expect("utf-8 path");
+        qpf(&["extract", "--project", p]); // fills the compiled cache
+        let hit_project = project.path().join("hit");
+        let out = hit_project.to_str().expect("utf-8");
+        let cold = measure(20, || {
+            let _ = std::fs::remove_dir_all(&hit_project);
+            qpf(&["extract", "--project", p, "--no-cache", "--out", out]);
+        });
+        println!("{:<52} {:>12}", "example project: cold (compiled cache warm), 10 inv.", fmt(cold));
+        qpf(&["extract", "--project", p]);
+        let warm = measure(20, || qpf(&["extract", "--project", p]));
+        println!("{:<52} {:>12}", "example project: warm (nothing changed)", fmt(warm));
+        let schema = project.path().join("agents/monitor.yaml");
+        let original = std::fs::read_to_string(&schema).expect("schema");
+        let mut flip = false;
+        let one = measure(20, || {
+            flip = !flip;
+            let text = if flip { original.replace("default: warning", "default: critical") } else { original.clone() };
+            std::fs::write(&schema, text).expect("write");
+            qpf(&["extract", "--project", p, "--no-cache"]);
+        });
+        println!("{:<52} {:>12}", "example project: one schema changed, --no-cache", fmt(one));
+        let hit = measure(20, || {
+            flip = !flip;
+            let text = if flip { original.replace("default: warning", "default: critical") } else { original.clone() };
+            std::fs::write(&schema, text).expect("write");
+            qpf(&["extract", "--project", p]);
+        });
+        println!("{:<52} {:>12}", "example project: schema toggled, served from cache", fmt(hit));
+    }
+}
