@@ -83,6 +83,30 @@ fn example_project() -> tempfile::TempDir {
     tmp
 }
 
+fn hostile_echo_project(wasm: &Path) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        tmp.path().join("probe.yaml"),
+        "apiVersion: qpf.dev/v1\nkind: Probe\nmetadata: {name: probe, version: 1.0.0}\nspec: {greeting: hello}\n",
+    )
+    .expect("schema");
+    std::fs::write(
+        tmp.path().join("map.yaml"),
+        "entries:\n  - {id: echo, plugin: hostile, input: /spec, out: echo, config: {mode: echo}}\n",
+    )
+    .expect("map");
+    let digest = format!("blake3:{}", blake3::hash(&std::fs::read(wasm).expect("wasm")).to_hex());
+    std::fs::write(
+        tmp.path().join("qpf.yaml"),
+        format!(
+            "version: 1\nschemas: [probe.yaml]\nmap: map.yaml\noutput: out\nplugins:\n  hostile: {{path: {}, digest: {digest}}}\n",
+            wasm.display()
+        ),
+    )
+    .expect("qpf.yaml");
+    tmp
+}
+
 fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
@@ -114,6 +138,15 @@ fn main() {
             rt.invoke(&plugin, &req, &limits).expect("runs");
         });
         println!("{:<52} {:>12}", "trivial plugin: fresh-instance invocation", fmt(call));
+        let hit_project = hostile_echo_project(&wasm);
+        let engine = qpf_engine::Engine::load(hit_project.path()).expect("project loads");
+        let options = qpf_engine::ExtractOptions { jobs: 1, out: None, no_cache: false };
+        engine.extract(&options, &|_| {}).expect("first run");
+        let hit = measure(200, || {
+            let report = engine.extract(&options, &|_| {}).expect("runs");
+            assert_eq!(report.summary.hits, 1);
+        });
+        println!("{:<52} {:>12}", "trivial plugin: cache hit (1-invocation run, in-process)", fmt(hit));
         let calls = 4000;
         let mut one = Vec::new();
         let mut two = Vec::new();

@@ -41,11 +41,15 @@ pub fn classify(error: &anyhow::Error) -> Exit {
     }
 }
 
-/// The error chain, outermost first, one cause per line.
+/// The error chain, outermost first, one cause per line; a cause whose text the message already
+/// shows is not repeated.
 pub fn render(error: &anyhow::Error) -> String {
     let mut out = error.to_string();
     for cause in error.chain().skip(1) {
-        out.push_str(&format!("\n  caused by: {cause}"));
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(&format!("\n  caused by: {text}"));
+        }
     }
     out
 }
