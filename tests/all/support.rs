@@ -16,7 +16,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// A built wasm component (`qpf_hostile`, `qpf_py_models`, ...).
 pub fn wasm(name: &str) -> PathBuf {
-    let path = target_dir().join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+    let path = target_dir().join("wasm32-wasip2/guest").join(format!("{name}.wasm"));
     assert!(path.is_file(), "{} is missing: run `./dev test`, which builds the plugins first", path.display());
     path
 }

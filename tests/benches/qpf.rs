@@ -110,7 +110,7 @@ fn hostile_echo_project(wasm: &Path) -> tempfile::TempDir {
 fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
-    let wasm = target_dir().join("wasm32-wasip2/release/qpf_hostile.wasm");
+    let wasm = target_dir().join("wasm32-wasip2/guest/qpf_hostile.wasm");
     let cache = tempfile::tempdir().expect("temp dir");
     println!("machine: {} cores, {}", std::thread::available_parallelism().map_or(1, |n| n.get()), std::env::consts::ARCH);
     println!("{:<52} {:>12}", "measurement", "median");
