@@ -38,7 +38,11 @@ fn validate_accepts_the_example_project() {
 fn a_malformed_schema_is_reported_at_file_line_and_column_with_exit_1() {
     let project = support::example_project();
     let p = project.path();
-    std::fs::write(p.join("agents/broken.yaml"), "apiVersion: qpf.dev/v1\nkind: Agent\nmetadata:\n  name: broken\n  name: twice\n").unwrap();
+    std::fs::write(
+        p.join("agents/broken.yaml"),
+        "apiVersion: qpf.dev/v1\nkind: Agent\nmetadata:\n  name: broken\n  name: twice\n",
+    )
+    .unwrap();
     let out = qpf(&["validate", "--project", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -70,6 +74,7 @@ fn plan_shows_every_invocation_and_its_cache_state() {
     assert_eq!(items.len(), 10);
     assert!(items.iter().all(|i| i["cache"] == "miss"));
     assert!(qpf(&["extract", "--project", p]).status.success());
-    let v: serde_json::Value = serde_json::from_slice(&qpf(&["plan", "--project", p, "--format", "json"]).stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&qpf(&["plan", "--project", p, "--format", "json"]).stdout).unwrap();
     assert!(v["invocations"].as_array().unwrap().iter().all(|i| i["cache"] == "hit"));
 }

@@ -102,7 +102,10 @@ fn a_trapping_invocation_fails_alone_and_the_run_exits_1_with_a_summary() {
     let out = extract(p, &["--report", report_path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("entry `crash`") && stderr.contains("plugin `hostile`") && stderr.contains("crashed"), "{stderr}");
+    assert!(
+        stderr.contains("entry `crash`") && stderr.contains("plugin `hostile`") && stderr.contains("crashed"),
+        "{stderr}"
+    );
     let report = support::report(&report_path);
     assert_eq!(report["invocations"][0]["outcome"], "error");
     assert_eq!(report["invocations"][0]["error"]["kind"], "sandbox");
@@ -154,7 +157,19 @@ fn the_audit_log_and_lock_record_every_invocation() {
     let records: Vec<serde_json::Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(records.len(), 10);
     for r in &records {
-        for field in ["time", "entry", "schema", "key", "input_digest", "config_digest", "cache", "outcome", "duration_us", "fuel", "outputs"] {
+        for field in [
+            "time",
+            "entry",
+            "schema",
+            "key",
+            "input_digest",
+            "config_digest",
+            "cache",
+            "outcome",
+            "duration_us",
+            "fuel",
+            "outputs",
+        ] {
             assert!(!r[field].is_null(), "audit record lacks `{field}`: {r}");
         }
         assert_eq!(r["tenant"], "default");

@@ -69,7 +69,9 @@ fn a_100_mb_file_hits_the_output_limit_before_the_host_copies_it() {
 fn a_trap_is_reported_as_a_crash_with_a_backtrace() {
     let err = run(serde_json::json!({"mode": "trap"}), &Limits::default()).unwrap_err();
     match &err {
-        SandboxError::Trap { message } => assert!(message.contains("unreachable") || message.contains("wasm"), "{message}"),
+        SandboxError::Trap { message } => {
+            assert!(message.contains("unreachable") || message.contains("wasm"), "{message}")
+        }
         other => panic!("expected a trap, got {other:?}"),
     }
 }
@@ -127,7 +129,9 @@ fn fuel_consumed_is_deterministic() {
     let rt = runtime();
     let plugin = hostile(&rt);
     let fuel = |rt: &Runtime| {
-        rt.invoke(&plugin, &request(serde_json::json!({"mode": "echo"})), &Limits::default()).expect("runs").fuel_consumed
+        rt.invoke(&plugin, &request(serde_json::json!({"mode": "echo"})), &Limits::default())
+            .expect("runs")
+            .fuel_consumed
     };
     let first = fuel(&rt);
     assert!(first > 0);

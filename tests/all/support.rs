@@ -53,7 +53,9 @@ pub fn show(out: &Output) -> String {
 pub fn example_project() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("temp dir");
     let src = workspace_root().join("schemas");
-    copy_tree(&src, tmp.path(), &|rel| rel.starts_with("out") || rel.starts_with(".qpf") || rel == Path::new("qpf.lock"));
+    copy_tree(&src, tmp.path(), &|rel| {
+        rel.starts_with("out") || rel.starts_with(".qpf") || rel == Path::new("qpf.lock")
+    });
     let qpf_yaml = tmp.path().join("qpf.yaml");
     let text = std::fs::read_to_string(&qpf_yaml).expect("qpf.yaml");
     let target = target_dir();
@@ -117,7 +119,9 @@ pub fn hostile_project(entries: &[(&str, serde_json::Value)], limits: &str) -> t
     .expect("schema");
     let mut map = String::from("entries:\n");
     for (id, config) in entries {
-        map.push_str(&format!("  - id: {id}\n    plugin: hostile\n    input: /spec\n    out: {id}\n    config: {config}\n"));
+        map.push_str(&format!(
+            "  - id: {id}\n    plugin: hostile\n    input: /spec\n    out: {id}\n    config: {config}\n"
+        ));
     }
     std::fs::write(tmp.path().join("map.yaml"), map).expect("map");
     std::fs::write(

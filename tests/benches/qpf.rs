@@ -22,11 +22,15 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 fn measure(n: usize, mut f: impl FnMut()) -> Duration {
     f(); // warm-up
-    median((0..n).map(|_| {
-        let t = Instant::now();
-        f();
-        t.elapsed()
-    }).collect())
+    median(
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect(),
+    )
 }
 
 fn fmt(d: Duration) -> String {
@@ -112,7 +116,11 @@ fn main() {
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     let wasm = target_dir().join("wasm32-wasip2/guest/qpf_hostile.wasm");
     let cache = tempfile::tempdir().expect("temp dir");
-    println!("machine: {} cores, {}", std::thread::available_parallelism().map_or(1, |n| n.get()), std::env::consts::ARCH);
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        std::env::consts::ARCH
+    );
     println!("{:<52} {:>12}", "measurement", "median");
 
     if wanted("plugin") && filter.as_deref() != Some("profile-invoke") {
@@ -124,9 +132,11 @@ fn main() {
             rt.load(&wasm, None).expect("loads");
         });
         println!("{:<52} {:>12}", "trivial plugin: compile (cold, Cranelift)", fmt(compile));
-        let cached =
-            Runtime::new(&RuntimeOptions { compiled_cache: Some(cache.path().to_owned()), ..RuntimeOptions::default() })
-                .expect("runtime");
+        let cached = Runtime::new(&RuntimeOptions {
+            compiled_cache: Some(cache.path().to_owned()),
+            ..RuntimeOptions::default()
+        })
+        .expect("runtime");
         let load = measure(50, || {
             cached.load(&wasm, None).expect("loads");
         });

@@ -5,7 +5,7 @@
 //! for `wasm32-wasip2`. Input and config arrive as JSON and can be read into serde types with
 //! [`Request::input`] and [`Request::config`]; outputs are collected in a [`Response`].
 //!
-//! ```ignore
+//! ```no_run
 //! use qpf_sdk::{Extractor, ExtractError, PluginInfo, Request, Response};
 //!
 //! struct Hello;
