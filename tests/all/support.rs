@@ -107,6 +107,10 @@ pub fn report(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("report exists")).expect("report is JSON")
 }
 
+/// The JSON Schema of the `Probe` kind used by hostile projects.
+pub const PROBE_KIND: &str = r#"{"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+  "properties": {"spec": {"type": "object", "required": ["greeting"]}}}"#;
+
 /// A one-schema project whose only plugin is the hostile guest, one entry per `(id, config)`.
 pub fn hostile_project(entries: &[(&str, serde_json::Value)], limits: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -124,10 +128,11 @@ pub fn hostile_project(entries: &[(&str, serde_json::Value)], limits: &str) -> t
         ));
     }
     std::fs::write(tmp.path().join("map.yaml"), map).expect("map");
+    std::fs::write(tmp.path().join("probe.schema.json"), PROBE_KIND).expect("kind");
     std::fs::write(
         tmp.path().join("qpf.yaml"),
         format!(
-            "version: 1\nschemas: [\"schemas/*.yaml\"]\nmap: map.yaml\noutput: out\nplugins:\n  hostile:\n    path: {}\n    digest: {}\nlimits:\n{limits}",
+            "version: 1\nschemas: [\"schemas/*.yaml\"]\nkinds: {{Probe: probe.schema.json}}\nmap: map.yaml\noutput: out\nplugins:\n  hostile:\n    path: {}\n    digest: {}\nlimits:\n{limits}",
             wasm.display(),
             digest(&wasm)
         ),

@@ -99,11 +99,12 @@ fn hostile_echo_project(wasm: &Path) -> tempfile::TempDir {
         "entries:\n  - {id: echo, plugin: hostile, input: /spec, out: echo, config: {mode: echo}}\n",
     )
     .expect("map");
+    std::fs::write(tmp.path().join("probe.json"), "{\"type\": \"object\"}").expect("kind");
     let digest = format!("blake3:{}", blake3::hash(&std::fs::read(wasm).expect("wasm")).to_hex());
     std::fs::write(
         tmp.path().join("qpf.yaml"),
         format!(
-            "version: 1\nschemas: [probe.yaml]\nmap: map.yaml\noutput: out\nplugins:\n  hostile: {{path: {}, digest: {digest}}}\n",
+            "version: 1\nschemas: [probe.yaml]\nkinds: {{Probe: probe.json}}\nmap: map.yaml\noutput: out\nplugins:\n  hostile: {{path: {}, digest: {digest}}}\n",
             wasm.display()
         ),
     )

@@ -171,7 +171,8 @@ impl Engine {
     pub fn load(root: &Path) -> Result<Engine, EngineError> {
         let _span = tracing::info_span!("load_project", root = %root.display()).entered();
         let project = Project::load(root)?;
-        let schemas = SchemaSet::load(root, &project.file.schemas).map_err(EngineError::Invalid)?;
+        let kinds = qpf_schema::KindRegistry::load(root, &project.file.kinds).map_err(EngineError::Invalid)?;
+        let schemas = SchemaSet::load(root, &project.file.schemas, &kinds).map_err(EngineError::Invalid)?;
         let plan = crate::plan::plan(&project, &schemas).map_err(EngineError::Invalid)?;
         Ok(Engine { project, schemas, plan })
     }

@@ -19,6 +19,9 @@ pub struct ProjectFile {
     pub version: u32,
     /// Globs (relative to the project root) of the schema files, e.g. `agents/*.yaml`.
     pub schemas: Vec<String>,
+    /// JSON Schema (draft 2020-12) of each kind, by kind name, relative to the project root.
+    #[serde(default)]
+    pub kinds: BTreeMap<String, PathBuf>,
     /// Path of the extractor map, relative to the project root.
     pub map: PathBuf,
     /// Output root, relative to the project root (or absolute). Every generated file lands under it.

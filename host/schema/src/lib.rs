@@ -1,15 +1,28 @@
 //! `qpf-schema`: from YAML files to schemas the engine can trust.
 //!
-//! It parses untrusted YAML with resource budgets ([`yaml`]), checks the schema envelope
-//! (`apiVersion`, `kind`, `metadata {name, version, labels}`, `spec`), and collects a project's
-//! schemas into a [`SchemaSet`] with unique `kind/name@version` ids. Every error names the file and,
-//! where the parser knows it, the line and column. This crate has no wasmtime dependency.
+//! The flow: [`yaml`] parses untrusted text under resource budgets into position-aware nodes;
+//! [`document`] checks the envelope (`apiVersion`, `kind`, `metadata {name, version, labels}`,
+//! `imports`, `extends`, `spec`); [`resolve`] applies imports, `$ref` and `extends` (with
+//! [`merge`]'s rules) into plain JSON with [`provenance`]; [`kinds`] validates each result against
+//! its kind's JSON Schema; [`SchemaSet`] does all of it for a project. [`diff`] classifies the
+//! changes between two versions and [`migrate`] applies declarative migrations. Every error names
+//! the file, line and column, with an excerpt. This crate has no wasmtime dependency.
 
+pub mod diff;
+pub mod document;
 mod error;
+pub mod kinds;
+pub mod merge;
+pub mod migrate;
+pub mod node;
+pub mod provenance;
+pub mod resolve;
 mod schema;
 mod set;
 pub mod yaml;
 
 pub use error::SchemaError;
+pub use kinds::KindRegistry;
+pub use provenance::{Origin, Provenance, Sources};
 pub use schema::{Metadata, Schema, SchemaDoc};
-pub use set::SchemaSet;
+pub use set::{SchemaSet, find_files};

@@ -1,76 +1,177 @@
-//! A project's schemas: found by glob under the project root, loaded, and indexed by id.
+//! A project's schemas: found by glob under the project root, parsed, resolved against each other,
+//! validated against their kinds, and indexed by id. The result does not depend on the order in
+//! which files are found.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSetBuilder};
 
-use crate::{Schema, SchemaError};
+use crate::document::RawDocument;
+use crate::kinds::KindRegistry;
+use crate::provenance::Sources;
+use crate::resolve::{Resolver, load_document};
+use crate::{Schema, SchemaDoc, SchemaError};
 
-/// Every schema of a project, in a deterministic order (by id).
+/// Every schema of a project, in a deterministic order (by id), and the source texts for errors.
 #[derive(Debug, Clone, Default)]
 pub struct SchemaSet {
     schemas: BTreeMap<String, Schema>,
+    sources: Sources,
+}
+
+/// Finds the files under `root` matching `globs`, sorted. Hidden folders (`.qpf`, `.git`) are
+/// skipped; a symbolic link is followed only when it points inside the project.
+///
+/// # Errors
+/// Bad globs, unreadable folders, and links pointing outside the project.
+pub fn find_files(root: &Path, globs: &[String]) -> Result<Vec<PathBuf>, Vec<SchemaError>> {
+    let mut builder = GlobSetBuilder::new();
+    let mut errors = Vec::new();
+    for g in globs {
+        match Glob::new(g) {
+            Ok(glob) => {
+                builder.add(glob);
+            }
+            Err(e) => errors.push(SchemaError::file("qpf.yaml", format!("invalid schema glob `{g}`: {e}"))),
+        }
+    }
+    let set = builder.build().map_err(|e| vec![SchemaError::file("qpf.yaml", format!("invalid schema globs: {e}"))])?;
+    let canonical_root = std::fs::canonicalize(root)
+        .map_err(|e| vec![SchemaError::file(root, format!("cannot open the project: {e}"))])?;
+    let mut files = Vec::new();
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    for entry in walker {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(SchemaError::file(root, format!("cannot list the project: {e}")));
+                continue;
+            }
+        };
+        let Ok(rel) = entry.path().strip_prefix(root) else { continue };
+        if entry.file_type().is_dir() || !set.is_match(rel) {
+            continue;
+        }
+        if entry.path_is_symlink() {
+            match std::fs::canonicalize(entry.path()) {
+                Ok(target) if target.starts_with(&canonical_root) && target.is_file() => {}
+                Ok(target) => {
+                    errors.push(SchemaError::file(
+                        rel,
+                        format!("is a symbolic link to `{}`, outside the project; schemas must live under the project folder", target.display()),
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    errors.push(SchemaError::file(rel, format!("is a broken symbolic link: {e}")));
+                    continue;
+                }
+            }
+        }
+        files.push(rel.to_owned());
+    }
+    if errors.is_empty() { Ok(files) } else { Err(errors) }
 }
 
 impl SchemaSet {
-    /// Loads every file under `root` that matches one of `globs` (relative to `root`).
-    /// Symbolic links are not followed, so a link cannot pull in a file outside the project.
+    /// Loads every file under `root` that matches one of `globs`, resolves and validates them.
     ///
     /// # Errors
-    /// Every problem found, not just the first: bad globs, unreadable or invalid files, and two
-    /// files declaring the same `kind/name@version`.
-    pub fn load(root: &Path, globs: &[String]) -> Result<SchemaSet, Vec<SchemaError>> {
-        let mut builder = GlobSetBuilder::new();
+    /// Every problem found, not just the first.
+    pub fn load(root: &Path, globs: &[String], kinds: &KindRegistry) -> Result<SchemaSet, Vec<SchemaError>> {
+        let files = find_files(root, globs)?;
+        SchemaSet::from_files(root, &files, kinds)
+    }
+
+    /// Loads, resolves and validates the given files (relative to `root`), in any order.
+    ///
+    /// # Errors
+    /// Every problem found: bad files, duplicate ids, resolution and validation errors.
+    pub fn from_files(root: &Path, files: &[PathBuf], kinds: &KindRegistry) -> Result<SchemaSet, Vec<SchemaError>> {
+        let canonical_root = std::fs::canonicalize(root)
+            .map_err(|e| vec![SchemaError::file(root, format!("cannot open the project: {e}"))])?;
+        let mut files = files.to_vec();
+        files.sort();
+        files.dedup();
+        let mut sources = Sources::default();
         let mut errors = Vec::new();
-        for g in globs {
-            match Glob::new(g) {
-                Ok(glob) => {
-                    builder.add(glob);
-                }
-                Err(e) => errors.push(SchemaError::file("qpf.yaml", format!("invalid schema glob `{g}`: {e}"))),
+        let mut docs: Vec<RawDocument> = Vec::new();
+        for rel in &files {
+            let absolute = root.join(rel);
+            if let Ok(text) = std::fs::read_to_string(&absolute) {
+                sources.add(rel, &text);
+            }
+            match load_document(&absolute, rel) {
+                Ok((doc, _)) => docs.push(doc),
+                Err(e) => errors.push(e.with_excerpt(&sources)),
             }
         }
-        let set =
-            builder.build().map_err(|e| vec![SchemaError::file("qpf.yaml", format!("invalid schema globs: {e}"))])?;
-        let mut files = Vec::new();
-        for entry in walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name() {
-            let entry = match entry {
-                Ok(e) => e,
+        let mut by_id: BTreeMap<String, &RawDocument> = BTreeMap::new();
+        for doc in &docs {
+            if let Some(first) = by_id.get(&doc.id()) {
+                errors.push(SchemaError::file(
+                    &doc.path,
+                    format!(
+                        "`{}` is already defined in `{}`; bump `metadata.version` or rename one of them",
+                        doc.id(),
+                        first.path.display()
+                    ),
+                ));
+            } else {
+                by_id.insert(doc.id(), doc);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut schemas = BTreeMap::new();
+        let mut resolved_all = Vec::new();
+        {
+            let mut resolver = Resolver::new(&canonical_root, &docs, &mut sources);
+            for doc in &docs {
+                match resolver.resolve(&doc.path) {
+                    Ok(resolved) => resolved_all.push((doc.path.clone(), doc.id(), resolved)),
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        errors = errors.into_iter().map(|e| e.with_excerpt(&sources)).collect();
+        for (path, id, resolved) in resolved_all {
+            let doc: SchemaDoc = match serde_json::from_value(resolved.body.clone()) {
+                Ok(doc) => doc,
                 Err(e) => {
-                    errors.push(SchemaError::file(root, format!("cannot list the project: {e}")));
+                    errors.push(SchemaError::file(&path, format!("resolved document is not a schema: {e}")));
                     continue;
                 }
             };
-            if !entry.file_type().is_file() {
-                continue;
-            }
-            let Ok(rel) = entry.path().strip_prefix(root) else { continue };
-            if set.is_match(rel) {
-                files.push((entry.path().to_owned(), rel.to_owned()));
-            }
-        }
-        let mut schemas: BTreeMap<String, Schema> = BTreeMap::new();
-        for (path, rel) in files {
-            match Schema::load(&path, &rel) {
-                Ok(schema) => {
-                    let id = schema.id();
-                    if let Some(first) = schemas.get(&id) {
-                        errors.push(SchemaError::file(
-                            &rel,
-                            format!(
-                                "`{id}` is already defined in `{}`; bump `metadata.version` or rename one of them",
-                                first.path.display()
-                            ),
-                        ));
-                    } else {
-                        schemas.insert(id, schema);
+            let schema = Schema { path, doc, provenance: resolved.provenance, depends_on: resolved.depends_on };
+            if let Err(found) = kinds.validate(&schema, &sources) {
+                // A value shared through `extends` or `$ref` fails once, wherever it is used.
+                for mut e in found {
+                    let note = format!("in `{}` ({})", schema.id(), schema.path.display());
+                    match errors
+                        .iter_mut()
+                        .find(|o| (&o.path, o.line, o.column, &o.message) == (&e.path, e.line, e.column, &e.message))
+                    {
+                        Some(existing) => existing.notes.push(note),
+                        None => {
+                            if e.path != schema.path {
+                                e.notes.push(note);
+                            }
+                            errors.push(e);
+                        }
                     }
                 }
-                Err(e) => errors.push(e),
+                continue;
             }
+            schemas.insert(id, schema);
         }
-        if errors.is_empty() { Ok(SchemaSet { schemas }) } else { Err(errors) }
+        if errors.is_empty() { Ok(SchemaSet { schemas, sources }) } else { Err(errors) }
     }
 
     /// The schemas, ordered by id.
@@ -86,5 +187,15 @@ impl SchemaSet {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.schemas.is_empty()
+    }
+
+    /// The source texts of every file read (for quoting positions in messages).
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
+    /// A schema by id.
+    pub fn get(&self, id: &str) -> Option<&Schema> {
+        self.schemas.get(id)
     }
 }

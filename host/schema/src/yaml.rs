@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_saphyr::{Budget, DuplicateKeyPolicy};
 
 use crate::SchemaError;
+use crate::node::Node;
 
 /// Largest YAML file QPF reads, in bytes.
 pub const MAX_FILE_BYTES: u64 = 8 << 20;
@@ -26,30 +27,50 @@ fn budget() -> Budget {
     budget
 }
 
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: Some(budget()),
+        duplicate_keys: DuplicateKeyPolicy::Error,
+        strict_booleans: true,
+        with_snippet: false,
+    }
+}
+
+fn to_error(path: &Path, e: &serde_saphyr::Error) -> SchemaError {
+    let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    SchemaError {
+        path: path.to_owned(),
+        line,
+        column,
+        message: clean_message(&e.to_string()),
+        ..SchemaError::default()
+    }
+}
+
+/// Parses one YAML document into a tree of [`Node`]s that remember their positions.
+///
+/// # Errors
+/// A [`SchemaError`] at the offending line and column.
+pub fn parse_node(path: &Path, text: &str) -> Result<Node, SchemaError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    serde_saphyr::from_str_with_options(text, options()).map_err(|e| to_error(path, &e))
+}
+
 /// Parses one YAML document into `T`.
 ///
 /// # Errors
 /// A [`SchemaError`] at the offending line and column: syntax, budget exceeded, duplicate key,
 /// unknown field, wrong type.
 pub fn from_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, SchemaError> {
-    let options = serde_saphyr::options! {
-        budget: Some(budget()),
-        duplicate_keys: DuplicateKeyPolicy::Error,
-        strict_booleans: true,
-        with_snippet: false,
-    };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-        SchemaError { path: path.to_owned(), line, column, message: clean_message(&e.to_string()) }
-    })
+    serde_saphyr::from_str_with_options(text, options()).map_err(|e| to_error(path, &e))
 }
 
-/// Reads and parses a YAML file, refusing files over [`MAX_FILE_BYTES`] and invalid UTF-8.
+/// Reads a YAML file's text, refusing files over [`MAX_FILE_BYTES`] and invalid UTF-8.
 ///
 /// # Errors
-/// A [`SchemaError`] naming `display` (the path to show the user) when the file cannot be read or parsed.
-pub fn read_file<T: DeserializeOwned>(path: &Path, display: &Path) -> Result<T, SchemaError> {
+/// A [`SchemaError`] naming `display` (the path to show the user).
+pub fn read_text(path: &Path, display: &Path) -> Result<String, SchemaError> {
     let meta = std::fs::metadata(path).map_err(|e| SchemaError::file(display, format!("cannot read: {e}")))?;
     if meta.len() > MAX_FILE_BYTES {
         return Err(SchemaError::file(
@@ -58,13 +79,20 @@ pub fn read_file<T: DeserializeOwned>(path: &Path, display: &Path) -> Result<T, 
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| SchemaError::file(display, format!("cannot read: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
+    String::from_utf8(bytes).map_err(|e| {
         SchemaError::file(
             display,
             format!("not valid UTF-8 at byte {}; save the file as UTF-8", e.utf8_error().valid_up_to()),
         )
-    })?;
-    from_str(display, &text)
+    })
+}
+
+/// Reads and parses a YAML file into `T` (see [`read_text`] and [`from_str`]).
+///
+/// # Errors
+/// A [`SchemaError`] naming `display` when the file cannot be read or parsed.
+pub fn read_file<T: DeserializeOwned>(path: &Path, display: &Path) -> Result<T, SchemaError> {
+    from_str(display, &read_text(path, display)?)
 }
 
 /// serde-saphyr appends its own " at line L column C"; we print the position in front instead.

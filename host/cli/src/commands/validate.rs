@@ -45,11 +45,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
                     eprintln!("{} problem(s) found", errors.len());
                 }
                 Format::Json => {
-                    let list: Vec<_> = errors
-                        .iter()
-                        .map(|e| serde_json::json!({"path": e.path, "line": e.line, "column": e.column, "message": e.message}))
-                        .collect();
-                    println!("{}", serde_json::json!({"valid": false, "errors": list}));
+                    println!("{}", serde_json::json!({"valid": false, "errors": errors}));
                 }
             }
             Ok(Exit::Failure)

@@ -1,0 +1,122 @@
+//! Kinds: each schema kind is described by a JSON Schema (draft 2020-12) that the project declares;
+//! every resolved schema is validated against its kind, and each violation is reported at the file,
+//! line and column the offending value came from.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::provenance::{Provenance, Sources, locate};
+use crate::{Schema, SchemaError};
+
+/// The JSON Schemas of a project's kinds, compiled once.
+pub struct KindRegistry {
+    validators: BTreeMap<String, (PathBuf, jsonschema::Validator)>,
+}
+
+impl std::fmt::Debug for KindRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KindRegistry").field("kinds", &self.validators.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+/// Compiles a JSON Schema (draft 2020-12) from a JSON value.
+///
+/// # Errors
+/// A message when the value is not a valid JSON Schema.
+pub fn compile(schema: &serde_json::Value) -> Result<jsonschema::Validator, String> {
+    jsonschema::draft202012::new(schema).map_err(|e| e.to_string())
+}
+
+impl KindRegistry {
+    /// Loads `kind → JSON Schema file` (paths relative to `root`).
+    ///
+    /// # Errors
+    /// Every file that cannot be read, is not JSON, or is not a valid JSON Schema.
+    pub fn load(root: &Path, kinds: &BTreeMap<String, PathBuf>) -> Result<KindRegistry, Vec<SchemaError>> {
+        let mut validators = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (kind, rel) in kinds {
+            let result = std::fs::read(root.join(rel))
+                .map_err(|e| format!("cannot read the JSON Schema of kind `{kind}`: {e}"))
+                .and_then(|bytes| {
+                    serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .map_err(|e| format!("the JSON Schema of kind `{kind}` is not JSON: {e}"))
+                })
+                .and_then(|schema| {
+                    compile(&schema).map_err(|e| format!("the JSON Schema of kind `{kind}` is invalid: {e}"))
+                });
+            match result {
+                Ok(v) => {
+                    validators.insert(kind.clone(), (rel.clone(), v));
+                }
+                Err(message) => errors.push(SchemaError::file(rel, message)),
+            }
+        }
+        if errors.is_empty() { Ok(KindRegistry { validators }) } else { Err(errors) }
+    }
+
+    /// A registry with no kinds (every schema fails validation with "undeclared kind").
+    pub fn empty() -> Self {
+        KindRegistry { validators: BTreeMap::new() }
+    }
+
+    /// The declared kinds.
+    pub fn kinds(&self) -> impl Iterator<Item = &str> {
+        self.validators.keys().map(String::as_str)
+    }
+
+    /// Validates one resolved schema.
+    ///
+    /// # Errors
+    /// Every violation, each at the origin of the offending value, with an excerpt and the chain it
+    /// came through; or one error when the kind is not declared.
+    pub fn validate(&self, schema: &Schema, sources: &Sources) -> Result<(), Vec<SchemaError>> {
+        let Some((kind_file, validator)) = self.validators.get(&schema.doc.kind) else {
+            let known: Vec<&str> = self.kinds().collect();
+            return Err(vec![SchemaError::file(
+                &schema.path,
+                format!(
+                    "kind `{}` has no JSON Schema; declare it under `kinds` in qpf.yaml{}",
+                    schema.doc.kind,
+                    crate::document::suggest(&schema.doc.kind, &known)
+                ),
+            )]);
+        };
+        let instance = schema.to_json();
+        let errors: Vec<SchemaError> = validator
+            .iter_errors(&instance)
+            .map(|e| {
+                let pointer = e.instance_path().to_string();
+                located(&schema.provenance, &schema.path, &pointer, format!("{e}"), sources, kind_file)
+            })
+            .collect();
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+}
+
+/// An error about the value at `pointer`, placed at its origin.
+pub fn located(
+    provenance: &Provenance,
+    fallback: &Path,
+    pointer: &str,
+    message: String,
+    sources: &Sources,
+    kind_file: &Path,
+) -> SchemaError {
+    let shown = if pointer.is_empty() { "the document".to_owned() } else { format!("`{pointer}`") };
+    match locate(provenance, pointer) {
+        Some(origin) => {
+            let mut notes: Vec<String> = origin.via.iter().map(|v| format!("via {v}")).collect();
+            notes.push(format!("checked against `{}`", kind_file.display()));
+            SchemaError {
+                path: origin.file.clone(),
+                line: origin.line,
+                column: origin.column,
+                message: format!("{shown}: {message}"),
+                excerpt: sources.excerpt(origin),
+                notes,
+            }
+        }
+        None => SchemaError::file(fallback, format!("{shown}: {message}")),
+    }
+}
