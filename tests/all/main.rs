@@ -9,4 +9,5 @@
 mod cli;
 mod extract;
 mod sandbox;
+mod schema;
 mod support;

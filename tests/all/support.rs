@@ -140,3 +140,26 @@ pub fn hostile_project(entries: &[(&str, serde_json::Value)], limits: &str) -> t
     .expect("qpf.yaml");
     tmp
 }
+
+/// Asserts two texts are equal, printing a line diff (`-` expected, `+` actual) when they are not.
+pub fn assert_text_eq(expected: &str, actual: &str, what: &str) {
+    if expected == actual {
+        return;
+    }
+    let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    let mut diff = String::new();
+    for i in 0..e.len().max(a.len()) {
+        match (e.get(i), a.get(i)) {
+            (Some(x), Some(y)) if x == y => diff.push_str(&format!(" {x}\n")),
+            (x, y) => {
+                if let Some(x) = x {
+                    diff.push_str(&format!("-{x}\n"));
+                }
+                if let Some(y) = y {
+                    diff.push_str(&format!("+{y}\n"));
+                }
+            }
+        }
+    }
+    panic!("{what} differs from the expected text (QPF_BLESS=1 accepts the new one):\n{diff}");
+}

@@ -33,6 +33,8 @@ enum Command {
     Plan(commands::plan::Args),
     /// Print the blake3 digest of files, as qpf.yaml pins plugins.
     Digest(commands::digest::Args),
+    /// Schema versioning: diff two versions, check version bumps against git, apply migrations.
+    Schema(commands::schema::Args),
 }
 
 fn init_tracing() {
@@ -56,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Validate(args) => commands::validate::run(&cli.project, args),
         Command::Plan(args) => commands::plan::run(&cli.project, args),
         Command::Digest(args) => commands::digest::run(args),
+        Command::Schema(args) => commands::schema::run(&cli.project, args),
     };
     match result {
         Ok(code) => code.into(),

@@ -22,6 +22,9 @@ pub struct ProjectFile {
     /// JSON Schema (draft 2020-12) of each kind, by kind name, relative to the project root.
     #[serde(default)]
     pub kinds: BTreeMap<String, PathBuf>,
+    /// Globs (relative to the project root) of migration files for `qpf schema migrate`.
+    #[serde(default)]
+    pub migrations: Vec<String>,
     /// Path of the extractor map, relative to the project root.
     pub map: PathBuf,
     /// Output root, relative to the project root (or absolute). Every generated file lands under it.

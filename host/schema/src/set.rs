@@ -174,6 +174,41 @@ impl SchemaSet {
         if errors.is_empty() { Ok(SchemaSet { schemas, sources }) } else { Err(errors) }
     }
 
+    /// Resolves one schema file (relative to `root`) in the context of the project's other schema
+    /// files (for `name@range` imports), without validating it against its kind.
+    ///
+    /// # Errors
+    /// Every problem found in the file or what it imports.
+    pub fn resolve_one(root: &Path, globs: &[String], file: &Path) -> Result<Schema, Vec<SchemaError>> {
+        let canonical_root = std::fs::canonicalize(root)
+            .map_err(|e| vec![SchemaError::file(root, format!("cannot open the project: {e}"))])?;
+        let mut files = find_files(root, globs).unwrap_or_default();
+        if !files.iter().any(|f| f == file) {
+            files.push(file.to_owned());
+        }
+        let mut sources = Sources::default();
+        let mut docs = Vec::new();
+        for rel in &files {
+            match load_document(&root.join(rel), rel) {
+                Ok((doc, text)) => {
+                    sources.add(rel, &text);
+                    docs.push(doc);
+                }
+                // Other files' problems do not matter here, unless it is the file asked for.
+                Err(e) if rel == file => return Err(vec![e.with_excerpt(&sources)]),
+                Err(_) => {}
+            }
+        }
+        let resolved = {
+            let mut resolver = Resolver::new(&canonical_root, &docs, &mut sources);
+            resolver.resolve(file)
+        }
+        .map_err(|e| vec![e.with_excerpt(&sources)])?;
+        let doc: SchemaDoc = serde_json::from_value(resolved.body)
+            .map_err(|e| vec![SchemaError::file(file, format!("resolved document is not a schema: {e}"))])?;
+        Ok(Schema { path: file.to_owned(), doc, provenance: resolved.provenance, depends_on: resolved.depends_on })
+    }
+
     /// The schemas, ordered by id.
     pub fn iter(&self) -> impl Iterator<Item = &Schema> {
         self.schemas.values()

@@ -3,6 +3,7 @@
 pub mod digest;
 pub mod extract;
 pub mod plan;
+pub mod schema;
 pub mod validate;
 
 /// `--format`.

@@ -1,0 +1,303 @@
+//! `qpf schema diff | check | migrate`: schema versioning.
+//!
+//! `diff` and `check` compare resolved schemas (imports and extends applied), so a change made in a
+//! shared fragment shows up in every schema that uses it. A side given as `REV:path` is read from
+//! git: the project's tree at `REV` is extracted to a temporary folder and resolved there.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use qpf_engine::project::Project;
+use qpf_schema::diff::{self, Change, Class};
+use qpf_schema::migrate::{self, Migration};
+use qpf_schema::{Schema, SchemaError, SchemaSet};
+
+use super::Format;
+use crate::exit::Exit;
+
+/// Arguments of `qpf schema`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// List every change between two versions of a schema, classified as breaking, non-breaking or cosmetic.
+    Diff {
+        /// The old version: a file, or `REV:path` read from git (e.g. `HEAD~1:schemas/agents/trainer.yaml`).
+        old: String,
+        /// The new version: a file, or `REV:path`.
+        new: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Fail when a schema changed without the version bump its changes need (compared with a git revision).
+    Check {
+        /// The git revision to compare with (e.g. `main`, `HEAD~1`, a tag).
+        #[arg(long, value_name = "REV")]
+        against: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Apply the project's migrations to schema files (printed to stdout unless --write).
+    Migrate {
+        /// Schema files to migrate.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Rewrite the files in place instead of printing the result.
+        #[arg(long)]
+        write: bool,
+    },
+}
+
+/// Runs the command.
+///
+/// # Errors
+/// Unreadable files, git failures, invalid schemas or migrations.
+pub fn run(project: &Path, args: &Args) -> Result<Exit> {
+    match &args.command {
+        Command::Diff { old, new, format } => diff_cmd(project, old, new, *format),
+        Command::Check { against, format } => check_cmd(project, against, *format),
+        Command::Migrate { files, write } => migrate_cmd(project, files, *write),
+    }
+}
+
+fn schema_errors(errors: Vec<SchemaError>) -> anyhow::Error {
+    anyhow::anyhow!("{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+}
+
+fn globs(project: &Path) -> Vec<String> {
+    Project::load(project).map(|p| p.file.schemas).unwrap_or_else(|_| vec!["**/*.yaml".to_owned()])
+}
+
+/// A git tree extracted to a temporary folder.
+struct Checkout {
+    /// Kept so that the folder lives as long as the checkout.
+    _dir: tempfile::TempDir,
+    /// The project folder inside the checkout.
+    project: PathBuf,
+}
+
+fn git(project: &Path, args: &[&str]) -> Result<Vec<u8>> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(project)
+        .output()
+        .context("cannot run `git`; `REV:path` and `--against` need git installed")?;
+    if !out.status.success() {
+        bail!("`git {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(out.stdout)
+}
+
+fn checkout(project: &Path, rev: &str) -> Result<Checkout> {
+    let prefix = String::from_utf8(git(project, &["rev-parse", "--show-prefix"])?)?.trim().to_owned();
+    let top = PathBuf::from(String::from_utf8(git(project, &["rev-parse", "--show-toplevel"])?)?.trim());
+    // From the top level: run in a subfolder, `git archive` would only export that subfolder.
+    let tar = git(&top, &["archive", "--format=tar", rev])?;
+    let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let mut child = std::process::Command::new("tar")
+        .args(["-x", "-f", "-", "-C"])
+        .arg(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run `tar`")?;
+    if let Some(stdin) = child.stdin.as_mut() {
+        std::io::Write::write_all(stdin, &tar).context("cannot extract the git tree")?;
+    }
+    if !child.wait()?.success() {
+        bail!("cannot extract the tree of `{rev}`");
+    }
+    let project = dir.path().join(prefix);
+    Ok(Checkout { _dir: dir, project })
+}
+
+/// Loads one side of a diff: a file (relative to the current folder) or `REV:path`.
+fn load_side(project: &Path, spec: &str) -> Result<(Schema, Option<Checkout>)> {
+    let project_abs = std::fs::canonicalize(project).with_context(|| format!("cannot open `{}`", project.display()))?;
+    if !Path::new(spec).exists()
+        && let Some((rev, path)) = spec.split_once(':')
+    {
+        let co = checkout(project, rev)?;
+        let cwd = std::env::current_dir()?;
+        let abs = cwd.join(path);
+        let rel = abs
+            .strip_prefix(&project_abs)
+            .with_context(|| format!("`{path}` is not inside the project `{}`", project.display()))?;
+        let schema = SchemaSet::resolve_one(&co.project, &globs(&co.project), rel).map_err(schema_errors)?;
+        return Ok((schema, Some(co)));
+    }
+    let abs = std::fs::canonicalize(spec).with_context(|| format!("cannot open `{spec}`"))?;
+    let rel = abs
+        .strip_prefix(&project_abs)
+        .with_context(|| format!("`{spec}` is not inside the project `{}`; pass --project", project.display()))?;
+    let schema = SchemaSet::resolve_one(project, &globs(project), rel).map_err(schema_errors)?;
+    Ok((schema, None))
+}
+
+fn print_changes(title: &str, changes: &[Change]) {
+    println!("{title}");
+    if changes.is_empty() {
+        println!("  no changes");
+    }
+    for c in changes {
+        let class = match c.class {
+            Class::Breaking => "breaking    ",
+            Class::NonBreaking => "non-breaking",
+            Class::Cosmetic => "cosmetic    ",
+        };
+        println!("  {class} {:<22} {}  {}", c.reason, c.pointer, c.message);
+    }
+}
+
+fn diff_cmd(project: &Path, old: &str, new: &str, format: Format) -> Result<Exit> {
+    let (old_schema, _a) = load_side(project, old)?;
+    let (new_schema, _b) = load_side(project, new)?;
+    let changes = diff::diff(&old_schema.to_json(), &new_schema.to_json());
+    match format {
+        Format::Human => {
+            print_changes(&format!("{} -> {}", old_schema.id(), new_schema.id()), &changes);
+            let b = changes.iter().filter(|c| c.class == Class::Breaking).count();
+            let zero = semver::Version::parse(&old_schema.doc.metadata.version).is_ok_and(|v| v.major == 0);
+            let note = if zero && b > 0 { " (a minor one while the version is 0.y.z)" } else { "" };
+            println!(
+                "{} changes, {b} breaking; needs at least a {} version bump{note}",
+                changes.len(),
+                diff::required_bump(&changes)
+            );
+        }
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({
+                "old": old_schema.id(), "new": new_schema.id(),
+                "required_bump": diff::required_bump(&changes).to_string(),
+                "changes": changes,
+            })
+        ),
+    }
+    Ok(Exit::Success)
+}
+
+fn check_cmd(project: &Path, rev: &str, format: Format) -> Result<Exit> {
+    let current = Project::load(project)?;
+    let kinds = qpf_schema::KindRegistry::load(project, &current.file.kinds).map_err(schema_errors)?;
+    let now = SchemaSet::load(project, &current.file.schemas, &kinds).map_err(schema_errors)?;
+    let co = checkout(project, rev)?;
+    let old_globs = globs(&co.project);
+    let old_files = qpf_schema::find_files(&co.project, &old_globs).unwrap_or_default();
+    let mut before: Vec<Schema> = Vec::new();
+    for f in &old_files {
+        if let Ok(s) = SchemaSet::resolve_one(&co.project, &old_globs, f) {
+            before.push(s);
+        }
+    }
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for schema in now.iter() {
+        let old = before
+            .iter()
+            .filter(|o| o.doc.kind == schema.doc.kind && o.doc.metadata.name == schema.doc.metadata.name)
+            .max_by_key(|o| semver::Version::parse(&o.doc.metadata.version).ok());
+        let Some(old) = old else {
+            results.push(serde_json::json!({"schema": schema.id(), "status": "new"}));
+            continue;
+        };
+        let changes = diff::diff(&old.to_json(), &schema.to_json());
+        let verdict = match (
+            semver::Version::parse(&old.doc.metadata.version),
+            semver::Version::parse(&schema.doc.metadata.version),
+        ) {
+            (Ok(a), Ok(b)) => diff::check_version(&a, &b, &changes),
+            _ => Err("a version is not semver".to_owned()),
+        };
+        if verdict.is_err() {
+            failed += 1;
+        }
+        results.push(serde_json::json!({
+            "schema": schema.id(), "was": old.id(),
+            "status": if verdict.is_ok() { "ok" } else { "needs-bump" },
+            "message": verdict.err(),
+            "required_bump": diff::required_bump(&changes).to_string(),
+            "changes": changes,
+        }));
+    }
+    for old in &before {
+        if !now.iter().any(|s| s.doc.kind == old.doc.kind && s.doc.metadata.name == old.doc.metadata.name) {
+            failed += 1;
+            results.push(serde_json::json!({"schema": old.id(), "status": "removed",
+                "message": format!("`{}` was removed; consumers of it break. Keep it, or accept the break explicitly", old.id())}));
+        }
+    }
+    drop(co);
+    match format {
+        Format::Json => println!("{}", serde_json::json!({"against": rev, "failed": failed, "schemas": results})),
+        Format::Human => {
+            for r in &results {
+                let status = r["status"].as_str().unwrap_or("?");
+                let message = r["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
+                println!("{status:<10} {}{message}", r["schema"].as_str().unwrap_or("?"));
+            }
+            println!("{} schemas checked against `{rev}`, {failed} failing", results.len());
+        }
+    }
+    Ok(if failed > 0 { Exit::Failure } else { Exit::Success })
+}
+
+fn load_migrations(project: &Project) -> Result<Vec<(PathBuf, Migration)>> {
+    let files = qpf_schema::find_files(&project.root, &project.file.migrations).map_err(schema_errors)?;
+    let mut out = Vec::new();
+    for rel in files {
+        let m: Migration = qpf_schema::yaml::read_file(&project.root.join(&rel), &rel)?;
+        out.push((rel, m));
+    }
+    Ok(out)
+}
+
+fn migrate_cmd(project: &Path, files: &[PathBuf], write: bool) -> Result<Exit> {
+    let loaded = Project::load(project)?;
+    let migrations = load_migrations(&loaded)?;
+    if migrations.is_empty() {
+        bail!("no migrations: list migration files under `migrations` in qpf.yaml (globs, e.g. `migrations/*.yaml`)");
+    }
+    for file in files {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read `{}`", file.display()))?;
+        let mut doc: serde_json::Value = qpf_schema::yaml::from_str(file, &text)?;
+        let mut steps = 0;
+        // Apply migrations in chains (1.x → 2.0.0 → 3.0.0 ...) until none applies.
+        for _ in 0..64 {
+            let kind = doc.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_owned();
+            let version =
+                doc.pointer("/metadata/version").and_then(|v| v.as_str()).and_then(|v| semver::Version::parse(v).ok());
+            let Some((rel, m)) =
+                migrations.iter().find(|(_, m)| m.kind == kind && version.as_ref().is_some_and(|v| m.from.matches(v)))
+            else {
+                break;
+            };
+            let applied = migrate::migrate(&mut doc, m)
+                .with_context(|| format!("migration `{}` on `{}`", rel.display(), file.display()))?;
+            for a in &applied {
+                eprintln!("{}: {} ({})", file.display(), a.description, rel.display());
+            }
+            steps += 1;
+        }
+        if steps == 0 {
+            eprintln!("{}: no migration applies", file.display());
+        }
+        let mut yaml = serde_saphyr::to_string(&doc).context("cannot write YAML")?;
+        if !yaml.ends_with('\n') {
+            yaml.push('\n');
+        }
+        if write {
+            let tmp = file.with_extension("yaml.qpf-tmp");
+            std::fs::write(&tmp, &yaml).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+            std::fs::rename(&tmp, file).with_context(|| format!("cannot replace `{}`", file.display()))?;
+        } else {
+            print!("{yaml}");
+        }
+    }
+    Ok(Exit::Success)
+}
