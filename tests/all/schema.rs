@@ -37,26 +37,12 @@ fn diff_classifies_each_change_with_its_reason() {
     edit(&trainer, "default: 3 }", "default: 4 }");
     edit(&trainer, "description: Start a training job and return its first checkpoint.", "description: Start a job.");
     edit(&trainer, "errors: [DatasetNotFound, QuotaExceeded]", "errors: [DatasetNotFound]");
-    let out = qpf(&[
-        "schema",
-        "diff",
-        "--project",
-        p.to_str().unwrap(),
-        "--format",
-        "json",
-        "HEAD:agents/trainer.yaml",
-        trainer.to_str().unwrap(),
-    ]);
-    // `HEAD:agents/...` is relative to the current folder; run from the project.
-    let out = if out.status.success() {
-        out
-    } else {
-        Command::new(support::qpf_bin())
-            .args(["schema", "diff", "--format", "json", "HEAD:agents/trainer.yaml", "agents/trainer.yaml"])
-            .current_dir(p)
-            .output()
-            .unwrap()
-    };
+    // `REV:path` and plain paths are relative to the current folder, as with `git show`.
+    let out = Command::new(support::qpf_bin())
+        .args(["schema", "diff", "--format", "json", "HEAD:agents/trainer.yaml", "agents/trainer.yaml"])
+        .current_dir(p)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", show(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let reasons: Vec<(String, String)> = v["changes"]
