@@ -17,7 +17,7 @@ use crate::cache::{CachedFile, InvocationCache, LocalCache, MANIFEST_FORMAT, Man
 use crate::lock::{LOCK_FILE, Lock, LockedFile};
 use crate::plan::{Plan, PlannedInvocation};
 use crate::project::{Project, ProjectError};
-use crate::report::{ErrorReport, InvocationReport, REPORT_FORMAT, Report, Summary};
+use crate::report::{DiagnosticReport, ErrorReport, InvocationReport, REPORT_FORMAT, Report, Summary};
 use crate::writer::{OutputRoot, WriteOutcome};
 
 /// How to run `extract`.
@@ -130,6 +130,7 @@ struct Plugins<'a> {
     options: RuntimeOptions,
     runtime: OnceLock<Result<Runtime, String>>,
     loaded: BTreeMap<&'a str, OnceLock<Result<Plugin, String>>>,
+    config_schemas: BTreeMap<&'a str, OnceLock<Result<Option<qpf_schema::kinds::JsonSchema>, String>>>,
 }
 
 impl<'a> Plugins<'a> {
@@ -141,7 +142,8 @@ impl<'a> Plugins<'a> {
             pooling: true,
         };
         let loaded = plan.plugins().into_keys().map(|name| (name, OnceLock::new())).collect();
-        Plugins { project, options, runtime: OnceLock::new(), loaded }
+        let config_schemas = plan.plugins().into_keys().map(|name| (name, OnceLock::new())).collect();
+        Plugins { project, options, runtime: OnceLock::new(), loaded, config_schemas }
     }
 
     fn runtime(&self) -> Result<&Runtime, String> {
@@ -160,6 +162,37 @@ impl<'a> Plugins<'a> {
             .as_ref()
             .map_err(Clone::clone)?;
         Ok((runtime, plugin))
+    }
+}
+
+impl Plugins<'_> {
+    /// Checks an entry's config against the JSON Schema the plugin declares in `info()` (compiled
+    /// once per plugin).
+    fn check_config(&self, name: &str, plugin: &Plugin, config: &str) -> Result<(), String> {
+        let Some(slot) = self.config_schemas.get(name) else { return Ok(()) };
+        let schema = slot
+            .get_or_init(|| {
+                let text = &plugin.info().config_schema;
+                if text.trim().is_empty() {
+                    return Ok(None);
+                }
+                let value: serde_json::Value = serde_json::from_str(text)
+                    .map_err(|e| format!("plugin `{name}` declares a config schema that is not JSON: {e}"))?;
+                qpf_schema::kinds::JsonSchema::compile(&value)
+                    .map(Some)
+                    .map_err(|e| format!("plugin `{name}` declares an invalid config schema: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let Some(schema) = schema else { return Ok(()) };
+        let value: serde_json::Value = serde_json::from_str(config).map_err(|e| format!("config is not JSON: {e}"))?;
+        let errors = schema.errors(&value);
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> =
+            errors.iter().map(|(p, m)| format!("`{}`: {m}", if p.is_empty() { "/" } else { p.as_str() })).collect();
+        Err(format!("the entry's `config` does not match what plugin `{name}` accepts: {}", list.join("; ")))
     }
 }
 
@@ -196,6 +229,22 @@ impl Engine {
     pub fn cache_states(&self) -> Vec<bool> {
         let cache = LocalCache::new(&self.project.state_dir().join("cache").join("invocations"));
         self.plan.invocations.iter().map(|i| matches!(cache.manifest(&i.key), Ok(Some(_)))).collect()
+    }
+
+    /// Places a plugin diagnostic in the schema sources: its pointer is relative to the entry's input.
+    fn place(&self, inv: &PlannedInvocation, d: qpf_runtime::Diagnostic) -> DiagnosticReport {
+        let origin = d.pointer.as_deref().and_then(|p| {
+            let schema = self.schemas.get(&inv.schema)?;
+            qpf_schema::provenance::locate(&schema.provenance, &format!("{}{p}", inv.input_pointer)).cloned()
+        });
+        DiagnosticReport {
+            severity: d.severity,
+            message: d.message,
+            pointer: d.pointer,
+            location: origin.as_ref().map(|o| format!("{}:{}:{}", o.file.display(), o.line, o.column)),
+            excerpt: origin.as_ref().and_then(|o| self.schemas.sources().excerpt(o)),
+            via: origin.map(|o| o.via).unwrap_or_default(),
+        }
     }
 
     /// Checks that every plugin the plan uses exists and matches its pinned digest.
@@ -401,7 +450,7 @@ impl Engine {
                 fuel: worked.fuel,
                 files: files.into_iter().map(|(rel, _)| rel).collect(),
                 written,
-                diagnostics: worked.diagnostics,
+                diagnostics: worked.diagnostics.into_iter().map(|d| self.place(inv, d)).collect(),
             });
         }
 
@@ -560,6 +609,7 @@ fn run_plugin(
             ),
         ));
     }
+    plugins.check_config(&inv.plugin, plugin, &inv.request.config).map_err(|e| error("config", e))?;
     let invocation = runtime.invoke(plugin, &inv.request, limits).map_err(|e| error("sandbox", e.to_string()))?;
     worked.fuel = invocation.fuel_consumed;
     for line in &invocation.logs {

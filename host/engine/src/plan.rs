@@ -25,6 +25,8 @@ pub struct PlannedInvocation {
     pub schema_path: PathBuf,
     /// Output folder of the invocation, relative to the output root.
     pub out_dir: String,
+    /// The entry's `input` pointer into the schema document.
+    pub input_pointer: String,
     /// The request the plugin receives.
     #[serde(skip)]
     pub request: Request,
@@ -114,6 +116,7 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
                 plugin_digest: plugin.digest.clone(),
                 schema_path: schema.path.clone(),
                 out_dir,
+                input_pointer: entry.input.clone(),
                 schema: schema.id(),
                 request,
                 key,

@@ -1,6 +1,6 @@
 //! The run report (`--report FILE`): what every invocation did, as JSON for CI and tools.
 
-use qpf_runtime::Diagnostic;
+use qpf_runtime::Severity;
 use serde::Serialize;
 
 /// Version of the report format.
@@ -69,7 +69,28 @@ pub struct InvocationReport {
     /// Of those, the files this run created or replaced.
     pub written: Vec<String>,
     /// Diagnostics from the plugin.
-    pub diagnostics: Vec<Diagnostic>,
+    pub diagnostics: Vec<DiagnosticReport>,
+}
+
+/// A plugin's diagnostic, placed in the schema file when it points at a value.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiagnosticReport {
+    /// Severity.
+    pub severity: Severity,
+    /// The plugin's message.
+    pub message: String,
+    /// JSON Pointer into the invocation's input, as the plugin gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// `file:line:column` of the value in the schema sources, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The source line with a caret, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
+    /// How the value reached the schema (imports, extends, `$ref`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<String>,
 }
 
 /// A failure, classified.

@@ -19,6 +19,30 @@ impl std::fmt::Debug for KindRegistry {
     }
 }
 
+/// A compiled JSON Schema, for checking values other than schemas (e.g. a plugin's config).
+pub struct JsonSchema(jsonschema::Validator);
+
+impl std::fmt::Debug for JsonSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JsonSchema")
+    }
+}
+
+impl JsonSchema {
+    /// Compiles a JSON Schema (draft 2020-12).
+    ///
+    /// # Errors
+    /// A message when the value is not a valid JSON Schema.
+    pub fn compile(schema: &serde_json::Value) -> Result<Self, String> {
+        compile(schema).map(JsonSchema)
+    }
+
+    /// Every violation in `value`, as (JSON Pointer, message).
+    pub fn errors(&self, value: &serde_json::Value) -> Vec<(String, String)> {
+        self.0.iter_errors(value).map(|e| (e.instance_path().to_string(), e.to_string())).collect()
+    }
+}
+
 /// Compiles a JSON Schema (draft 2020-12) from a JSON value.
 ///
 /// # Errors

@@ -52,15 +52,34 @@ fn child<'a>(src: Located<'a>, value: &'a Value, pointer: &'a str) -> Located<'a
     Located { value, pointer, provenance: src.provenance, via: src.via }
 }
 
-/// Merges `over` onto `base` at result pointer `at`, recording origins in `out`.
+/// A malformed directive, at the pointer of the value in the derived document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeError {
+    /// Pointer (in the derived document) of the offending value.
+    pub pointer: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn fail<T>(over: Located<'_>, message: String) -> Result<T, MergeError> {
+    Err(MergeError { pointer: over.pointer.to_owned(), message: format!("`{}`: {message}", over.pointer) })
+}
+
+/// Merges `over` onto `base` at result pointer `at`, recording origins in `out`. With no base,
+/// directives inside `over` still apply (to empty lists).
 ///
 /// # Errors
-/// A message naming the pointer when a directive is malformed or applied to something that is not a list.
-pub fn merge(base: Option<Located<'_>>, over: Located<'_>, at: &str, out: &mut Provenance) -> Result<Value, String> {
+/// A [`MergeError`] at the directive that is malformed or applied to something that is not a list.
+pub fn merge(
+    base: Option<Located<'_>>,
+    over: Located<'_>,
+    at: &str,
+    out: &mut Provenance,
+) -> Result<Value, MergeError> {
     if is_directive(over.value) {
         return apply_directive(base, over, at, out);
     }
-    let Some(base) = base else { return Ok(place(over, at, out)) };
+    let Some(base) = base else { return normalise(over, at, out) };
     match (base.value, over.value) {
         (Value::Object(b), Value::Object(o)) => {
             graft_self(over, at, out);
@@ -81,7 +100,7 @@ pub fn merge(base: Option<Located<'_>>, over: Located<'_>, at: &str, out: &mut P
                 if !b.contains_key(k) {
                     let key = crate::provenance::escape_pointer(k);
                     let op = format!("{}/{key}", over.pointer);
-                    result.insert(k.clone(), place(child(over, ov, &op), &format!("{at}/{key}"), out));
+                    result.insert(k.clone(), merge(None, child(over, ov, &op), &format!("{at}/{key}"), out)?);
                 }
             }
             Ok(Value::Object(result))
@@ -105,7 +124,7 @@ pub fn merge(base: Option<Located<'_>>, over: Located<'_>, at: &str, out: &mut P
                 if !b.iter().any(|bv| name_of(bv) == name_of(ov)) {
                     let op = format!("{}/{j}", over.pointer);
                     let rp = format!("{at}/{}", result.len());
-                    result.push(place(child(over, ov, &op), &rp, out));
+                    result.push(merge(None, child(over, ov, &op), &rp, out)?);
                 }
             }
             Ok(Value::Array(result))
@@ -113,8 +132,42 @@ pub fn merge(base: Option<Located<'_>>, over: Located<'_>, at: &str, out: &mut P
         _ => {
             // The derived value replaces the base's: drop the base's origins under `at` first.
             out.retain(|p, _| !(p == at || p.starts_with(&format!("{at}/"))));
-            Ok(place(over, at, out))
+            normalise(over, at, out)
         }
+    }
+}
+
+/// Places a derived value that has no base, applying any directive found inside it.
+fn normalise(over: Located<'_>, at: &str, out: &mut Provenance) -> Result<Value, MergeError> {
+    match over.value {
+        Value::Object(map) if map.values().any(has_directive) => {
+            graft_self(over, at, out);
+            let mut result = serde_json::Map::new();
+            for (k, v) in map {
+                let key = crate::provenance::escape_pointer(k);
+                let op = format!("{}/{key}", over.pointer);
+                result.insert(k.clone(), merge(None, child(over, v, &op), &format!("{at}/{key}"), out)?);
+            }
+            Ok(Value::Object(result))
+        }
+        Value::Array(items) if items.iter().any(has_directive) => {
+            graft_self(over, at, out);
+            let mut result = Vec::new();
+            for (i, v) in items.iter().enumerate() {
+                let op = format!("{}/{i}", over.pointer);
+                result.push(merge(None, child(over, v, &op), &format!("{at}/{i}"), out)?);
+            }
+            Ok(Value::Array(result))
+        }
+        _ => Ok(place(over, at, out)),
+    }
+}
+
+fn has_directive(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => is_directive(v) || m.values().any(has_directive),
+        Value::Array(items) => items.iter().any(has_directive),
+        _ => false,
     }
 }
 
@@ -133,13 +186,13 @@ fn apply_directive(
     over: Located<'_>,
     at: &str,
     out: &mut Provenance,
-) -> Result<Value, String> {
-    let map = over.value.as_object().ok_or_else(|| format!("`{at}`: a list directive must be a mapping"))?;
+) -> Result<Value, MergeError> {
+    let Some(map) = over.value.as_object() else { return fail(over, "a list directive must be a mapping".into()) };
     out.retain(|p, _| !(p == at || p.starts_with(&format!("{at}/"))));
     graft_self(over, at, out);
     if let Some(replacement) = map.get("$replace") {
         if map.len() > 1 {
-            return Err(format!("`{at}`: `$replace` cannot be combined with `$append` or `$remove`"));
+            return fail(over, "`$replace` cannot be combined with `$append` or `$remove`".into());
         }
         let op = format!("{}/$replace", over.pointer);
         return Ok(place(child(over, replacement, &op), at, out));
@@ -149,13 +202,13 @@ fn apply_directive(
         None | Some(Value::Null) => &empty,
         Some(Value::Array(items)) => items,
         Some(_) => {
-            return Err(format!("`{at}`: `$append`/`$remove` apply to lists, but the base value here is not a list"));
+            return fail(over, "`$append`/`$remove` apply to lists, but the base value here is not a list".into());
         }
     };
     let removed: Vec<&Value> = match map.get("$remove") {
         None => Vec::new(),
         Some(Value::Array(items)) => items.iter().collect(),
-        Some(_) => return Err(format!("`{at}`: `$remove` must be a list of names or values")),
+        Some(_) => return fail(over, "`$remove` must be a list of names or values".into()),
     };
     let mut result = Vec::new();
     if let Some(base) = base {
@@ -180,7 +233,7 @@ fn apply_directive(
                 result.push(place(child(over, item, &op), &rp, out));
             }
         }
-        Some(_) => return Err(format!("`{at}`: `$append` must be a list")),
+        Some(_) => return fail(over, "`$append` must be a list".into()),
     }
     Ok(Value::Array(result))
 }

@@ -68,6 +68,9 @@ pub fn graft(source: &Provenance, from: &str, to: &str, via: Option<&str>, into:
     }
 }
 
+/// Characters of a source line shown in an excerpt.
+const EXCERPT_WIDTH: usize = 120;
+
 /// Source texts by file, for quoting lines in errors.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
@@ -90,9 +93,21 @@ impl Sources {
         let line = text.lines().nth(usize::try_from(origin.line - 1).ok()?)?;
         let number = origin.line.to_string();
         let pad = " ".repeat(number.len());
-        let caret_at = usize::try_from(origin.column.saturating_sub(1)).unwrap_or(0);
-        let prefix: String = line.chars().take(caret_at).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
-        Some(format!("{pad} |\n{number} | {line}\n{pad} | {prefix}^"))
+        let mut caret_at = usize::try_from(origin.column.saturating_sub(1)).unwrap_or(0);
+        // Long lines are cut to a window around the column, marked with `…`.
+        let chars: Vec<char> = line.chars().collect();
+        let start = caret_at.saturating_sub(EXCERPT_WIDTH / 2).min(chars.len());
+        let end = (start + EXCERPT_WIDTH).min(chars.len());
+        let mut shown: String = chars[start..end].iter().collect();
+        if start > 0 {
+            shown.insert(0, '…');
+            caret_at = caret_at - start + 1;
+        }
+        if end < chars.len() {
+            shown.push('…');
+        }
+        let prefix: String = shown.chars().take(caret_at).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+        Some(format!("{pad} |\n{number} | {shown}\n{pad} | {prefix}^"))
     }
 }
 
@@ -125,5 +140,17 @@ mod tests {
         s.add(Path::new("a.yaml"), "a: 1\nb: oops\n");
         let e = s.excerpt(&Origin::new(Path::new("a.yaml"), 2, 4)).unwrap();
         assert_eq!(e, "  |\n2 | b: oops\n  |    ^");
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_column() {
+        let mut s = Sources::default();
+        let line = format!("{}X{}", "a".repeat(5000), "b".repeat(5000));
+        s.add(Path::new("a.yaml"), &line);
+        let e = s.excerpt(&Origin::new(Path::new("a.yaml"), 1, 5001)).unwrap();
+        let quoted = e.lines().nth(1).unwrap();
+        assert!(quoted.chars().count() < 140, "{quoted}");
+        let caret = e.lines().nth(2).unwrap().chars().position(|c| c == '^').unwrap();
+        assert_eq!(quoted.chars().nth(caret), Some('X'));
     }
 }

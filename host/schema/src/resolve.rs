@@ -180,7 +180,10 @@ impl<'a> Resolver<'a> {
         let mut depends_on = std::collections::BTreeSet::new();
         for import in &doc.imports {
             let path = self.import_path(doc, &import.target, &import.origin, &import.alias)?;
-            let resolved = self.resolve(&path)?;
+            // A cycle found below is reported at the import that closes it.
+            let resolved = self.resolve(&path).map_err(|e| {
+                if e.line == 0 && e.message.starts_with("import cycle") { err_at(&import.origin, e.message) } else { e }
+            })?;
             depends_on.insert(path.clone());
             depends_on.extend(resolved.depends_on.iter().cloned());
             imports.insert(import.alias.clone(), (path, resolved));
@@ -192,6 +195,27 @@ impl<'a> Resolver<'a> {
         replace_refs(&mut body, "", &doc.provenance, &mut provenance, &imports, &doc.path)?;
 
         if doc.extends.is_empty() {
+            // Directives in a document without bases act on empty lists.
+            if let Some(spec) = body.get("spec").cloned() {
+                let mut out = Provenance::new();
+                let spec = merge(
+                    None,
+                    Located { value: &spec, pointer: "/spec", provenance: &provenance, via: None },
+                    "/spec",
+                    &mut out,
+                )
+                .map_err(|m| {
+                    let origin = crate::provenance::locate(&provenance, &m.pointer)
+                        .cloned()
+                        .unwrap_or_else(|| Origin::new(&doc.path, 0, 0));
+                    err_at(&origin, m.message)
+                })?;
+                provenance.retain(|p, _| !(p == "/spec" || p.starts_with("/spec/")));
+                provenance.extend(out);
+                if let Value::Object(map) = &mut body {
+                    map.insert("spec".to_owned(), spec);
+                }
+            }
             return Ok(Resolved { body, provenance, depends_on });
         }
         let mut acc: Option<(Value, Provenance)> = None;
@@ -215,7 +239,7 @@ impl<'a> Resolver<'a> {
                     &mut out,
                 ),
             }
-            .map_err(|m| err_at(origin, m))?;
+            .map_err(|m| err_at(origin, m.message))?;
             acc = Some((merged, out));
         }
         let (base_spec, base_prov) = acc.unwrap_or((Value::Null, Provenance::new()));
@@ -228,10 +252,10 @@ impl<'a> Resolver<'a> {
             &mut out,
         )
         .map_err(|m| {
-            let origin = crate::provenance::locate(&provenance, "/spec")
+            let origin = crate::provenance::locate(&provenance, &m.pointer)
                 .cloned()
                 .unwrap_or_else(|| Origin::new(&doc.path, 0, 0));
-            err_at(&origin, m)
+            err_at(&origin, m.message)
         })?;
         provenance.retain(|p, _| !(p == "/spec" || p.starts_with("/spec/")));
         provenance.extend(out);
@@ -290,7 +314,7 @@ fn replace_refs(
                     found.clone()
                 } else {
                     merge(Some(base), Located { value: &siblings, pointer, provenance: own, via: None }, pointer, out)
-                        .map_err(|m| err_at(&here(), m))?
+                        .map_err(|m| err_at(&here(), m.message))?
                 };
                 return Ok(());
             }

@@ -103,12 +103,18 @@ impl SchemaSet {
         let mut docs: Vec<RawDocument> = Vec::new();
         for rel in &files {
             let absolute = root.join(rel);
-            if let Ok(text) = std::fs::read_to_string(&absolute) {
-                sources.add(rel, &text);
-            }
             match load_document(&absolute, rel) {
-                Ok((doc, _)) => docs.push(doc),
-                Err(e) => errors.push(e.with_excerpt(&sources)),
+                Ok((doc, text)) => {
+                    sources.add(rel, &text);
+                    docs.push(doc);
+                }
+                Err(e) => {
+                    // For the excerpt; `read_text` applies the same size cap as parsing.
+                    if let Ok(text) = crate::yaml::read_text(&absolute, rel) {
+                        sources.add(rel, &text);
+                    }
+                    errors.push(e.with_excerpt(&sources));
+                }
             }
         }
         let mut by_id: BTreeMap<String, &RawDocument> = BTreeMap::new();

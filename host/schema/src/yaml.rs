@@ -95,13 +95,29 @@ pub fn read_file<T: DeserializeOwned>(path: &Path, display: &Path) -> Result<T, 
     from_str(display, &read_text(path, display)?)
 }
 
-/// serde-saphyr appends its own " at line L column C"; we print the position in front instead.
+/// Strips a trailing ` at line L, column C` (or `column C` without the comma) that serde-saphyr adds:
+/// we print the position in front instead. Anything else in the message is kept.
+fn strip_position(message: &str) -> &str {
+    let Some(i) = message.rfind(" at line ") else { return message };
+    let tail = &message[i + " at line ".len()..];
+    let mut parts = tail.splitn(2, |c: char| c == ',' || c == ' ');
+    let line_ok = parts.next().is_some_and(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_digit()));
+    let rest = parts.next().unwrap_or("").trim_start();
+    let column_ok =
+        rest.strip_prefix("column ").is_some_and(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_digit()));
+    if line_ok && column_ok { &message[..i] } else { message }
+}
+
+/// The first line of a serde-saphyr message, reworded where it speaks of the library's API.
 fn clean_message(message: &str) -> String {
-    let first = message.lines().next().unwrap_or(message).trim();
-    match first.rfind(" at line ") {
-        Some(i) => first[..i].to_owned(),
-        None => first.to_owned(),
+    let first = strip_position(message.lines().next().unwrap_or(message).trim());
+    let first = first
+        .replace(", set DuplicateKeyPolicy in Options if acceptable", "; each key may appear once in a mapping")
+        .replace("set DuplicateKeyPolicy in Options if acceptable", "each key may appear once in a mapping");
+    if first.starts_with("budget breached") {
+        return format!("the YAML exceeds QPF's parsing limits ({first}); see docs/yaml.md");
     }
+    first
 }
 
 #[cfg(test)]
@@ -113,6 +129,16 @@ mod tests {
     fn duplicate_keys_are_errors_with_position() {
         let e = from_str::<BTreeMap<String, u32>>(Path::new("a.yaml"), "a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!((e.line, e.path.to_str()), (3, Some("a.yaml")), "{e}");
+    }
+
+    #[test]
+    fn only_a_trailing_position_is_stripped() {
+        assert_eq!(strip_position("bad at line 3, column 4"), "bad");
+        assert_eq!(strip_position("bad at line 3 column 4"), "bad");
+        assert_eq!(
+            strip_position("x at line 7, column 42 (defined at line 11, column 11) (used at line 2)"),
+            "x at line 7, column 42 (defined at line 11, column 11) (used at line 2)"
+        );
     }
 
     #[test]

@@ -60,11 +60,22 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     }
     for inv in &report.invocations {
         for d in &inv.diagnostics {
-            let at = d.pointer.as_deref().map(|p| format!(" at `{p}`")).unwrap_or_default();
+            let severity = format!("{:?}", d.severity).to_lowercase();
+            let at = match (&d.location, &d.pointer) {
+                (Some(loc), _) => format!("{loc}: "),
+                (None, Some(p)) => format!("`{p}`: "),
+                (None, None) => String::new(),
+            };
             eprintln!(
-                "{:?}: entry `{}`, schema `{}`, plugin `{}`{at}: {}",
-                d.severity, inv.entry, inv.schema, inv.plugin, d.message
+                "{severity}: {at}{} (entry `{}`, schema `{}`, plugin `{}`)",
+                d.message, inv.entry, inv.schema, inv.plugin
             );
+            if let Some(excerpt) = &d.excerpt {
+                eprintln!("{excerpt}");
+            }
+            for via in &d.via {
+                eprintln!("  = note: via {via}");
+            }
         }
     }
     let s = &report.summary;
