@@ -191,3 +191,54 @@ fn an_output_root_that_contains_the_project_is_refused() {
     assert_eq!(out.status.code(), Some(74), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("contains the project"), "{}", show(&out));
 }
+
+#[test]
+fn a_config_that_the_plugin_schema_refuses_fails_before_the_plugin_runs() {
+    let project = support::example_project();
+    let p = project.path();
+    let map = std::fs::read_to_string(p.join("extractors.yaml")).unwrap();
+    std::fs::write(p.join("extractors.yaml"), map.replace("    out: \"{name}/docs\"", "    out: \"{name}/docs\"\n    config: { pathh: x.md }"))
+        .unwrap();
+    let report_path = p.join("r.json");
+    let out = extract(p, &["--report", report_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report = support::report(&report_path);
+    let docs: Vec<&serde_json::Value> =
+        report["invocations"].as_array().unwrap().iter().filter(|i| i["entry"] == "api-docs").collect();
+    assert_eq!(docs.len(), 5);
+    for inv in docs {
+        assert_eq!(inv["error"]["kind"], "config", "{inv}");
+        assert!(inv["error"]["message"].as_str().unwrap().contains("pathh"), "{inv}");
+        assert_eq!(inv["fuel"], 0, "the plugin never ran: {inv}");
+    }
+}
+
+#[test]
+fn a_plugin_diagnostic_is_reported_at_the_schema_file_line_and_column() {
+    let project = support::example_project();
+    let p = project.path();
+    let orchestrator = p.join("agents/orchestrator.yaml");
+    let text = std::fs::read_to_string(&orchestrator).unwrap();
+    std::fs::write(&orchestrator, text.replace("{ name: priority, type: integer,", "{ name: priority, type: integr,")).unwrap();
+    let out = extract(p, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().position(|l| l.contains("name: priority")).unwrap() + 1;
+    let column = text.lines().nth(line - 1).unwrap().find("integer").unwrap() + 1;
+    assert!(stderr.contains(&format!("agents/orchestrator.yaml:{line}:{column}: unknown type `integr`")), "{stderr}");
+    assert!(stderr.contains("^"), "a caret excerpt: {stderr}");
+}
+
+#[test]
+fn a_change_to_a_shared_fragment_re_extracts_every_schema_that_extends_it() {
+    let project = support::example_project();
+    let p = project.path();
+    assert!(extract(p, &[]).status.success());
+    let fragment = p.join("fragments/base-agent.yaml");
+    let text = std::fs::read_to_string(&fragment).unwrap();
+    std::fs::write(&fragment, text.replace("Machine-readable error code.", "A stable machine-readable error code.")).unwrap();
+    let report_path = p.join("r.json");
+    assert!(extract(p, &["--report", report_path.to_str().unwrap()]).status.success());
+    let report = support::report(&report_path);
+    assert_eq!(report["summary"]["misses"], 10, "all five agents extend the fragment");
+}
