@@ -197,8 +197,11 @@ fn a_config_that_the_plugin_schema_refuses_fails_before_the_plugin_runs() {
     let project = support::example_project();
     let p = project.path();
     let map = std::fs::read_to_string(p.join("extractors.yaml")).unwrap();
-    std::fs::write(p.join("extractors.yaml"), map.replace("    out: \"{name}/docs\"", "    out: \"{name}/docs\"\n    config: { pathh: x.md }"))
-        .unwrap();
+    std::fs::write(
+        p.join("extractors.yaml"),
+        map.replace("    out: \"{name}/docs\"", "    out: \"{name}/docs\"\n    config: { pathh: x.md }"),
+    )
+    .unwrap();
     let report_path = p.join("r.json");
     let out = extract(p, &["--report", report_path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
@@ -219,7 +222,8 @@ fn a_plugin_diagnostic_is_reported_at_the_schema_file_line_and_column() {
     let p = project.path();
     let orchestrator = p.join("agents/orchestrator.yaml");
     let text = std::fs::read_to_string(&orchestrator).unwrap();
-    std::fs::write(&orchestrator, text.replace("{ name: priority, type: integer,", "{ name: priority, type: integr,")).unwrap();
+    std::fs::write(&orchestrator, text.replace("{ name: priority, type: integer,", "{ name: priority, type: integr,"))
+        .unwrap();
     let out = extract(p, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -236,7 +240,8 @@ fn a_change_to_a_shared_fragment_re_extracts_every_schema_that_extends_it() {
     assert!(extract(p, &[]).status.success());
     let fragment = p.join("fragments/base-agent.yaml");
     let text = std::fs::read_to_string(&fragment).unwrap();
-    std::fs::write(&fragment, text.replace("Machine-readable error code.", "A stable machine-readable error code.")).unwrap();
+    std::fs::write(&fragment, text.replace("Machine-readable error code.", "A stable machine-readable error code."))
+        .unwrap();
     let report_path = p.join("r.json");
     assert!(extract(p, &["--report", report_path.to_str().unwrap()]).status.success());
     let report = support::report(&report_path);

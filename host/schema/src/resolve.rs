@@ -196,25 +196,8 @@ impl<'a> Resolver<'a> {
 
         if doc.extends.is_empty() {
             // Directives in a document without bases act on empty lists.
-            if let Some(spec) = body.get("spec").cloned() {
-                let mut out = Provenance::new();
-                let spec = merge(
-                    None,
-                    Located { value: &spec, pointer: "/spec", provenance: &provenance, via: None },
-                    "/spec",
-                    &mut out,
-                )
-                .map_err(|m| {
-                    let origin = crate::provenance::locate(&provenance, &m.pointer)
-                        .cloned()
-                        .unwrap_or_else(|| Origin::new(&doc.path, 0, 0));
-                    err_at(&origin, m.message)
-                })?;
-                provenance.retain(|p, _| !(p == "/spec" || p.starts_with("/spec/")));
-                provenance.extend(out);
-                if let Value::Object(map) = &mut body {
-                    map.insert("spec".to_owned(), spec);
-                }
+            if body.get("spec").is_some() {
+                merge_own_spec(&mut body, &mut provenance, None, &doc.path)?;
             }
             return Ok(Resolved { body, provenance, depends_on });
         }
@@ -242,28 +225,39 @@ impl<'a> Resolver<'a> {
             .map_err(|m| err_at(origin, m.message))?;
             acc = Some((merged, out));
         }
-        let (base_spec, base_prov) = acc.unwrap_or((Value::Null, Provenance::new()));
-        let own_spec = body.get("spec").cloned().unwrap_or(Value::Null);
-        let mut out = Provenance::new();
-        let spec = merge(
-            Some(Located { value: &base_spec, pointer: "/spec", provenance: &base_prov, via: None }),
-            Located { value: &own_spec, pointer: "/spec", provenance: &provenance, via: None },
-            "/spec",
-            &mut out,
-        )
-        .map_err(|m| {
-            let origin = crate::provenance::locate(&provenance, &m.pointer)
-                .cloned()
-                .unwrap_or_else(|| Origin::new(&doc.path, 0, 0));
-            err_at(&origin, m.message)
-        })?;
-        provenance.retain(|p, _| !(p == "/spec" || p.starts_with("/spec/")));
-        provenance.extend(out);
-        if let Value::Object(map) = &mut body {
-            map.insert("spec".to_owned(), spec);
-        }
+        merge_own_spec(&mut body, &mut provenance, acc, &doc.path)?;
         Ok(Resolved { body, provenance, depends_on })
     }
+}
+
+/// Merges the document's own `spec` over the merged bases (or over nothing, which still applies its
+/// list directives), and puts the result and its provenance in place.
+fn merge_own_spec(
+    body: &mut Value,
+    provenance: &mut Provenance,
+    base: Option<(Value, Provenance)>,
+    file: &Path,
+) -> Result<(), SchemaError> {
+    let own_spec = body.get("spec").cloned().unwrap_or(Value::Null);
+    let mut out = Provenance::new();
+    let over = Located { value: &own_spec, pointer: "/spec", provenance, via: None };
+    let merged = match &base {
+        None => merge(None, over, "/spec", &mut out),
+        Some((value, prov)) => {
+            merge(Some(Located { value, pointer: "/spec", provenance: prov, via: None }), over, "/spec", &mut out)
+        }
+    }
+    .map_err(|m| {
+        let origin =
+            crate::provenance::locate(provenance, &m.pointer).cloned().unwrap_or_else(|| Origin::new(file, 0, 0));
+        err_at(&origin, m.message)
+    })?;
+    provenance.retain(|p, _| !(p == "/spec" || p.starts_with("/spec/")));
+    provenance.extend(out);
+    if let Value::Object(map) = body {
+        map.insert("spec".to_owned(), merged);
+    }
+    Ok(())
 }
 
 /// Replaces every `{$ref: "alias#/pointer", ...}` in `value` by the referenced value, with sibling
