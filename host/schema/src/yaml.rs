@@ -100,7 +100,7 @@ pub fn read_file<T: DeserializeOwned>(path: &Path, display: &Path) -> Result<T, 
 fn strip_position(message: &str) -> &str {
     let Some(i) = message.rfind(" at line ") else { return message };
     let tail = &message[i + " at line ".len()..];
-    let mut parts = tail.splitn(2, |c: char| c == ',' || c == ' ');
+    let mut parts = tail.splitn(2, [',', ' ']);
     let line_ok = parts.next().is_some_and(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_digit()));
     let rest = parts.next().unwrap_or("").trim_start();
     let column_ok =
