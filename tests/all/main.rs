@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod drift;
 mod extract;
 mod sandbox;
 mod schema;

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | the work failed: invalid project or schemas, a failing invocation, a plugin that cannot load |
-//! | 2 | findings: the command ran and found something to report (reserved for `qpf drift`) |
+//! | 2 | findings: the command ran and found something to report (`qpf drift` found drift) |
 //! | 64 | usage error: bad flags or arguments, no `qpf.yaml` in `--project` |
 //! | 74 | I/O error: the output root, the lock or the state folder cannot be written |
 
@@ -18,6 +18,8 @@ pub enum Exit {
     Success = 0,
     /// 1.
     Failure = 1,
+    /// 2.
+    Findings = 2,
     /// 64.
     Usage = 64,
     /// 74.

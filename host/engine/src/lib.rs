@@ -10,6 +10,7 @@ pub mod audit;
 pub mod cache;
 pub mod cache_key;
 pub mod canonical;
+pub mod drift;
 pub mod extract;
 pub mod lock;
 pub mod output_path;

@@ -48,6 +48,17 @@ impl OutputRoot {
         Some(format!("blake3:{}", blake3::hash(&bytes).to_hex()))
     }
 
+    /// Removes a file under the root (a no-op when it is already gone).
+    ///
+    /// # Errors
+    /// I/O errors other than "not found".
+    pub fn remove(&self, rel: &str) -> std::io::Result<()> {
+        match self.dir.remove_file(rel) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
     /// Writes `bytes` to `rel` (already checked by [`crate::output_path::check`]) unless the file
     /// already holds exactly these bytes.
     ///

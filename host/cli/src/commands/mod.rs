@@ -1,6 +1,7 @@
 //! One module per command, each with a clap `Args` struct and a `run` function.
 
 pub mod digest;
+pub mod drift;
 pub mod extract;
 pub mod plan;
 pub mod schema;

@@ -1,0 +1,75 @@
+//! `qpf drift`: does the code on disk still match the lock and the current schemas?
+//! Exit 0 clean, 2 drift found, 1 error (like `terraform plan -detailed-exitcode`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use qpf_engine::drift::DriftReport;
+use qpf_engine::lock::{LOCK_FILE, Lock};
+use qpf_engine::{Engine, ExtractOptions};
+
+use super::Format;
+use crate::exit::Exit;
+
+/// Arguments of `qpf drift`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
+    /// Repair: restore modified and missing files (from the cache where it has them, without running
+    /// plugins), re-extract stale ones, remove orphans (unless edited by hand); then check again.
+    #[arg(long)]
+    fix: bool,
+    /// Output root, overriding `output` in qpf.yaml.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+fn print(report: &DriftReport, format: Format) {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(report).unwrap_or_default()),
+        Format::Human => {
+            for i in &report.items {
+                let class = format!("{:?}", i.class).to_lowercase();
+                println!("{class:<9} {}  ({}, entry `{}`: {})", i.path, i.schema, i.entry, i.detail);
+            }
+            if report.is_clean() {
+                println!("no drift: {} files match the lock and the schemas ({})", report.checked, report.output);
+            } else {
+                println!("{} of {} files drifted; `qpf drift --fix` repairs them", report.items.len(), report.checked);
+            }
+        }
+    }
+}
+
+/// Runs the command.
+///
+/// # Errors
+/// A missing or invalid project, or an unusable output root.
+pub fn run(project: &Path, args: &Args) -> Result<Exit> {
+    let engine = Engine::load(project)?;
+    let report = engine.drift(args.out.as_deref())?;
+    if !args.fix || report.is_clean() {
+        print(&report, args.format);
+        return Ok(if report.is_clean() { Exit::Success } else { Exit::Findings });
+    }
+    let locked = Lock::read(&project.join(LOCK_FILE)).unwrap_or_else(|| Lock::new(String::new()));
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let extract = engine.extract(&ExtractOptions { jobs, out: args.out.clone(), no_cache: false }, &|_| {})?;
+    for inv in extract.invocations.iter().filter(|i| i.outcome != "ok") {
+        if let Some(e) = &inv.error {
+            eprintln!("error: entry `{}`, schema `{}`: {} error: {}", inv.entry, inv.schema, e.kind, e.message);
+        }
+    }
+    for kept in engine.remove_orphans(&report.items, &locked, args.out.as_deref())? {
+        eprintln!("warning: orphan {kept}");
+    }
+    eprintln!(
+        "fixed: {} files restored or re-extracted ({} plugin runs, {} from the cache)",
+        extract.summary.files_written, extract.summary.misses, extract.summary.hits
+    );
+    let after = engine.drift(args.out.as_deref())?;
+    print(&after, args.format);
+    Ok(if after.is_clean() { Exit::Success } else { Exit::Findings })
+}
