@@ -9,6 +9,7 @@
 mod cli;
 mod drift;
 mod extract;
+mod recovery;
 mod sandbox;
 mod schema;
 mod support;

@@ -155,7 +155,9 @@ impl InvocationCache for LocalCache {
     fn put(&self, manifest: &Manifest, blobs: &[(&str, &[u8])]) -> Result<(), CacheError> {
         for (digest, bytes) in blobs {
             let path = self.blob_path(digest);
-            if !path.exists() {
+            // An existing blob is reused only if it is intact: a corrupted one is replaced.
+            let intact = std::fs::read(&path).is_ok_and(|old| digest_of(&old) == *digest);
+            if !intact {
                 write_atomic(&path, bytes)?;
             }
         }
