@@ -247,3 +247,28 @@ fn a_change_to_a_shared_fragment_re_extracts_every_schema_that_extends_it() {
     let report = support::report(&report_path);
     assert_eq!(report["summary"]["misses"], 10, "all five agents extend the fragment");
 }
+
+#[test]
+fn fail_fast_skips_what_is_left_after_the_first_failure_and_keep_going_runs_everything() {
+    let entries = [
+        ("a-crash", json!({"mode": "trap"})),
+        ("b-fine", json!({"mode": "echo"})),
+        ("c-fine", json!({"mode": "echo"})),
+    ];
+    let project = support::hostile_project(&entries, "  fuel: 100000000\n");
+    let p = project.path();
+    let report_path = p.join("r.json");
+    let out = extract(p, &["--fail-fast", "--jobs", "1", "--report", report_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report = support::report(&report_path);
+    let outcomes: Vec<&str> =
+        report["invocations"].as_array().unwrap().iter().map(|i| i["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["error", "skipped", "skipped"]);
+    assert_eq!(report["summary"]["skipped"], 2);
+    let out = extract(p, &["--keep-going", "--jobs", "1", "--report", report_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report = support::report(&report_path);
+    let outcomes: Vec<&str> =
+        report["invocations"].as_array().unwrap().iter().map(|i| i["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["error", "ok", "ok"]);
+}

@@ -29,6 +29,9 @@ pub struct ExtractOptions {
     pub out: Option<PathBuf>,
     /// Neither read nor write the invocation cache.
     pub no_cache: bool,
+    /// Stop starting invocations after the first failure (the rest are reported as `skipped`).
+    /// The default, keep going, runs every invocation whatever fails.
+    pub fail_fast: bool,
 }
 
 /// Progress, for front ends.
@@ -311,13 +314,20 @@ impl Engine {
         // Worker phase: every invocation, `jobs` at a time.
         let results: Vec<OnceLock<Worked>> = invocations.iter().map(|_| OnceLock::new()).collect();
         let next = AtomicUsize::new(0);
+        let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             for _ in 0..jobs.min(invocations.len().max(1)) {
                 scope.spawn(|| {
                     loop {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(inv) = invocations.get(i) else { break };
                         let worked = work(inv, cache, &plugins, &root, limits);
+                        if options.fail_fast && worked.result.is_err() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
                         on_event(Event::Finished {
                             entry: &inv.entry,
                             schema: &inv.schema,
@@ -340,7 +350,16 @@ impl Engine {
         let mut summary = Summary { invocations: invocations.len(), ..Summary::default() };
         let mut warnings = Vec::new();
         for (i, (inv, slot)) in invocations.iter().zip(results).enumerate() {
-            let Some(worked) = slot.into_inner() else { continue };
+            let worked = slot.into_inner().unwrap_or_else(|| Worked {
+                hit: false,
+                duration_us: 0,
+                fuel: 0,
+                plugin_version: None,
+                diagnostics: Vec::new(),
+                result: Err(error("skipped", "not run: `--fail-fast` stopped the run after the first failure")),
+                warnings: Vec::new(),
+            });
+            let skipped = worked.result.as_ref().is_err_and(|e| e.kind == "skipped");
             warnings.extend(worked.warnings);
             let mut written = Vec::new();
             let result = worked.result.and_then(|files| {
@@ -374,7 +393,9 @@ impl Engine {
                 Ok(files)
             });
             summary.files_written += written.len();
-            if worked.hit {
+            if skipped {
+                summary.skipped += 1;
+            } else if worked.hit {
                 summary.hits += 1;
             } else {
                 summary.misses += 1;
@@ -399,7 +420,9 @@ impl Engine {
                     }
                 }
                 Err(_) => {
-                    summary.failed += 1;
+                    if !skipped {
+                        summary.failed += 1;
+                    }
                     // Self-healing: the previous outputs of a failing invocation stay, and stay locked.
                     if let Some(previous) = &previous {
                         for (rel, f) in &previous.files {
@@ -412,6 +435,7 @@ impl Engine {
             }
             let (outcome, err) = match result {
                 Ok(_) => ("ok", None),
+                Err(e) if skipped => ("skipped", Some(e)),
                 Err(e) => ("error", Some(e)),
             };
             records.push(AuditRecord {

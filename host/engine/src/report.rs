@@ -36,6 +36,8 @@ pub struct Summary {
     pub misses: usize,
     /// Failed.
     pub failed: usize,
+    /// Not run because `--fail-fast` stopped the run.
+    pub skipped: usize,
     /// Files created or replaced on disk.
     pub files_written: usize,
     /// Files already up to date.
@@ -55,7 +57,7 @@ pub struct InvocationReport {
     pub key: String,
     /// `hit` or `miss`.
     pub cache: String,
-    /// `ok` or `error`.
+    /// `ok`, `error`, or `skipped` (not run: `--fail-fast` stopped the run).
     pub outcome: String,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]

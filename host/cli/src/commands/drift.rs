@@ -56,7 +56,8 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     }
     let locked = Lock::read(&project.join(LOCK_FILE)).unwrap_or_else(|| Lock::new(String::new()));
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let extract = engine.extract(&ExtractOptions { jobs, out: args.out.clone(), no_cache: false }, &|_| {})?;
+    let extract =
+        engine.extract(&ExtractOptions { jobs, out: args.out.clone(), no_cache: false, fail_fast: false }, &|_| {})?;
     for inv in extract.invocations.iter().filter(|i| i.outcome != "ok") {
         if let Some(e) = &inv.error {
             eprintln!("error: entry `{}`, schema `{}`: {} error: {}", inv.entry, inv.schema, e.kind, e.message);

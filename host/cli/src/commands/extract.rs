@@ -23,6 +23,12 @@ pub struct Args {
     /// Run every plugin: neither read nor write the invocation cache.
     #[arg(long)]
     no_cache: bool,
+    /// Stop starting invocations after the first failure; the rest are reported as skipped.
+    #[arg(long, conflicts_with = "keep_going")]
+    fail_fast: bool,
+    /// Run every invocation whatever fails (the default).
+    #[arg(long)]
+    keep_going: bool,
 }
 
 /// Runs the command.
@@ -34,7 +40,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     let engine = Engine::load(project)?;
     let jobs =
         args.jobs.map(|j| j as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let options = ExtractOptions { jobs, out: args.out.clone(), no_cache: args.no_cache };
+    let options = ExtractOptions { jobs, out: args.out.clone(), no_cache: args.no_cache, fail_fast: args.fail_fast };
     let bar =
         if std::io::stderr().is_terminal() { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(
@@ -98,6 +104,9 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         report.duration_us / 1000,
         report.output
     );
+    if s.skipped > 0 {
+        eprintln!("error: {} invocations were skipped after the first failure (--fail-fast)", s.skipped);
+    }
     if s.failed > 0 {
         eprintln!(
             "error: {} of {} invocations failed; their previous outputs were left in place",
