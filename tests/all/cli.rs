@@ -78,3 +78,22 @@ fn plan_shows_every_invocation_and_its_cache_state() {
         serde_json::from_slice(&qpf(&["plan", "--project", p, "--format", "json"]).stdout).unwrap();
     assert!(v["invocations"].as_array().unwrap().iter().all(|i| i["cache"] == "hit"));
 }
+
+#[test]
+fn impact_follows_extends_from_a_fragment_to_every_agent_and_its_files() {
+    let project = support::example_project();
+    let p = project.path();
+    assert!(qpf(&["extract", "--project", p.to_str().unwrap()]).status.success());
+    let fragment = p.join("fragments/base-agent.yaml");
+    let out = qpf(&["impact", "--project", p.to_str().unwrap(), "--format", "json", fragment.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schemas"].as_array().unwrap().len(), 5);
+    assert_eq!(v["invocations"].as_array().unwrap().len(), 10);
+    assert_eq!(v["files"].as_array().unwrap().len(), 10);
+    let one = p.join("agents/monitor.yaml");
+    let out = qpf(&["impact", "--project", p.to_str().unwrap(), "--format", "json", one.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schemas"], serde_json::json!(["Agent/monitor@0.9.0"]));
+    assert_eq!(v["files"], serde_json::json!(["monitor/docs/API.md", "monitor/src/monitor/models.py"]));
+}

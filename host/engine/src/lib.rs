@@ -12,6 +12,7 @@ pub mod cache_key;
 pub mod canonical;
 pub mod drift;
 pub mod extract;
+pub mod impact;
 pub mod lock;
 pub mod output_path;
 pub mod plan;

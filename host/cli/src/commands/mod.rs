@@ -3,6 +3,7 @@
 pub mod digest;
 pub mod drift;
 pub mod extract;
+pub mod impact;
 pub mod plan;
 pub mod schema;
 pub mod validate;

@@ -1,0 +1,55 @@
+//! Impact: which schemas, invocations and generated files a change to some files affects, through
+//! imports, extends and `$ref` (the dependency edges the resolver recorded).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::lock::{LOCK_FILE, Lock};
+
+/// What a change affects.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Impact {
+    /// The changed files, relative to the project root.
+    pub changed: Vec<PathBuf>,
+    /// Schema ids that are or depend on a changed file.
+    pub schemas: Vec<String>,
+    /// Affected invocations, as `entry` and `schema`.
+    pub invocations: Vec<(String, String)>,
+    /// Generated files (under the output root) those invocations produced at the last run.
+    pub files: Vec<String>,
+}
+
+impl crate::Engine {
+    /// The impact of changing `paths` (relative to the project root).
+    pub fn impact(&self, paths: &[PathBuf]) -> Impact {
+        let changed: BTreeSet<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        let schemas: BTreeSet<String> = self
+            .schemas()
+            .iter()
+            .filter(|s| {
+                changed.contains(s.path.as_path()) || s.depends_on.iter().any(|d| changed.contains(d.as_path()))
+            })
+            .map(|s| s.id())
+            .collect();
+        let invocations: Vec<(String, String)> = self
+            .plan()
+            .invocations
+            .iter()
+            .filter(|i| schemas.contains(&i.schema))
+            .map(|i| (i.entry.clone(), i.schema.clone()))
+            .collect();
+        let lock = Lock::read(&self.project().root.join(LOCK_FILE));
+        let files = lock
+            .map(|l| {
+                l.files
+                    .iter()
+                    .filter(|(_, f)| invocations.iter().any(|(e, s)| *e == f.entry && *s == f.schema))
+                    .map(|(p, _)| p.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Impact { changed: paths.to_vec(), schemas: schemas.into_iter().collect(), invocations, files }
+    }
+}
