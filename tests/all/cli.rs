@@ -97,3 +97,34 @@ fn impact_follows_extends_from_a_fragment_to_every_agent_and_its_files() {
     assert_eq!(v["schemas"], serde_json::json!(["Agent/monitor@0.9.0"]));
     assert_eq!(v["files"], serde_json::json!(["monitor/docs/API.md", "monitor/src/monitor/models.py"]));
 }
+
+#[test]
+fn plan_says_why_each_invocation_will_run() {
+    let project = support::example_project();
+    let p = project.path();
+    let plan = || {
+        let out = qpf(&["plan", "--project", p.to_str().unwrap(), "--format", "json"]);
+        assert!(out.status.success(), "{}", show(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert!(plan()["invocations"].as_array().unwrap().iter().all(|i| i["reason"] == "new: never extracted"));
+    assert!(qpf(&["extract", "--project", p.to_str().unwrap()]).status.success());
+    let trainer = p.join("agents/trainer.yaml");
+    std::fs::write(&trainer, std::fs::read_to_string(&trainer).unwrap().replace("default: 3 }", "default: 4 }"))
+        .unwrap();
+    let map = p.join("extractors.yaml");
+    std::fs::write(
+        &map,
+        std::fs::read_to_string(&map).unwrap().replace("src/{package}/models.py", "src/{package}/model.py"),
+    )
+    .unwrap();
+    for inv in plan()["invocations"].as_array().unwrap() {
+        let expected = match (inv["entry"].as_str().unwrap(), inv["schema"].as_str().unwrap()) {
+            ("models", "Agent/trainer@0.4.1") => serde_json::json!("input, config changed"),
+            ("models", _) => serde_json::json!("config changed"),
+            ("api-docs", "Agent/trainer@0.4.1") => serde_json::json!("input changed"),
+            _ => serde_json::Value::Null,
+        };
+        assert_eq!(inv["reason"], expected, "{inv}");
+    }
+}

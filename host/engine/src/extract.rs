@@ -228,6 +228,36 @@ impl Engine {
         &self.plan
     }
 
+    /// For each planned invocation (in plan order): `None` when it is cached, otherwise why it will
+    /// run: `new` (never extracted), the parts of its key that changed since the lock (`input`,
+    /// `config`, `plugin`, `context`, `limits`), or `not cached` (same inputs, cache entry gone).
+    pub fn miss_reasons(&self) -> Vec<Option<String>> {
+        let lock = Lock::read(&self.project.root.join(LOCK_FILE));
+        let limits = &self.project.file.limits;
+        self.cache_states()
+            .into_iter()
+            .zip(&self.plan.invocations)
+            .map(|(hit, inv)| {
+                if hit {
+                    return None;
+                }
+                let before =
+                    lock.as_ref().and_then(|l| l.invocations.get(&crate::lock::invocation_id(&inv.entry, &inv.schema)));
+                Some(match before {
+                    None => "new: never extracted".to_owned(),
+                    Some(before) => {
+                        let changed = inv.inputs(limits).changed_since(before);
+                        if changed.is_empty() {
+                            "not cached: same inputs as the lock, but the cache entry is gone".to_owned()
+                        } else {
+                            format!("{} changed", changed.join(", "))
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
     /// Whether each planned invocation has a valid cache entry (in plan order).
     pub fn cache_states(&self) -> Vec<bool> {
         let cache = LocalCache::new(&self.project.state_dir().join("cache").join("invocations"));
@@ -404,8 +434,10 @@ impl Engine {
                 Ok(files) => files.iter().map(|f| (f.rel.clone(), f.digest.clone())).collect(),
                 Err(_) => Vec::new(),
             };
+            let id = crate::lock::invocation_id(&inv.entry, &inv.schema);
             match &result {
                 Ok(_) => {
+                    lock.invocations.insert(id, inv.inputs(limits));
                     for (rel, digest) in &files {
                         lock.files.insert(
                             rel.clone(),
@@ -425,6 +457,9 @@ impl Engine {
                     }
                     // Self-healing: the previous outputs of a failing invocation stay, and stay locked.
                     if let Some(previous) = &previous {
+                        if let Some(before) = previous.invocations.get(&id) {
+                            lock.invocations.insert(id.clone(), before.clone());
+                        }
                         for (rel, f) in &previous.files {
                             if f.entry == inv.entry && f.schema == inv.schema && !claimed.contains_key(rel) {
                                 lock.files.insert(rel.clone(), f.clone());

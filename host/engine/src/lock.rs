@@ -21,6 +21,49 @@ pub struct Lock {
     pub output: String,
     /// Generated files by path (relative to the output root).
     pub files: BTreeMap<String, LockedFile>,
+    /// What each invocation's key was made of, by `entry schema`, so that `qpf plan` can say why
+    /// an invocation will run again.
+    #[serde(default)]
+    pub invocations: BTreeMap<String, InvocationInputs>,
+}
+
+/// Digests of the parts of an invocation's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationInputs {
+    /// The invocation key.
+    pub key: String,
+    /// Plugin digest.
+    pub plugin: String,
+    /// Digest of the canonical input.
+    pub input: String,
+    /// Digest of the canonical config.
+    pub config: String,
+    /// Digest of the canonical context.
+    pub context: String,
+    /// Digest of the canonical limits.
+    pub limits: String,
+}
+
+impl InvocationInputs {
+    /// The parts that differ from `before`, by name (`plugin`, `input`, `config`, `context`, `limits`).
+    pub fn changed_since(&self, before: &InvocationInputs) -> Vec<&'static str> {
+        [
+            ("plugin", &self.plugin, &before.plugin),
+            ("input", &self.input, &before.input),
+            ("config", &self.config, &before.config),
+            ("context", &self.context, &before.context),
+            ("limits", &self.limits, &before.limits),
+        ]
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(name, _, _)| name)
+        .collect()
+    }
+}
+
+/// The lock's key for an invocation: `entry schema`.
+pub fn invocation_id(entry: &str, schema: &str) -> String {
+    format!("{entry} {schema}")
 }
 
 /// One generated file.
@@ -41,7 +84,7 @@ pub struct LockedFile {
 impl Lock {
     /// An empty lock for an output root.
     pub fn new(output: String) -> Self {
-        Lock { format: LOCK_FORMAT, output, files: BTreeMap::new() }
+        Lock { format: LOCK_FORMAT, output, files: BTreeMap::new(), invocations: BTreeMap::new() }
     }
 
     /// Reads the lock, or `None` when there is none or it cannot be parsed (a warning is logged;

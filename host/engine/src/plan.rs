@@ -126,6 +126,22 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
     if errors.is_empty() { Ok(Plan { invocations }) } else { Err(errors) }
 }
 
+impl PlannedInvocation {
+    /// Digests of the parts of this invocation's key.
+    pub fn inputs(&self, limits: &qpf_runtime::Limits) -> crate::lock::InvocationInputs {
+        let digest = |text: &str| format!("blake3:{}", blake3::hash(text.as_bytes()).to_hex());
+        let limits = serde_json::to_value(limits).map(|v| canonical::to_string(&v)).unwrap_or_default();
+        crate::lock::InvocationInputs {
+            key: self.key.clone(),
+            plugin: self.plugin_digest.clone(),
+            input: digest(&self.request.input),
+            config: digest(&self.request.config),
+            context: digest(&self.request.context),
+            limits: digest(&limits),
+        }
+    }
+}
+
 impl Plan {
     /// The plugins the plan uses, by name, with their digests.
     pub fn plugins(&self) -> BTreeMap<&str, &str> {

@@ -1,4 +1,4 @@
-//! `qpf plan`: every invocation the project would run, with its cache state.
+//! `qpf plan`: every invocation the project would run, with its cache state and, for a miss, why.
 
 use std::path::Path;
 
@@ -22,15 +22,16 @@ pub struct Args {
 /// A missing or invalid project.
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     let engine = Engine::load(project)?;
-    let states = engine.cache_states();
+    let reasons = engine.miss_reasons();
     let plan = &engine.plan().invocations;
     match args.format {
         Format::Human => {
-            for (inv, hit) in plan.iter().zip(&states) {
+            for (inv, reason) in plan.iter().zip(&reasons) {
                 let key = inv.key.strip_prefix("blake3:").unwrap_or(&inv.key);
+                let state = if reason.is_some() { "miss" } else { "hit" };
+                let why = reason.as_deref().map(|r| format!("  ({r})")).unwrap_or_default();
                 println!(
-                    "{:<5} {:<16} {:<32} {:<14} -> {}/  key {}",
-                    if *hit { "hit" } else { "miss" },
+                    "{state:<5} {:<16} {:<32} {:<14} -> {}/  key {}{why}",
                     inv.entry,
                     inv.schema,
                     inv.plugin,
@@ -38,18 +39,19 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
                     &key[..12.min(key.len())]
                 );
             }
-            let hits = states.iter().filter(|h| **h).count();
+            let hits = reasons.iter().filter(|r| r.is_none()).count();
             println!("{} invocations: {} cached, {} to run", plan.len(), hits, plan.len() - hits);
         }
         Format::Json => {
             let items: Vec<_> = plan
                 .iter()
-                .zip(&states)
-                .map(|(inv, hit)| {
+                .zip(&reasons)
+                .map(|(inv, reason)| {
                     serde_json::json!({
                         "entry": inv.entry, "schema": inv.schema, "schema_path": inv.schema_path,
                         "plugin": inv.plugin, "out": inv.out_dir, "key": inv.key,
-                        "cache": if *hit { "hit" } else { "miss" },
+                        "cache": if reason.is_some() { "miss" } else { "hit" },
+                        "reason": reason,
                     })
                 })
                 .collect();
