@@ -125,3 +125,56 @@ fn a_corrupted_cache_entry_is_reported_and_treated_as_a_miss_never_served() {
     assert_eq!(support::report(&report_path)["summary"]["misses"], 10);
     assert_eq!(support::tree(&p.join("out")), reference);
 }
+
+#[test]
+fn cache_gc_trims_least_recently_used_entries_and_keeps_what_fits() {
+    let project = support::example_project();
+    let p = project.path().to_str().unwrap();
+    assert!(qpf(&["extract", "--project", p]).status.success());
+    let stats = |args: &[&str]| {
+        let out = qpf(args);
+        assert!(out.status.success(), "{}", show(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let before = stats(&["cache", "stats", "--project", p, "--format", "json"]);
+    assert_eq!(before["manifests"], 10);
+    assert_eq!(before["compiled"], 2);
+    let half = before["invocation_bytes"].as_u64().unwrap() / 2;
+    let gc = stats(&["cache", "gc", "--project", p, "--max-size", &half.to_string(), "--format", "json"]);
+    assert!(gc["bytes_after"].as_u64().unwrap() <= half, "{gc}");
+    assert!(gc["manifests_removed"].as_u64().unwrap() > 0, "{gc}");
+    // What is left is still valid: the next run serves the rest from the cache and re-runs the others.
+    let report_path = project.path().join("r.json");
+    std::fs::remove_dir_all(project.path().join("out")).unwrap();
+    assert!(qpf(&["extract", "--project", p, "--report", report_path.to_str().unwrap()]).status.success());
+    let report = support::report(&report_path);
+    assert_eq!(report["summary"]["misses"].as_u64().unwrap(), gc["manifests_removed"].as_u64().unwrap());
+    let cleared = stats(&["cache", "clear", "--project", p, "--format", "json"]);
+    assert!(cleared["bytes_freed"].as_u64().unwrap() > 0);
+    assert_eq!(stats(&["cache", "stats", "--project", p, "--format", "json"])["manifests"], 0);
+}
+
+#[test]
+fn cache_clear_waits_for_a_running_extraction() {
+    let project = support::example_project();
+    let p = project.path().to_str().unwrap();
+    assert!(qpf(&["extract", "--project", p]).status.success());
+    let cache_root = project.path().join(".qpf/cache");
+    // Hold the shared lock as a running `qpf extract` does.
+    let lock = std::fs::OpenOptions::new().write(true).open(cache_root.join(".lock")).unwrap();
+    lock.lock_shared().unwrap();
+    let mut child = std::process::Command::new(support::qpf_bin())
+        .args(["cache", "clear", "--project", p])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "clear must wait while a run holds the cache");
+    assert!(cache_root.join("invocations").exists(), "nothing deleted yet");
+    lock.unlock().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("waiting for another qpf"));
+    assert!(!cache_root.join("invocations").exists());
+}

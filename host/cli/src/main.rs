@@ -31,6 +31,8 @@ enum Command {
     Validate(commands::validate::Args),
     /// Show every invocation the project would run, with its cache state.
     Plan(commands::plan::Args),
+    /// Inspect or trim the local caches: stats, gc --max-size SIZE, clear.
+    Cache(commands::cache::Args),
     /// List the schemas, invocations and generated files that a change to some files affects.
     Impact(commands::impact::Args),
     /// Check that the files on disk match the lock and the current schemas (exit 2 on drift).
@@ -61,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Command::Extract(args) => commands::extract::run(&cli.project, args),
         Command::Validate(args) => commands::validate::run(&cli.project, args),
         Command::Plan(args) => commands::plan::run(&cli.project, args),
+        Command::Cache(args) => commands::cache::run(&cli.project, args),
         Command::Impact(args) => commands::impact::run(&cli.project, args),
         Command::Drift(args) => commands::drift::run(&cli.project, args),
         Command::Digest(args) => commands::digest::run(args),

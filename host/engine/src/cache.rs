@@ -140,6 +140,10 @@ impl InvocationCache for LocalCache {
         {
             return Err(CacheError::Corrupted(key.to_owned()));
         }
+        // A hit refreshes the manifest's time: `qpf cache gc` removes the least recently used first.
+        if let Ok(file) = std::fs::File::options().write(true).open(&path) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
         Ok(Some(sealed.manifest))
     }
 

@@ -334,7 +334,11 @@ impl Engine {
         self.verify_plugins()?;
         let (_, output_shown, root) = self.open_output(options)?;
         let jobs = options.jobs.max(1);
-        let cache = LocalCache::new(&self.project.state_dir().join("cache").join("invocations"));
+        let cache_root = self.project.state_dir().join("cache");
+        // Held for the whole run: `qpf cache gc|clear` wait for it instead of deleting under us.
+        let _lock = crate::cache_admin::lock_shared(&cache_root)
+            .map_err(|source| EngineError::Io { path: cache_root.join(".lock"), source })?;
+        let cache = LocalCache::new(&cache_root.join("invocations"));
         let cache: Option<&dyn InvocationCache> = if options.no_cache { None } else { Some(&cache) };
         let plugins = Plugins::new(&self.project, &self.plan, jobs);
         let limits = &self.project.file.limits;

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod cache;
+pub mod cache_admin;
 pub mod cache_key;
 pub mod canonical;
 pub mod drift;

@@ -1,5 +1,6 @@
 //! One module per command, each with a clap `Args` struct and a `run` function.
 
+pub mod cache;
 pub mod digest;
 pub mod drift;
 pub mod extract;

@@ -1,0 +1,79 @@
+//! `qpf cache stats | gc --max-size SIZE | clear`: the local caches under `.qpf/cache`, safe while
+//! another `qpf` runs (runs hold a shared lock; `gc` and `clear` wait for an exclusive one).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use qpf_engine::cache_admin;
+use qpf_engine::project::Project;
+
+use super::Format;
+use crate::exit::Exit;
+
+/// Arguments of `qpf cache`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human", global = true)]
+    format: Format,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Count entries and bytes of the invocation and compiled-plugin caches.
+    Stats,
+    /// Shrink the invocation cache to SIZE, least recently used first (e.g. `500M`, `2GiB`).
+    Gc {
+        /// The size to shrink to.
+        #[arg(long, value_name = "SIZE", value_parser = cache_admin::parse_size)]
+        max_size: u64,
+    },
+    /// Delete both caches.
+    Clear,
+}
+
+/// Runs the command.
+///
+/// # Errors
+/// A missing project, or I/O errors on the cache.
+pub fn run(project: &Path, args: &Args) -> Result<Exit> {
+    let project = Project::load(project)?;
+    let root = project.state_dir().join("cache");
+    let waiting = || eprintln!("waiting for another qpf to finish with the cache...");
+    let json = args.format == Format::Json;
+    match &args.command {
+        Command::Stats => {
+            let s = cache_admin::stats(&root);
+            if json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                println!("invocations: {} entries, {} blobs, {} bytes", s.manifests, s.blobs, s.invocation_bytes);
+                println!("compiled plugins: {}, {} bytes", s.compiled, s.compiled_bytes);
+            }
+        }
+        Command::Gc { max_size } => {
+            let _lock = cache_admin::lock_exclusive(&root, &waiting).context("cannot lock the cache")?;
+            let r = cache_admin::gc(&root, *max_size).context("cannot trim the cache")?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "removed {} entries and {} blobs ({} bytes); the invocation cache now holds {} bytes",
+                    r.manifests_removed, r.blobs_removed, r.bytes_freed, r.bytes_after
+                );
+            }
+        }
+        Command::Clear => {
+            let _lock = cache_admin::lock_exclusive(&root, &waiting).context("cannot lock the cache")?;
+            let freed = cache_admin::clear(&root).context("cannot clear the cache")?;
+            if json {
+                println!("{}", serde_json::json!({"bytes_freed": freed}));
+            } else {
+                println!("cleared {freed} bytes");
+            }
+        }
+    }
+    Ok(Exit::Success)
+}
