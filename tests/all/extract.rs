@@ -272,3 +272,63 @@ fn fail_fast_skips_what_is_left_after_the_first_failure_and_keep_going_runs_ever
         report["invocations"].as_array().unwrap().iter().map(|i| i["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["error", "ok", "ok"]);
 }
+
+#[test]
+fn needs_run_upstream_first_and_pass_its_outputs_in_the_context() {
+    let entries = [
+        ("wiring", json!({"mode": "context"}), "    needs: [models, docs]\n    upstream-contents: true\n"),
+        ("models", json!({"mode": "echo"}), ""),
+        ("docs", json!({"mode": "context"}), "    needs: [models]\n"),
+    ];
+    let project = support::hostile_project_with(&entries, "  fuel: 100000000\n");
+    let p = project.path();
+    let report_path = p.join("r.json");
+    let out = extract(p, &["--jobs", "4", "--report", report_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let report = support::report(&report_path);
+    let order: Vec<&str> =
+        report["invocations"].as_array().unwrap().iter().map(|i| i["entry"].as_str().unwrap()).collect();
+    assert_eq!(order, ["models", "docs", "wiring"], "the plan puts upstream entries first");
+    let wiring: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.join("out/wiring/context.json")).unwrap()).unwrap();
+    assert_eq!(wiring["upstream"]["models"]["files"][0]["path"], "models/echo.json");
+    assert_eq!(wiring["upstream"]["models"]["files"][0]["contents"], "{\"greeting\":\"hello\"}");
+    assert_eq!(wiring["upstream"]["docs"]["files"][0]["path"], "docs/context.json");
+    let docs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.join("out/docs/context.json")).unwrap()).unwrap();
+    assert!(docs["upstream"]["models"]["files"][0].get("contents").is_none(), "contents only on request");
+    assert!(docs["needs"]["models"].as_str().unwrap().starts_with("blake3:"), "upstream keys are part of the key");
+
+    // A change upstream re-runs its dependants, and only them.
+    let map = p.join("map.yaml");
+    let text = std::fs::read_to_string(&map).unwrap();
+    std::fs::write(&map, text.replace("config: {\"mode\":\"echo\"}", "config: {\"mode\":\"echo\",\"path\":\"x\"}"))
+        .unwrap();
+    let out = extract(p, &["--report", report_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let report = support::report(&report_path);
+    assert_eq!(report["summary"]["misses"], 3, "models changed, so docs and wiring re-run: {report}");
+}
+
+#[test]
+fn a_failed_upstream_skips_its_dependants_and_a_needs_cycle_is_refused() {
+    let entries = [("base", json!({"mode": "trap"}), ""), ("top", json!({"mode": "context"}), "    needs: [base]\n")];
+    let project = support::hostile_project_with(&entries, "  fuel: 100000000\n");
+    let p = project.path();
+    let report_path = p.join("r.json");
+    let out = extract(p, &["--report", report_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report = support::report(&report_path);
+    assert_eq!(report["invocations"][1]["outcome"], "skipped");
+    assert!(report["invocations"][1]["error"]["message"].as_str().unwrap().contains("`base`"), "{report}");
+
+    let cyclic = [
+        ("a", json!({"mode": "echo"}), "    needs: [b]\n"),
+        ("b", json!({"mode": "echo"}), "    needs: [c]\n"),
+        ("c", json!({"mode": "echo"}), "    needs: [a]\n"),
+    ];
+    let project = support::hostile_project_with(&cyclic, "  fuel: 100000000\n");
+    let out = extract(project.path(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`needs` form a cycle: a → b → c → a"), "{}", show(&out));
+}

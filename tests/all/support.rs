@@ -113,6 +113,12 @@ pub const PROBE_KIND: &str = r#"{"$schema": "https://json-schema.org/draft/2020-
 
 /// A one-schema project whose only plugin is the hostile guest, one entry per `(id, config)`.
 pub fn hostile_project(entries: &[(&str, serde_json::Value)], limits: &str) -> tempfile::TempDir {
+    let with_needs: Vec<(&str, serde_json::Value, &str)> = entries.iter().map(|(id, c)| (*id, c.clone(), "")).collect();
+    hostile_project_with(&with_needs, limits)
+}
+
+/// Like [`hostile_project`], with extra YAML lines per entry (e.g. `    needs: [a]\n`).
+pub fn hostile_project_with(entries: &[(&str, serde_json::Value, &str)], limits: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("temp dir");
     let wasm = wasm("qpf_hostile");
     std::fs::create_dir_all(tmp.path().join("schemas")).expect("mkdir");
@@ -122,9 +128,9 @@ pub fn hostile_project(entries: &[(&str, serde_json::Value)], limits: &str) -> t
     )
     .expect("schema");
     let mut map = String::from("entries:\n");
-    for (id, config) in entries {
+    for (id, config, extra) in entries {
         map.push_str(&format!(
-            "  - id: {id}\n    plugin: hostile\n    input: /spec\n    out: {id}\n    config: {config}\n"
+            "  - id: {id}\n    plugin: hostile\n    input: /spec\n    out: {id}\n    config: {config}\n{extra}"
         ));
     }
     std::fs::write(tmp.path().join("map.yaml"), map).expect("map");

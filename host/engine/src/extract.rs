@@ -118,6 +118,54 @@ struct Worked {
     warnings: Vec<String>,
 }
 
+impl Worked {
+    fn skipped(message: String) -> Worked {
+        Worked {
+            hit: false,
+            duration_us: 0,
+            fuel: 0,
+            plugin_version: None,
+            diagnostics: Vec::new(),
+            result: Err(error("skipped", message)),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// `context.upstream` for an invocation: each needed entry's files (path under the output root,
+/// digest, and the text when the entry asks for contents).
+fn upstream_context(
+    inv: &PlannedInvocation,
+    invocations: &[PlannedInvocation],
+    results: &[OnceLock<Worked>],
+    root: &OutputRoot,
+) -> Option<serde_json::Value> {
+    if inv.upstream.is_empty() {
+        return None;
+    }
+    let mut upstream = serde_json::Map::new();
+    for &u in &inv.upstream {
+        let files: Vec<serde_json::Value> = match results[u].get().map(|w| &w.result) {
+            Some(Ok(files)) => files
+                .iter()
+                .map(|f| {
+                    let mut item = serde_json::json!({ "path": f.rel, "digest": f.digest });
+                    if inv.upstream_contents {
+                        let bytes = f.contents.clone().or_else(|| root.read(&f.rel));
+                        item["contents"] = bytes
+                            .and_then(|b| String::from_utf8(b).ok())
+                            .map_or(serde_json::Value::Null, serde_json::Value::String);
+                    }
+                    item
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        upstream.insert(invocations[u].entry.clone(), serde_json::json!({ "files": files }));
+    }
+    Some(serde_json::Value::Object(upstream))
+}
+
 fn error(kind: &str, message: impl Into<String>) -> ErrorReport {
     ErrorReport { kind: kind.to_owned(), message: message.into() }
 }
@@ -345,20 +393,53 @@ impl Engine {
         let invocations = &self.plan.invocations;
         on_event(Event::Planned { total: invocations.len() });
 
-        // Worker phase: every invocation, `jobs` at a time.
+        // Worker phase: every invocation, `jobs` at a time, each after the invocations it needs.
         let results: Vec<OnceLock<Worked>> = invocations.iter().map(|_| OnceLock::new()).collect();
-        let next = AtomicUsize::new(0);
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); invocations.len()];
+        for (i, inv) in invocations.iter().enumerate() {
+            for &u in &inv.upstream {
+                dependents[u].push(i);
+            }
+        }
+        let waiting: Vec<AtomicUsize> = invocations.iter().map(|i| AtomicUsize::new(i.upstream.len())).collect();
+        let ready: std::collections::VecDeque<usize> =
+            (0..invocations.len()).filter(|&i| invocations[i].upstream.is_empty()).collect();
+        let queue = std::sync::Mutex::new((ready, invocations.len()));
+        let wake = std::sync::Condvar::new();
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             for _ in 0..jobs.min(invocations.len().max(1)) {
                 scope.spawn(|| {
                     loop {
-                        if stop.load(Ordering::Relaxed) {
+                        let i = {
+                            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                            loop {
+                                if q.1 == 0 || stop.load(Ordering::Relaxed) {
+                                    break None;
+                                }
+                                if let Some(i) = q.0.pop_front() {
+                                    break Some(i);
+                                }
+                                q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                            }
+                        };
+                        let Some(i) = i else {
+                            wake.notify_all();
                             break;
-                        }
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(inv) = invocations.get(i) else { break };
-                        let worked = work(inv, cache, &plugins, &root, limits);
+                        };
+                        let inv = &invocations[i];
+                        let failed_upstream =
+                            inv.upstream.iter().find(|&&u| results[u].get().is_none_or(|w| w.result.is_err()));
+                        let worked = match failed_upstream {
+                            Some(&u) => Worked::skipped(format!(
+                                "not run: the entry it needs, `{}`, failed for `{}`",
+                                invocations[u].entry, invocations[u].schema
+                            )),
+                            None => {
+                                let upstream = upstream_context(inv, invocations, &results, &root);
+                                work(inv, upstream, cache, &plugins, &root, limits)
+                            }
+                        };
                         if options.fail_fast && worked.result.is_err() {
                             stop.store(true, Ordering::Relaxed);
                         }
@@ -369,6 +450,15 @@ impl Engine {
                             ok: worked.result.is_ok(),
                         });
                         let _ = results[i].set(worked);
+                        let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                        for &d in &dependents[i] {
+                            if waiting[d].fetch_sub(1, Ordering::AcqRel) == 1 {
+                                q.0.push_back(d);
+                            }
+                        }
+                        q.1 -= 1;
+                        drop(q);
+                        wake.notify_all();
                     }
                 });
             }
@@ -384,14 +474,8 @@ impl Engine {
         let mut summary = Summary { invocations: invocations.len(), ..Summary::default() };
         let mut warnings = Vec::new();
         for (i, (inv, slot)) in invocations.iter().zip(results).enumerate() {
-            let worked = slot.into_inner().unwrap_or_else(|| Worked {
-                hit: false,
-                duration_us: 0,
-                fuel: 0,
-                plugin_version: None,
-                diagnostics: Vec::new(),
-                result: Err(error("skipped", "not run: `--fail-fast` stopped the run after the first failure")),
-                warnings: Vec::new(),
+            let worked = slot.into_inner().unwrap_or_else(|| {
+                Worked::skipped("not run: `--fail-fast` stopped the run after the first failure".to_owned())
             });
             let skipped = worked.result.as_ref().is_err_and(|e| e.kind == "skipped");
             warnings.extend(worked.warnings);
@@ -610,6 +694,7 @@ fn check_outputs(
 
 fn work(
     inv: &PlannedInvocation,
+    upstream: Option<serde_json::Value>,
     cache: Option<&dyn InvocationCache>,
     plugins: &Plugins<'_>,
     root: &OutputRoot,
@@ -648,13 +733,14 @@ fn work(
         result: Ok(Vec::new()),
         warnings,
     };
-    worked.result = run_plugin(inv, cache, plugins, limits, &mut worked);
+    worked.result = run_plugin(inv, upstream, cache, plugins, limits, &mut worked);
     worked.duration_us = started.elapsed().as_micros() as u64;
     worked
 }
 
 fn run_plugin(
     inv: &PlannedInvocation,
+    upstream: Option<serde_json::Value>,
     cache: Option<&dyn InvocationCache>,
     plugins: &Plugins<'_>,
     limits: &Limits,
@@ -673,7 +759,18 @@ fn run_plugin(
         ));
     }
     plugins.check_config(&inv.plugin, plugin, &inv.request.config).map_err(|e| error("config", e))?;
-    let invocation = runtime.invoke(plugin, &inv.request, limits).map_err(|e| error("sandbox", e.to_string()))?;
+    // The upstream outputs are a function of the upstream keys, which are already in the key.
+    let request = match upstream {
+        None => std::borrow::Cow::Borrowed(&inv.request),
+        Some(upstream) => {
+            let mut context: serde_json::Value = serde_json::from_str(&inv.request.context).unwrap_or_default();
+            context["upstream"] = upstream;
+            let mut request = inv.request.clone();
+            request.context = crate::canonical::to_string(&context);
+            std::borrow::Cow::Owned(request)
+        }
+    };
+    let invocation = runtime.invoke(plugin, &request, limits).map_err(|e| error("sandbox", e.to_string()))?;
     worked.fuel = invocation.fuel_consumed;
     for line in &invocation.logs {
         tracing::debug!(target: "qpf::plugin", level = ?line.level, "{}", line.message);

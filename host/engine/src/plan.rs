@@ -27,6 +27,10 @@ pub struct PlannedInvocation {
     pub out_dir: String,
     /// The entry's `input` pointer into the schema document.
     pub input_pointer: String,
+    /// Indices (in the plan) of the invocations this one needs; they come earlier in the plan.
+    pub upstream: Vec<usize>,
+    /// Whether the plugin receives the upstream files' contents.
+    pub upstream_contents: bool,
     /// The request the plugin receives.
     #[serde(skip)]
     pub request: Request,
@@ -53,7 +57,7 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
     let mut errors = Vec::new();
     let map_path = &project.file.map;
     let limits = &project.file.limits;
-    for entry in &project.map.entries {
+    for entry in entries_in_dependency_order(&project.map.entries) {
         let Some(plugin) = project.file.plugins.get(&entry.plugin) else { continue };
         let config = canonical::to_string(&entry.config);
         for schema in schemas.iter().filter(|s| entry.select.matches(s)) {
@@ -84,13 +88,30 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
                 ));
                 continue;
             }
-            let context = serde_json::json!({
+            let schema_id = schema.id();
+            // Upstream invocations: the needed entries' invocations for the same schema (planned
+            // before this one). Their keys determine their outputs, so they go into this key.
+            let upstream: Vec<usize> = entry
+                .needs
+                .iter()
+                .filter_map(|need| {
+                    invocations.iter().position(|i: &PlannedInvocation| i.entry == *need && i.schema == schema_id)
+                })
+                .collect();
+            let mut context = serde_json::json!({
                 "schema": {
                     "apiVersion": schema.doc.api_version,
                     "kind": schema.doc.kind,
                     "metadata": { "name": meta.name, "version": meta.version, "labels": meta.labels },
                 }
             });
+            if !upstream.is_empty() {
+                let needs: serde_json::Map<String, serde_json::Value> = upstream
+                    .iter()
+                    .map(|&u| (invocations[u].entry.clone(), serde_json::Value::String(invocations[u].key.clone())))
+                    .collect();
+                context["needs"] = serde_json::Value::Object(needs);
+            }
             let request = Request {
                 entry: entry.id.clone(),
                 schema: SchemaId {
@@ -117,6 +138,8 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
                 schema_path: schema.path.clone(),
                 out_dir,
                 input_pointer: entry.input.clone(),
+                upstream,
+                upstream_contents: entry.upstream_contents,
                 schema: schema.id(),
                 request,
                 key,
@@ -124,6 +147,27 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
         }
     }
     if errors.is_empty() { Ok(Plan { invocations }) } else { Err(errors) }
+}
+
+/// Entries ordered so that every entry comes after the entries it `needs` (map order otherwise).
+/// The project loader has already refused cycles.
+fn entries_in_dependency_order(entries: &[crate::project::Entry]) -> Vec<&crate::project::Entry> {
+    let mut placed: Vec<&crate::project::Entry> = Vec::with_capacity(entries.len());
+    while placed.len() < entries.len() {
+        let before = placed.len();
+        for e in entries {
+            let ready =
+                !placed.iter().any(|p| p.id == e.id) && e.needs.iter().all(|n| placed.iter().any(|p| p.id == *n));
+            if ready {
+                placed.push(e);
+            }
+        }
+        if placed.len() == before {
+            // A cycle (refused earlier) or an unknown need: keep the rest in map order.
+            placed.extend(entries.iter().filter(|e| !placed.iter().any(|p| p.id == e.id)).collect::<Vec<_>>());
+        }
+    }
+    placed
 }
 
 impl PlannedInvocation {

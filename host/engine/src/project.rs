@@ -74,6 +74,13 @@ pub struct Entry {
     /// Output folder under the output root; `{kind}`, `{name}` and `{version}` are replaced by the
     /// schema's. Files the plugin returns are written under it.
     pub out: String,
+    /// Entries that must run first for the same schema; their outputs (paths and digests) reach
+    /// this entry's plugin in `context.upstream`, and their keys are part of this entry's key.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// Also pass the upstream files' contents (UTF-8 text; `null` for binary files).
+    #[serde(default, rename = "upstream-contents")]
+    pub upstream_contents: bool,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -125,6 +132,38 @@ pub enum ProjectError {
     /// A file is invalid.
     #[error("{0}")]
     Invalid(#[from] SchemaError),
+}
+
+/// The first cycle among entries' `needs`, as the list of entry ids with the first repeated at the end.
+pub fn needs_cycle(entries: &[Entry]) -> Option<Vec<String>> {
+    fn visit<'a>(
+        id: &'a str,
+        entries: &'a [Entry],
+        stack: &mut Vec<&'a str>,
+        done: &mut std::collections::BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = stack.iter().position(|s| *s == id) {
+            let mut cycle: Vec<String> = stack[start..].iter().map(|s| (*s).to_owned()).collect();
+            cycle.push(id.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(id) {
+            return None;
+        }
+        stack.push(id);
+        if let Some(entry) = entries.iter().find(|e| e.id == id) {
+            for need in &entry.needs {
+                if let Some(cycle) = visit(need, entries, stack, done) {
+                    return Some(cycle);
+                }
+            }
+        }
+        stack.pop();
+        done.insert(id);
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    entries.iter().find_map(|e| visit(&e.id, entries, &mut Vec::new(), &mut done))
 }
 
 impl Project {
@@ -182,6 +221,25 @@ impl Project {
             if let Some(message) = problem {
                 return Err(SchemaError::file(&file.map, message).into());
             }
+        }
+        for entry in &map.entries {
+            for need in &entry.needs {
+                if !seen.contains(need.as_str()) {
+                    let ids: Vec<&str> = seen.iter().copied().collect();
+                    return Err(SchemaError::file(
+                        &file.map,
+                        format!(
+                            "entry `{}` needs `{need}`, which is not an entry{}",
+                            entry.id,
+                            qpf_schema::document::suggest(need, &ids)
+                        ),
+                    )
+                    .into());
+                }
+            }
+        }
+        if let Some(cycle) = needs_cycle(&map.entries) {
+            return Err(SchemaError::file(&file.map, format!("`needs` form a cycle: {}", cycle.join(" → "))).into());
         }
         Ok(Project { root: root.to_owned(), file, map })
     }

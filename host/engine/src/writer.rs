@@ -48,6 +48,15 @@ impl OutputRoot {
         Some(format!("blake3:{}", blake3::hash(&bytes).to_hex()))
     }
 
+    /// The bytes of a regular file under the root, or `None`.
+    pub fn read(&self, rel: &str) -> Option<Vec<u8>> {
+        let meta = self.dir.symlink_metadata(rel).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        self.dir.read(rel).ok()
+    }
+
     /// Removes a file under the root (a no-op when it is already gone).
     ///
     /// # Errors

@@ -24,6 +24,7 @@ impl Extractor for Hostile {
         let config: Config = request.config()?;
         match config.mode.as_str() {
             "echo" => Ok(Response::new().file("echo.json", request.input_json.clone())),
+            "context" => Ok(Response::new().file("context.json", request.context_json.clone())),
             "loop" => {
                 let mut x: u64 = 1;
                 loop {
