@@ -13,3 +13,4 @@ mod recovery;
 mod sandbox;
 mod schema;
 mod support;
+mod watch;

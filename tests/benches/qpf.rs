@@ -74,7 +74,7 @@ fn qpf(args: &[&str]) {
 fn example_project() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("temp dir");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
-    for sub in ["agents", "kinds"] {
+    for sub in ["agents", "kinds", "fragments"] {
         std::fs::create_dir_all(tmp.path().join(sub)).expect("mkdir");
         for e in std::fs::read_dir(src.join(sub)).expect("schemas/").flatten() {
             std::fs::copy(e.path(), tmp.path().join(sub).join(e.file_name())).expect("copy");
@@ -110,6 +110,32 @@ fn hostile_echo_project(wasm: &Path) -> tempfile::TempDir {
     )
     .expect("qpf.yaml");
     tmp
+}
+
+/// The example project with its five agents copied `copies` times under new names.
+fn big_project(copies: usize) -> tempfile::TempDir {
+    let project = example_project();
+    let agents = project.path().join("agents");
+    let originals: Vec<_> = std::fs::read_dir(&agents).expect("agents").flatten().map(|e| e.path()).collect();
+    for i in 1..copies {
+        for path in &originals {
+            let text = std::fs::read_to_string(path).expect("agent");
+            let name = path.file_stem().expect("stem").to_string_lossy().into_owned();
+            let renamed = text.replace(&format!("name: {name}\n"), &format!("name: {name}-{i:02}\n"));
+            std::fs::write(agents.join(format!("{name}-{i:02}.yaml")), renamed).expect("write");
+        }
+    }
+    project
+}
+
+fn toggle(path: &Path, flip: bool) {
+    let text = std::fs::read_to_string(path).expect("schema");
+    let text = if flip {
+        text.replace("default: warning", "default: critical")
+    } else {
+        text.replace("default: critical", "default: warning")
+    };
+    std::fs::write(path, text).expect("write");
 }
 
 fn main() {
@@ -215,5 +241,72 @@ fn main() {
             qpf(&["extract", "--project", p]);
         });
         println!("{:<52} {:>12}", "example project: schema toggled, served from cache", fmt(hit));
+    }
+
+    if wanted("incremental") {
+        for copies in [1, 10] {
+            let project = big_project(copies);
+            let p = project.path().to_str().expect("utf-8 path");
+            qpf(&["extract", "--project", p]);
+            let schema = project.path().join("agents/monitor.yaml");
+            let original = std::fs::read_to_string(&schema).expect("schema");
+            let mut round = 0;
+            // A new description each round: the two invocations of that schema always miss.
+            let one = measure(10, || {
+                round += 1;
+                let text = original.replace("Watches swarm metrics", &format!("Watches swarm metrics (edit {round})"));
+                std::fs::write(&schema, text).expect("write");
+                qpf(&["extract", "--project", p]);
+            });
+            let fresh = project.path().join("fresh");
+            let all = measure(5, || {
+                let _ = std::fs::remove_dir_all(&fresh);
+                qpf(&["extract", "--project", p, "--no-cache", "--out", fresh.to_str().expect("utf-8")]);
+            });
+            let n = copies * 5;
+            println!("{:<52} {:>12}", format!("{n} agents: every invocation run (--no-cache)"), fmt(all));
+            println!("{:<52} {:>12}", format!("{n} agents: one schema changed, rest cached"), fmt(one));
+        }
+    }
+
+    if wanted("watch") {
+        let project = example_project();
+        let p = project.path().to_str().expect("utf-8 path");
+        let bin = target_dir().join("release/qpf");
+        let mut child = std::process::Command::new(&bin)
+            .args(["watch", "--project", p, "--interval", "20"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("qpf watch runs");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+        while let Some(Ok(line)) = lines.next() {
+            if line.starts_with("watching") {
+                break;
+            }
+        }
+        let schema = project.path().join("agents/monitor.yaml");
+        let output = project.path().join("out/monitor/src/monitor/models.py");
+        let mut flip = false;
+        let latency = median(
+            (0..15)
+                .map(|_| {
+                    std::thread::sleep(Duration::from_millis(50));
+                    flip = !flip;
+                    let want = if flip { "\"critical\"" } else { "\"warning\"" };
+                    let t = Instant::now();
+                    toggle(&schema, flip);
+                    while !std::fs::read_to_string(&output).is_ok_and(|o| o.contains(want)) {
+                        assert!(t.elapsed() < Duration::from_secs(10), "watch did not react");
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    t.elapsed()
+                })
+                .collect(),
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        println!("{:<52} {:>12}", "watch: save-to-written latency, one schema (20 ms poll)", fmt(latency));
     }
 }

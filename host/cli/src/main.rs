@@ -27,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run every planned invocation and write the generated files.
     Extract(commands::extract::Args),
+    /// Re-extract what each saved change affects, and print what changed.
+    Watch(commands::watch::Args),
     /// Check qpf.yaml, the extractor map and every schema without running plugins.
     Validate(commands::validate::Args),
     /// Show every invocation the project would run, with its cache state.
@@ -61,6 +63,7 @@ fn main() -> std::process::ExitCode {
     init_tracing();
     let result = match &cli.command {
         Command::Extract(args) => commands::extract::run(&cli.project, args),
+        Command::Watch(args) => commands::watch::run(&cli.project, args),
         Command::Validate(args) => commands::validate::run(&cli.project, args),
         Command::Plan(args) => commands::plan::run(&cli.project, args),
         Command::Cache(args) => commands::cache::run(&cli.project, args),

@@ -8,6 +8,7 @@ pub mod impact;
 pub mod plan;
 pub mod schema;
 pub mod validate;
+pub mod watch;
 
 /// `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
