@@ -4,6 +4,9 @@
 // Helpers outside `#[test]` functions unwrap too: a failed fixture step should stop the test.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::canonical;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -45,18 +48,6 @@ fn agent_files(root: &Path) -> Vec<PathBuf> {
     let files = qpf_schema::find_files(root, &["agents/*.yaml".into()]).unwrap();
     assert!(files.len() >= 5, "the example project has five agents, found {files:?}");
     files
-}
-
-/// The value with every object's keys sorted, recursively.
-fn canonical(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let sorted: BTreeMap<&String, Value> = map.iter().map(|(k, v)| (k, canonical(v))).collect();
-            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-        }
-        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
-        other => other.clone(),
-    }
 }
 
 /// Everything a loaded set exposes, as one canonical string: per schema (in the set's order) its

@@ -9,6 +9,9 @@
 // Helpers outside `#[test]` functions unwrap too: a failed fixture step should stop the test.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::canonical;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -49,18 +52,6 @@ fn registry(case: &Path) -> Result<KindRegistry, Vec<SchemaError>> {
 
 fn load(case: &Path) -> Result<SchemaSet, Vec<SchemaError>> {
     SchemaSet::load(case, &["schemas/*.yaml".into()], &registry(case)?)
-}
-
-/// The value with every object's keys sorted, recursively.
-fn canonical(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let sorted: BTreeMap<&String, Value> = map.iter().map(|(k, v)| (k, canonical(v))).collect();
-            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-        }
-        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
-        other => other.clone(),
-    }
 }
 
 /// `{ id: {resolved, provenance: {pointer: "file:line:col via ..."}} }`, pretty, keys sorted.
