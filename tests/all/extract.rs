@@ -332,3 +332,82 @@ fn a_failed_upstream_skips_its_dependants_and_a_needs_cycle_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`needs` form a cycle: a → b → c → a"), "{}", show(&out));
 }
+
+fn spawn_config(children: serde_json::Value) -> serde_json::Value {
+    json!({"mode": "spawn", "spawn": children})
+}
+
+#[test]
+fn spawned_invocations_run_are_cached_locked_and_reported_like_planned_ones() {
+    let leaf = |n: u32| json!({"plugin": "hostile", "input": {"n": n}, "config": {"mode": "spawn"}});
+    let entries = [("top", spawn_config(json!([leaf(1), leaf(2)])), "    spawn: { plugins: [hostile] }\n")];
+    let project = support::hostile_project_with(&entries, "  fuel: 100000000\n");
+    let p = project.path();
+    let report_path = p.join("r.json");
+    let out = extract(p, &["--report", report_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let report = support::report(&report_path);
+    let entries: Vec<&str> =
+        report["invocations"].as_array().unwrap().iter().map(|i| i["entry"].as_str().unwrap()).collect();
+    assert_eq!(entries, ["top", "top>hostile#0", "top>hostile#1"]);
+    assert_eq!(std::fs::read_to_string(p.join("out/top/top_hostile_1.json")).unwrap(), "{\"n\":2}");
+    let lock: serde_json::Value = serde_json::from_slice(&std::fs::read(p.join("qpf.lock")).unwrap()).unwrap();
+    assert_eq!(lock["files"]["top/top_hostile_0.json"]["spawned_by"]["entry"], "top");
+    let audit = std::fs::read_to_string(p.join(".qpf/audit.jsonl")).unwrap();
+    assert_eq!(audit.lines().count(), 3, "spawned invocations are audited");
+    // Second run: the spawns are replayed from the cache.
+    let out = extract(p, &["--report", report_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let report = support::report(&report_path);
+    assert!(report["invocations"].as_array().unwrap().iter().all(|i| i["cache"] == "hit"), "{report}");
+    let drift = qpf(&["drift", "--project", p.to_str().unwrap()]);
+    assert_eq!(drift.status.code(), Some(0), "{}", show(&drift));
+}
+
+#[test]
+fn spawns_need_permission_and_stay_within_depth_and_without_cycles() {
+    let leaf = json!({"plugin": "hostile", "input": {"n": 1}, "config": {"mode": "spawn"}});
+    // Not allowed: the entry has no spawn policy.
+    let project =
+        support::hostile_project_with(&[("top", spawn_config(json!([leaf.clone()])), "")], "  fuel: 100000000\n");
+    let report_path = project.path().join("r.json");
+    let out = extract(project.path(), &["--report", report_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report = support::report(&report_path);
+    assert_eq!(report["invocations"][1]["error"]["kind"], "spawn");
+    assert!(report["invocations"][1]["error"]["message"].as_str().unwrap().contains("spawn.plugins"), "{report}");
+
+    // Depth: a chain of three nested spawns with max-depth 2 stops at the third.
+    let level3 = json!({"plugin": "hostile", "input": {"n": 3}, "config": {"mode": "spawn"}});
+    let level2 = json!({"plugin": "hostile", "input": {"n": 2}, "config": spawn_config(json!([level3]))});
+    let level1 = json!({"plugin": "hostile", "input": {"n": 1}, "config": spawn_config(json!([level2]))});
+    let project = support::hostile_project_with(
+        &[("top", spawn_config(json!([level1])), "    spawn: { plugins: [hostile], max-depth: 2 }\n")],
+        "  fuel: 100000000\n",
+    );
+    let report_path = project.path().join("r.json");
+    let out = extract(project.path(), &["--report", report_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report = support::report(&report_path);
+    let outcomes: Vec<&str> =
+        report["invocations"].as_array().unwrap().iter().map(|i| i["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["ok", "ok", "ok", "error"]);
+    assert!(report["invocations"][3]["error"]["message"].as_str().unwrap().contains("max-depth"), "{report}");
+
+    // Cycle: an invocation that asks for itself again (same plugin, input and config).
+    let project = support::hostile_project_with(
+        &[("top", json!({"mode": "spawn-self"}), "    spawn: { plugins: [hostile], max-depth: 5 }\n")],
+        "  fuel: 100000000\n",
+    );
+    let report_path = project.path().join("r.json");
+    let out = extract(project.path(), &["--report", report_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report = support::report(&report_path);
+    let messages: Vec<String> = report["invocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["error"]["message"].as_str().map(str::to_owned))
+        .collect();
+    assert!(messages.iter().any(|m| m.contains("spawn cycle")), "{messages:?}");
+}

@@ -39,6 +39,9 @@ pub struct Manifest {
     pub diagnostics: Vec<Diagnostic>,
     /// Fuel the original run consumed.
     pub fuel: u64,
+    /// Further invocations the plugin asked for (replayed on a hit).
+    #[serde(default)]
+    pub spawns: Vec<qpf_runtime::SpawnRequest>,
 }
 
 /// A cache problem that is worth telling the user about (the run goes on without the cache).
@@ -186,6 +189,7 @@ mod tests {
             files: vec![CachedFile { path: "a.py".into(), digest: digest_of(&contents), size: contents.len() as u64 }],
             diagnostics: vec![],
             fuel: 42,
+            spawns: vec![],
         };
         (manifest, contents)
     }

@@ -97,12 +97,17 @@ impl crate::Engine {
                 schema: locked.schema.clone(),
                 detail,
             };
-            match current.get(&(locked.entry.as_str(), locked.schema.as_str())) {
+            // A spawned file is judged by the top-level invocation that spawned it.
+            let (entry, key) = match &locked.spawned_by {
+                Some(s) => (s.entry.as_str(), s.key.as_str()),
+                None => (locked.entry.as_str(), locked.key.as_str()),
+            };
+            match current.get(&(entry, locked.schema.as_str())) {
                 None => items.push(item(
                     DriftClass::Orphan,
-                    format!("entry `{}` no longer produces it for `{}`", locked.entry, locked.schema),
+                    format!("entry `{entry}` no longer produces it for `{}`", locked.schema),
                 )),
-                Some(inv) if inv.key != locked.key => items.push(item(
+                Some(inv) if inv.key != key => items.push(item(
                     DriftClass::Stale,
                     "the schema, config, plugin or limits changed since it was generated".to_owned(),
                 )),

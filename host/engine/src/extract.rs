@@ -116,9 +116,21 @@ struct Worked {
     diagnostics: Vec<qpf_runtime::Diagnostic>,
     result: Result<Vec<ProducedFile>, ErrorReport>,
     warnings: Vec<String>,
+    /// What the plugin asked to spawn (from the response, or replayed from the cache).
+    spawns: Vec<qpf_runtime::SpawnRequest>,
+    /// Spawned invocations and their results, depth first, in request order.
+    children: Vec<(PlannedInvocation, Worked)>,
 }
 
 impl Worked {
+    fn failed(kind: &str, message: String) -> Worked {
+        let mut w = Worked::skipped(message);
+        if let Err(e) = &mut w.result {
+            e.kind = kind.to_owned();
+        }
+        w
+    }
+
     fn skipped(message: String) -> Worked {
         Worked {
             hit: false,
@@ -128,8 +140,134 @@ impl Worked {
             diagnostics: Vec::new(),
             result: Err(error("skipped", message)),
             warnings: Vec::new(),
+            spawns: Vec::new(),
+            children: Vec::new(),
         }
     }
+}
+
+/// Runs the invocations a plugin asked for, within the entry's spawn policy: allowed plugins only,
+/// bounded depth and count, no cycles (an invocation whose key is already in its chain). Spawned
+/// invocations are cached, audited and reported like planned ones; their files go to the spawning
+/// invocation's output folder.
+struct Spawner<'a, 'p> {
+    project: &'a Project,
+    policy: &'a crate::project::SpawnPolicy,
+    cache: Option<&'a dyn InvocationCache>,
+    plugins: &'a Plugins<'p>,
+    root: &'a OutputRoot,
+    limits: &'a Limits,
+    count: u32,
+}
+
+impl Spawner<'_, '_> {
+    fn run(
+        &mut self,
+        parent: &PlannedInvocation,
+        worked: &Worked,
+        chain: &mut Vec<String>,
+    ) -> Vec<(PlannedInvocation, Worked)> {
+        let mut out = Vec::new();
+        if worked.result.is_err() {
+            return out;
+        }
+        for (n, request) in worked.spawns.iter().enumerate() {
+            let (child, refused) = self.plan_child(parent, request, n, chain);
+            let mut result = match refused {
+                Some(message) => Worked::failed("spawn", message),
+                None => work(&child, None, self.cache, self.plugins, self.root, self.limits),
+            };
+            chain.push(identity(&child));
+            let grandchildren = self.run(&child, &result, chain);
+            chain.pop();
+            result.children.clear();
+            out.push((child, result));
+            out.extend(grandchildren);
+        }
+        out
+    }
+
+    /// The spawned invocation, and why it may not run (if so).
+    fn plan_child(
+        &mut self,
+        parent: &PlannedInvocation,
+        request: &qpf_runtime::SpawnRequest,
+        n: usize,
+        chain: &[String],
+    ) -> (PlannedInvocation, Option<String>) {
+        let parse = |what: &str, text: &str| -> Result<String, String> {
+            serde_json::from_str::<serde_json::Value>(text)
+                .map(|v| crate::canonical::to_string(&v))
+                .map_err(|e| format!("the spawn request's {what} is not JSON: {e}"))
+        };
+        let (input, config) = match (parse("input", &request.input), parse("config", &request.config)) {
+            (Ok(i), Ok(c)) => (i, c),
+            (Err(e), _) | (_, Err(e)) => (String::new(), e),
+        };
+        let digest = self.project.file.plugins.get(&request.plugin).map(|d| d.digest.clone()).unwrap_or_default();
+        let mut context: serde_json::Value = serde_json::from_str(&parent.request.context).unwrap_or_default();
+        context["spawned_by"] = serde_json::Value::String(parent.key.clone());
+        let mut req = parent.request.clone();
+        req.entry = format!("{}>{}#{n}", parent.entry, request.plugin);
+        req.input = input.clone();
+        req.config = if config.starts_with("the spawn request") { "{}".to_owned() } else { config.clone() };
+        req.context = crate::canonical::to_string(&context);
+        let key = crate::cache_key::compute(&crate::cache_key::KeyInputs {
+            abi: qpf_runtime::ABI_VERSION,
+            plugin_digest: &digest,
+            config: &req.config,
+            input: &req.input,
+            context: &req.context,
+            limits: self.limits,
+        });
+        let root_ref = parent.root.clone().unwrap_or_else(|| (parent.entry.clone(), parent.key.clone()));
+        let child = PlannedInvocation {
+            entry: req.entry.clone(),
+            plugin: request.plugin.clone(),
+            plugin_digest: digest,
+            schema_path: parent.schema_path.clone(),
+            out_dir: parent.out_dir.clone(),
+            input_pointer: String::new(),
+            upstream: Vec::new(),
+            upstream_contents: false,
+            root: Some(root_ref),
+            depth: parent.depth + 1,
+            request: req,
+            schema: parent.schema.clone(),
+            key,
+        };
+        self.count += 1;
+        let refused = if config.starts_with("the spawn request") {
+            Some(config)
+        } else if !self.policy.plugins.contains(&request.plugin) {
+            Some(format!(
+                "entry `{}` may not spawn plugin `{}`; allow it under `spawn.plugins` in the extractor map",
+                root_entry(parent),
+                request.plugin
+            ))
+        } else if child.depth > self.policy.max_depth {
+            Some(format!("spawns nest deeper than `spawn.max-depth` ({})", self.policy.max_depth))
+        } else if self.count > self.policy.max_count {
+            Some(format!("more than `spawn.max-count` ({}) spawned invocations", self.policy.max_count))
+        } else if chain.contains(&identity(&child)) {
+            Some(format!(
+                "spawn cycle: `{}` with this input and config is already in its own spawn chain",
+                request.plugin
+            ))
+        } else {
+            None
+        };
+        (child, refused)
+    }
+}
+
+/// What makes two invocations in a spawn chain the same: plugin, input and config.
+fn identity(inv: &PlannedInvocation) -> String {
+    format!("{}\0{}\0{}", inv.plugin, inv.request.input, inv.request.config)
+}
+
+fn root_entry(inv: &PlannedInvocation) -> &str {
+    inv.root.as_ref().map_or(inv.entry.as_str(), |(e, _)| e.as_str())
 }
 
 /// `context.upstream` for an invocation: each needed entry's files (path under the output root,
@@ -437,7 +575,22 @@ impl Engine {
                             )),
                             None => {
                                 let upstream = upstream_context(inv, invocations, &results, &root);
-                                work(inv, upstream, cache, &plugins, &root, limits)
+                                let mut worked = work(inv, upstream, cache, &plugins, &root, limits);
+                                let policy =
+                                    self.project.map.entries.iter().find(|e| e.id == inv.entry).map(|e| &e.spawn);
+                                if let Some(policy) = policy {
+                                    let mut spawner = Spawner {
+                                        project: &self.project,
+                                        policy,
+                                        cache,
+                                        plugins: &plugins,
+                                        root: &root,
+                                        limits,
+                                        count: 0,
+                                    };
+                                    worked.children = spawner.run(inv, &worked, &mut vec![identity(inv)]);
+                                }
+                                worked
                             }
                         };
                         if options.fail_fast && worked.result.is_err() {
@@ -468,31 +621,38 @@ impl Engine {
         let lock_path = self.project.root.join(LOCK_FILE);
         let previous = Lock::read(&lock_path).filter(|l| l.output == output_shown);
         let mut lock = Lock::new(output_shown.clone());
-        let mut claimed: HashMap<String, usize> = HashMap::new();
+        let mut claimed: HashMap<String, (String, String)> = HashMap::new();
         let mut reports = Vec::with_capacity(invocations.len());
         let mut records = Vec::with_capacity(invocations.len());
         let mut summary = Summary { invocations: invocations.len(), ..Summary::default() };
         let mut warnings = Vec::new();
-        for (i, (inv, slot)) in invocations.iter().zip(results).enumerate() {
-            let worked = slot.into_inner().unwrap_or_else(|| {
+        // Spawned invocations follow the invocation that spawned them.
+        let mut flat: Vec<(std::borrow::Cow<'_, PlannedInvocation>, Worked)> = Vec::with_capacity(invocations.len());
+        for (inv, slot) in invocations.iter().zip(results) {
+            let mut worked = slot.into_inner().unwrap_or_else(|| {
                 Worked::skipped("not run: `--fail-fast` stopped the run after the first failure".to_owned())
             });
+            let children = std::mem::take(&mut worked.children);
+            flat.push((std::borrow::Cow::Borrowed(inv), worked));
+            summary.invocations += children.len();
+            flat.extend(children.into_iter().map(|(c, w)| (std::borrow::Cow::Owned(c), w)));
+        }
+        for (inv, worked) in flat {
+            let inv: &PlannedInvocation = &inv;
             let skipped = worked.result.as_ref().is_err_and(|e| e.kind == "skipped");
             warnings.extend(worked.warnings);
             let mut written = Vec::new();
             let result = worked.result.and_then(|files| {
-                if let Some((rel, other)) = files.iter().find_map(|f| claimed.get(&f.rel).map(|o| (&f.rel, *o))) {
-                    let other = &invocations[other];
+                if let Some((rel, (entry, schema))) = files.iter().find_map(|f| claimed.get(&f.rel).map(|o| (&f.rel, o))) {
                     return Err(error(
                         "output",
                         format!(
-                            "`{rel}` is also produced by entry `{}` for `{}`; give the entries different `out` folders",
-                            other.entry, other.schema
+                            "`{rel}` is also produced by entry `{entry}` for `{schema}`; give the entries different `out` folders"
                         ),
                     ));
                 }
                 for f in &files {
-                    claimed.insert(f.rel.clone(), i);
+                    claimed.insert(f.rel.clone(), (inv.entry.clone(), inv.schema.clone()));
                     if let Some(contents) = &f.contents {
                         match root.write(&f.rel, contents) {
                             Ok(WriteOutcome::Written) => written.push(f.rel.clone()),
@@ -535,6 +695,10 @@ impl Engine {
                                 entry: inv.entry.clone(),
                                 schema: inv.schema.clone(),
                                 plugin: inv.plugin.clone(),
+                                spawned_by: inv.root.as_ref().map(|(entry, key)| crate::lock::SpawnedBy {
+                                    entry: entry.clone(),
+                                    key: key.clone(),
+                                }),
                             },
                         );
                     }
@@ -549,7 +713,9 @@ impl Engine {
                             lock.invocations.insert(id.clone(), before.clone());
                         }
                         for (rel, f) in &previous.files {
-                            if f.entry == inv.entry && f.schema == inv.schema && !claimed.contains_key(rel) {
+                            let descends =
+                                f.entry == inv.entry || f.spawned_by.as_ref().is_some_and(|s| s.entry == inv.entry);
+                            if descends && f.schema == inv.schema && !claimed.contains_key(rel) {
                                 lock.files.insert(rel.clone(), f.clone());
                             }
                         }
@@ -717,6 +883,8 @@ fn work(
                         diagnostics: manifest.diagnostics,
                         result: Ok(files),
                         warnings,
+                        spawns: manifest.spawns,
+                        children: Vec::new(),
                     };
                 }
             }
@@ -732,6 +900,8 @@ fn work(
         diagnostics: Vec::new(),
         result: Ok(Vec::new()),
         warnings,
+        spawns: Vec::new(),
+        children: Vec::new(),
     };
     worked.result = run_plugin(inv, upstream, cache, plugins, limits, &mut worked);
     worked.duration_us = started.elapsed().as_micros() as u64;
@@ -783,6 +953,7 @@ fn run_plugin(
         }
     };
     worked.diagnostics = response.diagnostics;
+    worked.spawns = response.spawns;
     let checked = check_outputs(response.files, limits)?;
     if let Some(cache) = cache {
         let manifest = Manifest {
@@ -798,6 +969,7 @@ fn run_plugin(
                 .collect(),
             diagnostics: worked.diagnostics.clone(),
             fuel: worked.fuel,
+            spawns: worked.spawns.clone(),
         };
         let blobs: Vec<(&str, &[u8])> = checked.iter().map(|(_, d, c)| (d.as_str(), c.as_slice())).collect();
         if let Err(e) = cache.put(&manifest, &blobs) {

@@ -45,7 +45,10 @@ impl crate::Engine {
             .map(|l| {
                 l.files
                     .iter()
-                    .filter(|(_, f)| invocations.iter().any(|(e, s)| *e == f.entry && *s == f.schema))
+                    .filter(|(_, f)| {
+                        let entry = f.spawned_by.as_ref().map_or(&f.entry, |s| &s.entry);
+                        invocations.iter().any(|(e, s)| e == entry && *s == f.schema)
+                    })
                     .map(|(p, _)| p.clone())
                     .collect()
             })

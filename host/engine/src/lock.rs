@@ -79,6 +79,18 @@ pub struct LockedFile {
     pub schema: String,
     /// Plugin name.
     pub plugin: String,
+    /// For a file of a spawned invocation: the top-level entry and key that spawned it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawned_by: Option<SpawnedBy>,
+}
+
+/// The top-level invocation a spawned file descends from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnedBy {
+    /// Its entry id.
+    pub entry: String,
+    /// Its key.
+    pub key: String,
 }
 
 impl Lock {

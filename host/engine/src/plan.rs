@@ -31,6 +31,10 @@ pub struct PlannedInvocation {
     pub upstream: Vec<usize>,
     /// Whether the plugin receives the upstream files' contents.
     pub upstream_contents: bool,
+    /// For a spawned invocation: the top-level invocation's entry id and key.
+    pub root: Option<(String, String)>,
+    /// How deep in a spawn chain this invocation is (0: planned, not spawned).
+    pub depth: u32,
     /// The request the plugin receives.
     #[serde(skip)]
     pub request: Request,
@@ -140,6 +144,8 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
                 input_pointer: entry.input.clone(),
                 upstream,
                 upstream_contents: entry.upstream_contents,
+                root: None,
+                depth: 0,
                 schema: schema.id(),
                 request,
                 key,

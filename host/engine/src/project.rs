@@ -81,6 +81,38 @@ pub struct Entry {
     /// Also pass the upstream files' contents (UTF-8 text; `null` for binary files).
     #[serde(default, rename = "upstream-contents")]
     pub upstream_contents: bool,
+    /// Which further invocations this entry's plugin may ask for (dynamic spawning).
+    #[serde(default)]
+    pub spawn: SpawnPolicy,
+}
+
+/// What an entry's plugin may spawn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SpawnPolicy {
+    /// Plugins (declared in qpf.yaml) that may be spawned; empty: spawning is refused.
+    #[serde(default)]
+    pub plugins: Vec<String>,
+    /// How deep spawns may nest (a spawned invocation spawning again is depth 2).
+    #[serde(default = "default_spawn_depth")]
+    pub max_depth: u32,
+    /// How many invocations one top-level invocation may spawn in total.
+    #[serde(default = "default_spawn_count")]
+    pub max_count: u32,
+}
+
+fn default_spawn_depth() -> u32 {
+    2
+}
+
+fn default_spawn_count() -> u32 {
+    32
+}
+
+impl Default for SpawnPolicy {
+    fn default() -> Self {
+        SpawnPolicy { plugins: Vec::new(), max_depth: default_spawn_depth(), max_count: default_spawn_count() }
+    }
 }
 
 fn empty_object() -> serde_json::Value {
@@ -223,6 +255,16 @@ impl Project {
             }
         }
         for entry in &map.entries {
+            if let Some(p) = entry.spawn.plugins.iter().find(|p| !file.plugins.contains_key(*p)) {
+                return Err(SchemaError::file(
+                    &file.map,
+                    format!(
+                        "entry `{}` allows spawning plugin `{p}`, which `{PROJECT_FILE}` does not declare",
+                        entry.id
+                    ),
+                )
+                .into());
+            }
             for need in &entry.needs {
                 if !seen.contains(need.as_str()) {
                     let ids: Vec<&str> = seen.iter().copied().collect();

@@ -11,6 +11,15 @@ struct Config {
     path: String,
     #[serde(default)]
     bytes: usize,
+    #[serde(default)]
+    spawn: Vec<SpawnSpec>,
+}
+
+#[derive(Deserialize)]
+struct SpawnSpec {
+    plugin: String,
+    input: serde_json::Value,
+    config: serde_json::Value,
 }
 
 struct Hostile;
@@ -25,6 +34,19 @@ impl Extractor for Hostile {
         match config.mode.as_str() {
             "echo" => Ok(Response::new().file("echo.json", request.input_json.clone())),
             "context" => Ok(Response::new().file("context.json", request.context_json.clone())),
+            "spawn-self" => {
+                let input: serde_json::Value = request.input()?;
+                let config: serde_json::Value = request.config()?;
+                Ok(Response::new().file("self.json", "{}").spawn("hostile", &input, &config))
+            }
+            "spawn" => {
+                let mut response = Response::new()
+                    .file(format!("{}.json", request.entry.replace(['>', '#'], "_")), request.input_json.clone());
+                for s in &config.spawn {
+                    response = response.spawn(&s.plugin, &s.input, &s.config);
+                }
+                Ok(response)
+            }
             "loop" => {
                 let mut x: u64 = 1;
                 loop {
