@@ -200,17 +200,17 @@ impl Spawner<'_, '_> {
                 .map(|v| crate::canonical::to_string(&v))
                 .map_err(|e| format!("the spawn request's {what} is not JSON: {e}"))
         };
-        let (input, config) = match (parse("input", &request.input), parse("config", &request.config)) {
-            (Ok(i), Ok(c)) => (i, c),
-            (Err(e), _) | (_, Err(e)) => (String::new(), e),
+        let (input, config, bad_json) = match (parse("input", &request.input), parse("config", &request.config)) {
+            (Ok(i), Ok(c)) => (i, c, None),
+            (Err(e), _) | (_, Err(e)) => ("null".to_owned(), "{}".to_owned(), Some(e)),
         };
         let digest = self.project.file.plugins.get(&request.plugin).map(|d| d.digest.clone()).unwrap_or_default();
         let mut context: serde_json::Value = serde_json::from_str(&parent.request.context).unwrap_or_default();
         context["spawned_by"] = serde_json::Value::String(parent.key.clone());
         let mut req = parent.request.clone();
         req.entry = format!("{}>{}#{n}", parent.entry, request.plugin);
-        req.input = input.clone();
-        req.config = if config.starts_with("the spawn request") { "{}".to_owned() } else { config.clone() };
+        req.input = input;
+        req.config = config;
         req.context = crate::canonical::to_string(&context);
         let key = crate::cache_key::compute(&crate::cache_key::KeyInputs {
             abi: qpf_runtime::ABI_VERSION,
@@ -237,8 +237,8 @@ impl Spawner<'_, '_> {
             key,
         };
         self.count += 1;
-        let refused = if config.starts_with("the spawn request") {
-            Some(config)
+        let refused = if let Some(e) = bad_json {
+            Some(e)
         } else if !self.policy.plugins.contains(&request.plugin) {
             Some(format!(
                 "entry `{}` may not spawn plugin `{}`; allow it under `spawn.plugins` in the extractor map",
