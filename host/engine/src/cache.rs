@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use qpf_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
 
-/// Version of the manifest format.
-pub const MANIFEST_FORMAT: u32 = 1;
+/// Version of the manifest format. Entries of another format are misses, not errors.
+pub const MANIFEST_FORMAT: u32 = 2;
 
 /// One cached file: its path under the invocation's output folder and its digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,11 +105,40 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     Ok(())
 }
 
-/// A manifest on disk carries its own digest so that a flipped byte is detected.
-#[derive(Serialize, Deserialize)]
-struct Sealed {
-    digest: String,
-    manifest: Manifest,
+/// A manifest file is `qpf-manifest/<format> blake3:<hex of the JSON below>\n<manifest JSON>`: the
+/// digest covers the stored bytes themselves, so a flipped byte is detected whatever serde does.
+const SEAL_PREFIX: &str = "qpf-manifest/";
+
+fn seal(json: &[u8]) -> Vec<u8> {
+    let mut out = format!("{SEAL_PREFIX}{MANIFEST_FORMAT} {}\n", digest_of(json)).into_bytes();
+    out.extend_from_slice(json);
+    out
+}
+
+/// What a stored manifest file holds.
+enum Unsealed {
+    /// The JSON, verified against its digest.
+    Current(Vec<u8>),
+    /// Written by another version of the format: not ours to judge.
+    OtherFormat,
+    /// The bytes do not match the digest or the layout.
+    Corrupted,
+}
+
+fn unseal(bytes: &[u8]) -> Unsealed {
+    let Some(newline) = bytes.iter().position(|b| *b == b'\n') else {
+        return if bytes.first() == Some(&b'{') { Unsealed::OtherFormat } else { Unsealed::Corrupted };
+    };
+    let Ok(header) = std::str::from_utf8(&bytes[..newline]) else { return Unsealed::Corrupted };
+    let Some((format, digest)) = header.strip_prefix(SEAL_PREFIX).and_then(|h| h.split_once(' ')) else {
+        // Format 1 stored a JSON object.
+        return if bytes.first() == Some(&b'{') { Unsealed::OtherFormat } else { Unsealed::Corrupted };
+    };
+    if format != MANIFEST_FORMAT.to_string() {
+        return Unsealed::OtherFormat;
+    }
+    let json = &bytes[newline + 1..];
+    if digest_of(json) == digest { Unsealed::Current(json.to_vec()) } else { Unsealed::Corrupted }
 }
 
 impl LocalCache {
@@ -120,7 +149,7 @@ impl LocalCache {
 
     fn manifest_path(&self, key: &str) -> PathBuf {
         let h = hex(key);
-        self.root.join("manifests").join(&h[..2.min(h.len())]).join(format!("{h}.json"))
+        self.root.join("manifests").join(&h[..2.min(h.len())]).join(format!("{h}.manifest"))
     }
 
     fn blob_path(&self, digest: &str) -> PathBuf {
@@ -137,17 +166,20 @@ impl InvocationCache for LocalCache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(CacheError::Io { path, source }),
         };
-        let sealed: Sealed = serde_json::from_slice(&bytes).map_err(|_| CacheError::Corrupted(key.to_owned()))?;
-        let body = serde_json::to_vec(&sealed.manifest).map_err(|_| CacheError::Corrupted(key.to_owned()))?;
-        if digest_of(&body) != sealed.digest || sealed.manifest.key != key || sealed.manifest.format != MANIFEST_FORMAT
-        {
+        let json = match unseal(&bytes) {
+            Unsealed::Current(json) => json,
+            Unsealed::OtherFormat => return Ok(None),
+            Unsealed::Corrupted => return Err(CacheError::Corrupted(key.to_owned())),
+        };
+        let manifest: Manifest = serde_json::from_slice(&json).map_err(|_| CacheError::Corrupted(key.to_owned()))?;
+        if manifest.key != key || manifest.format != MANIFEST_FORMAT {
             return Err(CacheError::Corrupted(key.to_owned()));
         }
         // A hit refreshes the manifest's time: `qpf cache gc` removes the least recently used first.
         if let Ok(file) = std::fs::File::options().write(true).open(&path) {
             let _ = file.set_modified(std::time::SystemTime::now());
         }
-        Ok(Some(sealed.manifest))
+        Ok(Some(manifest))
     }
 
     fn blob(&self, digest: &str) -> Result<Vec<u8>, CacheError> {
@@ -168,11 +200,9 @@ impl InvocationCache for LocalCache {
                 write_atomic(&path, bytes)?;
             }
         }
-        let body =
+        let json =
             serde_json::to_vec(manifest).map_err(|e| CacheError::Io { path: self.root.clone(), source: e.into() })?;
-        let sealed = Sealed { digest: digest_of(&body), manifest: manifest.clone() };
-        let bytes =
-            serde_json::to_vec(&sealed).map_err(|e| CacheError::Io { path: self.root.clone(), source: e.into() })?;
+        let bytes = seal(&json);
         write_atomic(&self.manifest_path(&manifest.key), &bytes)
     }
 }
@@ -220,6 +250,19 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap().replace("\"fuel\":42", "\"fuel\":43");
         std::fs::write(&path, text).unwrap();
         assert!(matches!(cache.manifest(&m.key), Err(CacheError::Corrupted(_))));
+    }
+
+    #[test]
+    fn a_manifest_of_another_format_is_a_miss_not_a_corruption() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = LocalCache::new(tmp.path());
+        let (m, _) = sample();
+        let path = cache.manifest_path(&m.key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, br#"{"digest":"blake3:00","manifest":{}}"#).unwrap();
+        assert_eq!(cache.manifest(&m.key).unwrap(), None);
+        std::fs::write(&path, b"qpf-manifest/999 blake3:00\n{}").unwrap();
+        assert_eq!(cache.manifest(&m.key).unwrap(), None);
     }
 
     #[test]
