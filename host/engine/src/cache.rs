@@ -6,7 +6,6 @@
 //! verified: a manifest or blob whose bytes do not match is reported and treated as a miss, never
 //! served.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use qpf_runtime::Diagnostic;
@@ -91,18 +90,10 @@ fn hex(digest: &str) -> &str {
     digest.strip_prefix("blake3:").unwrap_or(digest)
 }
 
-fn digest_of(bytes: &[u8]) -> String {
-    format!("blake3:{}", blake3::hash(bytes).to_hex())
-}
+use crate::writer::digest_of;
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let io = |source| CacheError::Io { path: path.to_owned(), source };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::writer::write_file_atomic(path, bytes).map_err(|source| CacheError::Io { path: path.to_owned(), source })
 }
 
 /// A manifest file is `qpf-manifest/<format> blake3:<hex of the JSON below>\n<manifest JSON>`: the

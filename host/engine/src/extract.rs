@@ -18,7 +18,7 @@ use crate::lock::{LOCK_FILE, Lock, LockedFile};
 use crate::plan::{Plan, PlannedInvocation};
 use crate::project::{Project, ProjectError};
 use crate::report::{DiagnosticReport, ErrorReport, InvocationReport, REPORT_FORMAT, Report, Summary};
-use crate::writer::{OutputRoot, WriteOutcome};
+use crate::writer::{OutputRoot, WriteOutcome, digest_of};
 
 /// How to run `extract`.
 #[derive(Debug, Clone)]
@@ -306,10 +306,6 @@ fn upstream_context(
 
 fn error(kind: &str, message: impl Into<String>) -> ErrorReport {
     ErrorReport { kind: kind.to_owned(), message: message.into() }
-}
-
-fn digest_of(bytes: &[u8]) -> String {
-    format!("blake3:{}", blake3::hash(bytes).to_hex())
 }
 
 /// The project's plugins, loaded on first use: a run where everything is a cache hit never

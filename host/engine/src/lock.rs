@@ -132,10 +132,7 @@ impl Lock {
         if std::fs::read(path).is_ok_and(|old| old == bytes) {
             return Ok(false);
         }
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut tmp, &bytes)?;
-        tmp.persist(path).map_err(|e| e.error)?;
+        crate::writer::write_file_atomic(path, &bytes)?;
         Ok(true)
     }
 }

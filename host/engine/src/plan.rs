@@ -179,7 +179,7 @@ fn entries_in_dependency_order(entries: &[crate::project::Entry]) -> Vec<&crate:
 impl PlannedInvocation {
     /// Digests of the parts of this invocation's key.
     pub fn inputs(&self, limits: &qpf_runtime::Limits) -> crate::lock::InvocationInputs {
-        let digest = |text: &str| format!("blake3:{}", blake3::hash(text.as_bytes()).to_hex());
+        let digest = |text: &str| crate::writer::digest_of(text.as_bytes());
         let limits = serde_json::to_value(limits).map(|v| canonical::to_string(&v)).unwrap_or_default();
         crate::lock::InvocationInputs {
             key: self.key.clone(),

@@ -11,6 +11,24 @@ use cap_std::fs::{Dir, OpenOptions};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// `blake3:<hex>` of some bytes: the one digest format of every QPF record.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("blake3:{}", blake3::hash(bytes).to_hex())
+}
+
+/// Writes a state file (cache entry, lock) atomically: a temporary sibling, then a rename.
+///
+/// # Errors
+/// I/O errors.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// A capability on the output root.
 #[derive(Debug)]
 pub struct OutputRoot {
@@ -45,7 +63,7 @@ impl OutputRoot {
             return None;
         }
         let bytes = self.dir.read(rel).ok()?;
-        Some(format!("blake3:{}", blake3::hash(&bytes).to_hex()))
+        Some(digest_of(&bytes))
     }
 
     /// The bytes of a regular file under the root, or `None`.

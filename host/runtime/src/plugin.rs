@@ -15,7 +15,7 @@ pub struct Plugin {
     path: PathBuf,
     pub(crate) digest: String,
     pre: ExtractorPre<StoreState>,
-    info: Option<PluginInfo>,
+    info: PluginInfo,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -25,12 +25,8 @@ impl std::fmt::Debug for Plugin {
 }
 
 impl Plugin {
-    pub(crate) fn new(path: PathBuf, digest: String, pre: ExtractorPre<StoreState>, info: Option<PluginInfo>) -> Self {
+    pub(crate) fn new(path: PathBuf, digest: String, pre: ExtractorPre<StoreState>, info: PluginInfo) -> Self {
         Plugin { path, digest, pre, info }
-    }
-
-    pub(crate) fn set_info(&mut self, info: PluginInfo) {
-        self.info = Some(info);
     }
 
     pub(crate) fn pre(&self) -> &ExtractorPre<StoreState> {
@@ -49,17 +45,7 @@ impl Plugin {
 
     /// What the plugin said about itself.
     pub fn info(&self) -> &PluginInfo {
-        // `Runtime::load` always sets the info before returning the plugin.
-        static EMPTY: std::sync::OnceLock<PluginInfo> = std::sync::OnceLock::new();
-        self.info.as_ref().unwrap_or_else(|| {
-            EMPTY.get_or_init(|| PluginInfo {
-                name: String::new(),
-                version: String::new(),
-                description: String::new(),
-                kinds: Vec::new(),
-                config_schema: String::new(),
-            })
-        })
+        &self.info
     }
 
     /// The plugin's name from `info()`.

@@ -284,16 +284,18 @@ impl Runtime {
         })?;
         let pre = crate::bindings::ExtractorPre::new(pre)
             .map_err(|e| LoadError::Link { path: path.to_owned(), message: format!("{e:#}") })?;
-        let mut plugin = Plugin::new(path.to_owned(), digest, pre, cached_info.clone());
-        if cached_info.is_none() {
-            let info =
-                self.call_info(&plugin).map_err(|e| LoadError::Info { path: path.to_owned(), source: Box::new(e) })?;
-            if let Some(cache) = &self.cache {
-                cache.store_info(&self.engine, &plugin.digest, &info);
+        let info = match cached_info {
+            Some(info) => info,
+            None => {
+                let info =
+                    self.call_info(&pre).map_err(|e| LoadError::Info { path: path.to_owned(), source: Box::new(e) })?;
+                if let Some(cache) = &self.cache {
+                    cache.store_info(&self.engine, &digest, &info);
+                }
+                info
             }
-            plugin.set_info(info);
-        }
-        Ok(plugin)
+        };
+        Ok(Plugin::new(path.to_owned(), digest, pre, info))
     }
 
     fn new_store(&self, limits: &Limits) -> (Store<StoreState>, LogSink, LogSink) {
@@ -332,10 +334,10 @@ impl Runtime {
         (store, stdout, stderr)
     }
 
-    fn call_info(&self, plugin: &Plugin) -> Result<crate::PluginInfo, SandboxError> {
+    fn call_info(&self, pre: &crate::bindings::ExtractorPre<StoreState>) -> Result<crate::PluginInfo, SandboxError> {
         let limits = Limits::default();
         let (mut store, _, _) = self.new_store(&limits);
-        let instance = plugin.pre().instantiate(&mut store).map_err(|e| classify(e, &store, &limits))?;
+        let instance = pre.instantiate(&mut store).map_err(|e| classify(e, &store, &limits))?;
         let info = instance.call_info(&mut store).map_err(|e| classify(e, &store, &limits))?;
         Ok(crate::plugin::info_from_wit(info))
     }
