@@ -49,8 +49,17 @@ pub fn show(out: &Output) -> String {
     )
 }
 
-/// A copy of the example project (`schemas/`) in a temporary folder, with plugin paths made absolute.
+/// A copy of the example project (`schemas/`) in a temporary folder, with plugin paths made absolute
+/// and the two-entry map of the engine tests (`tests/fixtures/engine-map.yaml`).
 pub fn example_project() -> tempfile::TempDir {
+    let tmp = agents_project();
+    std::fs::copy(workspace_root().join("tests/fixtures/engine-map.yaml"), tmp.path().join("extractors.yaml"))
+        .expect("engine map");
+    tmp
+}
+
+/// A copy of `schemas/` with its full extractor map: every agent becomes a FastAPI service.
+pub fn agents_project() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("temp dir");
     let src = workspace_root().join("schemas");
     copy_tree(&src, tmp.path(), &|rel| {

@@ -1,0 +1,773 @@
+//! The view every reference template renders: an agent's spec checked across references (types,
+//! errors), with each name already turned into valid Python and each derived value (sample
+//! payloads, default outputs, environment variables) computed once, here, so that the plugins of
+//! the family agree on them.
+
+use crate::python::{py_class, py_const, py_ident, py_literal, py_package, py_type};
+use crate::spec::{AgentSpec, Field, Slos, TypeDef};
+use qpf_sdk::{Diagnostic, ExtractError, Request, Severity};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// An agent, ready for templates.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentView {
+    /// Schema kind (`Agent`).
+    pub kind: String,
+    /// Schema name (`orchestrator`).
+    pub name: String,
+    /// Schema version.
+    pub version: String,
+    /// Python package (`orchestrator`).
+    pub package: String,
+    /// Distribution name on an index (`orchestrator-agent`).
+    pub dist: String,
+    /// Title-case name (`Orchestrator`).
+    pub title: String,
+    /// Prefix of its environment variables (`ORCHESTRATOR_`).
+    pub env_prefix: String,
+    /// What the agent does.
+    pub description: String,
+    /// Record types.
+    pub types: Vec<TypeView>,
+    /// Declared errors.
+    pub errors: Vec<ErrorView>,
+    /// Capabilities.
+    pub capabilities: Vec<CapabilityView>,
+    /// Memory stores.
+    pub memory: Vec<MemoryView>,
+    /// Distinct backends of the memory stores, sorted.
+    pub backends: Vec<String>,
+    /// Sub-agents.
+    pub subagents: Vec<SubagentView>,
+    /// Anomaly types.
+    pub anomalies: Vec<AnomalyView>,
+    /// Service level objectives.
+    pub slos: Slos,
+    /// The schema's settings.
+    pub settings: Vec<SettingView>,
+    /// Names `models.py` must import: any of `Any`, `Literal`, `datetime`.
+    pub model_imports: Vec<String>,
+    /// Whether a default handler builds a `datetime`.
+    pub handlers_use_datetime: bool,
+    /// Whether a setting is a secret.
+    pub has_secrets: bool,
+}
+
+/// A record type.
+#[derive(Debug, Clone, Serialize)]
+pub struct TypeView {
+    /// Schema name.
+    pub name: String,
+    /// Python class.
+    pub class: String,
+    /// Documentation.
+    pub description: String,
+    /// Fields, in order.
+    pub fields: Vec<FieldView>,
+    /// Its JSON Schema (OpenAPI 3.1 component).
+    pub json_schema: Value,
+}
+
+/// A field of a record type.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldView {
+    /// Wire name.
+    pub name: String,
+    /// Python attribute.
+    pub ident: String,
+    /// The wire name when it differs from the attribute.
+    pub alias: Option<String>,
+    /// Type expression of the schema.
+    pub ty: String,
+    /// Python annotation.
+    pub annotation: String,
+    /// First argument of `Field(...)`: `...`, `default=...` or `default_factory=...`.
+    pub default_arg: String,
+    /// Whether a payload must carry it.
+    pub required: bool,
+    /// Default value, as JSON.
+    pub default: Option<Value>,
+    /// Documentation.
+    pub description: String,
+}
+
+/// A declared error.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorView {
+    /// Schema name.
+    pub name: String,
+    /// Exception class.
+    pub class: String,
+    /// `snake_case` code in the response body.
+    pub code: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Documentation and default message.
+    pub description: String,
+    /// Whether a client may retry.
+    pub retryable: bool,
+}
+
+/// A capability.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapabilityView {
+    /// Schema name.
+    pub name: String,
+    /// Python module and method name.
+    pub ident: String,
+    /// HTTP path (`/dispatch`).
+    pub path: String,
+    /// Documentation.
+    pub description: String,
+    /// Input type (schema name).
+    pub input: String,
+    /// Input class.
+    pub input_class: String,
+    /// Output type (schema name).
+    pub output: String,
+    /// Output class.
+    pub output_class: String,
+    /// The errors it may raise.
+    pub errors: Vec<ErrorView>,
+    /// A valid input payload (wire JSON).
+    pub sample_input: Value,
+    /// The same, as a Python literal.
+    pub sample_input_py: String,
+    /// Whether `{}` is an invalid input (the input type has required fields).
+    pub rejects_empty: bool,
+    /// Keyword arguments of the output the default handler returns: `(attribute, expression)`;
+    /// an expression reads the input as `body`.
+    pub default_output: Vec<(String, String)>,
+    /// Error responses by status, sorted: `(status, error names joined by ", ")`.
+    pub responses: Vec<(u16, String)>,
+}
+
+/// A memory store.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryView {
+    /// Schema name.
+    pub name: String,
+    /// Python identifier.
+    pub ident: String,
+    /// Backend.
+    pub backend: String,
+    /// Documentation.
+    pub description: String,
+    /// Setting holding its URL (`memory_working_url`).
+    pub setting: String,
+    /// Environment variable of that setting.
+    pub env: String,
+}
+
+/// A sub-agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubagentView {
+    /// Local name.
+    pub name: String,
+    /// Python identifier.
+    pub ident: String,
+    /// Agent it runs.
+    pub agent: String,
+    /// Documentation.
+    pub description: String,
+    /// Concurrency cap.
+    pub max_instances: u32,
+    /// Setting holding its base URL (`subagent_trainer_url`).
+    pub setting: String,
+    /// Environment variable of that setting.
+    pub env: String,
+}
+
+/// An anomaly type.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnomalyView {
+    /// Schema name.
+    pub name: String,
+    /// Python identifier (handler `on_<ident>`).
+    pub ident: String,
+    /// Documentation.
+    pub description: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    /// `log`, `alert`, `restart` or `escalate`.
+    pub action: String,
+}
+
+/// A setting.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingView {
+    /// Schema name.
+    pub name: String,
+    /// Python attribute.
+    pub ident: String,
+    /// Schema type.
+    pub ty: String,
+    /// Python annotation.
+    pub annotation: String,
+    /// Python literal of the default, when there is one.
+    pub default_py: Option<String>,
+    /// The default as JSON (`null` when required).
+    pub default: Value,
+    /// Whether the environment must provide it.
+    pub required: bool,
+    /// Documentation.
+    pub description: String,
+    /// Hidden in logs (`SecretStr`).
+    pub secret: bool,
+    /// Environment variable.
+    pub env: String,
+}
+
+/// Sample timestamp used in payloads (fixed: outputs are deterministic).
+const SAMPLE_TIME: &str = "2026-01-01T00:00:00Z";
+
+impl AgentView {
+    /// Reads and checks the request's input (an Agent `spec`) and builds the view.
+    ///
+    /// # Errors
+    /// Every reference the schema cannot satisfy (an unknown type or error, two names that become
+    /// the same Python name, a type that contains itself through required fields), each with a
+    /// JSON Pointer into the input, so that the host shows the schema line.
+    pub fn from_request(request: &Request) -> Result<AgentView, ExtractError> {
+        let spec: AgentSpec = request.input()?;
+        let mut problems = Vec::new();
+        let view = build(request, &spec, &mut problems);
+        if problems.is_empty() {
+            Ok(view)
+        } else {
+            let mut error = ExtractError::new(format!("the agent `{}` cannot be generated", request.schema.name));
+            error.diagnostics = problems;
+            Err(error)
+        }
+    }
+
+    /// The type named `name`.
+    pub fn type_named(&self, name: &str) -> Option<&TypeView> {
+        self.types.iter().find(|t| t.name == name)
+    }
+}
+
+fn problem(problems: &mut Vec<Diagnostic>, pointer: String, message: String) {
+    problems.push(Diagnostic::new(Severity::Error, message).at(pointer));
+}
+
+fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) -> AgentView {
+    let name = request.schema.name.clone();
+    let package = py_package(&name);
+    let env_prefix = format!("{}_", py_const(&package));
+    let known: Vec<String> = spec.types.iter().map(|t| t.name.clone()).collect();
+
+    let types: Vec<TypeView> =
+        spec.types.iter().enumerate().map(|(ti, t)| type_view(ti, t, &known, problems)).collect();
+    unique(problems, spec.types.iter().map(|t| py_class(&t.name)), "/types", "type");
+
+    let errors: Vec<ErrorView> = spec
+        .errors
+        .iter()
+        .map(|e| ErrorView {
+            name: e.name.clone(),
+            class: py_class(&e.name),
+            code: snake(&e.name),
+            status: e.status,
+            description: e.description.clone(),
+            retryable: e.retryable,
+        })
+        .collect();
+    unique(problems, errors.iter().map(|e| e.class.clone()), "/errors", "error");
+
+    let mut capabilities = Vec::new();
+    for (ci, c) in spec.capabilities.iter().enumerate() {
+        let at = |field: &str| format!("/capabilities/{ci}/{field}");
+        let input = spec.types.iter().find(|t| t.name == c.input);
+        let output = spec.types.iter().find(|t| t.name == c.output);
+        if input.is_none() {
+            problem(problems, at("input"), format!("capability `{}`: unknown input type `{}`", c.name, c.input));
+        }
+        if output.is_none() {
+            problem(problems, at("output"), format!("capability `{}`: unknown output type `{}`", c.name, c.output));
+        }
+        let mut cap_errors = Vec::new();
+        for (ei, e) in c.errors.iter().enumerate() {
+            match errors.iter().find(|d| &d.name == e) {
+                Some(d) => cap_errors.push(d.clone()),
+                None => problem(
+                    problems,
+                    format!("/capabilities/{ci}/errors/{ei}"),
+                    format!("capability `{}`: error `{e}` is not declared in `errors`", c.name),
+                ),
+            }
+        }
+        let (Some(input), Some(output)) = (input, output) else { continue };
+        let sample_input = match sample_record(input, spec, &mut Vec::new()) {
+            Ok(v) => v,
+            Err(message) => {
+                problem(problems, at("input"), message);
+                Value::Null
+            }
+        };
+        let default_output = match default_output(input, output, spec) {
+            Ok(v) => v,
+            Err(message) => {
+                problem(problems, at("output"), message);
+                Vec::new()
+            }
+        };
+        capabilities.push(CapabilityView {
+            name: c.name.clone(),
+            ident: py_ident(&c.name),
+            path: format!("/{}", c.name),
+            description: c.description.clone(),
+            input: c.input.clone(),
+            input_class: py_class(&c.input),
+            output: c.output.clone(),
+            output_class: py_class(&c.output),
+            sample_input_py: py_literal(&sample_input),
+            sample_input,
+            rejects_empty: input.fields.iter().any(|f| required(f)),
+            default_output,
+            responses: responses(&cap_errors),
+            errors: cap_errors,
+        });
+    }
+    unique(problems, spec.capabilities.iter().map(|c| py_ident(&c.name)), "/capabilities", "capability");
+
+    let memory: Vec<MemoryView> = spec
+        .memory
+        .iter()
+        .map(|m| {
+            let ident = py_ident(&m.name);
+            MemoryView {
+                name: m.name.clone(),
+                backend: m.backend.clone(),
+                description: m.description.clone(),
+                setting: format!("memory_{ident}_url"),
+                env: format!("{env_prefix}MEMORY_{}_URL", py_const(&m.name)),
+                ident,
+            }
+        })
+        .collect();
+    unique(problems, memory.iter().map(|m| m.ident.clone()), "/memory", "memory store");
+    let mut backends: Vec<String> = memory.iter().map(|m| m.backend.clone()).collect();
+    backends.sort();
+    backends.dedup();
+
+    let subagents: Vec<SubagentView> = spec
+        .subagents
+        .iter()
+        .map(|s| {
+            let ident = py_ident(&s.name);
+            SubagentView {
+                name: s.name.clone(),
+                agent: s.agent.clone(),
+                description: s.description.clone(),
+                max_instances: s.max_instances,
+                setting: format!("subagent_{ident}_url"),
+                env: format!("{env_prefix}SUBAGENT_{}_URL", py_const(&s.name)),
+                ident,
+            }
+        })
+        .collect();
+    unique(problems, subagents.iter().map(|s| s.ident.clone()), "/subagents", "sub-agent");
+
+    let anomalies: Vec<AnomalyView> = spec
+        .anomalies
+        .iter()
+        .map(|a| AnomalyView {
+            name: a.name.clone(),
+            ident: py_ident(&a.name),
+            description: a.description.clone(),
+            severity: a.severity.clone(),
+            action: a.action.clone(),
+        })
+        .collect();
+    unique(problems, anomalies.iter().map(|a| a.ident.clone()), "/anomalies", "anomaly");
+
+    let settings: Vec<SettingView> = spec
+        .settings
+        .iter()
+        .map(|s| {
+            let base = match s.ty.as_str() {
+                "integer" => "int",
+                "number" => "float",
+                "boolean" => "bool",
+                _ => "str",
+            };
+            SettingView {
+                name: s.name.clone(),
+                ident: py_ident(&s.name),
+                ty: s.ty.clone(),
+                annotation: if s.secret { "SecretStr".to_owned() } else { base.to_owned() },
+                default_py: s.default.as_ref().map(py_literal),
+                default: s.default.clone().unwrap_or(Value::Null),
+                required: s.default.is_none(),
+                description: s.description.clone(),
+                secret: s.secret,
+                env: format!("{env_prefix}{}", py_const(&s.name)),
+            }
+        })
+        .collect();
+    let mut setting_names: Vec<String> = settings.iter().map(|s| s.ident.clone()).collect();
+    setting_names.extend(memory.iter().map(|m| m.setting.clone()));
+    setting_names.extend(subagents.iter().map(|s| s.setting.clone()));
+    unique(problems, setting_names.into_iter(), "/settings", "setting");
+
+    let types: Vec<TypeView> = types;
+    let model_imports = ["Any", "Literal", "datetime"]
+        .iter()
+        .filter(|name| types.iter().flat_map(|t| &t.fields).any(|f| mentions(&f.annotation, name)))
+        .map(|name| (*name).to_owned())
+        .collect();
+    let handlers_use_datetime =
+        capabilities.iter().flat_map(|c| &c.default_output).any(|(_, expr)| expr.contains("datetime."));
+    for (i, e) in errors.iter().enumerate() {
+        if ["AgentError", "ErrorResponse"].contains(&e.class.as_str()) {
+            problem(problems, format!("/errors/{i}/name"), format!("`{}` is a name the errors module defines", e.name));
+        }
+    }
+    AgentView {
+        model_imports,
+        handlers_use_datetime,
+        has_secrets: settings.iter().any(|s| s.secret),
+        kind: request.schema.kind.clone(),
+        version: request.schema.version.clone(),
+        dist: format!("{}-agent", name.to_ascii_lowercase().replace('_', "-")),
+        title: py_class(&package).replace('_', " "),
+        env_prefix,
+        package,
+        name,
+        description: spec.description.clone(),
+        types,
+        errors,
+        capabilities,
+        memory,
+        backends,
+        subagents,
+        anomalies,
+        slos: spec.slos.clone(),
+        settings,
+    }
+}
+
+fn responses(errors: &[ErrorView]) -> Vec<(u16, String)> {
+    let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = std::collections::BTreeMap::new();
+    for e in errors {
+        by_status.entry(e.status).or_default().push(&e.name);
+    }
+    by_status.into_iter().map(|(status, names)| (status, names.join(", "))).collect()
+}
+
+/// Whether a Python annotation mentions `name` as a whole word.
+fn mentions(annotation: &str, name: &str) -> bool {
+    annotation.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|token| token == name)
+}
+
+/// Reports the second of two items whose Python names collide.
+fn unique(problems: &mut Vec<Diagnostic>, names: impl Iterator<Item = String>, pointer: &str, what: &str) {
+    let names: Vec<String> = names.collect();
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            problem(
+                problems,
+                format!("{pointer}/{i}/name"),
+                format!("two {what} names become the Python name `{n}`; rename one"),
+            );
+        }
+    }
+}
+
+fn required(f: &Field) -> bool {
+    !f.optional && f.default.is_none()
+}
+
+fn type_view(ti: usize, t: &TypeDef, known: &[String], problems: &mut Vec<Diagnostic>) -> TypeView {
+    let mut fields = Vec::new();
+    let mut properties = serde_json::Map::new();
+    let mut required_names = Vec::new();
+    for (fi, f) in t.fields.iter().enumerate() {
+        let annotation = match (&f.allowed, py_type(&f.ty, known)) {
+            (Some(values), Ok(_)) => {
+                format!("Literal[{}]", values.iter().map(py_literal).collect::<Vec<_>>().join(", "))
+            }
+            (None, Ok(a)) => a,
+            (_, Err(message)) => {
+                problem(problems, format!("/types/{ti}/fields/{fi}/type"), message);
+                continue;
+            }
+        };
+        let ident = py_ident(&f.name);
+        if let Some(other) = t.fields[..fi].iter().find(|o| py_ident(&o.name) == ident) {
+            problem(
+                problems,
+                format!("/types/{ti}/fields/{fi}/name"),
+                format!("fields `{}` and `{}` both become the Python name `{ident}`; rename one", other.name, f.name),
+            );
+            continue;
+        }
+        let (annotation, default_arg) = match (&f.default, f.optional) {
+            (Some(v), true) => (format!("{annotation} | None"), format!("default={}", py_literal(v))),
+            (Some(v), false) if v.is_array() || v.is_object() => {
+                (annotation, format!("default_factory=lambda: {}", py_literal(v)))
+            }
+            (Some(v), false) => (annotation, format!("default={}", py_literal(v))),
+            (None, true) => (format!("{annotation} | None"), "default=None".to_owned()),
+            (None, false) => (annotation, "...".to_owned()),
+        };
+        let mut schema = json_schema_of(&f.ty, known);
+        if let Value::Object(map) = &mut schema {
+            if let Some(values) = &f.allowed {
+                map.insert("enum".into(), Value::Array(values.clone()));
+            }
+            if let Some(d) = &f.default {
+                map.insert("default".into(), d.clone());
+            }
+            if !f.description.is_empty() {
+                map.insert("description".into(), Value::String(f.description.clone()));
+            }
+        }
+        properties.insert(f.name.clone(), schema);
+        if required(f) {
+            required_names.push(Value::String(f.name.clone()));
+        }
+        fields.push(FieldView {
+            name: f.name.clone(),
+            alias: (ident != f.name).then(|| f.name.clone()),
+            ident,
+            ty: f.ty.clone(),
+            annotation,
+            default_arg,
+            required: required(f),
+            default: f.default.clone(),
+            description: f.description.clone(),
+        });
+    }
+    let mut json_schema = json!({ "type": "object", "title": py_class(&t.name), "properties": properties });
+    if !t.description.is_empty() {
+        json_schema["description"] = Value::String(t.description.clone());
+    }
+    if !required_names.is_empty() {
+        json_schema["required"] = Value::Array(required_names);
+    }
+    TypeView { name: t.name.clone(), class: py_class(&t.name), description: t.description.clone(), fields, json_schema }
+}
+
+/// The JSON Schema of a type expression, with named types as OpenAPI component references.
+fn json_schema_of(expr: &str, known: &[String]) -> Value {
+    let expr = expr.trim();
+    if let Some(inner) = expr.strip_prefix("list[").and_then(|r| r.strip_suffix(']')) {
+        return json!({ "type": "array", "items": json_schema_of(inner, known) });
+    }
+    if let Some(inner) = expr.strip_prefix("map[").and_then(|r| r.strip_suffix(']')) {
+        return json!({ "type": "object", "additionalProperties": json_schema_of(inner, known) });
+    }
+    match expr {
+        "string" => json!({ "type": "string" }),
+        "integer" => json!({ "type": "integer" }),
+        "number" => json!({ "type": "number" }),
+        "boolean" => json!({ "type": "boolean" }),
+        "datetime" => json!({ "type": "string", "format": "date-time" }),
+        "any" => json!({}),
+        name => json!({ "$ref": format!("#/components/schemas/{}", py_class(name)) }),
+    }
+}
+
+/// A valid payload for a record: every field, with its default, first allowed value or a sample.
+fn sample_record(t: &TypeDef, spec: &AgentSpec, stack: &mut Vec<String>) -> Result<Value, String> {
+    if stack.contains(&t.name) {
+        return Err(format!("type `{}` contains itself through required fields ({})", t.name, stack.join(" → ")));
+    }
+    stack.push(t.name.clone());
+    let mut out = serde_json::Map::new();
+    for f in &t.fields {
+        let value = if let Some(first) = f.allowed.as_ref().and_then(|v| v.first()) {
+            first.clone()
+        } else if let Some(d) = f.default.as_ref().filter(|d| !d.is_null()) {
+            d.clone()
+        } else {
+            match sample_of(&f.ty, &f.name, spec, stack) {
+                Ok(v) => v,
+                Err(_) if f.optional => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        out.insert(f.name.clone(), value);
+    }
+    stack.pop();
+    Ok(Value::Object(out))
+}
+
+fn sample_of(expr: &str, field: &str, spec: &AgentSpec, stack: &mut Vec<String>) -> Result<Value, String> {
+    let expr = expr.trim();
+    if let Some(inner) = expr.strip_prefix("list[").and_then(|r| r.strip_suffix(']')) {
+        return Ok(sample_of(inner, field, spec, stack).map_or_else(|_| json!([]), |v| json!([v])));
+    }
+    if let Some(inner) = expr.strip_prefix("map[").and_then(|r| r.strip_suffix(']')) {
+        return Ok(sample_of(inner, field, spec, stack).map_or_else(|_| json!({}), |v| json!({ "key": v })));
+    }
+    Ok(match expr {
+        "string" => Value::String(format!("{field}-1")),
+        "integer" => json!(1),
+        "number" => json!(1.5),
+        "boolean" => json!(true),
+        "datetime" => json!(SAMPLE_TIME),
+        "any" => json!("value"),
+        name => match spec.types.iter().find(|t| t.name == name) {
+            Some(t) => sample_record(t, spec, stack)?,
+            None => return Err(format!("unknown type `{name}`")),
+        },
+    })
+}
+
+/// The default handler's output: every field the input also has (same name and type) is copied,
+/// every other required field gets an empty value; fields with defaults keep them.
+fn default_output(input: &TypeDef, output: &TypeDef, spec: &AgentSpec) -> Result<Vec<(String, String)>, String> {
+    let mut args = Vec::new();
+    for f in &output.fields {
+        let ident = py_ident(&f.name);
+        let same = input.fields.iter().find(|i| i.name == f.name && i.ty == f.ty && i.allowed == f.allowed);
+        if let Some(i) = same {
+            args.push((ident.clone(), format!("body.{}", py_ident(&i.name))));
+        } else if required(f) {
+            args.push((ident, zero(f, spec, &mut Vec::new())?));
+        }
+    }
+    Ok(args)
+}
+
+/// A Python expression of an empty value of a field's type.
+fn zero(f: &Field, spec: &AgentSpec, stack: &mut Vec<String>) -> Result<String, String> {
+    if let Some(first) = f.allowed.as_ref().and_then(|v| v.first()) {
+        return Ok(py_literal(first));
+    }
+    zero_of(&f.ty, spec, stack)
+}
+
+fn zero_of(expr: &str, spec: &AgentSpec, stack: &mut Vec<String>) -> Result<String, String> {
+    let expr = expr.trim();
+    if expr.starts_with("list[") {
+        return Ok("[]".to_owned());
+    }
+    if expr.starts_with("map[") {
+        return Ok("{}".to_owned());
+    }
+    Ok(match expr {
+        "string" => "\"\"".to_owned(),
+        "integer" => "0".to_owned(),
+        "number" => "0.0".to_owned(),
+        "boolean" => "False".to_owned(),
+        "datetime" => "datetime.fromtimestamp(0, tz=UTC)".to_owned(),
+        "any" => "None".to_owned(),
+        name => {
+            let Some(t) = spec.types.iter().find(|t| t.name == name) else {
+                return Err(format!("unknown type `{name}`"));
+            };
+            if stack.contains(&t.name) {
+                return Err(format!("type `{}` contains itself through required fields", t.name));
+            }
+            stack.push(t.name.clone());
+            let mut args = Vec::new();
+            for f in t.fields.iter().filter(|f| required(f)) {
+                args.push(format!("{}={}", py_ident(&f.name), zero(f, spec, stack)?));
+            }
+            stack.pop();
+            format!("models.{}({})", py_class(name), args.join(", "))
+        }
+    })
+}
+
+/// `NoAgentAvailable` → `no_agent_available`.
+pub fn snake(name: &str) -> String {
+    let mut out = String::new();
+    let chars: Vec<char> = name.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() {
+            let prev_lower = i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
+            let next_lower = chars.get(i + 1).is_some_and(char::is_ascii_lowercase);
+            if i > 0 && (prev_lower || (next_lower && chars[i - 1].is_ascii_uppercase())) {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else {
+            out.push('_');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qpf_sdk::SchemaId;
+
+    fn request(spec: Value) -> Request {
+        Request {
+            entry: "e".into(),
+            schema: SchemaId { kind: "Agent".into(), name: "my-agent".into(), version: "1.0.0".into() },
+            input_json: spec.to_string(),
+            config_json: "{}".into(),
+            context_json: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn snake_case_of_error_names() {
+        assert_eq!(snake("NoAgentAvailable"), "no_agent_available");
+        assert_eq!(snake("HTTPTimeout"), "http_timeout");
+        assert_eq!(snake("Quota2Exceeded"), "quota2_exceeded");
+    }
+
+    #[test]
+    fn views_carry_samples_defaults_and_environment_names() {
+        let view = AgentView::from_request(&request(json!({
+            "description": "d",
+            "types": [
+                { "name": "In", "fields": [
+                    { "name": "id", "type": "string" },
+                    { "name": "class", "type": "string", "enum": ["a", "b"] },
+                    { "name": "at", "type": "datetime", "optional": true } ] },
+                { "name": "Out", "fields": [
+                    { "name": "id", "type": "string" },
+                    { "name": "count", "type": "integer" },
+                    { "name": "when", "type": "datetime" },
+                    { "name": "tags", "type": "list[string]", "default": [] } ] }
+            ],
+            "errors": [{ "name": "NotFound", "status": 404 }],
+            "capabilities": [{ "name": "get", "input": "In", "output": "Out", "errors": ["NotFound"] }],
+            "memory": [{ "name": "working", "backend": "redis" }]
+        })))
+        .unwrap();
+        assert_eq!(view.package, "my_agent");
+        assert_eq!(view.env_prefix, "MY_AGENT_");
+        let cap = &view.capabilities[0];
+        assert_eq!(cap.sample_input, json!({ "id": "id-1", "class": "a", "at": "2026-01-01T00:00:00Z" }));
+        assert_eq!(
+            cap.default_output,
+            vec![
+                ("id".to_owned(), "body.id".to_owned()),
+                ("count".to_owned(), "0".to_owned()),
+                ("when".to_owned(), "datetime.fromtimestamp(0, tz=UTC)".to_owned()),
+            ]
+        );
+        assert_eq!(cap.errors[0].code, "not_found");
+        assert_eq!(view.memory[0].env, "MY_AGENT_MEMORY_WORKING_URL");
+        assert_eq!(view.types[0].fields[1].annotation, "Literal[\"a\", \"b\"]");
+    }
+
+    #[test]
+    fn broken_references_point_at_the_schema() {
+        let err = AgentView::from_request(&request(json!({
+            "description": "d",
+            "types": [{ "name": "Loop", "fields": [{ "name": "next", "type": "Loop" }] }],
+            "capabilities": [
+                { "name": "a", "input": "Nope", "output": "Loop", "errors": ["Undeclared"] },
+                { "name": "b", "input": "Loop", "output": "Loop" }
+            ]
+        })))
+        .unwrap_err();
+        let pointers: Vec<_> = err.diagnostics.iter().map(|d| d.pointer.clone().unwrap()).collect();
+        assert_eq!(pointers, ["/capabilities/0/input", "/capabilities/0/errors/0", "/capabilities/1/input"]);
+        assert!(err.diagnostics[2].message.contains("contains itself"), "{:?}", err.diagnostics[2]);
+    }
+}

@@ -1,0 +1,48 @@
+//! `py-api`: the agent's capabilities as FastAPI routers, one module per capability, the
+//! `Handlers` class behind them (placeholders until overridden), and the declared errors with
+//! their HTTP mapping.
+
+use qpf_agent_model::{AgentView, Template, config_schema, output_path, render};
+use qpf_sdk::{ExtractError, Extractor, PluginInfo, Request, Response};
+
+const ERRORS: Template = Template {
+    path: "src/{package}/errors.py",
+    name: "errors.py.j2",
+    source: include_str!("../templates/errors.py.j2"),
+};
+const PACKAGE: Template = Template {
+    path: "src/{package}/capabilities/__init__.py",
+    name: "capabilities.py.j2",
+    source: include_str!("../templates/capabilities.py.j2"),
+};
+const CAPABILITY: Template = Template {
+    path: "src/{package}/capabilities/{item}.py",
+    name: "capability.py.j2",
+    source: include_str!("../templates/capability.py.j2"),
+};
+const PLUGIN: &str = concat!("py-api ", env!("CARGO_PKG_VERSION"));
+
+struct PyApi;
+
+impl Extractor for PyApi {
+    fn info() -> PluginInfo {
+        PluginInfo::new("py-api", env!("CARGO_PKG_VERSION"), "FastAPI routers, handlers and errors of an agent.")
+            .kinds(&["Agent"])
+            .config_schema(config_schema(serde_json::json!({})))
+    }
+
+    fn extract(request: Request) -> Result<Response, ExtractError> {
+        let agent = AgentView::from_request(&request)?;
+        let mut response = Response::new();
+        for t in [&ERRORS, &PACKAGE] {
+            response.push_file(output_path(t.path, &agent, ""), render(t, &agent, PLUGIN, minijinja::context! {})?);
+        }
+        for cap in &agent.capabilities {
+            let text = render(&CAPABILITY, &agent, PLUGIN, minijinja::context! { cap => qpf_agent_model::value(cap) })?;
+            response.push_file(output_path(CAPABILITY.path, &agent, &cap.ident), text);
+        }
+        Ok(response)
+    }
+}
+
+qpf_sdk::export!(PyApi);

@@ -1,0 +1,234 @@
+//! The reference plugins end to end: every example agent becomes a Python service that passes its
+//! own generated tests, `ruff check` and `compileall`, builds as a wheel, and answers `/health` and
+//! a capability call over real HTTP under uvicorn. Two agents' trees are golden files.
+//!
+//! Python comes from the machine (`python3`, 3.11 or newer); the tools come from PyPI, pinned in
+//! `tests/e2e/requirements.txt`, installed into a venv under the target folder that is reused while
+//! that file is unchanged.
+
+use crate::support::{self, agents_project, qpf, show, walk};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The agents whose generated trees are golden files under `tests/golden/agents/`.
+const GOLDEN: [&str; 2] = ["orchestrator", "auditor"];
+
+/// The venv with the pinned tools, created (under a lock, so parallel tests share it) when
+/// missing or when the requirements changed.
+fn venv() -> PathBuf {
+    let requirements = support::workspace_root().join("tests/e2e/requirements.txt");
+    let wanted = blake3::hash(&std::fs::read(&requirements).expect("requirements")).to_hex().to_string();
+    let dir = support::target_dir().join("e2e-venv");
+    std::fs::create_dir_all(support::target_dir()).expect("target dir");
+    let lock = std::fs::File::create(support::target_dir().join("e2e-venv.lock")).expect("lock file");
+    lock.lock().expect("lock the venv");
+    let stamp = dir.join("qpf-requirements.blake3");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = std::fs::remove_dir_all(&dir);
+        run(Command::new("python3").args(["-m", "venv"]).arg(&dir), "create the venv (is python3 ≥ 3.11 installed?)");
+        run(
+            Command::new(dir.join("bin/python"))
+                .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "-r"])
+                .arg(&requirements),
+            "install tests/e2e/requirements.txt from PyPI",
+        );
+        std::fs::write(&stamp, &wanted).expect("stamp");
+    }
+    dir
+}
+
+/// Runs a command to success, or fails the test with its output.
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot start {cmd:?}: {e}"));
+    assert!(out.status.success(), "{what} failed: {cmd:?}\n{}", show(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The extracted example project, with the report of the run.
+fn extracted() -> tempfile::TempDir {
+    let project = agents_project();
+    let p = project.path().to_str().expect("utf-8 path");
+    let out = qpf(&["extract", "--project", p]);
+    assert!(out.status.success(), "{}", show(&out));
+    project
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+/// One HTTP/1.0 exchange: the status and the body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Kills the server when the test ends, passing or not.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Serves the agent in `dir` under uvicorn and returns the port once `/health` answers.
+fn serve(venv: &Path, dir: &Path, package: &str) -> (Server, u16) {
+    let port = free_port();
+    let child = Command::new(venv.join("bin/python"))
+        .args(["-m", "uvicorn", "--factory", &format!("{package}.app:create_app"), "--host", "127.0.0.1"])
+        .args(["--port", &port.to_string()])
+        .current_dir(dir)
+        .env("PYTHONPATH", dir.join("src"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("uvicorn starts");
+    let mut server = Server(child);
+    let start = Instant::now();
+    loop {
+        if let Ok((200, _)) = http(port, "GET", "/health", "") {
+            return (server, port);
+        }
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!("{package}: uvicorn exited with {status} before answering /health");
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{package}: /health did not answer within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn every_agent_passes_its_tests_and_lint_and_serves_http() {
+    let venv = venv();
+    let python = venv.join("bin/python");
+    let project = extracted();
+    let out = project.path().join("out");
+    let agents = ["adapter", "auditor", "monitor", "orchestrator", "trainer"];
+    for agent in agents {
+        let dir = out.join(agent);
+        let quiet = |cmd: &mut Command| {
+            cmd.current_dir(&dir).env("PYTHONDONTWRITEBYTECODE", "1").env_remove("PYTHONPATH");
+        };
+
+        let mut pytest = Command::new(&python);
+        pytest.args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"]);
+        quiet(&mut pytest);
+        let report = run(&mut pytest, &format!("{agent}: the generated pytest suite"));
+        assert!(report.contains(" passed"), "{agent}: {report}");
+
+        let mut ruff = Command::new(venv.join("bin/ruff"));
+        ruff.args(["check", "--no-cache", "."]);
+        quiet(&mut ruff);
+        run(&mut ruff, &format!("{agent}: ruff check"));
+
+        let mut compileall = Command::new(&python);
+        compileall.args(["-B", "-m", "compileall", "-q", "src", "tests"]);
+        compileall.current_dir(&dir);
+        run(&mut compileall, &format!("{agent}: python -m compileall"));
+
+        let wheels = tempfile::tempdir().expect("temp dir");
+        let mut wheel = Command::new(&python);
+        wheel.args([
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "-w",
+        ]);
+        wheel.arg(wheels.path()).arg(".");
+        quiet(&mut wheel);
+        run(&mut wheel, &format!("{agent}: building its wheel from pyproject.toml"));
+        assert_eq!(std::fs::read_dir(wheels.path()).expect("wheel dir").count(), 1, "{agent}: one wheel");
+
+        let mut manifests = Command::new(&python);
+        manifests.args([
+            "-c",
+            "import sys, yaml\n\
+             docs = [d for f in sys.argv[1:] for d in yaml.safe_load_all(open(f))]\n\
+             kinds = sorted(d['kind'] for d in docs)\n\
+             probes = [c[p]['httpGet']['path'] for d in docs if d['kind'] == 'Deployment'\n\
+                       for c in d['spec']['template']['spec']['containers'] for p in ('readinessProbe', 'livenessProbe')]\n\
+             print(' '.join(kinds), ' '.join(probes))",
+            "k8s/deployment.yaml",
+            "k8s/service.yaml",
+            "k8s/configmap.yaml",
+        ]);
+        quiet(&mut manifests);
+        let parsed = run(&mut manifests, &format!("{agent}: parsing its Kubernetes manifests"));
+        assert!(
+            parsed.contains("ConfigMap Deployment") && parsed.trim_end().ends_with("/ready /health"),
+            "{agent}: {parsed}"
+        );
+
+        // Over real HTTP: the probes and the first capability with the OpenAPI document's example.
+        let openapi: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("docs/openapi.json")).expect("openapi.json"))
+                .expect("openapi.json is JSON");
+        let (path, operation) = openapi["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .find_map(|(path, item)| item.get("post").filter(|op| op["tags"][0] == "capabilities").map(|op| (path, op)))
+            .expect("a capability");
+        let example = operation["requestBody"]["content"]["application/json"]["example"].to_string();
+        let (_server, port) = serve(&venv, &dir, agent);
+        let (status, body) = http(port, "GET", "/ready", "").expect("/ready");
+        assert_eq!(status, 200, "{agent}: /ready: {body}");
+        let (status, body) = http(port, "POST", path, &example).expect("capability call");
+        assert_eq!(status, 200, "{agent}: POST {path} {example}: {body}");
+        let output: serde_json::Value = serde_json::from_str(&body).expect("a JSON answer");
+        assert!(output.is_object(), "{agent}: {body}");
+        let (status, body) = http(port, "GET", "/metrics", "").expect("/metrics");
+        assert!(status == 200 && body.contains(&format!("route=\"{path}\"")), "{agent}: /metrics: {body}");
+    }
+}
+
+#[test]
+fn generated_trees_match_the_golden_files() {
+    let project = extracted();
+    let bless = std::env::var_os("QPF_BLESS").is_some();
+    for agent in GOLDEN {
+        let actual = project.path().join("out").join(agent);
+        let golden = support::workspace_root().join("tests/golden/agents").join(agent);
+        if bless {
+            let _ = std::fs::remove_dir_all(&golden);
+            for file in walk(&actual) {
+                let to = golden.join(file.strip_prefix(&actual).expect("under out"));
+                std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+                std::fs::copy(&file, &to).expect("copy");
+            }
+            continue;
+        }
+        let rel = |root: &Path| -> Vec<PathBuf> {
+            walk(root).into_iter().map(|f| f.strip_prefix(root).expect("under root").to_owned()).collect()
+        };
+        assert_eq!(rel(&actual), rel(&golden), "{agent}: the files differ (QPF_BLESS=1 accepts the new tree)");
+        for file in rel(&golden) {
+            support::assert_text_eq(
+                &std::fs::read_to_string(golden.join(&file)).expect("golden file"),
+                &std::fs::read_to_string(actual.join(&file)).expect("generated file"),
+                &format!("{agent}/{} (QPF_BLESS=1 accepts the new output)", file.display()),
+            );
+        }
+    }
+}
