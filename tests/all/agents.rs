@@ -232,3 +232,24 @@ fn generated_trees_match_the_golden_files() {
         }
     }
 }
+
+#[test]
+fn a_broken_reference_in_an_agent_is_an_error_at_its_schema_line() {
+    let project = agents_project();
+    let p = project.path();
+    let file = p.join("agents/monitor.yaml");
+    let text = std::fs::read_to_string(&file).expect("monitor.yaml");
+    std::fs::write(&file, text.replace("      output: Alert\n", "      output: Alert\n      errors: [Overloaded]\n"))
+        .expect("edit");
+    let out = qpf(&["extract", "--project", p.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().position(|l| l == "      output: Alert").expect("the output line") + 2;
+    assert!(
+        stderr.contains(&format!(
+            "agents/monitor.yaml:{line}:16: capability `observe`: error `Overloaded` is not declared"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("plugin `py-api`"), "{stderr}");
+}

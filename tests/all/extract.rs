@@ -199,7 +199,7 @@ fn a_config_that_the_plugin_schema_refuses_fails_before_the_plugin_runs() {
     let map = std::fs::read_to_string(p.join("extractors.yaml")).unwrap();
     std::fs::write(
         p.join("extractors.yaml"),
-        map.replace("    out: \"{name}/docs\"", "    out: \"{name}/docs\"\n    config: { pathh: x.md }"),
+        map.replace("config: { documents: [api] }", "config: { documents: [api], pathh: x.md }"),
     )
     .unwrap();
     let report_path = p.join("r.json");
@@ -240,7 +240,7 @@ fn a_change_to_a_shared_fragment_re_extracts_every_schema_that_extends_it() {
     assert!(extract(p, &[]).status.success());
     let fragment = p.join("fragments/base-agent.yaml");
     let text = std::fs::read_to_string(&fragment).unwrap();
-    std::fs::write(&fragment, text.replace("Machine-readable error code.", "A stable machine-readable error code."))
+    std::fs::write(&fragment, text.replace("Short-lived state of in-flight work.", "State of in-flight work."))
         .unwrap();
     let report_path = p.join("r.json");
     assert!(extract(p, &["--report", report_path.to_str().unwrap()]).status.success());

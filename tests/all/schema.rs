@@ -61,7 +61,7 @@ fn diff_classifies_each_change_with_its_reason() {
 fn a_change_in_a_shared_fragment_shows_in_every_schema_that_extends_it() {
     let project = repo_with_example();
     let p = project.path();
-    edit(&p.join("fragments/base-agent.yaml"), "default: false", "default: true");
+    edit(&p.join("fragments/base-agent.yaml"), "default: INFO", "default: DEBUG");
     let out = Command::new(support::qpf_bin())
         .args(["schema", "check", "--against", "HEAD", "--format", "json"])
         .current_dir(p)

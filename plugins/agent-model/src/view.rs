@@ -324,7 +324,7 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
             output_class: py_class(&c.output),
             sample_input_py: py_literal(&sample_input),
             sample_input,
-            rejects_empty: input.fields.iter().any(|f| required(f)),
+            rejects_empty: input.fields.iter().any(required),
             default_output,
             responses: responses(&cap_errors),
             errors: cap_errors,
@@ -513,7 +513,7 @@ fn type_view(ti: usize, t: &TypeDef, known: &[String], problems: &mut Vec<Diagno
             (None, true) => (format!("{annotation} | None"), "default=None".to_owned()),
             (None, false) => (annotation, "...".to_owned()),
         };
-        let mut schema = json_schema_of(&f.ty, known);
+        let mut schema = json_schema_of(&f.ty);
         if let Value::Object(map) = &mut schema {
             if let Some(values) = &f.allowed {
                 map.insert("enum".into(), Value::Array(values.clone()));
@@ -552,13 +552,13 @@ fn type_view(ti: usize, t: &TypeDef, known: &[String], problems: &mut Vec<Diagno
 }
 
 /// The JSON Schema of a type expression, with named types as OpenAPI component references.
-fn json_schema_of(expr: &str, known: &[String]) -> Value {
+fn json_schema_of(expr: &str) -> Value {
     let expr = expr.trim();
     if let Some(inner) = expr.strip_prefix("list[").and_then(|r| r.strip_suffix(']')) {
-        return json!({ "type": "array", "items": json_schema_of(inner, known) });
+        return json!({ "type": "array", "items": json_schema_of(inner) });
     }
     if let Some(inner) = expr.strip_prefix("map[").and_then(|r| r.strip_suffix(']')) {
-        return json!({ "type": "object", "additionalProperties": json_schema_of(inner, known) });
+        return json!({ "type": "object", "additionalProperties": json_schema_of(inner) });
     }
     match expr {
         "string" => json!({ "type": "string" }),

@@ -8,11 +8,28 @@ use qpf_agent_model::{AgentView, Template, config_schema, render};
 use qpf_sdk::{ExtractError, Extractor, PluginInfo, Request, Response};
 use serde_json::{Value, json};
 
-const TEMPLATES: [Template; 3] = [
-    Template { path: "README.md", name: "README.md.j2", source: include_str!("../templates/README.md.j2") },
-    Template { path: "docs/CONFIG.md", name: "CONFIG.md.j2", source: include_str!("../templates/CONFIG.md.j2") },
-    Template { path: "docs/API.md", name: "API.md.j2", source: include_str!("../templates/API.md.j2") },
+/// The documents, by the name the config's `documents` uses.
+const TEMPLATES: [(&str, Template); 3] = [
+    ("readme", Template { path: "README.md", name: "README.md.j2", source: include_str!("../templates/README.md.j2") }),
+    (
+        "config",
+        Template { path: "docs/CONFIG.md", name: "CONFIG.md.j2", source: include_str!("../templates/CONFIG.md.j2") },
+    ),
+    ("api", Template { path: "docs/API.md", name: "API.md.j2", source: include_str!("../templates/API.md.j2") }),
 ];
+
+/// The entry's config.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// Which documents to write; all of them by default.
+    #[serde(default = "all_documents")]
+    documents: Vec<String>,
+}
+
+fn all_documents() -> Vec<String> {
+    ["readme", "config", "api", "openapi"].map(String::from).to_vec()
+}
 const OPENAPI: &str = "docs/openapi.json";
 const PLUGIN: &str = concat!("md-docs ", env!("CARGO_PKG_VERSION"));
 
@@ -129,14 +146,27 @@ impl Extractor for MdDocs {
             "README, configuration and API docs, and the OpenAPI document of an agent.",
         )
         .kinds(&["Agent"])
-        .config_schema(config_schema(json!({})))
+        .config_schema(config_schema(json!({
+            "documents": {
+                "type": "array",
+                "items": { "enum": ["readme", "config", "api", "openapi"] },
+                "uniqueItems": true
+            }
+        })))
     }
 
     fn extract(request: Request) -> Result<Response, ExtractError> {
+        let config: Config = request.config()?;
         let agent = AgentView::from_request(&request)?;
+        let wanted = |name: &str| config.documents.iter().any(|d| d == name);
         let mut response = Response::new();
-        for t in &TEMPLATES {
-            response.push_file(t.path, render(t, &agent, PLUGIN, minijinja::context! {})?);
+        for (name, t) in &TEMPLATES {
+            if wanted(name) {
+                response.push_file(t.path, render(t, &agent, PLUGIN, minijinja::context! {})?);
+            }
+        }
+        if !wanted("openapi") {
+            return Ok(response);
         }
         let mut doc = serde_json::to_string_pretty(&openapi(&agent))
             .map_err(|e| ExtractError::new(format!("cannot encode the OpenAPI document: {e}")))?;
