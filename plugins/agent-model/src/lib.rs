@@ -13,7 +13,7 @@ pub use python::{py_class, py_const, py_doc, py_ident, py_literal, py_package, p
 pub use spec::AgentSpec;
 pub use view::AgentView;
 
-use qpf_sdk::{ExtractError, Request};
+use qpf_sdk::{ExtractError, PluginInfo, Request, Response};
 
 /// A minijinja environment with the Python filters registered: `py_ident`, `py_class`, `py_str`,
 /// `py_doc`, `py_const`, `md` (escapes Markdown table cells), `json` (pretty JSON with sorted
@@ -123,4 +123,27 @@ pub fn has_file(paths: &[String], file: &str) -> bool {
 /// A template value of any serializable item.
 pub fn value<T: serde::Serialize>(item: &T) -> minijinja::Value {
     minijinja::Value::from(minijinja::value::Serde(item))
+}
+
+/// `info()` of a plugin of the family: it reads `Agent` schemas, and its config is an object with
+/// `config_properties` (JSON Schema properties) and nothing else.
+pub fn family_info(name: &str, version: &str, description: &str, config_properties: serde_json::Value) -> PluginInfo {
+    PluginInfo::new(name, version, description).kinds(&["Agent"]).config_schema(config_schema(config_properties))
+}
+
+/// Renders each template once (no `{item}`) into `response`.
+///
+/// # Errors
+/// The first template that fails to render.
+pub fn render_all(
+    response: &mut Response,
+    templates: &[&Template],
+    agent: &AgentView,
+    plugin: &str,
+    extra: &minijinja::Value,
+) -> Result<(), ExtractError> {
+    for t in templates {
+        response.push_file(output_path(t.path, agent, ""), render(t, agent, plugin, extra.clone())?);
+    }
+    Ok(())
 }

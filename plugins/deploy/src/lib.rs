@@ -4,7 +4,7 @@
 //! Replicas follow availability (1 below 99 %, 2 from 99 %, 3 from 99.9 %); probe timeouts are
 //! twice the p99 latency objective, rounded up to whole seconds.
 
-use qpf_agent_model::{AgentView, Template, config_schema, output_path, render};
+use qpf_agent_model::{AgentView, Template, family_info, render_all};
 use qpf_sdk::{ExtractError, Extractor, PluginInfo, Request, Response};
 use serde::Deserialize;
 
@@ -72,13 +72,16 @@ struct Deploy;
 
 impl Extractor for Deploy {
     fn info() -> PluginInfo {
-        PluginInfo::new("deploy", env!("CARGO_PKG_VERSION"), "Dockerfile and Kubernetes manifests of an agent.")
-            .kinds(&["Agent"])
-            .config_schema(config_schema(serde_json::json!({
+        family_info(
+            "deploy",
+            env!("CARGO_PKG_VERSION"),
+            "Dockerfile and Kubernetes manifests of an agent.",
+            serde_json::json!({
                 "image": { "type": "string", "minLength": 1 },
                 "port": { "type": "integer", "minimum": 1, "maximum": 65535 },
                 "namespace": { "type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" }
-            })))
+            }),
+        )
     }
 
     fn extract(request: Request) -> Result<Response, ExtractError> {
@@ -100,9 +103,7 @@ impl Extractor for Deploy {
             extras,
         };
         let mut response = Response::new();
-        for t in &TEMPLATES {
-            response.push_file(output_path(t.path, &agent, ""), render(t, &agent, PLUGIN, extra.clone())?);
-        }
+        render_all(&mut response, &TEMPLATES.iter().collect::<Vec<_>>(), &agent, PLUGIN, &extra)?;
         Ok(response)
     }
 }

@@ -4,7 +4,7 @@
 //! The OpenAPI document is derived from the schema, not from a running app; the generated test
 //! suite checks that the app serves exactly the operations it lists.
 
-use qpf_agent_model::{AgentView, Template, config_schema, render};
+use qpf_agent_model::{AgentView, Template, family_info, render};
 use qpf_sdk::{ExtractError, Extractor, PluginInfo, Request, Response};
 use serde_json::{Value, json};
 
@@ -140,19 +140,18 @@ struct MdDocs;
 
 impl Extractor for MdDocs {
     fn info() -> PluginInfo {
-        PluginInfo::new(
+        family_info(
             "md-docs",
             env!("CARGO_PKG_VERSION"),
             "README, configuration and API docs, and the OpenAPI document of an agent.",
+            json!({
+                "documents": {
+                    "type": "array",
+                    "items": { "enum": ["readme", "config", "api", "openapi"] },
+                    "uniqueItems": true
+                }
+            }),
         )
-        .kinds(&["Agent"])
-        .config_schema(config_schema(json!({
-            "documents": {
-                "type": "array",
-                "items": { "enum": ["readme", "config", "api", "openapi"] },
-                "uniqueItems": true
-            }
-        })))
     }
 
     fn extract(request: Request) -> Result<Response, ExtractError> {

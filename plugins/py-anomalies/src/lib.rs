@@ -1,6 +1,6 @@
 //! `py-anomalies`: the agent's `anomalies.py`: anomaly handlers of an agent, with its endpoints.
 
-use qpf_agent_model::{AgentView, Template, config_schema, output_path, render};
+use qpf_agent_model::{AgentView, Template, family_info, output_path, render};
 use qpf_sdk::{ExtractError, Extractor, PluginInfo, Request, Response};
 
 const MODULE: Template = Template {
@@ -14,9 +14,7 @@ struct PyAnomalies;
 
 impl Extractor for PyAnomalies {
     fn info() -> PluginInfo {
-        PluginInfo::new("py-anomalies", env!("CARGO_PKG_VERSION"), "Anomaly handlers of an agent.")
-            .kinds(&["Agent"])
-            .config_schema(config_schema(serde_json::json!({})))
+        family_info("py-anomalies", env!("CARGO_PKG_VERSION"), "Anomaly handlers of an agent.", serde_json::json!({}))
     }
 
     fn extract(request: Request) -> Result<Response, ExtractError> {

@@ -2,7 +2,7 @@
 //! `Handlers` class behind them (placeholders until overridden), and the declared errors with
 //! their HTTP mapping.
 
-use qpf_agent_model::{AgentView, Template, config_schema, output_path, render};
+use qpf_agent_model::{AgentView, Template, family_info, output_path, render, render_all};
 use qpf_sdk::{ExtractError, Extractor, PluginInfo, Request, Response};
 
 const ERRORS: Template = Template {
@@ -26,17 +26,18 @@ struct PyApi;
 
 impl Extractor for PyApi {
     fn info() -> PluginInfo {
-        PluginInfo::new("py-api", env!("CARGO_PKG_VERSION"), "FastAPI routers, handlers and errors of an agent.")
-            .kinds(&["Agent"])
-            .config_schema(config_schema(serde_json::json!({})))
+        family_info(
+            "py-api",
+            env!("CARGO_PKG_VERSION"),
+            "FastAPI routers, handlers and errors of an agent.",
+            serde_json::json!({}),
+        )
     }
 
     fn extract(request: Request) -> Result<Response, ExtractError> {
         let agent = AgentView::from_request(&request)?;
         let mut response = Response::new();
-        for t in [&ERRORS, &PACKAGE] {
-            response.push_file(output_path(t.path, &agent, ""), render(t, &agent, PLUGIN, minijinja::context! {})?);
-        }
+        render_all(&mut response, &[&ERRORS, &PACKAGE], &agent, PLUGIN, &minijinja::context! {})?;
         for cap in &agent.capabilities {
             let text = render(&CAPABILITY, &agent, PLUGIN, minijinja::context! { cap => qpf_agent_model::value(cap) })?;
             response.push_file(output_path(CAPABILITY.path, &agent, &cap.ident), text);

@@ -5,7 +5,7 @@
 //! What gets wired comes from `context.upstream`: a module that no upstream entry generated is
 //! left out (remove the memory entry from the map and the app no longer opens memory stores).
 
-use qpf_agent_model::{AgentView, Template, config_schema, has, has_file, output_path, render, upstream_paths};
+use qpf_agent_model::{AgentView, Template, family_info, has, has_file, render_all, upstream_paths};
 use qpf_sdk::{Diagnostic, ExtractError, Extractor, PluginInfo, Request, Response, Severity};
 
 const TEMPLATES: [Template; 4] = [
@@ -39,9 +39,12 @@ struct PyApp;
 
 impl Extractor for PyApp {
     fn info() -> PluginInfo {
-        PluginInfo::new("py-app", env!("CARGO_PKG_VERSION"), "The application wiring and packaging of an agent.")
-            .kinds(&["Agent"])
-            .config_schema(config_schema(serde_json::json!({})))
+        family_info(
+            "py-app",
+            env!("CARGO_PKG_VERSION"),
+            "The application wiring and packaging of an agent.",
+            serde_json::json!({}),
+        )
     }
 
     fn extract(request: Request) -> Result<Response, ExtractError> {
@@ -68,9 +71,7 @@ impl Extractor for PyApp {
             extras => extras(&agent),
         };
         let mut response = Response::new();
-        for t in &TEMPLATES {
-            response.push_file(output_path(t.path, &agent, ""), render(t, &agent, PLUGIN, extra.clone())?);
-        }
+        render_all(&mut response, &TEMPLATES.iter().collect::<Vec<_>>(), &agent, PLUGIN, &extra)?;
         Ok(response)
     }
 }

@@ -1,7 +1,7 @@
 //! `py-memory`: the agent's memory package: one interface, an in-process store that every memory
 //! falls back to, and an adapter per backend the schema uses (redis, postgres, vector, s3).
 
-use qpf_agent_model::{AgentView, Template, config_schema, output_path, render};
+use qpf_agent_model::{AgentView, Template, family_info, render_all};
 use qpf_sdk::{ExtractError, Extractor, PluginInfo, Request, Response};
 
 const PACKAGE: Template = Template {
@@ -55,9 +55,12 @@ struct PyMemory;
 
 impl Extractor for PyMemory {
     fn info() -> PluginInfo {
-        PluginInfo::new("py-memory", env!("CARGO_PKG_VERSION"), "Memory stores of an agent, with in-process defaults.")
-            .kinds(&["Agent"])
-            .config_schema(config_schema(serde_json::json!({})))
+        family_info(
+            "py-memory",
+            env!("CARGO_PKG_VERSION"),
+            "Memory stores of an agent, with in-process defaults.",
+            serde_json::json!({}),
+        )
     }
 
     fn extract(request: Request) -> Result<Response, ExtractError> {
@@ -70,9 +73,7 @@ impl Extractor for PyMemory {
         // `vector` stores extend the postgres adapter.
         let needs = |b: &str| agent.backends.iter().any(|x| x == b || (b == "postgres" && x == "vector"));
         templates.extend(BACKENDS.iter().filter(|(b, _)| needs(b)).map(|(_, t)| t));
-        for t in templates {
-            response.push_file(output_path(t.path, &agent, ""), render(t, &agent, PLUGIN, minijinja::context! {})?);
-        }
+        render_all(&mut response, &templates, &agent, PLUGIN, &minijinja::context! {})?;
         Ok(response)
     }
 }

@@ -3,7 +3,7 @@
 //! Field names that are not valid Python (`class`, `from`, `my-field`) become valid identifiers
 //! with the original name kept as the pydantic alias, so the wire format is unchanged.
 
-use qpf_agent_model::{AgentView, Template, config_schema, output_path, render};
+use qpf_agent_model::{AgentView, Template, family_info, output_path, render};
 use qpf_sdk::{ExtractError, Extractor, PluginInfo, Request, Response};
 use serde::Deserialize;
 
@@ -29,9 +29,12 @@ struct PyModels;
 
 impl Extractor for PyModels {
     fn info() -> PluginInfo {
-        PluginInfo::new("py-models", env!("CARGO_PKG_VERSION"), "Pydantic v2 models for an agent's types.")
-            .kinds(&["Agent"])
-            .config_schema(config_schema(serde_json::json!({ "path": { "type": "string" } })))
+        family_info(
+            "py-models",
+            env!("CARGO_PKG_VERSION"),
+            "Pydantic v2 models for an agent's types.",
+            serde_json::json!({ "path": { "type": "string" } }),
+        )
     }
 
     fn extract(request: Request) -> Result<Response, ExtractError> {

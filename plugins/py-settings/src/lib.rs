@@ -2,7 +2,7 @@
 //! environment variables, with the schema's settings and defaults plus the URL settings of its
 //! memory stores and sub-agents.
 
-use qpf_agent_model::{AgentView, Template, config_schema, output_path, render};
+use qpf_agent_model::{AgentView, Template, family_info, output_path, render};
 use qpf_sdk::{ExtractError, Extractor, PluginInfo, Request, Response};
 
 const SETTINGS: Template = Template {
@@ -16,9 +16,12 @@ struct PySettings;
 
 impl Extractor for PySettings {
     fn info() -> PluginInfo {
-        PluginInfo::new("py-settings", env!("CARGO_PKG_VERSION"), "An agent's settings module (pydantic-settings).")
-            .kinds(&["Agent"])
-            .config_schema(config_schema(serde_json::json!({})))
+        family_info(
+            "py-settings",
+            env!("CARGO_PKG_VERSION"),
+            "An agent's settings module (pydantic-settings).",
+            serde_json::json!({}),
+        )
     }
 
     fn extract(request: Request) -> Result<Response, ExtractError> {

@@ -1,6 +1,6 @@
 //! `py-subagents`: the agent's `subagents.py`: sub-agent registry and spawner of an agent, with its endpoints.
 
-use qpf_agent_model::{AgentView, Template, config_schema, output_path, render};
+use qpf_agent_model::{AgentView, Template, family_info, output_path, render};
 use qpf_sdk::{ExtractError, Extractor, PluginInfo, Request, Response};
 
 const MODULE: Template = Template {
@@ -14,9 +14,12 @@ struct PySubagents;
 
 impl Extractor for PySubagents {
     fn info() -> PluginInfo {
-        PluginInfo::new("py-subagents", env!("CARGO_PKG_VERSION"), "Sub-agent registry and spawner of an agent.")
-            .kinds(&["Agent"])
-            .config_schema(config_schema(serde_json::json!({})))
+        family_info(
+            "py-subagents",
+            env!("CARGO_PKG_VERSION"),
+            "Sub-agent registry and spawner of an agent.",
+            serde_json::json!({}),
+        )
     }
 
     fn extract(request: Request) -> Result<Response, ExtractError> {

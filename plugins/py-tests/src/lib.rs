@@ -5,7 +5,9 @@
 //! Like `py-app`, it reads `context.upstream` to test only what upstream entries generated; with
 //! the docs entry upstream it also checks that the published OpenAPI document matches the app.
 
-use qpf_agent_model::{AgentView, Template, config_schema, has, has_file, output_path, render, upstream_paths};
+use qpf_agent_model::{
+    AgentView, Template, family_info, has, has_file, output_path, render, render_all, upstream_paths,
+};
 use qpf_sdk::{ExtractError, Extractor, PluginInfo, Request, Response};
 
 const CONFTEST: Template =
@@ -41,9 +43,7 @@ struct PyTests;
 
 impl Extractor for PyTests {
     fn info() -> PluginInfo {
-        PluginInfo::new("py-tests", env!("CARGO_PKG_VERSION"), "The pytest suite of an agent.")
-            .kinds(&["Agent"])
-            .config_schema(config_schema(serde_json::json!({})))
+        family_info("py-tests", env!("CARGO_PKG_VERSION"), "The pytest suite of an agent.", serde_json::json!({}))
     }
 
     fn extract(request: Request) -> Result<Response, ExtractError> {
@@ -56,9 +56,7 @@ impl Extractor for PyTests {
             has => minijinja::context! { openapi => has_file(&paths, &format!("{}/docs/openapi.json", agent.name)) },
         };
         let mut response = Response::new();
-        for t in [&CONFTEST, &OPERATIONS] {
-            response.push_file(output_path(t.path, &agent, ""), render(t, &agent, PLUGIN, extra.clone())?);
-        }
+        render_all(&mut response, &[&CONFTEST, &OPERATIONS], &agent, PLUGIN, &extra)?;
         if has(&paths, &agent, "capabilities/__init__.py") {
             for cap in &agent.capabilities {
                 let ctx = minijinja::context! { cap => qpf_agent_model::value(cap), ..extra.clone() };
