@@ -43,6 +43,8 @@ enum Command {
     Digest(commands::digest::Args),
     /// Schema versioning: diff two versions, check version bumps against git, apply migrations.
     Schema(commands::schema::Args),
+    /// Plugin authoring: new, build, inspect, test (Rust, Python or JavaScript).
+    Plugin(commands::plugin::Args),
 }
 
 fn init_tracing() {
@@ -71,6 +73,7 @@ fn main() -> std::process::ExitCode {
         Command::Drift(args) => commands::drift::run(&cli.project, args),
         Command::Digest(args) => commands::digest::run(args),
         Command::Schema(args) => commands::schema::run(&cli.project, args),
+        Command::Plugin(args) => commands::plugin::run(args),
     };
     match result {
         Ok(code) => code.into(),

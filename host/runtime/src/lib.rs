@@ -23,8 +23,8 @@ mod types;
 pub use error::{LoadError, SandboxError};
 pub use limits::Limits;
 pub use log::{LogLevel, LogLine};
-pub use plugin::Plugin;
-pub use runtime::{Runtime, RuntimeOptions};
+pub use plugin::{BUILD_WITHOUT_IMPORTS, Plugin, is_granted};
+pub use runtime::{Inspection, Runtime, RuntimeOptions};
 pub use types::{
     Diagnostic, ExtractError, Invocation, OutputFile, PluginInfo, Request, Response, SchemaId, Severity, SpawnRequest,
 };

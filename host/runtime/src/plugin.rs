@@ -55,19 +55,36 @@ impl Plugin {
 }
 
 /// Explains why a component cannot be linked, naming the imports the sandbox does not grant.
-pub(crate) fn explain_link_error(component: &Component, engine: &wasmtime::Engine, error: &wasmtime::Error) -> String {
-    let granted = |name: &str| name.starts_with("wasi:") || name.starts_with("qpf:extractor/");
-    let refused: Vec<String> = component
+/// The WASI p2 packages the host links, every capability denied (no folders, environment,
+/// arguments or sockets; a frozen clock; seeded randomness). Anything else is refused at load.
+const GRANTED_WASI: &[&str] =
+    &["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/", "wasi:sockets/"];
+
+/// Whether the sandbox satisfies an import of this name.
+pub fn is_granted(import: &str) -> bool {
+    import.starts_with("qpf:extractor/") || GRANTED_WASI.iter().any(|p| import.starts_with(p))
+}
+
+/// How to build each toolchain's components without imports the sandbox refuses.
+pub const BUILD_WITHOUT_IMPORTS: &str = "build Python plugins with `componentize-py ... --stub-wasi`, JavaScript plugins with `jco componentize ... --disable all`, or any of them with `qpf plugin build`";
+
+/// The imports of `component` the sandbox refuses.
+pub(crate) fn refused_imports(component: &Component, engine: &wasmtime::Engine) -> Vec<String> {
+    component
         .component_type()
         .imports(engine)
         .map(|(name, _)| name.to_owned())
-        .filter(|name| !granted(name))
-        .collect();
+        .filter(|name| !is_granted(name))
+        .collect()
+}
+
+pub(crate) fn explain_link_error(component: &Component, engine: &wasmtime::Engine, error: &wasmtime::Error) -> String {
+    let refused = refused_imports(component, engine);
     if refused.is_empty() {
         format!("{error:#}")
     } else {
         format!(
-            "it imports {}, which the sandbox does not grant (only `qpf:extractor/log` and WASI p2 with every capability denied); rebuild the plugin without those imports ({error:#})",
+            "it imports {}, which the sandbox does not grant (only `qpf:extractor/log` and WASI p2 with every capability denied); {BUILD_WITHOUT_IMPORTS}",
             refused.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
         )
     }

@@ -168,6 +168,23 @@ impl Drop for EpochTicker {
     }
 }
 
+/// What [`Runtime::inspect`] found.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// `blake3:<hex>` of the file.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Imported interfaces and functions, by name.
+    pub imports: Vec<String>,
+    /// Exported interfaces and functions, by name.
+    pub exports: Vec<String>,
+    /// Imports the sandbox does not grant (the component cannot run while there are any).
+    pub refused: Vec<String>,
+    /// The plugin's `info()`, or why it could not be loaded.
+    pub info: Result<crate::PluginInfo, String>,
+}
+
 /// One wasmtime engine and everything needed to load and run plugins on it. Cheap to share across
 /// threads (`&Runtime` is `Sync`); holds no process-global state.
 pub struct Runtime {
@@ -197,9 +214,11 @@ fn pooling_config(options: &RuntimeOptions) -> PoolingAllocationConfig {
     let slots = options.max_concurrency.clamp(1, 256) * 2;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
-        .total_core_instances(slots * 16)
-        .total_memories(slots * 4)
-        .total_tables(slots * 4)
+        // Components from componentize-py hold dozens of core instances and several memories and
+        // tables; a slot must fit the largest plugin, or concurrent invocations exhaust the pool.
+        .total_core_instances(slots * MAX_INSTANCES as u32)
+        .total_memories(slots * 8)
+        .total_tables(slots * 8)
         .max_memories_per_component(MAX_MEMORIES as u32)
         .max_tables_per_component(MAX_TABLES as u32)
         .max_core_instances_per_component(MAX_INSTANCES as u32)
@@ -253,6 +272,28 @@ impl Runtime {
     /// The wasmtime engine (for benchmarks and tools).
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// What a component is and whether this sandbox can run it, for `qpf plugin inspect`: its
+    /// digest and size, its imports and exports, the imports the sandbox refuses, and its `info()`
+    /// (or why loading it failed).
+    ///
+    /// # Errors
+    /// A [`LoadError`] when the file cannot be read or is not a valid component.
+    pub fn inspect(&self, path: &Path) -> Result<Inspection, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let digest = format!("blake3:{}", blake3::hash(&bytes).to_hex());
+        let component = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, &digest, &bytes).map(|(c, _)| c),
+            None => crate::compiled_cache::compile(&self.engine, &bytes),
+        }
+        .map_err(|message| LoadError::Compile { path: path.to_owned(), message })?;
+        let ty = component.component_type();
+        let imports = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        let exports = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        let refused = crate::plugin::refused_imports(&component, &self.engine);
+        let info = self.load(path, None).map(|p| p.info().clone()).map_err(|e| e.to_string());
+        Ok(Inspection { digest, size: bytes.len() as u64, imports, exports, refused, info })
     }
 
     /// Loads a plugin: reads it, checks its blake3 digest against `expected` (when given), loads the

@@ -6,6 +6,7 @@ pub mod drift;
 pub mod extract;
 pub mod impact;
 pub mod plan;
+pub mod plugin;
 pub mod schema;
 pub mod validate;
 pub mod watch;

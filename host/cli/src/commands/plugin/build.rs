@@ -1,0 +1,161 @@
+//! `qpf plugin build [DIR]`: runs the plugin's toolchain and prints the digest to pin.
+//!
+//! | lang | toolchain |
+//! |---|---|
+//! | rust | `cargo build --release --target wasm32-wasip2` (the output is already a component) |
+//! | python | `pip install --target` of `requirements.txt`, then `componentize-py ... componentize --stub-wasi` |
+//! | js | `npm install` when `package.json` has dependencies, then `jco componentize --disable all --bundle` |
+//!
+//! The Python and JavaScript builds have no WASI imports at all; the result is inspected, and a
+//! component the sandbox would refuse is an error here rather than at the first `qpf extract`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use super::{Lang, Manifest, default_wasm, manifest, qpf_root, tool};
+use crate::exit::Exit;
+
+/// Arguments of `qpf plugin build`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The plugin folder (holding qpf-plugin.yaml).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Where to write the component (default: DIR/dist/NAME.wasm).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// Runs the command.
+///
+/// # Errors
+/// A missing toolchain, a failing build, or a component the sandbox would refuse.
+pub fn run(args: &Args) -> Result<Exit> {
+    let m = manifest(&args.dir)?;
+    let out = args.out.clone().unwrap_or_else(|| default_wasm(&args.dir, &m));
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create `{}`", parent.display()))?;
+    }
+    let out = std::path::absolute(&out).unwrap_or(out);
+    let root = qpf_root()?;
+    match m.lang {
+        Lang::Rust => rust(&args.dir, &out)?,
+        Lang::Python => python(&root, &args.dir, &m, &out)?,
+        Lang::Js => js(&root, &args.dir, &m, &out)?,
+    }
+    let inspection = super::inspect::inspect(&out)?;
+    if !inspection.refused.is_empty() {
+        bail!(
+            "`{}` imports {}, which the QPF sandbox does not grant",
+            out.display(),
+            inspection.refused.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    if let Err(e) = &inspection.info {
+        bail!("`{}` was built but does not load: {e}", out.display());
+    }
+    println!("{}  {}", inspection.digest, out.display());
+    Ok(Exit::Success)
+}
+
+fn run_tool(cmd: &mut Command, what: &str) -> Result<()> {
+    tracing::info!("running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("{what}: cannot start {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn rust(dir: &Path, out: &Path) -> Result<()> {
+    let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml"))
+        .with_context(|| format!("a Rust plugin needs `{}`", dir.join("Cargo.toml").display()))?;
+    let name = package_name(&cargo_toml).context("Cargo.toml has no `[package] name`")?;
+    run_tool(
+        Command::new("cargo").args(["build", "--release", "--target", "wasm32-wasip2"]).current_dir(dir),
+        "cargo build",
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
+    let target = if target.is_absolute() { target } else { dir.join(target) };
+    let built = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
+    std::fs::copy(&built, out).with_context(|| format!("cannot copy `{}` to `{}`", built.display(), out.display()))?;
+    Ok(())
+}
+
+/// `name = "..."` of the `[package]` table.
+fn package_name(cargo_toml: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in cargo_toml.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package && let Some(value) = line.strip_prefix("name") {
+            return Some(value.trim_start().strip_prefix('=')?.trim().trim_matches('"').to_owned());
+        }
+    }
+    None
+}
+
+fn python(root: &Path, dir: &Path, m: &Manifest, out: &Path) -> Result<()> {
+    let install = "run `./dev tools` in the QPF checkout, or `pip install componentize-py==0.25.1`";
+    let componentize = tool(root, "python/bin/componentize-py", "componentize-py", install)?;
+    let mut cmd = Command::new(&componentize);
+    cmd.arg("-q").arg("-d").arg(root.join("wit/0.1.0")).args(["-w", "extractor", "componentize"]);
+    cmd.arg(m.entry.as_deref().unwrap_or("app")).arg("-p").arg(dir).arg("-p").arg(root.join("sdk/python"));
+    let requirements = dir.join("requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).unwrap_or_default();
+    if wanted.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')) {
+        let deps = dir.join(".qpf-build/deps");
+        let stamp = dir.join(".qpf-build/deps.requirements");
+        if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+            let _ = std::fs::remove_dir_all(&deps);
+            let pip = componentize.with_file_name("pip");
+            let pip = if pip.is_file() { pip } else { PathBuf::from("pip") };
+            run_tool(
+                Command::new(pip)
+                    .args(["install", "--quiet", "--disable-pip-version-check", "--no-compile", "--target"])
+                    .arg(&deps)
+                    .arg("-r")
+                    .arg(&requirements),
+                "pip install -r requirements.txt",
+            )?;
+            std::fs::write(&stamp, &wanted).with_context(|| format!("cannot write `{}`", stamp.display()))?;
+        }
+        cmd.arg("-p").arg(&deps);
+    }
+    cmd.arg("-o").arg(out).arg("--stub-wasi");
+    run_tool(&mut cmd, "componentize-py")
+}
+
+fn js(root: &Path, dir: &Path, m: &Manifest, out: &Path) -> Result<()> {
+    let install = "run `./dev tools` in the QPF checkout, or `npm install @bytecodealliance/jco@1.35.0`";
+    let jco = tool(root, "js/node_modules/.bin/jco", "jco", install)?;
+    let package = std::fs::read_to_string(dir.join("package.json")).unwrap_or_default();
+    let has_deps = serde_json::from_str::<serde_json::Value>(&package)
+        .ok()
+        .and_then(|p| p.get("dependencies").and_then(|d| d.as_object()).map(|d| !d.is_empty()))
+        .unwrap_or(false);
+    if has_deps && !dir.join("node_modules").is_dir() {
+        run_tool(
+            Command::new("npm").args(["install", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(dir),
+            "npm install",
+        )?;
+    }
+    // The host's interfaces are imports of the component, not modules to bundle.
+    let config = dir.join(".qpf-build/bundle.config.mjs");
+    std::fs::create_dir_all(dir.join(".qpf-build")).context("cannot create .qpf-build")?;
+    std::fs::write(&config, "export default { external: [/^qpf:/, /^wasi:/] };\n")
+        .context("cannot write the bundle config")?;
+    let mut cmd = Command::new(jco);
+    cmd.current_dir(dir)
+        .arg("componentize")
+        .arg(m.entry.as_deref().unwrap_or("index.js"))
+        .arg("--wit")
+        .arg(root.join("wit/0.1.0"))
+        .args(["--world-name", "extractor", "--disable", "all", "--bundle", "--bundle-config"])
+        .arg(std::path::absolute(&config).unwrap_or(config))
+        .arg("-o")
+        .arg(out);
+    run_tool(&mut cmd, "jco componentize")
+}

@@ -1,0 +1,144 @@
+//! `qpf plugin new|build|inspect|test`: writing, building, inspecting and testing plugins in Rust,
+//! Python or JavaScript against the one contract in `wit/`.
+//!
+//! A plugin folder holds `qpf-plugin.yaml` (`name`, `lang`, optional `entry`), its sources and
+//! `tests/cases/`. Building needs the QPF checkout (the WIT and the SDKs: `QPF_ROOT`, by default
+//! the checkout this binary was built from) and, for Python and JavaScript, the toolchains that
+//! `./dev tools` installs (`QPF_TOOLS`, by default `<root>/target/qpf-tools`; else `PATH`).
+
+mod build;
+mod inspect;
+mod new;
+mod test;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::exit::Exit;
+
+/// Arguments of `qpf plugin`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Scaffold a plugin that builds and passes its own test out of the box.
+    New(new::Args),
+    /// Build a plugin folder into a component with its language's toolchain and print its digest.
+    Build(build::Args),
+    /// Show a component's world, imports, exports, digest and info(), and whether this host runs it.
+    Inspect(inspect::Args),
+    /// Run a plugin's golden cases (tests/cases/*): expected files or expected error; QPF_BLESS=1 accepts.
+    Test(test::Args),
+}
+
+/// Runs the command.
+///
+/// # Errors
+/// See each subcommand.
+pub fn run(args: &Args) -> Result<Exit> {
+    match &args.command {
+        Command::New(a) => new::run(a),
+        Command::Build(a) => build::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Test(a) => test::run(a),
+    }
+}
+
+/// A plugin's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    /// Rust with `qpf-sdk` (cargo, wasm32-wasip2).
+    Rust,
+    /// Python with `sdk/python` (componentize-py).
+    Python,
+    /// JavaScript with `sdk/js` (jco).
+    Js,
+}
+
+impl Lang {
+    fn name(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+            Lang::Js => "js",
+        }
+    }
+}
+
+/// `qpf-plugin.yaml`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    /// Plugin name (the component is `dist/<name>.wasm`).
+    name: String,
+    /// Language.
+    lang: Lang,
+    /// Entry module: `app` (Python, `app.py`) or `index.js` (JavaScript) by default.
+    #[serde(default)]
+    entry: Option<String>,
+}
+
+const MANIFEST: &str = "qpf-plugin.yaml";
+
+fn manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("`{}` is not a plugin folder: cannot read {MANIFEST}", dir.display()))?;
+    serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The component a plugin folder builds to by default.
+fn default_wasm(dir: &Path, m: &Manifest) -> PathBuf {
+    dir.join("dist").join(format!("{}.wasm", m.name))
+}
+
+/// A runtime for the plugin commands: one invocation at a time, with the compiled-component cache
+/// of the user (`$XDG_CACHE_HOME/qpf/compiled` or `~/.cache/qpf/compiled`): artifacts are keyed by
+/// the component's digest and the engine, and verified on load, so every project may share them.
+fn runtime() -> Result<qpf_runtime::Runtime> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|c| c.join("qpf/compiled"));
+    qpf_runtime::Runtime::new(&qpf_runtime::RuntimeOptions {
+        compiled_cache: cache,
+        max_memory_bytes: qpf_runtime::Limits::default().memory_bytes,
+        max_concurrency: 1,
+        pooling: false,
+    })
+    .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))
+}
+
+/// The QPF checkout holding `wit/` and `sdk/`.
+fn qpf_root() -> Result<PathBuf> {
+    let root = match std::env::var_os("QPF_ROOT") {
+        Some(r) => PathBuf::from(r),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+    };
+    if !root.join("wit/0.1.0/extractor.wit").is_file() {
+        bail!(
+            "`{}` is not a QPF checkout (no wit/0.1.0/extractor.wit); set QPF_ROOT to the folder holding wit/ and sdk/",
+            root.display()
+        );
+    }
+    Ok(root.canonicalize().unwrap_or(root))
+}
+
+/// A toolchain program: under `QPF_TOOLS` (or `<root>/target/qpf-tools`) at `rel`, else on `PATH`.
+fn tool(root: &Path, rel: &str, program: &str, install: &str) -> Result<PathBuf> {
+    let tools = std::env::var_os("QPF_TOOLS").map(PathBuf::from).unwrap_or_else(|| root.join("target/qpf-tools"));
+    let local = tools.join(rel);
+    if local.is_file() {
+        return Ok(local);
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(program)).find(|c| c.is_file()))
+        .unwrap_or(None);
+    on_path.with_context(|| format!("`{program}` is not installed: {install}"))
+}

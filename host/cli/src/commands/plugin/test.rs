@@ -1,0 +1,257 @@
+//! `qpf plugin test [DIR]`: golden tests for plugin authors.
+//!
+//! Each folder under `DIR/tests/cases/` is a case:
+//!
+//! | file | meaning |
+//! |---|---|
+//! | `input.json` or `input.yaml` | the selected input (required) |
+//! | `config.json` or `config.yaml` | the entry's config (default `{}`), checked against the plugin's config schema |
+//! | `schema.json` | `{"kind", "name", "version"}` of the schema (default `Agent/example@1.0.0`) |
+//! | `context.json` | the context object (default `{}`) |
+//! | `expected/` | exactly the files the plugin must write |
+//! | `expected-error.txt` | or: text the plugin's error message must contain |
+//!
+//! `QPF_BLESS=1` accepts what the plugin does now as the expectation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::{default_wasm, manifest};
+use crate::exit::Exit;
+
+/// Arguments of `qpf plugin test`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The plugin folder (holding qpf-plugin.yaml and tests/cases/).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// The component to test (default: DIR/dist/NAME.wasm, as `qpf plugin build` writes it).
+    #[arg(long, value_name = "FILE")]
+    wasm: Option<PathBuf>,
+}
+
+/// What one case produced.
+enum Outcome {
+    Files(BTreeMap<String, Vec<u8>>),
+    Error(String),
+}
+
+fn read_value(dir: &Path, stem: &str) -> Result<Option<serde_json::Value>> {
+    for (ext, yaml) in [("json", false), ("yaml", true), ("yml", true)] {
+        let path = dir.join(format!("{stem}.{ext}"));
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let value = if yaml {
+                serde_saphyr::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?
+            } else {
+                serde_json::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?
+            };
+            return Ok(Some(value));
+        }
+    }
+    Ok(None)
+}
+
+fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut files = BTreeMap::new();
+    if !dir.is_dir() {
+        return Ok(files);
+    }
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry?;
+        if entry.file_type().is_file() {
+            let rel = entry.path().strip_prefix(dir)?.to_string_lossy().replace('\\', "/");
+            files.insert(rel, std::fs::read(entry.path())?);
+        }
+    }
+    Ok(files)
+}
+
+/// Runs one case against the loaded plugin.
+fn run_case(
+    runtime: &qpf_runtime::Runtime,
+    plugin: &qpf_runtime::Plugin,
+    config_schema: Option<&qpf_schema::kinds::JsonSchema>,
+    case: &Path,
+) -> Result<Outcome> {
+    let input =
+        read_value(case, "input")?.with_context(|| format!("{} has no input.json or input.yaml", case.display()))?;
+    let config = read_value(case, "config")?.unwrap_or_else(|| serde_json::json!({}));
+    let context = read_value(case, "context")?.unwrap_or_else(|| serde_json::json!({}));
+    let schema = read_value(case, "schema")?.unwrap_or_else(|| serde_json::json!({}));
+    let field = |k: &str, default: &str| schema.get(k).and_then(|v| v.as_str()).unwrap_or(default).to_owned();
+    if let Some(validator) = config_schema {
+        let errors = validator.errors(&config);
+        if !errors.is_empty() {
+            let listed: Vec<String> = errors.iter().map(|(at, m)| format!("`{at}`: {m}")).collect();
+            return Ok(Outcome::Error(format!("config error: {}", listed.join("; "))));
+        }
+    }
+    let request = qpf_runtime::Request {
+        entry: "test".to_owned(),
+        schema: qpf_runtime::SchemaId {
+            kind: field("kind", "Agent"),
+            name: field("name", "example"),
+            version: field("version", "1.0.0"),
+        },
+        input: qpf_engine::canonical::to_string(&input),
+        config: qpf_engine::canonical::to_string(&config),
+        context: context.to_string(),
+    };
+    let limits = qpf_runtime::Limits::default();
+    let invocation =
+        runtime.invoke(plugin, &request, &limits).map_err(|e| anyhow!("plugin `{}`: {e}", plugin.name()))?;
+    match invocation.result {
+        Err(e) => {
+            let mut message = e.message.clone();
+            for d in &e.diagnostics {
+                let at = d.pointer.as_ref().map(|p| format!(" (at `{p}`)")).unwrap_or_default();
+                message.push_str(&format!("\n{}: {}{at}", format!("{:?}", d.severity).to_lowercase(), d.message));
+            }
+            Ok(Outcome::Error(message))
+        }
+        Ok(response) => {
+            let mut files = BTreeMap::new();
+            for f in response.files {
+                let path = qpf_engine::output_path::check(&f.path, limits.max_path_len)
+                    .map_err(|problem| {
+                        anyhow!("plugin `{}` wrote a bad path `{}`: {problem}", plugin.name(), f.path.escape_debug())
+                    })?
+                    .to_owned();
+                if files.insert(path.clone(), f.contents).is_some() {
+                    bail!("plugin `{}` wrote `{path}` twice", plugin.name());
+                }
+            }
+            Ok(Outcome::Files(files))
+        }
+    }
+}
+
+/// The differences between the expected and the actual files, as text for the author.
+fn compare(expected: &BTreeMap<String, Vec<u8>>, actual: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for path in expected.keys().filter(|p| !actual.contains_key(*p)) {
+        problems.push(format!("missing file `{path}`"));
+    }
+    for path in actual.keys().filter(|p| !expected.contains_key(*p)) {
+        problems.push(format!("unexpected file `{path}`"));
+    }
+    for (path, want) in expected {
+        let Some(got) = actual.get(path) else { continue };
+        if want == got {
+            continue;
+        }
+        match (std::str::from_utf8(want), std::str::from_utf8(got)) {
+            (Ok(w), Ok(g)) => {
+                let diff = similar::TextDiff::from_lines(w, g);
+                problems.push(format!(
+                    "`{path}` differs:\n{}",
+                    diff.unified_diff().context_radius(3).header("expected", "actual")
+                ));
+            }
+            _ => problems.push(format!("`{path}` differs ({} bytes expected, {} written)", want.len(), got.len())),
+        }
+    }
+    problems
+}
+
+fn bless(case: &Path, outcome: &Outcome) -> Result<()> {
+    let expected = case.join("expected");
+    let _ = std::fs::remove_dir_all(&expected);
+    let _ = std::fs::remove_file(case.join("expected-error.txt"));
+    match outcome {
+        Outcome::Error(message) => std::fs::write(case.join("expected-error.txt"), format!("{message}\n"))?,
+        Outcome::Files(files) => {
+            for (path, bytes) in files {
+                let to = expected.join(path);
+                std::fs::create_dir_all(to.parent().unwrap_or(&expected))?;
+                std::fs::write(&to, bytes)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the command: exit 0 when every case passes, 1 otherwise.
+///
+/// # Errors
+/// No plugin folder, no component, or no cases.
+pub fn run(args: &Args) -> Result<Exit> {
+    let m = manifest(&args.dir)?;
+    let wasm = args.wasm.clone().unwrap_or_else(|| default_wasm(&args.dir, &m));
+    if !wasm.is_file() {
+        bail!("`{}` does not exist: run `qpf plugin build {}` first", wasm.display(), args.dir.display());
+    }
+    let runtime = super::runtime()?;
+    let plugin = runtime.load(&wasm, None)?;
+    let config_schema = match plugin.info().config_schema.as_str() {
+        "" => None,
+        text => {
+            let value: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| anyhow!("plugin `{}` declares a config schema that is not JSON: {e}", plugin.name()))?;
+            Some(
+                qpf_schema::kinds::JsonSchema::compile(&value)
+                    .map_err(|e| anyhow!("plugin `{}`: {e}", plugin.name()))?,
+            )
+        }
+    };
+    let cases_dir = args.dir.join("tests/cases");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&cases_dir)
+        .with_context(|| format!("no cases: `{}` does not exist", cases_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    if cases.is_empty() {
+        bail!("no cases under `{}`", cases_dir.display());
+    }
+    let blessing = std::env::var_os("QPF_BLESS").is_some();
+    let mut failed = 0;
+    for case in &cases {
+        let name = case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let outcome = match run_case(&runtime, &plugin, config_schema.as_ref(), case) {
+            Ok(o) => o,
+            Err(e) => {
+                failed += 1;
+                println!("case {name} ... FAILED\n  {e:#}");
+                continue;
+            }
+        };
+        let expected_error = std::fs::read_to_string(case.join("expected-error.txt")).ok();
+        let problems = match (&outcome, expected_error) {
+            (Outcome::Error(message), Some(want)) if message.contains(want.trim()) => Vec::new(),
+            (Outcome::Error(message), Some(want)) => {
+                vec![format!("the error `{message}` does not contain `{}`", want.trim())]
+            }
+            (Outcome::Files(_), Some(want)) => {
+                vec![format!("expected an error containing `{}`, but the plugin succeeded", want.trim())]
+            }
+            (Outcome::Error(message), None) => vec![format!("the plugin failed: {message}")],
+            (Outcome::Files(files), None) => compare(&read_tree(&case.join("expected"))?, files),
+        };
+        if problems.is_empty() {
+            println!("case {name} ... ok");
+        } else if blessing {
+            bless(case, &outcome)?;
+            println!("case {name} ... blessed");
+        } else {
+            failed += 1;
+            println!("case {name} ... FAILED");
+            for p in problems {
+                println!("  {}", p.replace('\n', "\n  "));
+            }
+        }
+    }
+    println!(
+        "{} cases, {} passed, {failed} failed ({} {})",
+        cases.len(),
+        cases.len() - failed,
+        plugin.name(),
+        wasm.display()
+    );
+    if failed > 0 && !blessing {
+        println!("QPF_BLESS=1 accepts the plugin's current output as the expectation");
+    }
+    Ok(if failed == 0 { Exit::Success } else { Exit::Failure })
+}
