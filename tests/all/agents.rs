@@ -6,7 +6,7 @@
 //! `tests/e2e/requirements.txt`, installed into a venv under the target folder that is reused while
 //! that file is unchanged.
 
-use crate::support::{self, agents_project, qpf, show, walk};
+use crate::support::{self, agents_project, show, walk};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -51,7 +51,13 @@ fn run(cmd: &mut Command, what: &str) -> String {
 fn extracted() -> tempfile::TempDir {
     let project = agents_project();
     let p = project.path().to_str().expect("utf-8 path");
-    let out = qpf(&["extract", "--project", p]);
+    let out = Command::new(support::qpf_bin())
+        .args(["extract", "--project", p])
+        .env("QPF_LOG", "warn")
+        // The Python and JavaScript plugins take seconds to compile: compile them once per build.
+        .env("QPF_COMPILED_CACHE", support::target_dir().join("qpf-test-compiled"))
+        .output()
+        .expect("qpf runs");
     assert!(out.status.success(), "{}", show(&out));
     project
 }
@@ -241,7 +247,11 @@ fn a_broken_reference_in_an_agent_is_an_error_at_its_schema_line() {
     let text = std::fs::read_to_string(&file).expect("monitor.yaml");
     std::fs::write(&file, text.replace("      output: Alert\n", "      output: Alert\n      errors: [Overloaded]\n"))
         .expect("edit");
-    let out = qpf(&["extract", "--project", p.to_str().expect("utf-8 path")]);
+    let out = Command::new(support::qpf_bin())
+        .args(["extract", "--project", p.to_str().expect("utf-8 path")])
+        .env("QPF_COMPILED_CACHE", support::target_dir().join("qpf-test-compiled"))
+        .output()
+        .expect("qpf runs");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = text.lines().position(|l| l == "      output: Alert").expect("the output line") + 2;

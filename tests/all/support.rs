@@ -68,7 +68,10 @@ pub fn agents_project() -> tempfile::TempDir {
     let qpf_yaml = tmp.path().join("qpf.yaml");
     let text = std::fs::read_to_string(&qpf_yaml).expect("qpf.yaml");
     let target = target_dir();
-    std::fs::write(&qpf_yaml, text.replace("../target/", &format!("{}/", target.display()))).expect("write qpf.yaml");
+    let text = text
+        .replace("../target/", &format!("{}/", target.display()))
+        .replace("../plugins/", &format!("{}/", workspace_root().join("plugins").display()));
+    std::fs::write(&qpf_yaml, text).expect("write qpf.yaml");
     tmp
 }
 

@@ -82,8 +82,11 @@ fn example_project() -> tempfile::TempDir {
     }
     std::fs::copy(src.join("extractors.yaml"), tmp.path().join("extractors.yaml")).expect("copy map");
     let text = std::fs::read_to_string(src.join("qpf.yaml")).expect("qpf.yaml");
-    std::fs::write(tmp.path().join("qpf.yaml"), text.replace("../target/", &format!("{}/", target_dir().display())))
-        .expect("write qpf.yaml");
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let text = text
+        .replace("../target/", &format!("{}/", target_dir().display()))
+        .replace("../plugins/", &format!("{}/", plugins.display()));
+    std::fs::write(tmp.path().join("qpf.yaml"), text).expect("write qpf.yaml");
     tmp
 }
 

@@ -321,7 +321,13 @@ struct Plugins<'a> {
 impl<'a> Plugins<'a> {
     fn new(project: &'a Project, plan: &'a Plan, jobs: usize) -> Self {
         let options = RuntimeOptions {
-            compiled_cache: Some(project.state_dir().join("cache").join("compiled")),
+            // `QPF_COMPILED_CACHE` shares compiled plugins between projects (they are keyed by
+            // digest and engine, and verified on load); by default each project keeps its own.
+            compiled_cache: Some(
+                std::env::var_os("QPF_COMPILED_CACHE")
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|| project.state_dir().join("cache").join("compiled")),
+            ),
             max_memory_bytes: project.file.limits.memory_bytes,
             max_concurrency: u32::try_from(jobs).unwrap_or(u32::MAX),
             pooling: true,

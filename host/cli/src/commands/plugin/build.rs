@@ -60,8 +60,10 @@ pub fn run(args: &Args) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
+/// Runs a toolchain step; its output goes to stderr, so that stdout holds only the digest line.
 fn run_tool(cmd: &mut Command, what: &str) -> Result<()> {
     tracing::info!("running {cmd:?}");
+    cmd.stdout(std::io::stderr());
     let status = cmd.status().with_context(|| format!("{what}: cannot start {:?}", cmd.get_program()))?;
     if !status.success() {
         bail!("{what} failed ({status})");

@@ -1,0 +1,164 @@
+//! `qpf plugin new|build|inspect|test` in Rust, Python and JavaScript, the repository's Python and
+//! JavaScript plugins rebuilt from source against their cases, and the errors a faulty guest gets.
+//!
+//! The toolchains come from `./dev tools` (target/qpf-tools), which `./dev test` runs first.
+
+use crate::support::{self, show};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn plugin(args: &[&str], cwd: &Path) -> Output {
+    Command::new(support::qpf_bin())
+        .arg("plugin")
+        .args(args)
+        .current_dir(cwd)
+        .env("QPF_LOG", "warn")
+        .env("XDG_CACHE_HOME", support::target_dir().join("qpf-test-cache"))
+        // Scaffolded Rust plugins share one target folder, so each build after the first is quick.
+        .env("CARGO_TARGET_DIR", support::target_dir().join("plugin-new-target"))
+        .env_remove("QPF_BLESS")
+        .output()
+        .expect("qpf runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Where the test builds components (never over the published `dist/` artifacts).
+fn build_dir() -> PathBuf {
+    let dir = support::target_dir().join("plugin-builds");
+    std::fs::create_dir_all(&dir).expect("build dir");
+    dir
+}
+
+#[test]
+fn a_new_plugin_builds_and_passes_its_own_test_in_every_language() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    for lang in ["rust", "python", "js"] {
+        let name = format!("hello-{lang}");
+        let out = plugin(&["new", "--lang", lang, &name], tmp.path());
+        assert!(out.status.success(), "{}", show(&out));
+        let dir = tmp.path().join(&name);
+        assert!(dir.join("qpf-plugin.yaml").is_file() && dir.join("tests/cases/hello/expected/hello.txt").is_file());
+
+        let out = plugin(&["build", &name], tmp.path());
+        assert!(out.status.success(), "{lang}: {}", show(&out));
+        let wasm = dir.join(format!("dist/{name}.wasm"));
+        assert!(stdout(&out).starts_with("blake3:"), "{lang}: the digest to pin: {}", show(&out));
+        assert_eq!(stdout(&out).split_whitespace().next(), Some(support::digest(&wasm).as_str()));
+
+        let out = plugin(&["test", &name], tmp.path());
+        assert!(out.status.success(), "{lang}: {}", show(&out));
+        assert!(stdout(&out).contains("case hello ... ok"), "{lang}: {}", show(&out));
+
+        let out = plugin(&["inspect", wasm.to_str().expect("utf-8"), "--format", "json"], tmp.path());
+        assert!(out.status.success(), "{lang}: {}", show(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(v["runs"], true, "{v}");
+        assert_eq!(v["world"], "qpf:extractor/extractor@0.1.0", "{v}");
+        assert_eq!(v["info"]["name"], name.as_str(), "{v}");
+        if lang != "rust" {
+            assert_eq!(v["refused"], serde_json::json!([]), "{v}");
+            let wasi = v["imports"]
+                .as_array()
+                .expect("imports")
+                .iter()
+                .filter(|i| i.as_str().unwrap_or("").starts_with("wasi:"));
+            assert_eq!(wasi.count(), 0, "{lang} components have no WASI imports: {v}");
+        }
+    }
+    // A changed expectation is a failure with a diff, and QPF_BLESS=1 accepts it.
+    let expected = tmp.path().join("hello-python/tests/cases/hello/expected/hello.txt");
+    std::fs::write(&expected, "hello, someone else\ninput keys: description, owner\n").expect("edit");
+    let out = plugin(&["test", "hello-python"], tmp.path());
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stdout(&out).contains("-hello, someone else\n  +hello, example"), "{}", show(&out));
+    let blessed = Command::new(support::qpf_bin())
+        .args(["plugin", "test", "hello-python"])
+        .current_dir(tmp.path())
+        .env("XDG_CACHE_HOME", support::target_dir().join("qpf-test-cache"))
+        .env("QPF_BLESS", "1")
+        .output()
+        .expect("qpf runs");
+    assert!(blessed.status.success(), "{}", show(&blessed));
+    assert_eq!(
+        std::fs::read_to_string(&expected).expect("blessed"),
+        "hello, example\ninput keys: description, owner\n"
+    );
+}
+
+#[test]
+fn the_repository_python_and_javascript_plugins_rebuild_and_pass_their_cases() {
+    let root = support::workspace_root();
+    for name in ["env-example", "ts-client"] {
+        let dir = root.join("plugins").join(name);
+        let rebuilt = build_dir().join(format!("{name}.wasm"));
+        let out = plugin(&["build", dir.to_str().expect("utf-8"), "--out", rebuilt.to_str().expect("utf-8")], &root);
+        assert!(out.status.success(), "{name}: {}", show(&out));
+        for wasm in [rebuilt, dir.join(format!("dist/{name}.wasm"))] {
+            let out = plugin(&["test", dir.to_str().expect("utf-8"), "--wasm", wasm.to_str().expect("utf-8")], &root);
+            assert!(out.status.success(), "{name} ({}): {}", wasm.display(), show(&out));
+            assert!(stdout(&out).contains("2 cases, 2 passed, 0 failed"), "{}", show(&out));
+        }
+    }
+}
+
+#[test]
+fn raising_throwing_and_bad_paths_are_clear_errors_not_traps() {
+    let root = support::workspace_root();
+    for (name, expected) in [
+        (
+            "faulty-py",
+            vec![
+                "case raise ... ok",
+                "plugin `faulty-py` wrote a bad path `../escape.txt`: the path has a `..` segment",
+            ],
+        ),
+        (
+            "faulty-js",
+            vec![
+                "case throw-object ... ok",
+                "case throw-string ... ok",
+                "plugin `faulty-js` wrote a bad path `/etc/escape.txt`: the path is absolute",
+            ],
+        ),
+    ] {
+        let dir = root.join("tests/guests").join(name);
+        let wasm = build_dir().join(format!("{name}.wasm"));
+        let out = plugin(&["build", dir.to_str().expect("utf-8"), "--out", wasm.to_str().expect("utf-8")], &root);
+        assert!(out.status.success(), "{name}: {}", show(&out));
+        let out = plugin(&["test", dir.to_str().expect("utf-8"), "--wasm", wasm.to_str().expect("utf-8")], &root);
+        assert_eq!(out.status.code(), Some(1), "the bad-path case fails: {}", show(&out));
+        let text = stdout(&out);
+        for line in expected {
+            assert!(text.contains(line), "{name}: missing `{line}` in\n{}", show(&out));
+        }
+        assert!(!text.contains("trap") && !text.contains("unreachable"), "{name}: {}", show(&out));
+    }
+}
+
+#[test]
+fn a_component_with_imports_the_sandbox_does_not_grant_is_refused_with_a_hint() {
+    // jco's default build imports wasi:http (and more); the sandbox grants WASI p2 without
+    // capabilities, but not wasi:http.
+    let root = support::workspace_root();
+    let dir = root.join("tests/guests/faulty-js");
+    let jco = root.join("target/qpf-tools/js/node_modules/.bin/jco");
+    assert!(jco.is_file(), "{} is missing: run `./dev tools` (./dev test does)", jco.display());
+    let wasm = build_dir().join("faulty-js-default-wasi.wasm");
+    let out = Command::new(&jco)
+        .current_dir(&dir)
+        .args(["componentize", "index.js", "--wit"])
+        .arg(root.join("wit/0.1.0"))
+        .args(["--world-name", "extractor", "--bundle", "-o"])
+        .arg(&wasm)
+        .output()
+        .expect("jco runs");
+    assert!(out.status.success(), "{}", show(&out));
+    let out = plugin(&["inspect", wasm.to_str().expect("utf-8")], &root);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(text.contains("runs here no: it imports `wasi:http/"), "{}", show(&out));
+    assert!(text.contains("jco componentize ... --disable all"), "{}", show(&out));
+}
