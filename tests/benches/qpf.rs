@@ -3,7 +3,8 @@
 //! A plain harness that prints medians, so that ratios come from one run on one machine:
 //! for a trivial plugin (the hostile guest in `echo` mode) — compile, load from the compiled
 //! cache, fresh-instance invocation, cache hit, and throughput at 1 and 2 threads; for the example
-//! project — `qpf extract` wall time cold (compiled cache warm, invocation cache empty) and warm.
+//! project — `qpf extract` wall time cold (compiled cache warm, invocation cache empty) and warm;
+//! per language (Rust, Python, JavaScript) — size, first compile, cached load and per-call time.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -141,6 +142,61 @@ fn toggle(path: &Path, flip: bool) {
     std::fs::write(path, text).expect("write");
 }
 
+/// A small Agent spec, the input of the per-language comparison.
+const AGENT_SPEC: &str = r#"{"description":"d","types":[{"name":"Q","fields":[{"name":"text","type":"string"}]}],"capabilities":[{"name":"ask","input":"Q","output":"Q"}],"settings":[{"name":"log_level","type":"string","default":"INFO"}],"memory":[{"name":"working","backend":"redis"}]}"#;
+
+/// Size, first compile, load from the compiled cache and per-call time of a plugin in each
+/// language, each doing the same kind of work (one text file from the spec above).
+fn languages() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let plugins = [
+        ("rust (py-settings)", target_dir().join("wasm32-wasip2/guest/qpf_py_settings.wasm")),
+        ("python (env-example)", root.join("plugins/env-example/dist/env-example.wasm")),
+        ("js (ts-client)", root.join("plugins/ts-client/dist/ts-client.wasm")),
+    ];
+    let req = Request {
+        entry: "bench".into(),
+        schema: SchemaId { kind: "Agent".into(), name: "bench".into(), version: "1.0.0".into() },
+        input: AGENT_SPEC.into(),
+        config: "{}".into(),
+        context: "{}".into(),
+    };
+    let limits = Limits::default();
+    for (label, wasm) in plugins {
+        let size = std::fs::metadata(&wasm).expect("plugin built").len();
+        println!("{label}: component {:.1} MB", size as f64 / 1e6);
+        let cache = tempfile::tempdir().expect("temp dir");
+        let with_cache = || {
+            Runtime::new(&RuntimeOptions { compiled_cache: Some(cache.path().to_owned()), ..RuntimeOptions::default() })
+        };
+        let rt = with_cache().expect("runtime");
+        let t = Instant::now();
+        let plugin = rt.load(&wasm, None).expect("loads");
+        println!("{:<52} {:>12}", format!("{label}: first compile (Cranelift)"), fmt(t.elapsed()));
+        let load = measure(5, || {
+            with_cache().expect("runtime").load(&wasm, None).expect("loads");
+        });
+        println!("{:<52} {:>12}", format!("{label}: load from the compiled cache"), fmt(load));
+        let n = if size > 4_000_000 { 30 } else { 300 };
+        let call = measure(n, || {
+            let inv = rt.invoke(&plugin, &req, &limits).expect("runs");
+            assert!(inv.result.is_ok(), "{label}: {:?}", inv.result.err());
+        });
+        println!("{:<52} {:>12}", format!("{label}: call, pooling allocator"), fmt(call));
+        let plain = Runtime::new(&RuntimeOptions {
+            compiled_cache: Some(cache.path().to_owned()),
+            pooling: false,
+            ..RuntimeOptions::default()
+        })
+        .expect("runtime");
+        let plugin = plain.load(&wasm, None).expect("loads");
+        let call = measure(n, || {
+            plain.invoke(&plugin, &req, &limits).expect("runs");
+        });
+        println!("{:<52} {:>12}", format!("{label}: call, on-demand allocator"), fmt(call));
+    }
+}
+
 fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
@@ -200,6 +256,10 @@ fn main() {
         println!("{:<52} {:>12}", "throughput --jobs 1 (calls/s)", format!("{one:.0}"));
         println!("{:<52} {:>12}", "throughput --jobs 2 (calls/s)", format!("{two:.0}"));
         println!("{:<52} {:>12}", "speed-up --jobs 2 / --jobs 1", format!("{:.2}x", two / one));
+    }
+
+    if wanted("languages") && filter.as_deref() != Some("profile-invoke") {
+        languages();
     }
 
     if filter.as_deref() == Some("profile-invoke") {

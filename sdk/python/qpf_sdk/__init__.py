@@ -56,6 +56,7 @@ __all__ = [
     "export",
     "info",
     "render",
+    "template",
     "template_env",
     "warn",
 ]
@@ -178,9 +179,15 @@ def template_env(templates: dict[str, str] | None = None) -> Any:
     )
 
 
+def template(source: str) -> Any:
+    """A compiled Jinja2 template. Call it at module level: the component's snapshot then holds
+    the compiled template, and a call only renders it (compiling costs ~20 ms per call)."""
+    return template_env().from_string(source)
+
+
 def render(source: str, **context: Any) -> str:
-    """Renders a Jinja2 template string with `template_env`'s settings."""
-    return template_env().from_string(source).render(**context)
+    """Compiles and renders a Jinja2 template string (prefer `template` for templates used often)."""
+    return template(source).render(**context)
 
 
 def _diagnostic(types: Any, d: Diagnostic) -> Any:
