@@ -143,15 +143,21 @@ fn a_component_with_imports_the_sandbox_does_not_grant_is_refused_with_a_hint() 
     // jco's default build imports wasi:http (and more); the sandbox grants WASI p2 without
     // capabilities, but not wasi:http.
     let root = support::workspace_root();
-    let dir = root.join("tests/guests/faulty-js");
+    let src = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        src.path().join("index.js"),
+        "export function info() { return { name: 'wide', version: '0.1.0', description: '', kinds: [], configSchema: '' }; }\n\
+         export function extract(request) { return { files: [], diagnostics: [], spawns: [] }; }\n",
+    )
+    .expect("source");
     let jco = root.join("target/qpf-tools/js/node_modules/.bin/jco");
     assert!(jco.is_file(), "{} is missing: run `./dev tools` (./dev test does)", jco.display());
-    let wasm = build_dir().join("faulty-js-default-wasi.wasm");
+    let wasm = build_dir().join("wide-wasi-imports.wasm");
     let out = Command::new(&jco)
-        .current_dir(&dir)
+        .current_dir(src.path())
         .args(["componentize", "index.js", "--wit"])
         .arg(root.join("wit/0.1.0"))
-        .args(["--world-name", "extractor", "--bundle", "-o"])
+        .args(["--world-name", "extractor", "-o"])
         .arg(&wasm)
         .output()
         .expect("jco runs");
