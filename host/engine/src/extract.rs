@@ -361,29 +361,10 @@ impl Plugins<'_> {
     /// once per plugin).
     fn check_config(&self, name: &str, plugin: &Plugin, config: &str) -> Result<(), String> {
         let Some(slot) = self.config_schemas.get(name) else { return Ok(()) };
-        let schema = slot
-            .get_or_init(|| {
-                let text = &plugin.info().config_schema;
-                if text.trim().is_empty() {
-                    return Ok(None);
-                }
-                let value: serde_json::Value = serde_json::from_str(text)
-                    .map_err(|e| format!("plugin `{name}` declares a config schema that is not JSON: {e}"))?;
-                qpf_schema::kinds::JsonSchema::compile(&value)
-                    .map(Some)
-                    .map_err(|e| format!("plugin `{name}` declares an invalid config schema: {e}"))
-            })
-            .as_ref()
-            .map_err(Clone::clone)?;
+        let schema = slot.get_or_init(|| crate::plugin_config::schema(plugin)).as_ref().map_err(Clone::clone)?;
         let Some(schema) = schema else { return Ok(()) };
         let value: serde_json::Value = serde_json::from_str(config).map_err(|e| format!("config is not JSON: {e}"))?;
-        let errors = schema.errors(&value);
-        if errors.is_empty() {
-            return Ok(());
-        }
-        let list: Vec<String> =
-            errors.iter().map(|(p, m)| format!("`{}`: {m}", if p.is_empty() { "/" } else { p.as_str() })).collect();
-        Err(format!("the entry's `config` does not match what plugin `{name}` accepts: {}", list.join("; ")))
+        crate::plugin_config::check(name, schema, &value)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod impact;
 pub mod lock;
 pub mod output_path;
 pub mod plan;
+pub mod plugin_config;
 pub mod project;
 pub mod report;
 pub mod writer;

@@ -168,6 +168,14 @@ impl Drop for EpochTicker {
     }
 }
 
+/// A component read, digest-checked and compiled, not yet linked.
+struct Compiled {
+    digest: String,
+    size: u64,
+    component: wasmtime::component::Component,
+    cached_info: Option<crate::PluginInfo>,
+}
+
 /// What [`Runtime::inspect`] found.
 #[derive(Debug, Clone)]
 pub struct Inspection {
@@ -281,19 +289,14 @@ impl Runtime {
     /// # Errors
     /// A [`LoadError`] when the file cannot be read or is not a valid component.
     pub fn inspect(&self, path: &Path) -> Result<Inspection, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-        let digest = format!("blake3:{}", blake3::hash(&bytes).to_hex());
-        let component = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, &digest, &bytes).map(|(c, _)| c),
-            None => crate::compiled_cache::compile(&self.engine, &bytes),
-        }
-        .map_err(|message| LoadError::Compile { path: path.to_owned(), message })?;
-        let ty = component.component_type();
+        let compiled = self.read_and_compile(path, None)?;
+        let ty = compiled.component.component_type();
         let imports = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
         let exports = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
-        let refused = crate::plugin::refused_imports(&component, &self.engine);
-        let info = self.load(path, None).map(|p| p.info().clone()).map_err(|e| e.to_string());
-        Ok(Inspection { digest, size: bytes.len() as u64, imports, exports, refused, info })
+        let refused = crate::plugin::refused_imports(&compiled.component, &self.engine);
+        let (digest, size) = (compiled.digest.clone(), compiled.size);
+        let info = self.prepare(path, compiled).map(|p| p.info().clone()).map_err(|e| e.to_string());
+        Ok(Inspection { digest, size, imports, exports, refused, info })
     }
 
     /// Loads a plugin: reads it, checks its blake3 digest against `expected` (when given), loads the
@@ -303,6 +306,13 @@ impl Runtime {
     /// See [`LoadError`]: unreadable file, digest mismatch, invalid component, an import the sandbox
     /// does not grant, or a failing `info()`.
     pub fn load(&self, path: &Path, expected: Option<&str>) -> Result<Plugin, LoadError> {
+        let compiled = self.read_and_compile(path, expected)?;
+        self.prepare(path, compiled)
+    }
+
+    /// Reads a component, checks its digest against `expected` (when given), and loads the compiled
+    /// artifact from the cache or compiles it.
+    fn read_and_compile(&self, path: &Path, expected: Option<&str>) -> Result<Compiled, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
         let digest = format!("blake3:{}", blake3::hash(&bytes).to_hex());
         if let Some(expected) = expected
@@ -319,6 +329,12 @@ impl Runtime {
             None => crate::compiled_cache::compile(&self.engine, &bytes).map(|c| (c, None)),
         }
         .map_err(|message| LoadError::Compile { path: path.to_owned(), message })?;
+        Ok(Compiled { digest, size: bytes.len() as u64, component, cached_info })
+    }
+
+    /// Pre-instantiates a compiled component against the sandbox and reads its `info()`.
+    fn prepare(&self, path: &Path, compiled: Compiled) -> Result<Plugin, LoadError> {
+        let Compiled { digest, component, cached_info, .. } = compiled;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
             path: path.to_owned(),
             message: crate::plugin::explain_link_error(&component, &self.engine, &e),

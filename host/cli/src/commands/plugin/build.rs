@@ -41,10 +41,13 @@ pub fn run(args: &Args) -> Result<Exit> {
     let out = std::path::absolute(&out).unwrap_or(out);
     let root = qpf_root()?;
     match m.lang {
-        Lang::Rust => rust(&args.dir, &out)?,
-        Lang::Python => python(&root, &args.dir, &m, &out)?,
-        Lang::Js => js(&root, &args.dir, &m, &out)?,
+        Lang::Rust => rust(&args.dir, &out),
+        Lang::Python => python(&root, &args.dir, &m, &out),
+        Lang::Js => js(&root, &args.dir, &m, &out),
     }
+    .with_context(|| {
+        format!("cannot build plugin `{}` in `{}` (the toolchain's output is above)", m.name, args.dir.display())
+    })?;
     let inspection = super::inspect::inspect(&out)?;
     if !inspection.refused.is_empty() {
         bail!(

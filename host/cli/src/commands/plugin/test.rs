@@ -81,12 +81,10 @@ fn run_case(
     let context = read_value(case, "context")?.unwrap_or_else(|| serde_json::json!({}));
     let schema = read_value(case, "schema")?.unwrap_or_else(|| serde_json::json!({}));
     let field = |k: &str, default: &str| schema.get(k).and_then(|v| v.as_str()).unwrap_or(default).to_owned();
-    if let Some(validator) = config_schema {
-        let errors = validator.errors(&config);
-        if !errors.is_empty() {
-            let listed: Vec<String> = errors.iter().map(|(at, m)| format!("`{at}`: {m}")).collect();
-            return Ok(Outcome::Error(format!("config error: {}", listed.join("; "))));
-        }
+    if let Some(schema) = config_schema
+        && let Err(message) = qpf_engine::plugin_config::check(plugin.name(), schema, &config)
+    {
+        return Ok(Outcome::Error(format!("config error: {message}")));
     }
     let request = qpf_runtime::Request {
         entry: "test".to_owned(),
