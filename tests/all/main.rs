@@ -10,6 +10,7 @@ mod agents;
 mod cli;
 mod drift;
 mod extract;
+mod hardening;
 mod plugins;
 mod recovery;
 mod sandbox;

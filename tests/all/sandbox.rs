@@ -11,7 +11,7 @@ fn runtime() -> Runtime {
 
 fn hostile(rt: &Runtime) -> Plugin {
     let path = support::wasm("qpf_hostile");
-    rt.load(&path, Some(&support::digest(&path))).expect("hostile guest loads")
+    rt.load(&path, Some(&support::digest(&path)), &Limits::default()).expect("hostile guest loads")
 }
 
 fn request(config: serde_json::Value) -> Request {
@@ -143,7 +143,7 @@ fn a_digest_mismatch_refuses_to_load() {
     let rt = runtime();
     let path = support::wasm("qpf_hostile");
     let wrong = format!("blake3:{}", "0".repeat(64));
-    let err = rt.load(&path, Some(&wrong)).unwrap_err().to_string();
+    let err = rt.load(&path, Some(&wrong), &Limits::default()).unwrap_err().to_string();
     assert!(err.contains(&wrong) && err.contains(&support::digest(&path)), "{err}");
 }
 
@@ -152,7 +152,7 @@ fn a_file_that_is_not_a_component_is_refused_with_the_path() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("junk.wasm");
     std::fs::write(&path, b"\0asm not really").unwrap();
-    let err = runtime().load(&path, None).unwrap_err().to_string();
+    let err = runtime().load(&path, None, &Limits::default()).unwrap_err().to_string();
     assert!(err.contains("junk.wasm") && err.contains("not a valid WebAssembly component"), "{err}");
 }
 

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use qpf_runtime::{Limits, Request, Runtime, RuntimeOptions, SchemaId};
+use qpf_runtime::{CompiledCacheOptions, Limits, Request, Runtime, RuntimeOptions, SchemaId};
 
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("bench executable path");
@@ -167,14 +167,17 @@ fn languages() {
         println!("{label}: component {:.1} MB", size as f64 / 1e6);
         let cache = tempfile::tempdir().expect("temp dir");
         let with_cache = || {
-            Runtime::new(&RuntimeOptions { compiled_cache: Some(cache.path().to_owned()), ..RuntimeOptions::default() })
+            Runtime::new(&RuntimeOptions {
+                compiled_cache: Some(CompiledCacheOptions { dir: cache.path().to_owned(), secret: [7; 32] }),
+                ..RuntimeOptions::default()
+            })
         };
         let rt = with_cache().expect("runtime");
         let t = Instant::now();
-        let plugin = rt.load(&wasm, None).expect("loads");
+        let plugin = rt.load(&wasm, None, &Limits::default()).expect("loads");
         println!("{:<52} {:>12}", format!("{label}: first compile (Cranelift)"), fmt(t.elapsed()));
         let load = measure(5, || {
-            with_cache().expect("runtime").load(&wasm, None).expect("loads");
+            with_cache().expect("runtime").load(&wasm, None, &Limits::default()).expect("loads");
         });
         println!("{:<52} {:>12}", format!("{label}: load from the compiled cache"), fmt(load));
         let n = if size > 4_000_000 { 30 } else { 300 };
@@ -184,12 +187,12 @@ fn languages() {
         });
         println!("{:<52} {:>12}", format!("{label}: call, pooling allocator"), fmt(call));
         let plain = Runtime::new(&RuntimeOptions {
-            compiled_cache: Some(cache.path().to_owned()),
+            compiled_cache: Some(CompiledCacheOptions { dir: cache.path().to_owned(), secret: [7; 32] }),
             pooling: false,
             ..RuntimeOptions::default()
         })
         .expect("runtime");
-        let plugin = plain.load(&wasm, None).expect("loads");
+        let plugin = plain.load(&wasm, None, &Limits::default()).expect("loads");
         let call = measure(n, || {
             plain.invoke(&plugin, &req, &limits).expect("runs");
         });
@@ -215,19 +218,19 @@ fn main() {
         let size = std::fs::metadata(&wasm).expect("run ./dev build first").len();
         println!("trivial plugin: {} KB", size / 1024);
         let compile = measure(5, || {
-            rt.load(&wasm, None).expect("loads");
+            rt.load(&wasm, None, &Limits::default()).expect("loads");
         });
         println!("{:<52} {:>12}", "trivial plugin: compile (cold, Cranelift)", fmt(compile));
         let cached = Runtime::new(&RuntimeOptions {
-            compiled_cache: Some(cache.path().to_owned()),
+            compiled_cache: Some(CompiledCacheOptions { dir: cache.path().to_owned(), secret: [7; 32] }),
             ..RuntimeOptions::default()
         })
         .expect("runtime");
         let load = measure(50, || {
-            cached.load(&wasm, None).expect("loads");
+            cached.load(&wasm, None, &Limits::default()).expect("loads");
         });
         println!("{:<52} {:>12}", "trivial plugin: load from the compiled cache", fmt(load));
-        let plugin = rt.load(&wasm, None).expect("loads");
+        let plugin = rt.load(&wasm, None, &Limits::default()).expect("loads");
         let limits = Limits::default();
         let req = request();
         let call = measure(2000, || {
@@ -265,7 +268,7 @@ fn main() {
     if filter.as_deref() == Some("profile-invoke") {
         // For `perf record`: nothing but fresh-instance invocations.
         let rt = Runtime::new(&RuntimeOptions::default()).expect("runtime");
-        let plugin = rt.load(&wasm, None).expect("loads");
+        let plugin = rt.load(&wasm, None, &Limits::default()).expect("loads");
         let (limits, req) = (Limits::default(), request());
         for _ in 0..100_000 {
             rt.invoke(&plugin, &req, &limits).expect("runs");

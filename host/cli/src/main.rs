@@ -4,12 +4,14 @@
 
 mod commands;
 mod exit;
+mod term;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 use crate::exit::Exit;
+use crate::term::esay;
 
 /// QPF turns versioned YAML schemas into source code through sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -50,7 +52,13 @@ enum Command {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("QPF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colours only on a terminal; plugin text in log lines is escaped by the engine.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,7 +86,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code.into(),
         Err(e) => {
-            eprintln!("error: {}", exit::render(&e));
+            esay!("error: {}", exit::render(&e));
             exit::classify(&e).into()
         }
     }

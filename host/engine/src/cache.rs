@@ -3,16 +3,22 @@
 //!
 //! An entry is a manifest (`files` with their digests, diagnostics, fuel) stored under the
 //! invocation key; file contents are blobs stored under their own blake3 digest. Every read is
-//! verified: a manifest or blob whose bytes do not match is reported and treated as a miss, never
-//! served.
+//! verified: a blob whose bytes do not match its digest, or a manifest whose MAC (keyed blake3,
+//! with a key derived from the user's secret, which the project folder does not hold) does not
+//! verify, is reported and treated as a miss, never served. So a manifest planted in the project's
+//! `.qpf/` (by a project or anything else that can write there) is never replayed.
 
 use std::path::{Path, PathBuf};
 
 use qpf_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
 
-/// Version of the manifest format. Entries of another format are misses, not errors.
-pub const MANIFEST_FORMAT: u32 = 2;
+/// Version of the manifest format (3: sealed with a MAC). Entries of another format are misses,
+/// not errors.
+pub const MANIFEST_FORMAT: u32 = 3;
+
+/// Largest manifest read, in bytes.
+const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
 /// One cached file: its path under the invocation's output folder and its digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,9 +87,16 @@ pub trait InvocationCache: Send + Sync {
 }
 
 /// The cache in a local folder (`.qpf/cache/invocations`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LocalCache {
     root: PathBuf,
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for LocalCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCache").field("root", &self.root).finish_non_exhaustive()
+    }
 }
 
 fn hex(digest: &str) -> &str {
@@ -96,12 +109,17 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     crate::writer::write_file_atomic(path, bytes).map_err(|source| CacheError::Io { path: path.to_owned(), source })
 }
 
-/// A manifest file is `qpf-manifest/<format> blake3:<hex of the JSON below>\n<manifest JSON>`: the
-/// digest covers the stored bytes themselves, so a flipped byte is detected whatever serde does.
+/// A manifest file is `qpf-manifest/<format> mac:<hex>\n<manifest JSON>`: the MAC (keyed blake3)
+/// covers the stored bytes themselves, so a flipped byte is detected whatever serde does, and
+/// only a `qpf` holding the user's secret can make one that verifies.
 const SEAL_PREFIX: &str = "qpf-manifest/";
 
-fn seal(json: &[u8]) -> Vec<u8> {
-    let mut out = format!("{SEAL_PREFIX}{MANIFEST_FORMAT} {}\n", digest_of(json)).into_bytes();
+fn mac(key: &[u8; 32], json: &[u8]) -> String {
+    format!("mac:{}", blake3::keyed_hash(key, json).to_hex())
+}
+
+fn seal(key: &[u8; 32], json: &[u8]) -> Vec<u8> {
+    let mut out = format!("{SEAL_PREFIX}{MANIFEST_FORMAT} {}\n", mac(key, json)).into_bytes();
     out.extend_from_slice(json);
     out
 }
@@ -116,7 +134,7 @@ enum Unsealed {
     Corrupted,
 }
 
-fn unseal(bytes: &[u8]) -> Unsealed {
+fn unseal(key: &[u8; 32], bytes: &[u8]) -> Unsealed {
     let Some(newline) = bytes.iter().position(|b| *b == b'\n') else {
         return if bytes.first() == Some(&b'{') { Unsealed::OtherFormat } else { Unsealed::Corrupted };
     };
@@ -129,13 +147,17 @@ fn unseal(bytes: &[u8]) -> Unsealed {
         return Unsealed::OtherFormat;
     }
     let json = &bytes[newline + 1..];
-    if digest_of(json) == digest { Unsealed::Current(json.to_vec()) } else { Unsealed::Corrupted }
+    let expected = mac(key, json);
+    let same = expected.len() == digest.len()
+        && expected.bytes().zip(digest.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if same { Unsealed::Current(json.to_vec()) } else { Unsealed::Corrupted }
 }
 
 impl LocalCache {
-    /// A cache rooted at `root` (created on first write).
-    pub fn new(root: &Path) -> Self {
-        LocalCache { root: root.to_owned() }
+    /// A cache rooted at `root` (created on first write), whose manifests are sealed with a key
+    /// derived from `secret` (see [`crate::secret`]).
+    pub fn new(root: &Path, secret: &[u8; 32]) -> Self {
+        LocalCache { root: root.to_owned(), key: blake3::derive_key("qpf invocation cache MAC v1", secret) }
     }
 
     fn manifest_path(&self, key: &str) -> PathBuf {
@@ -152,12 +174,13 @@ impl LocalCache {
 impl InvocationCache for LocalCache {
     fn manifest(&self, key: &str) -> Result<Option<Manifest>, CacheError> {
         let path = self.manifest_path(key);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match qpf_core::fs::read_regular(&path, MAX_MANIFEST_BYTES) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(CacheError::Io { path, source }),
+            Err(qpf_core::fs::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(qpf_core::fs::ReadError::Io(source)) => return Err(CacheError::Io { path, source }),
+            Err(_) => return Err(CacheError::Corrupted(key.to_owned())),
         };
-        let json = match unseal(&bytes) {
+        let json = match unseal(&self.key, &bytes) {
             Unsealed::Current(json) => json,
             Unsealed::OtherFormat => return Ok(None),
             Unsealed::Corrupted => return Err(CacheError::Corrupted(key.to_owned())),
@@ -175,7 +198,11 @@ impl InvocationCache for LocalCache {
 
     fn blob(&self, digest: &str) -> Result<Vec<u8>, CacheError> {
         let path = self.blob_path(digest);
-        let bytes = std::fs::read(&path).map_err(|source| CacheError::Io { path, source })?;
+        let bytes =
+            qpf_core::fs::read_regular(&path, MAX_MANIFEST_BYTES.max(u64::from(u32::MAX))).map_err(|e| match e {
+                qpf_core::fs::ReadError::Io(source) => CacheError::Io { path, source },
+                _ => CacheError::Corrupted(digest.to_owned()),
+            })?;
         if digest_of(&bytes) != digest {
             return Err(CacheError::Corrupted(digest.to_owned()));
         }
@@ -193,7 +220,7 @@ impl InvocationCache for LocalCache {
         }
         let json =
             serde_json::to_vec(manifest).map_err(|e| CacheError::Io { path: self.root.clone(), source: e.into() })?;
-        let bytes = seal(&json);
+        let bytes = seal(&self.key, &json);
         write_atomic(&self.manifest_path(&manifest.key), &bytes)
     }
 }
@@ -218,7 +245,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let tmp = tempfile::tempdir().unwrap();
-        let cache = LocalCache::new(tmp.path());
+        let cache = LocalCache::new(tmp.path(), &[7; 32]);
         let (m, c) = sample();
         cache.put(&m, &[(&m.files[0].digest, &c)]).unwrap();
         assert_eq!(cache.manifest(&m.key).unwrap(), Some(m.clone()));
@@ -229,7 +256,7 @@ mod tests {
     #[test]
     fn a_flipped_byte_is_detected_not_served() {
         let tmp = tempfile::tempdir().unwrap();
-        let cache = LocalCache::new(tmp.path());
+        let cache = LocalCache::new(tmp.path(), &[7; 32]);
         let (m, c) = sample();
         cache.put(&m, &[(&m.files[0].digest, &c)]).unwrap();
         let blob = cache.blob_path(&m.files[0].digest);
@@ -246,7 +273,7 @@ mod tests {
     #[test]
     fn a_manifest_of_another_format_is_a_miss_not_a_corruption() {
         let tmp = tempfile::tempdir().unwrap();
-        let cache = LocalCache::new(tmp.path());
+        let cache = LocalCache::new(tmp.path(), &[7; 32]);
         let (m, _) = sample();
         let path = cache.manifest_path(&m.key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -259,12 +286,22 @@ mod tests {
     #[test]
     fn a_truncated_manifest_is_a_corruption() {
         let tmp = tempfile::tempdir().unwrap();
-        let cache = LocalCache::new(tmp.path());
+        let cache = LocalCache::new(tmp.path(), &[7; 32]);
         let (m, c) = sample();
         cache.put(&m, &[(&m.files[0].digest, &c)]).unwrap();
         let path = cache.manifest_path(&m.key);
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         assert!(matches!(cache.manifest(&m.key), Err(CacheError::Corrupted(_))));
+    }
+
+    #[test]
+    fn a_manifest_sealed_with_another_key_is_never_served() {
+        let tmp = tempfile::tempdir().unwrap();
+        let forger = LocalCache::new(tmp.path(), &[1; 32]);
+        let (m, c) = sample();
+        forger.put(&m, &[(&m.files[0].digest, &c)]).unwrap();
+        let ours = LocalCache::new(tmp.path(), &[2; 32]);
+        assert!(matches!(ours.manifest(&m.key), Err(CacheError::Corrupted(_))));
     }
 }

@@ -118,7 +118,7 @@ pub struct GcReport {
 /// I/O errors while deleting.
 pub fn gc(cache_root: &Path, max_bytes: u64) -> std::io::Result<GcReport> {
     let inv = cache_root.join("invocations");
-    let cache = LocalCache::new(&inv);
+    let cache = LocalCache::new(&inv, &crate::secret::user_secret());
     let mut manifests = files(&inv.join("manifests"));
     let blobs = files(&inv.join("blobs"));
     let mut total: u64 = manifests.iter().chain(&blobs).map(|f| f.1).sum();

@@ -1,11 +1,20 @@
 //! The invocation cache key: blake3 over a canonical, versioned encoding of everything an
-//! invocation's result depends on. Changing anything in [`KeyInputs`] changes the key; changing the
-//! encoding means bumping [`KEY_FORMAT`].
+//! invocation's result depends on: the contract version, the plugin, **the whole request** the
+//! plugin receives (entry id, schema id, input, config, context), and the limits. The request is
+//! encoded as the canonical JSON of its serialised form, so a field added to [`Request`] later is
+//! in the key without anyone remembering to add it; a test walks every leaf of the request and its
+//! JSON parts to prove that each one changes the key. Changing the encoding means bumping
+//! [`KEY_FORMAT`].
+//!
+//! What a plugin observes besides the request is in the key too, or derived from it: its
+//! randomness is seeded from the request, its clocks are frozen, and `context.upstream` (added when
+//! the invocation runs) is a function of the upstream keys in `context.needs`.
 
-use qpf_runtime::Limits;
+use qpf_runtime::{Limits, Request};
 
 /// Version of the key encoding. Bump it whenever the encoding or the meaning of a field changes.
-pub const KEY_FORMAT: &str = "qpf-invocation-key/1";
+/// (2: the whole request, entry id and schema id included, instead of input, config and context.)
+pub const KEY_FORMAT: &str = "qpf-invocation-key/2";
 
 /// Everything an invocation's result depends on.
 #[derive(Debug, Clone, Copy)]
@@ -14,27 +23,28 @@ pub struct KeyInputs<'a> {
     pub abi: &'a str,
     /// `blake3:<hex>` of the plugin component.
     pub plugin_digest: &'a str,
-    /// Canonical JSON of the config.
-    pub config: &'a str,
-    /// Canonical JSON of the selected input.
-    pub input: &'a str,
-    /// Canonical JSON of the context.
-    pub context: &'a str,
+    /// The request exactly as the plugin receives it (its JSON parts already canonical).
+    pub request: &'a Request,
     /// The sandbox limits (a limit can turn success into failure).
     pub limits: &'a Limits,
 }
 
+/// The canonical JSON of a serialisable value ("" if it cannot be serialised, which the plain data
+/// types here never fail to be).
+fn canonical<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).map(|v| crate::canonical::to_string(&v)).unwrap_or_default()
+}
+
 /// The key, as `blake3:<hex>`.
 pub fn compute(inputs: &KeyInputs<'_>) -> String {
-    let limits = serde_json::to_value(inputs.limits).map(|v| crate::canonical::to_string(&v)).unwrap_or_default();
+    let request = canonical(inputs.request);
+    let limits = canonical(inputs.limits);
     let mut hasher = blake3::Hasher::new();
     for (name, field) in [
         ("format", KEY_FORMAT),
         ("abi", inputs.abi),
         ("plugin", inputs.plugin_digest),
-        ("config", inputs.config),
-        ("input", inputs.input),
-        ("context", inputs.context),
+        ("request", request.as_str()),
         ("limits", limits.as_str()),
     ] {
         // Length-prefixed, so that no two different tuples encode to the same bytes.
@@ -48,47 +58,140 @@ pub fn compute(inputs: &KeyInputs<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use qpf_runtime::SchemaId;
+    use serde_json::Value;
 
-    fn base(limits: &Limits) -> KeyInputs<'_> {
-        KeyInputs { abi: "0.1.0", plugin_digest: "blake3:00", config: "{}", input: "{\"a\":1}", context: "{}", limits }
+    fn request() -> Request {
+        Request {
+            entry: "models".into(),
+            schema: SchemaId { kind: "Agent".into(), name: "monitor".into(), version: "1.0.0".into() },
+            input: r#"{"a":1,"list":[true,"x",null],"nested":{"b":2.5}}"#.into(),
+            config: r#"{"path":"src/{package}/models.py","strict":false}"#.into(),
+            context: r#"{"needs":{"types":"blake3:00"},"schema":{"apiVersion":"qpf.dev/v1","kind":"Agent","metadata":{"labels":{"team":"a"},"name":"monitor","version":"1.0.0"}},"spawned_by":"blake3:11"}"#.into(),
+        }
+    }
+
+    fn key(request: &Request, limits: &Limits) -> String {
+        compute(&KeyInputs { abi: "0.1.0", plugin_digest: "blake3:00", request, limits })
+    }
+
+    /// Every leaf of a JSON value, as (pointer, value).
+    fn leaves(value: &Value, pointer: String, out: &mut Vec<(String, Value)>) {
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    leaves(v, format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1")), out);
+                }
+            }
+            Value::Array(items) if !items.is_empty() => {
+                for (i, v) in items.iter().enumerate() {
+                    leaves(v, format!("{pointer}/{i}"), out);
+                }
+            }
+            leaf => out.push((pointer, leaf.clone())),
+        }
+    }
+
+    /// A different value of the same shape.
+    fn changed(value: &Value) -> Value {
+        match value {
+            Value::String(s) => Value::String(format!("{s}~")),
+            Value::Number(n) => serde_json::json!(n.as_f64().unwrap_or(0.0) + 1.0),
+            Value::Bool(b) => Value::Bool(!b),
+            Value::Null => Value::Bool(false),
+            Value::Array(_) => serde_json::json!([0]),
+            Value::Object(_) => serde_json::json!({ "k": 0 }),
+        }
+    }
+
+    /// Walks the request's serialised structure, and inside each field that carries JSON text
+    /// (input, config, context) walks that JSON too: changing any leaf must change the key. A field
+    /// added to `Request` or to the context later is walked without this test changing.
+    #[test]
+    fn every_leaf_of_the_request_and_its_context_is_in_the_key() {
+        let limits = Limits::default();
+        let base = request();
+        let k0 = key(&base, &limits);
+        let serialised = serde_json::to_value(&base).unwrap_or_default();
+        let mut fields = Vec::new();
+        leaves(&serialised, String::new(), &mut fields);
+        assert!(fields.len() >= 7, "entry, schema.kind/name/version, input, config, context: {fields:?}");
+        let mut checked = 0;
+        for (pointer, leaf) in &fields {
+            // The field itself.
+            let mut mutated = serialised.clone();
+            if let Some(slot) = mutated.pointer_mut(pointer) {
+                *slot = changed(leaf);
+            }
+            if let Ok(variant) = serde_json::from_value::<Request>(mutated) {
+                assert_ne!(key(&variant, &limits), k0, "changing `{pointer}` must change the key");
+                checked += 1;
+            }
+            // Each leaf of the JSON it carries.
+            let Some(text) = leaf.as_str() else { continue };
+            let Ok(json) = serde_json::from_str::<Value>(text) else { continue };
+            let mut inner = Vec::new();
+            leaves(&json, String::new(), &mut inner);
+            for (inner_pointer, inner_leaf) in inner {
+                let mut doc = json.clone();
+                if let Some(slot) = doc.pointer_mut(&inner_pointer) {
+                    *slot = changed(&inner_leaf);
+                }
+                let mut mutated = serialised.clone();
+                if let Some(slot) = mutated.pointer_mut(pointer) {
+                    *slot = Value::String(crate::canonical::to_string(&doc));
+                }
+                let variant: Request = serde_json::from_value(mutated).unwrap_or_else(|_| base.clone());
+                assert_ne!(key(&variant, &limits), k0, "changing `{pointer}` at `{inner_pointer}` must change the key");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "walked {checked} leaves");
     }
 
     #[test]
-    fn key_is_stable_for_equal_inputs() {
+    fn the_key_is_a_function_of_its_inputs_only() {
         let limits = Limits::default();
-        assert_eq!(compute(&base(&limits)), compute(&base(&limits)));
+        let base = request();
+        // A round trip through JSON (what the lock and reports do) keeps the key.
+        let text = serde_json::to_string(&base).unwrap_or_default();
+        let back: Request = serde_json::from_str(&text).unwrap_or_else(|_| base.clone());
+        assert_eq!(key(&back, &limits), key(&base, &limits));
+        assert_eq!(key(&base, &limits), key(&base.clone(), &limits.clone()));
     }
 
     #[test]
-    fn every_field_changes_the_key() {
+    fn abi_plugin_and_every_limit_change_the_key() {
         let limits = Limits::default();
-        let k0 = compute(&base(&limits));
-        let tighter = Limits { fuel: 1, ..Limits::default() };
-        let variants = [
-            KeyInputs { abi: "0.2.0", ..base(&limits) },
-            KeyInputs { plugin_digest: "blake3:01", ..base(&limits) },
-            KeyInputs { config: "{\"x\":1}", ..base(&limits) },
-            KeyInputs { input: "{\"a\":2}", ..base(&limits) },
-            KeyInputs { context: "{\"c\":1}", ..base(&limits) },
-            base(&tighter),
-        ];
-        for v in variants {
-            assert_ne!(compute(&v), k0, "{v:?}");
+        let r = request();
+        let k0 = key(&r, &limits);
+        assert_ne!(compute(&KeyInputs { abi: "0.2.0", plugin_digest: "blake3:00", request: &r, limits: &limits }), k0);
+        assert_ne!(compute(&KeyInputs { abi: "0.1.0", plugin_digest: "blake3:01", request: &r, limits: &limits }), k0);
+        let serialised = serde_json::to_value(&limits).unwrap_or_default();
+        let mut fields = Vec::new();
+        leaves(&serialised, String::new(), &mut fields);
+        for (pointer, leaf) in fields {
+            let mut mutated = serialised.clone();
+            if let Some(slot) = mutated.pointer_mut(&pointer) {
+                *slot = serde_json::json!(leaf.as_u64().unwrap_or(0) + 1);
+            }
+            let variant: Limits = serde_json::from_value(mutated).unwrap_or_default();
+            assert_ne!(key(&r, &variant), k0, "limit `{pointer}`");
         }
     }
 
     #[test]
-    fn fields_cannot_bleed_into_each_other() {
+    fn two_entries_with_the_same_plugin_input_and_config_get_different_keys() {
         let limits = Limits::default();
-        let a = KeyInputs { config: "ab", input: "c", ..base(&limits) };
-        let b = KeyInputs { config: "a", input: "bc", ..base(&limits) };
-        assert_ne!(compute(&a), compute(&b));
+        let a = request();
+        let b = Request { entry: "models-copy".into(), ..request() };
+        assert_ne!(key(&a, &limits), key(&b, &limits));
     }
 
     #[test]
     fn key_format_is_pinned() {
         // A golden value: if this changes, every user's cache is invalidated; bump KEY_FORMAT on purpose.
         let limits = Limits::default();
-        assert_eq!(compute(&base(&limits)), "blake3:03ea8fc6b27c02105c46251003601cbe04b9e72b6c7309c4f3ed3e1a4e7b7804");
+        assert_eq!(key(&request(), &limits), "blake3:960210e3bbe25692c4c050e118a14fd0a3f2f12a1cfb36466bc0a6ad060e922f");
     }
 }

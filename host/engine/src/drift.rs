@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::cache::{InvocationCache, LocalCache};
+use crate::cache::InvocationCache;
 use crate::lock::{LOCK_FILE, Lock};
 use crate::writer::OutputRoot;
 
@@ -83,7 +83,7 @@ impl crate::Engine {
         let root = OutputRoot::open(&path)
             .map_err(|e| crate::EngineError::Output { path: path.clone(), message: format!("cannot open it: {e}") })?;
         let lock = Lock::read(&self.project().root.join(LOCK_FILE)).unwrap_or_else(|| Lock::new(shown.clone()));
-        let cache = LocalCache::new(&self.project().state_dir().join("cache").join("invocations"));
+        let cache = self.invocation_cache();
         let current: BTreeMap<(&str, &str), &crate::plan::PlannedInvocation> =
             self.plan().invocations.iter().map(|i| ((i.entry.as_str(), i.schema.as_str()), i)).collect();
         let mut items = Vec::new();

@@ -3,7 +3,7 @@
 //! output checks, cache store; then writes outputs in plan order, records the lock and the audit
 //! log, and returns the [`Report`]. A failing invocation never stops the others.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -91,11 +91,18 @@ pub enum EngineError {
 }
 
 /// A loaded, planned project.
-#[derive(Debug)]
 pub struct Engine {
     project: Project,
     schemas: SchemaSet,
     plan: Plan,
+    /// The user's secret (see [`crate::secret`]): keys the caches' MACs.
+    secret: [u8; 32],
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("project", &self.project.root).finish_non_exhaustive()
+    }
 }
 
 /// A file an invocation produced.
@@ -161,28 +168,55 @@ struct Spawner<'a, 'p> {
 }
 
 impl Spawner<'_, '_> {
-    fn run(
-        &mut self,
-        parent: &PlannedInvocation,
-        worked: &Worked,
-        chain: &mut Vec<String>,
-    ) -> Vec<(PlannedInvocation, Worked)> {
+    /// Runs every spawn `worked` asked for, depth first and in request order, with an explicit
+    /// stack (however deep a chain the policy allows, the host does not recurse). Every request
+    /// counts against `spawn.max-count`, refused or not; once the count is spent, the requests
+    /// left in a response become one refusal, so the records stay bounded by the policy.
+    fn run(&mut self, root: &PlannedInvocation, worked: &Worked) -> Vec<(PlannedInvocation, Worked)> {
+        struct Frame {
+            parent: PlannedInvocation,
+            spawns: Vec<qpf_runtime::SpawnRequest>,
+            next: usize,
+        }
         let mut out = Vec::new();
-        if worked.result.is_err() {
+        if worked.result.is_err() || worked.spawns.is_empty() {
             return out;
         }
-        for (n, request) in worked.spawns.iter().enumerate() {
-            let (child, refused) = self.plan_child(parent, request, n, chain);
+        let mut stack = vec![Frame { parent: root.clone(), spawns: worked.spawns.clone(), next: 0 }];
+        let mut chain = vec![identity(root)];
+        while let Some(frame) = stack.last_mut() {
+            let n = frame.next;
+            let Some(request) = frame.spawns.get(n) else {
+                stack.pop();
+                chain.pop();
+                continue;
+            };
+            frame.next += 1;
+            if self.count >= self.policy.max_count {
+                let left = frame.spawns.len() - n;
+                frame.next = frame.spawns.len();
+                let (child, _) = self.plan_child(&frame.parent, request, n, &chain);
+                let message = format!(
+                    "{left} spawn request(s) refused: `spawn.max-count` ({}) spawned invocations already",
+                    self.policy.max_count
+                );
+                out.push((child, Worked::failed("spawn", message)));
+                continue;
+            }
+            let (child, refused) = self.plan_child(&frame.parent, request, n, &chain);
             let mut result = match refused {
                 Some(message) => Worked::failed("spawn", message),
                 None => work(&child, None, self.cache, self.plugins, self.root, self.limits),
             };
-            chain.push(identity(&child));
-            let grandchildren = self.run(&child, &result, chain);
-            chain.pop();
             result.children.clear();
-            out.push((child, result));
-            out.extend(grandchildren);
+            let grand = std::mem::take(&mut result.spawns);
+            let ok = result.result.is_ok();
+            let identity = identity(&child);
+            out.push((child.clone(), Worked { spawns: grand.clone(), ..result }));
+            if ok && !grand.is_empty() {
+                chain.push(identity);
+                stack.push(Frame { parent: child, spawns: grand, next: 0 });
+            }
         }
         out
     }
@@ -204,26 +238,27 @@ impl Spawner<'_, '_> {
             (Ok(i), Ok(c)) => (i, c, None),
             (Err(e), _) | (_, Err(e)) => ("null".to_owned(), "{}".to_owned(), Some(e)),
         };
+        // The name is the plugin's to choose: only a declared name goes into ids and records.
+        let declared = self.project.file.plugins.contains_key(&request.plugin);
+        let name = if declared { request.plugin.clone() } else { "undeclared".to_owned() };
         let digest = self.project.file.plugins.get(&request.plugin).map(|d| d.digest.clone()).unwrap_or_default();
         let mut context: serde_json::Value = serde_json::from_str(&parent.request.context).unwrap_or_default();
         context["spawned_by"] = serde_json::Value::String(parent.key.clone());
         let mut req = parent.request.clone();
-        req.entry = format!("{}>{}#{n}", parent.entry, request.plugin);
+        req.entry = format!("{}>{name}#{n}", parent.entry);
         req.input = input;
         req.config = config;
         req.context = crate::canonical::to_string(&context);
         let key = crate::cache_key::compute(&crate::cache_key::KeyInputs {
             abi: qpf_runtime::ABI_VERSION,
             plugin_digest: &digest,
-            config: &req.config,
-            input: &req.input,
-            context: &req.context,
+            request: &req,
             limits: self.limits,
         });
         let root_ref = parent.root.clone().unwrap_or_else(|| (parent.entry.clone(), parent.key.clone()));
         let child = PlannedInvocation {
             entry: req.entry.clone(),
-            plugin: request.plugin.clone(),
+            plugin: name,
             plugin_digest: digest,
             schema_path: parent.schema_path.clone(),
             out_dir: parent.out_dir.clone(),
@@ -236,14 +271,14 @@ impl Spawner<'_, '_> {
             schema: parent.schema.clone(),
             key,
         };
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         let refused = if let Some(e) = bad_json {
             Some(e)
-        } else if !self.policy.plugins.contains(&request.plugin) {
+        } else if !declared || !self.policy.plugins.contains(&request.plugin) {
             Some(format!(
                 "entry `{}` may not spawn plugin `{}`; allow it under `spawn.plugins` in the extractor map",
                 root_entry(parent),
-                request.plugin
+                qpf_core::text::escape(&qpf_runtime::budgets::truncate(request.plugin.clone(), 64))
             ))
         } else if child.depth > self.policy.max_depth {
             Some(format!("spawns nest deeper than `spawn.max-depth` ({})", self.policy.max_depth))
@@ -252,7 +287,7 @@ impl Spawner<'_, '_> {
         } else if chain.contains(&identity(&child)) {
             Some(format!(
                 "spawn cycle: `{}` with this input and config is already in its own spawn chain",
-                request.plugin
+                qpf_core::text::escape(&request.plugin)
             ))
         } else {
             None
@@ -289,7 +324,9 @@ fn upstream_context(
                 .map(|f| {
                     let mut item = serde_json::json!({ "path": f.rel, "digest": f.digest });
                     if inv.upstream_contents {
-                        let bytes = f.contents.clone().or_else(|| root.read(&f.rel));
+                        // Read back from disk only when its bytes are still the ones the key promises.
+                        let bytes =
+                            f.contents.clone().or_else(|| root.read(&f.rel)).filter(|b| digest_of(b) == f.digest);
                         item["contents"] = bytes
                             .and_then(|b| String::from_utf8(b).ok())
                             .map_or(serde_json::Value::Null, serde_json::Value::String);
@@ -319,15 +356,16 @@ struct Plugins<'a> {
 }
 
 impl<'a> Plugins<'a> {
-    fn new(project: &'a Project, plan: &'a Plan, jobs: usize) -> Self {
+    fn new(engine: &'a Engine, jobs: usize) -> Self {
+        let (project, plan) = (&engine.project, &engine.plan);
         let options = RuntimeOptions {
             // `QPF_COMPILED_CACHE` shares compiled plugins between projects (they are keyed by
-            // digest and engine, and verified on load); by default each project keeps its own.
-            compiled_cache: Some(
-                std::env::var_os("QPF_COMPILED_CACHE")
-                    .map(std::path::PathBuf::from)
-                    .unwrap_or_else(|| project.state_dir().join("cache").join("compiled")),
-            ),
+            // digest and engine, and authenticated on load); by default each project keeps its own.
+            compiled_cache: Some(qpf_runtime::CompiledCacheOptions {
+                dir: engine.compiled_cache_dir(),
+                secret: engine.secret,
+            }),
+            load_limits: project.file.load_limits.clone(),
             max_memory_bytes: project.file.limits.memory_bytes,
             max_concurrency: u32::try_from(jobs).unwrap_or(u32::MAX),
             pooling: true,
@@ -348,7 +386,9 @@ impl<'a> Plugins<'a> {
             .get_or_init(|| {
                 let decl = &self.project.file.plugins[name];
                 let _span = tracing::info_span!("load", plugin = name).entered();
-                runtime.load(&self.project.root.join(&decl.path), Some(&decl.digest)).map_err(|e| e.to_string())
+                runtime
+                    .load(&self.project.root.join(&decl.path), Some(&decl.digest), &self.project.file.limits)
+                    .map_err(|e| e.to_string())
             })
             .as_ref()
             .map_err(Clone::clone)?;
@@ -379,7 +419,54 @@ impl Engine {
         let kinds = qpf_schema::KindRegistry::load(root, &project.file.kinds).map_err(EngineError::Invalid)?;
         let schemas = SchemaSet::load(root, &project.file.schemas, &kinds).map_err(EngineError::Invalid)?;
         let plan = crate::plan::plan(&project, &schemas).map_err(EngineError::Invalid)?;
-        Ok(Engine { project, schemas, plan })
+        Ok(Engine { project, schemas, plan, secret: crate::secret::user_secret() })
+    }
+
+    /// The project's invocation cache (`.qpf/cache/invocations`), sealed with the user's secret.
+    pub fn invocation_cache(&self) -> LocalCache {
+        LocalCache::new(&self.project.state_dir().join("cache").join("invocations"), &self.secret)
+    }
+
+    /// The folder of compiled plugins: `QPF_COMPILED_CACHE` when set (shared between projects),
+    /// else `.qpf/cache/compiled`. Artifacts are authenticated either way.
+    pub fn compiled_cache_dir(&self) -> PathBuf {
+        std::env::var_os("QPF_COMPILED_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.project.state_dir().join("cache").join("compiled"))
+    }
+
+    /// Everything the output root must stay clear of (see [`crate::protect`]).
+    pub fn protected_paths(&self) -> Vec<crate::protect::Protected> {
+        use crate::protect::Protected;
+        let root = &self.project.root;
+        let file = &self.project.file;
+        let mut out = vec![
+            Protected { path: self.project.state_dir(), what: "the project's state folder `.qpf/`".into() },
+            Protected { path: root.join(LOCK_FILE), what: "the lock `qpf.lock`".into() },
+            Protected { path: root.join(crate::project::PROJECT_FILE), what: "the project file `qpf.yaml`".into() },
+            Protected { path: root.join(&file.map), what: "the extractor map".into() },
+            Protected { path: self.compiled_cache_dir(), what: "the compiled-plugin cache".into() },
+        ];
+        out.extend(
+            file.kinds
+                .iter()
+                .map(|(kind, p)| Protected { path: root.join(p), what: format!("the JSON Schema of kind `{kind}`") }),
+        );
+        out.extend(self.schemas.iter().map(|s| Protected { path: root.join(&s.path), what: "a schema file".into() }));
+        out.extend(
+            self.schemas
+                .sources()
+                .files()
+                .map(|p| Protected { path: root.join(p), what: "a schema or fragment file".into() }),
+        );
+        out.extend(file.plugins.iter().map(|(name, d)| Protected {
+            path: root.join(&d.path),
+            what: format!("the component of plugin `{name}`"),
+        }));
+        if let Some(secret) = crate::secret::secret_path() {
+            out.push(Protected { path: secret, what: "the user's cache secret".into() });
+        }
+        out
     }
 
     /// The project.
@@ -429,7 +516,7 @@ impl Engine {
 
     /// Whether each planned invocation has a valid cache entry (in plan order).
     pub fn cache_states(&self) -> Vec<bool> {
-        let cache = LocalCache::new(&self.project.state_dir().join("cache").join("invocations"));
+        let cache = self.invocation_cache();
         self.plan.invocations.iter().map(|i| matches!(cache.manifest(&i.key), Ok(Some(_)))).collect()
     }
 
@@ -454,9 +541,18 @@ impl Engine {
         for (name, digest) in self.plan.plugins() {
             let decl = &self.project.file.plugins[name];
             let path = self.project.root.join(&decl.path);
-            let bytes = std::fs::read(&path).map_err(|source| EngineError::Plugin {
+            let limit = self.project.file.load_limits.max_component_bytes;
+            let bytes = qpf_core::fs::read_regular(&path, limit).map_err(|e| EngineError::Plugin {
                 name: name.to_owned(),
-                source: LoadError::Read { path: decl.path.clone(), source },
+                source: match e {
+                    qpf_core::fs::ReadError::TooLarge { size, limit } => {
+                        LoadError::TooLarge { path: decl.path.clone(), size, limit }
+                    }
+                    qpf_core::fs::ReadError::Io(source) => LoadError::Read { path: decl.path.clone(), source },
+                    other => {
+                        LoadError::Read { path: decl.path.clone(), source: std::io::Error::other(other.to_string()) }
+                    }
+                },
             })?;
             let actual = digest_of(&bytes);
             if actual != digest {
@@ -475,15 +571,11 @@ impl Engine {
             None => (self.project.output_root(), self.project.file.output.display().to_string()),
         };
         let fail = |message: String| EngineError::Output { path: path.clone(), message };
+        // Before anything is created: the output root must stay clear of state, inputs and plugins.
+        crate::protect::check_output_root(&path, &self.protected_paths()).map_err(fail)?;
         let root = OutputRoot::open(&path).map_err(|e| fail(format!("cannot create or open it: {e}")))?;
-        let canonical_out = std::fs::canonicalize(&path).map_err(|e| fail(e.to_string()))?;
-        let canonical_project = std::fs::canonicalize(&self.project.root).map_err(|e| fail(e.to_string()))?;
-        if canonical_project.starts_with(&canonical_out) {
-            return Err(fail(
-                "it contains the project itself (qpf.yaml, schemas); point `output` at a folder of its own, e.g. `out`"
-                    .to_owned(),
-            ));
-        }
+        // Again once it exists (a link created in between must not change the answer).
+        crate::protect::check_output_root(&path, &self.protected_paths()).map_err(fail)?;
         Ok((path, shown, root))
     }
 
@@ -507,9 +599,9 @@ impl Engine {
         // Held for the whole run: `qpf cache gc|clear` wait for it instead of deleting under us.
         let _lock = crate::cache_admin::lock_shared(&cache_root)
             .map_err(|source| EngineError::Io { path: cache_root.join(".lock"), source })?;
-        let cache = LocalCache::new(&cache_root.join("invocations"));
+        let cache = self.invocation_cache();
         let cache: Option<&dyn InvocationCache> = if options.no_cache { None } else { Some(&cache) };
-        let plugins = Plugins::new(&self.project, &self.plan, jobs);
+        let plugins = Plugins::new(self, jobs);
         let limits = &self.project.file.limits;
         let invocations = &self.plan.invocations;
         on_event(Event::Planned { total: invocations.len() });
@@ -571,7 +663,7 @@ impl Engine {
                                         limits,
                                         count: 0,
                                     };
-                                    worked.children = spawner.run(inv, &worked, &mut vec![identity(inv)]);
+                                    worked.children = spawner.run(inv, &worked);
                                 }
                                 worked
                             }
@@ -604,7 +696,7 @@ impl Engine {
         let lock_path = self.project.root.join(LOCK_FILE);
         let previous = Lock::read(&lock_path).filter(|l| l.output == output_shown);
         let mut lock = Lock::new(output_shown.clone());
-        let mut claimed: HashMap<String, (String, String)> = HashMap::new();
+        let mut claimed: crate::output_path::PathTree<(String, String)> = crate::output_path::PathTree::default();
         let mut reports = Vec::with_capacity(invocations.len());
         let mut records = Vec::with_capacity(invocations.len());
         let mut summary = Summary { invocations: invocations.len(), ..Summary::default() };
@@ -626,16 +718,25 @@ impl Engine {
             warnings.extend(worked.warnings);
             let mut written = Vec::new();
             let result = worked.result.and_then(|files| {
-                if let Some((rel, (entry, schema))) = files.iter().find_map(|f| claimed.get(&f.rel).map(|o| (&f.rel, o))) {
-                    return Err(error(
-                        "output",
-                        format!(
-                            "`{rel}` is also produced by entry `{entry}` for `{schema}`; give the entries different `out` folders"
-                        ),
-                    ));
+                // Every check before the first write: an invocation's files land all or none.
+                for f in &files {
+                    if let Some((other, (entry, schema))) = claimed.conflict(&f.rel) {
+                        let clash = if *other == f.rel {
+                            format!("`{}` is also produced by", f.rel)
+                        } else {
+                            format!("`{}` clashes with `{other}` (a file where a folder is needed, or a case-only difference), produced by", f.rel)
+                        };
+                        return Err(error(
+                            "output",
+                            format!("{clash} entry `{entry}` for `{schema}`; give the entries different `out` folders"),
+                        ));
+                    }
+                    if f.contents.is_some() {
+                        root.check_writable(&f.rel).map_err(|e| error("output", format!("cannot write `{}`: {e}", f.rel)))?;
+                    }
                 }
                 for f in &files {
-                    claimed.insert(f.rel.clone(), (inv.entry.clone(), inv.schema.clone()));
+                    claimed.insert(&f.rel, (inv.entry.clone(), inv.schema.clone()));
                     if let Some(contents) = &f.contents {
                         match root.write(&f.rel, contents) {
                             Ok(WriteOutcome::Written) => written.push(f.rel.clone()),
@@ -698,7 +799,7 @@ impl Engine {
                         for (rel, f) in &previous.files {
                             let descends =
                                 f.entry == inv.entry || f.spawned_by.as_ref().is_some_and(|s| s.entry == inv.entry);
-                            if descends && f.schema == inv.schema && !claimed.contains_key(rel) {
+                            if descends && f.schema == inv.schema && claimed.conflict(rel).is_none() {
                                 lock.files.insert(rel.clone(), f.clone());
                             }
                         }
@@ -777,8 +878,21 @@ fn replay(
     manifest: &Manifest,
     cache: &dyn InvocationCache,
     root: &OutputRoot,
+    limits: &Limits,
     warnings: &mut Vec<String>,
 ) -> Option<Vec<ProducedFile>> {
+    // A manifest is authenticated, but it is replayed under today's limits and path rules: what a
+    // plugin could not return today is not served from yesterday's cache either.
+    let paths_ok = manifest.files.len() <= limits.max_files as usize
+        && manifest.files.iter().all(|f| crate::output_path::check(&f.path, limits.max_path_len).is_ok())
+        && crate::output_path::check_set(manifest.files.iter().map(|f| f.path.as_str())).is_ok();
+    if !paths_ok {
+        warnings.push(format!(
+            "entry `{}`, schema `{}`: the cached result breaks today's output rules; running the plugin instead",
+            inv.entry, inv.schema
+        ));
+        return None;
+    }
     let mut files = Vec::with_capacity(manifest.files.len());
     for f in &manifest.files {
         let rel = join(&inv.out_dir, &f.path);
@@ -826,19 +940,24 @@ fn check_outputs(
             ),
         ));
     }
-    let mut seen = std::collections::HashSet::new();
-    let mut checked = Vec::with_capacity(files.len());
-    for f in files {
+    for f in &files {
         crate::output_path::check(&f.path, limits.max_path_len).map_err(|p| {
-            error("output", format!("the plugin returned the path {:?}, which is not allowed: {p}", f.path))
+            let shown = qpf_runtime::budgets::truncate(f.path.clone(), 200);
+            error(
+                "output",
+                format!("the plugin returned the path `{}`, which is not allowed: {p}", qpf_core::text::escape(&shown)),
+            )
         })?;
-        if !seen.insert(f.path.clone()) {
-            return Err(error("output", format!("the plugin returned the path `{}` twice", f.path)));
-        }
-        let digest = digest_of(&f.contents);
-        checked.push((f.path, digest, f.contents));
     }
-    Ok(checked)
+    crate::output_path::check_set(files.iter().map(|f| f.path.as_str()))
+        .map_err(|p| error("output", format!("the plugin's files cannot be written together: {p}")))?;
+    Ok(files
+        .into_iter()
+        .map(|f| {
+            let digest = digest_of(&f.contents);
+            (f.path, digest, f.contents)
+        })
+        .collect())
 }
 
 fn work(
@@ -856,7 +975,7 @@ fn work(
     if let Some(cache) = cache {
         match cache.manifest(&inv.key) {
             Ok(Some(manifest)) => {
-                if let Some(files) = replay(inv, &manifest, cache, root, &mut warnings) {
+                if let Some(files) = replay(inv, &manifest, cache, root, limits, &mut warnings) {
                     tracing::debug!("cache hit");
                     return Worked {
                         hit: true,
@@ -926,7 +1045,7 @@ fn run_plugin(
     let invocation = runtime.invoke(plugin, &request, limits).map_err(|e| error("sandbox", e.to_string()))?;
     worked.fuel = invocation.fuel_consumed;
     for line in &invocation.logs {
-        tracing::debug!(target: "qpf::plugin", level = ?line.level, "{}", line.message);
+        tracing::debug!(target: "qpf::plugin", level = ?line.level, "{}", qpf_core::text::escape(&line.message));
     }
     let response = match invocation.result {
         Ok(r) => r,

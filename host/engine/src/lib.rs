@@ -19,7 +19,9 @@ pub mod output_path;
 pub mod plan;
 pub mod plugin_config;
 pub mod project;
+pub mod protect;
 pub mod report;
+pub mod secret;
 pub mod writer;
 
 pub use extract::{Engine, EngineError, Event, ExtractOptions};

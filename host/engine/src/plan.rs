@@ -130,9 +130,7 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
             let key = cache_key::compute(&KeyInputs {
                 abi: qpf_runtime::ABI_VERSION,
                 plugin_digest: &plugin.digest,
-                config: &request.config,
-                input: &request.input,
-                context: &request.context,
+                request: &request,
                 limits,
             });
             invocations.push(PlannedInvocation {

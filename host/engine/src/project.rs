@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use qpf_runtime::Limits;
+use qpf_runtime::{Limits, LoadLimits};
 use qpf_schema::SchemaError;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,9 @@ pub struct ProjectFile {
     /// Sandbox limits for every invocation (defaults apply to omitted fields).
     #[serde(default)]
     pub limits: Limits,
+    /// What loading one plugin may cost (component size, functions, compile time).
+    #[serde(default, rename = "load-limits")]
+    pub load_limits: LoadLimits,
 }
 
 /// One plugin of the project.
@@ -100,6 +103,12 @@ pub struct SpawnPolicy {
     #[serde(default = "default_spawn_count")]
     pub max_count: u32,
 }
+
+/// The most `spawn.max-depth` may be: a chain is run with an explicit stack, but each level keeps
+/// its parent's request.
+pub const MAX_SPAWN_DEPTH: u32 = 64;
+/// The most `spawn.max-count` may be: each spawned invocation is a report row and an audit record.
+pub const MAX_SPAWN_COUNT: u32 = 10_000;
 
 fn default_spawn_depth() -> u32 {
     2
@@ -255,6 +264,16 @@ impl Project {
             }
         }
         for entry in &map.entries {
+            if entry.spawn.max_depth > MAX_SPAWN_DEPTH || entry.spawn.max_count > MAX_SPAWN_COUNT {
+                return Err(SchemaError::file(
+                    &file.map,
+                    format!(
+                        "entry `{}`: `spawn.max-depth` may be at most {MAX_SPAWN_DEPTH} and `spawn.max-count` at most {MAX_SPAWN_COUNT} (got {} and {})",
+                        entry.id, entry.spawn.max_depth, entry.spawn.max_count
+                    ),
+                )
+                .into());
+            }
             if let Some(p) = entry.spawn.plugins.iter().find(|p| !file.plugins.contains_key(*p)) {
                 return Err(SchemaError::file(
                     &file.map,

@@ -11,10 +11,7 @@ use cap_std::fs::{Dir, OpenOptions};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// `blake3:<hex>` of some bytes: the one digest format of every QPF record.
-pub fn digest_of(bytes: &[u8]) -> String {
-    format!("blake3:{}", blake3::hash(bytes).to_hex())
-}
+pub use qpf_core::digest_of;
 
 /// Writes a state file (cache entry, lock) atomically: a temporary sibling, then a rename.
 ///
@@ -27,6 +24,20 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.write_all(bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// What a file under the root is, for messages.
+fn describe(meta: &cap_std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "a special file (FIFO, socket or device)"
+    }
 }
 
 /// A capability on the output root.
@@ -86,6 +97,39 @@ impl OutputRoot {
         }
     }
 
+    /// Checks, without writing, that `rel` can be written: every folder on the way is a folder (or
+    /// absent) and the file itself is a regular file (or absent). Run it on every file of an
+    /// invocation before writing any, so that a clash with what is on disk leaves nothing half done.
+    ///
+    /// # Errors
+    /// A message naming the part of the path in the way.
+    pub fn check_writable(&self, rel: &str) -> Result<(), String> {
+        for (i, _) in rel.match_indices('/').chain(std::iter::once((rel.len(), ""))) {
+            let part = &rel[..i];
+            match self.dir.symlink_metadata(part) {
+                Ok(meta) if i < rel.len() && !meta.is_dir() => {
+                    return Err(format!(
+                        "`{}` is {} on disk, but `{}` needs it to be a folder",
+                        qpf_core::text::escape(part),
+                        describe(&meta),
+                        qpf_core::text::escape(rel)
+                    ));
+                }
+                Ok(meta) if i == rel.len() && !meta.is_file() => {
+                    return Err(format!(
+                        "`{}` is {} on disk; QPF writes only regular files",
+                        qpf_core::text::escape(rel),
+                        describe(&meta)
+                    ));
+                }
+                Ok(_) => {}
+                // Absent from here on: nothing further can be in the way.
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `bytes` to `rel` (already checked by [`crate::output_path::check`]) unless the file
     /// already holds exactly these bytes.
     ///
@@ -99,15 +143,14 @@ impl OutputRoot {
         {
             return Ok(WriteOutcome::Unchanged);
         }
-        let (parent, name) = match rel.rsplit_once('/') {
-            Some((p, n)) => (Some(p), n),
-            None => (None, rel),
-        };
+        let parent = rel.rsplit_once('/').map(|(p, _)| p);
         if let Some(parent) = parent {
             self.dir.create_dir_all(parent)?;
         }
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp_name = format!(".{name}.qpf-tmp-{}-{n}", std::process::id());
+        // Short and independent of the file's name: a legal 255-byte name must not give an illegal
+        // temporary one.
+        let tmp_name = format!(".qpf-tmp-{}-{n}", std::process::id());
         let tmp = match parent {
             Some(p) => format!("{p}/{tmp_name}"),
             None => tmp_name,
@@ -150,5 +193,26 @@ mod tests {
         let root = OutputRoot::open(tmp.path()).unwrap();
         assert!(root.write("link/x.txt", b"escaped").is_err());
         assert!(!outside.path().join("x.txt").exists());
+    }
+
+    #[test]
+    fn a_file_in_the_way_of_a_folder_is_found_before_writing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = OutputRoot::open(tmp.path()).unwrap();
+        root.write("a", b"file").unwrap();
+        let err = root.check_writable("a/b").unwrap_err();
+        assert!(err.contains("`a` is a regular file on disk"), "{err}");
+        std::fs::create_dir_all(tmp.path().join("d/e")).unwrap();
+        assert!(root.check_writable("d/e").unwrap_err().contains("a folder on disk"));
+        assert_eq!(root.check_writable("d/e/f.txt"), Ok(()));
+        assert_eq!(root.check_writable("new/x.txt"), Ok(()));
+    }
+
+    #[test]
+    fn a_name_of_255_bytes_can_be_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = OutputRoot::open(tmp.path()).unwrap();
+        let name = "n".repeat(255);
+        assert_eq!(root.write(&name, b"x").unwrap(), WriteOutcome::Written);
     }
 }

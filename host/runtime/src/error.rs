@@ -42,6 +42,55 @@ pub enum LoadError {
         /// Linker message.
         message: String,
     },
+    /// The component is larger than `load-limits.max-component-bytes`.
+    #[error(
+        "plugin `{path}` is {size} bytes, over the limit of {limit} bytes (`load-limits.max-component-bytes` in qpf.yaml)"
+    )]
+    TooLarge {
+        /// The plugin path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The component defines more functions than `load-limits.max-functions`.
+    #[error(
+        "plugin `{path}` defines {count} functions, over the limit of {limit} (`load-limits.max-functions` in qpf.yaml); compiling it would cost the host too much"
+    )]
+    TooManyFunctions {
+        /// The plugin path.
+        path: PathBuf,
+        /// Functions found.
+        count: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Compiling the component took longer than `load-limits.compile-ms`.
+    #[error("plugin `{path}` did not compile within {limit_ms} ms (`load-limits.compile-ms` in qpf.yaml)")]
+    CompileTimeout {
+        /// The plugin path.
+        path: PathBuf,
+        /// The limit.
+        limit_ms: u64,
+    },
+    /// The component asks for more than the sandbox grants at instantiation (for example an
+    /// initial memory larger than `limits.memory-bytes`).
+    #[error("plugin `{path}` cannot run within the sandbox's limits: {message}")]
+    OverLimits {
+        /// The plugin path.
+        path: PathBuf,
+        /// Which limit.
+        message: String,
+    },
+    /// `info()` returned something the host refuses (an over-long or ill-formed field).
+    #[error("plugin `{path}`: `info()` returned {message}")]
+    BadInfo {
+        /// The plugin path.
+        path: PathBuf,
+        /// What is wrong, naming the field and its budget.
+        message: String,
+    },
     /// Calling `info()` failed.
     #[error("plugin `{path}`: `info()` failed: {source}")]
     Info {
@@ -80,11 +129,36 @@ pub enum SandboxError {
         /// The deadline.
         limit_ms: u64,
     },
+    /// The plugin tried to grow its tables beyond the cap.
+    #[error(
+        "table limit exceeded: the plugin's tables would hold {requested} elements together, over the limit of {limit} (`limits.table-elements`)"
+    )]
+    Table {
+        /// The cap.
+        limit: u64,
+        /// What it asked for, all tables together.
+        requested: u64,
+    },
     /// The plugin returned more data than the output limit lets the host copy.
     #[error("output limit exceeded: the plugin returned more than {limit} bytes (`limits.max-output-bytes`)")]
     OutputTooLarge {
         /// The cap.
         limit: u64,
+    },
+    /// One call from the plugin into the host (a log line, a write to stdout or stderr) carried
+    /// more bytes than one call may.
+    #[error(
+        "transfer limit exceeded: the plugin passed more than {limit} bytes to the host in one call (a log line or a write to stdout/stderr; `limits.max-output-bytes` bounds every single call)"
+    )]
+    Transfer {
+        /// The cap per call.
+        limit: u64,
+    },
+    /// The plugin called `exit` instead of returning.
+    #[error("the plugin called `exit({code})` instead of returning a response or an `extract-error`")]
+    Exited {
+        /// The exit code.
+        code: i32,
     },
     /// The plugin trapped (panic, `unreachable`, out-of-bounds access, ...).
     #[error("the plugin crashed (wasm trap): {message}")]
@@ -95,6 +169,13 @@ pub enum SandboxError {
     /// Instantiation failed in the host (for example, the instance pool is exhausted).
     #[error("could not instantiate the plugin: {message}")]
     Instantiate {
+        /// Why.
+        message: String,
+    },
+    /// The call failed in the host for a reason that is not a trap (for example, a WASI call the
+    /// plugin made failed fatally).
+    #[error("the plugin's call failed in the host: {message}")]
+    Call {
         /// Why.
         message: String,
     },

@@ -3,7 +3,7 @@
 //! One [`Runtime`] owns one wasmtime `Engine` (component model, fuel, epochs, pooling allocator
 //! where the machine allows it) and a linker that offers a plugin exactly two things: the
 //! `qpf:extractor/log` import and a WASI p2 context with no preopened directories, no environment,
-//! no arguments, no sockets, fixed clocks and seeded randomness. A [`Plugin`] is a compiled
+//! no arguments, no sockets, fixed clocks and randomness seeded per invocation from its request. A [`Plugin`] is a compiled
 //! component with its `InstancePre`; each [`Runtime::invoke`] runs in a fresh `Store` under the
 //! [`Limits`] it is given, so invocations share nothing.
 //!
@@ -11,20 +11,22 @@
 //! safely and says precisely why it failed ([`SandboxError`]).
 
 mod bindings;
+pub mod budgets;
 mod compiled_cache;
 mod error;
 mod limits;
 mod log;
 mod log_sink;
 mod plugin;
+mod random;
 mod runtime;
 mod types;
 
 pub use error::{LoadError, SandboxError};
-pub use limits::Limits;
+pub use limits::{LOG_LINE_OVERHEAD, Limits, LoadLimits};
 pub use log::{LogLevel, LogLine};
 pub use plugin::{BUILD_WITHOUT_IMPORTS, Plugin, is_granted};
-pub use runtime::{Inspection, Runtime, RuntimeOptions};
+pub use runtime::{CompiledCacheOptions, Inspection, Runtime, RuntimeOptions};
 pub use types::{
     Diagnostic, ExtractError, Invocation, OutputFile, PluginInfo, Request, Response, SchemaId, Severity, SpawnRequest,
 };

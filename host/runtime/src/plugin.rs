@@ -115,22 +115,39 @@ pub(crate) fn request_to_wit(r: &Request) -> wit::Request {
 }
 
 fn diagnostic_from_wit(d: wit::Diagnostic) -> Diagnostic {
+    use crate::budgets::{MAX_MESSAGE_BYTES, MAX_POINTER_BYTES, truncate};
     Diagnostic {
         severity: match d.severity {
             wit::Severity::Error => Severity::Error,
             wit::Severity::Warning => Severity::Warning,
             wit::Severity::Info => Severity::Info,
         },
-        message: d.message,
-        pointer: d.pointer,
+        message: truncate(d.message, MAX_MESSAGE_BYTES),
+        pointer: d.pointer.filter(|p| p.len() <= MAX_POINTER_BYTES),
     }
+}
+
+/// The first [`crate::budgets::MAX_DIAGNOSTICS`] diagnostics, each within its budget, and a note
+/// counting the rest.
+fn diagnostics_from_wit(list: Vec<wit::Diagnostic>) -> Vec<Diagnostic> {
+    let max = crate::budgets::MAX_DIAGNOSTICS;
+    let total = list.len();
+    let mut out: Vec<Diagnostic> = list.into_iter().take(max).map(diagnostic_from_wit).collect();
+    if total > max {
+        out.push(Diagnostic {
+            severity: Severity::Warning,
+            message: format!("{} more diagnostics dropped (the host keeps {max} per invocation)", total - max),
+            pointer: None,
+        });
+    }
+    out
 }
 
 pub(crate) fn result_from_wit(r: Result<wit::Response, wit::ExtractError>) -> Result<Response, ExtractError> {
     match r {
         Ok(resp) => Ok(Response {
             files: resp.files.into_iter().map(|f| OutputFile { path: f.path, contents: f.contents }).collect(),
-            diagnostics: resp.diagnostics.into_iter().map(diagnostic_from_wit).collect(),
+            diagnostics: diagnostics_from_wit(resp.diagnostics),
             spawns: resp
                 .spawns
                 .into_iter()
@@ -138,8 +155,8 @@ pub(crate) fn result_from_wit(r: Result<wit::Response, wit::ExtractError>) -> Re
                 .collect(),
         }),
         Err(e) => Err(ExtractError {
-            message: e.message,
-            diagnostics: e.diagnostics.into_iter().map(diagnostic_from_wit).collect(),
+            message: crate::budgets::truncate(e.message, crate::budgets::MAX_MESSAGE_BYTES),
+            diagnostics: diagnostics_from_wit(e.diagnostics),
         }),
     }
 }

@@ -29,10 +29,11 @@ impl std::fmt::Debug for JsonSchema {
 }
 
 impl JsonSchema {
-    /// Compiles a JSON Schema (draft 2020-12).
+    /// Compiles a JSON Schema (draft 2020-12) after checking it against the budgets of
+    /// [`crate::schema_budget`] (it may come from a plugin).
     ///
     /// # Errors
-    /// A message when the value is not a valid JSON Schema.
+    /// A message when the value is over budget or not a valid JSON Schema.
     pub fn compile(schema: &serde_json::Value) -> Result<Self, String> {
         compile(schema).map(JsonSchema)
     }
@@ -43,12 +44,31 @@ impl JsonSchema {
     }
 }
 
-/// Compiles a JSON Schema (draft 2020-12) from a JSON value.
+/// Compiles a JSON Schema (draft 2020-12) from a JSON value, within the budgets of
+/// [`crate::schema_budget`] and with the linear-time regex engine for `pattern`s.
 ///
 /// # Errors
-/// A message when the value is not a valid JSON Schema.
+/// A message when the value is over budget or not a valid JSON Schema.
 pub fn compile(schema: &serde_json::Value) -> Result<jsonschema::Validator, String> {
-    jsonschema::draft202012::new(schema).map_err(|e| e.to_string())
+    crate::schema_budget::check(schema).map_err(|e| format!("over budget: {e}"))?;
+    jsonschema::draft202012::options()
+        .with_pattern_options(jsonschema::PatternOptions::regex().size_limit(1 << 20).dfa_size_limit(1 << 20))
+        .build(schema)
+        .map_err(|e| crate::schema_budget::shorten_message(&e.to_string()))
+}
+
+/// Largest JSON Schema file of a kind, in bytes.
+pub const MAX_KIND_FILE_BYTES: u64 = 4 << 20;
+
+/// Reads a regular file that resolves inside the project root.
+fn read_inside(root: &Path, rel: &Path) -> Result<Vec<u8>, String> {
+    let path = root.join(rel);
+    let canonical_root = std::fs::canonicalize(root).map_err(|e| e.to_string())?;
+    let canonical = std::fs::canonicalize(&path).map_err(|e| e.to_string())?;
+    if !canonical.starts_with(&canonical_root) {
+        return Err("it resolves outside the project folder".to_owned());
+    }
+    qpf_core::fs::read_regular(&canonical, MAX_KIND_FILE_BYTES).map_err(|e| e.to_string())
 }
 
 impl KindRegistry {
@@ -60,7 +80,7 @@ impl KindRegistry {
         let mut validators = BTreeMap::new();
         let mut errors = Vec::new();
         for (kind, rel) in kinds {
-            let result = std::fs::read(root.join(rel))
+            let result = read_inside(root, rel)
                 .map_err(|e| format!("cannot read the JSON Schema of kind `{kind}`: {e}"))
                 .and_then(|bytes| {
                     serde_json::from_slice::<serde_json::Value>(&bytes)

@@ -18,6 +18,7 @@ pub mod node;
 pub mod provenance;
 pub mod resolve;
 mod schema;
+pub mod schema_budget;
 mod set;
 pub mod yaml;
 

@@ -83,6 +83,11 @@ impl Sources {
         self.texts.insert(file.to_owned(), text.to_owned());
     }
 
+    /// Every file read (relative to the project root): schemas and the fragments they import.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.texts.keys().map(PathBuf::as_path)
+    }
+
     /// A rustc-style excerpt of the origin's line with a caret under its column, or `None` when the
     /// text or position is unknown.
     pub fn excerpt(&self, origin: &Origin) -> Option<String> {

@@ -66,19 +66,18 @@ pub fn from_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Schem
     serde_saphyr::from_str_with_options(text, options()).map_err(|e| to_error(path, &e))
 }
 
-/// Reads a YAML file's text, refusing files over [`MAX_FILE_BYTES`] and invalid UTF-8.
+/// Reads a YAML file's text, refusing anything but a regular file (a FIFO, device or folder),
+/// files over [`MAX_FILE_BYTES`] and invalid UTF-8.
 ///
 /// # Errors
 /// A [`SchemaError`] naming `display` (the path to show the user).
 pub fn read_text(path: &Path, display: &Path) -> Result<String, SchemaError> {
-    let meta = std::fs::metadata(path).map_err(|e| SchemaError::file(display, format!("cannot read: {e}")))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(SchemaError::file(
-            display,
-            format!("file is {} bytes, over the limit of {MAX_FILE_BYTES} bytes for a YAML file", meta.len()),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| SchemaError::file(display, format!("cannot read: {e}")))?;
+    let bytes = qpf_core::fs::read_regular(path, MAX_FILE_BYTES).map_err(|e| match e {
+        qpf_core::fs::ReadError::TooLarge { size, limit } => {
+            SchemaError::file(display, format!("file is {size} bytes, over the limit of {limit} bytes for a YAML file"))
+        }
+        e => SchemaError::file(display, format!("cannot read: {e}")),
+    })?;
     String::from_utf8(bytes).map_err(|e| {
         SchemaError::file(
             display,

@@ -1,6 +1,7 @@
 //! `qpf cache stats | gc --max-size SIZE | clear`: the local caches under `.qpf/cache`, safe while
 //! another `qpf` runs (runs hold a shared lock; `gc` and `clear` wait for an exclusive one).
 
+use crate::term::{esay, say};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -41,7 +42,7 @@ enum Command {
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     let project = Project::load(project)?;
     let root = project.state_dir().join("cache");
-    let waiting = || eprintln!("waiting for another qpf to finish with the cache...");
+    let waiting = || esay!("waiting for another qpf to finish with the cache...");
     let json = args.format == Format::Json;
     match &args.command {
         Command::Stats => {
@@ -49,8 +50,8 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
             if json {
                 println!("{}", serde_json::to_string(&s)?);
             } else {
-                println!("invocations: {} entries, {} blobs, {} bytes", s.manifests, s.blobs, s.invocation_bytes);
-                println!("compiled plugins: {}, {} bytes", s.compiled, s.compiled_bytes);
+                say!("invocations: {} entries, {} blobs, {} bytes", s.manifests, s.blobs, s.invocation_bytes);
+                say!("compiled plugins: {}, {} bytes", s.compiled, s.compiled_bytes);
             }
         }
         Command::Gc { max_size } => {
@@ -59,9 +60,12 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
-                println!(
+                say!(
                     "removed {} entries and {} blobs ({} bytes); the invocation cache now holds {} bytes",
-                    r.manifests_removed, r.blobs_removed, r.bytes_freed, r.bytes_after
+                    r.manifests_removed,
+                    r.blobs_removed,
+                    r.bytes_freed,
+                    r.bytes_after
                 );
             }
         }
@@ -71,7 +75,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
             if json {
                 println!("{}", serde_json::json!({"bytes_freed": freed}));
             } else {
-                println!("cleared {freed} bytes");
+                say!("cleared {freed} bytes");
             }
         }
     }

@@ -1,5 +1,6 @@
 //! `qpf digest FILE...`: the `blake3:<hex>` digest to pin a plugin with in qpf.yaml.
 
+use crate::term::say;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -21,7 +22,7 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<Exit> {
     for file in &args.files {
         let bytes = std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))?;
-        println!("blake3:{}  {}", blake3::hash(&bytes).to_hex(), file.display());
+        say!("blake3:{}  {}", blake3::hash(&bytes).to_hex(), file.display());
     }
     Ok(Exit::Success)
 }

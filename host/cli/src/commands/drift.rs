@@ -1,6 +1,7 @@
 //! `qpf drift`: does the code on disk still match the lock and the current schemas?
 //! Exit 0 clean, 2 drift found, 1 error (like `terraform plan -detailed-exitcode`).
 
+use crate::term::{esay, say};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -32,12 +33,12 @@ fn print(report: &DriftReport, format: Format) {
         Format::Human => {
             for i in &report.items {
                 let class = format!("{:?}", i.class).to_lowercase();
-                println!("{class:<9} {}  ({}, entry `{}`: {})", i.path, i.schema, i.entry, i.detail);
+                say!("{class:<9} {}  ({}, entry `{}`: {})", i.path, i.schema, i.entry, i.detail);
             }
             if report.is_clean() {
-                println!("no drift: {} files match the lock and the schemas ({})", report.checked, report.output);
+                say!("no drift: {} files match the lock and the schemas ({})", report.checked, report.output);
             } else {
-                println!("{} of {} files drifted; `qpf drift --fix` repairs them", report.items.len(), report.checked);
+                say!("{} of {} files drifted; `qpf drift --fix` repairs them", report.items.len(), report.checked);
             }
         }
     }
@@ -60,15 +61,23 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         engine.extract(&ExtractOptions { jobs, out: args.out.clone(), no_cache: false, fail_fast: false }, &|_| {})?;
     for inv in extract.invocations.iter().filter(|i| i.outcome != "ok") {
         if let Some(e) = &inv.error {
-            eprintln!("error: entry `{}`, schema `{}`: {} error: {}", inv.entry, inv.schema, e.kind, e.message);
+            esay!(
+                "error: entry `{}`, schema `{}`: {} error: {}",
+                inv.entry,
+                inv.schema,
+                e.kind,
+                crate::term::block(&e.message)
+            );
         }
     }
     for kept in engine.remove_orphans(&report.items, &locked, args.out.as_deref())? {
-        eprintln!("warning: orphan {kept}");
+        esay!("warning: orphan {kept}");
     }
-    eprintln!(
+    esay!(
         "fixed: {} files restored or re-extracted ({} plugin runs, {} from the cache)",
-        extract.summary.files_written, extract.summary.misses, extract.summary.hits
+        extract.summary.files_written,
+        extract.summary.misses,
+        extract.summary.hits
     );
     let after = engine.drift(args.out.as_deref())?;
     print(&after, args.format);

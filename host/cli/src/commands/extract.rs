@@ -1,5 +1,6 @@
 //! `qpf extract`: run every planned invocation and write the generated files.
 
+use crate::term::{esay, say};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -50,7 +51,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     let on_event = |event: Event<'_>| match event {
         Event::Planned { total } => bar.set_length(total as u64),
         Event::Finished { entry, schema, .. } => {
-            bar.set_message(format!("{entry} {schema}"));
+            bar.set_message(crate::term::one(&format!("{entry} {schema}")).into_owned());
             bar.inc(1);
         }
     };
@@ -62,7 +63,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         std::fs::write(path, json).with_context(|| format!("cannot write the report to `{}`", path.display()))?;
     }
     for warning in &report.warnings {
-        eprintln!("warning: {warning}");
+        esay!("warning: {}", crate::term::block(warning));
     }
     for inv in &report.invocations {
         for d in &inv.diagnostics {
@@ -72,28 +73,36 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
                 (None, Some(p)) => format!("`{p}`: "),
                 (None, None) => String::new(),
             };
-            eprintln!(
-                "{severity}: {at}{} (entry `{}`, schema `{}`, plugin `{}`)",
-                d.message, inv.entry, inv.schema, inv.plugin
+            esay!(
+                "{severity}: {}{} (entry `{}`, schema `{}`, plugin `{}`)",
+                crate::term::one(&at),
+                crate::term::block(&d.message),
+                inv.entry,
+                inv.schema,
+                inv.plugin
             );
             if let Some(excerpt) = &d.excerpt {
-                eprintln!("{excerpt}");
+                esay!("{excerpt}");
             }
             for via in &d.via {
-                eprintln!("  = note: via {via}");
+                esay!("  = note: via {via}");
             }
         }
     }
     let s = &report.summary;
     for inv in report.invocations.iter().filter(|i| i.outcome != "ok") {
         if let Some(e) = &inv.error {
-            eprintln!(
+            esay!(
                 "error: entry `{}`, schema `{}`, plugin `{}`: {} error: {}",
-                inv.entry, inv.schema, inv.plugin, e.kind, e.message
+                inv.entry,
+                inv.schema,
+                inv.plugin,
+                e.kind,
+                crate::term::block(&e.message)
             );
         }
     }
-    println!(
+    say!(
         "{} invocations ({} cached, {} run, {} failed), {} files written, {} unchanged, in {} ms -> {}",
         s.invocations,
         s.hits,
@@ -105,13 +114,10 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         report.output
     );
     if s.skipped > 0 {
-        eprintln!("error: {} invocations were skipped after the first failure (--fail-fast)", s.skipped);
+        esay!("error: {} invocations were skipped after the first failure (--fail-fast)", s.skipped);
     }
     if s.failed > 0 {
-        eprintln!(
-            "error: {} of {} invocations failed; their previous outputs were left in place",
-            s.failed, s.invocations
-        );
+        esay!("error: {} of {} invocations failed; their previous outputs were left in place", s.failed, s.invocations);
         return Ok(Exit::Failure);
     }
     Ok(Exit::Success)

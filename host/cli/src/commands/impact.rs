@@ -1,5 +1,6 @@
 //! `qpf impact PATH...`: the schemas, invocations and generated files a change to these files affects.
 
+use crate::term::say;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -38,15 +39,15 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         Format::Json => println!("{}", serde_json::to_string(&impact)?),
         Format::Human => {
             for s in &impact.schemas {
-                println!("schema      {s}");
+                say!("schema      {s}");
             }
             for (e, s) in &impact.invocations {
-                println!("invocation  {e} × {s}");
+                say!("invocation  {e} × {s}");
             }
             for f in &impact.files {
-                println!("file        {f}");
+                say!("file        {f}");
             }
-            println!(
+            say!(
                 "{} schemas, {} invocations, {} generated files affected",
                 impact.schemas.len(),
                 impact.invocations.len(),

@@ -1,5 +1,6 @@
 //! `qpf plan`: every invocation the project would run, with its cache state and, for a miss, why.
 
+use crate::term::say;
 use std::path::Path;
 
 use anyhow::Result;
@@ -30,7 +31,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
                 let key = inv.key.strip_prefix("blake3:").unwrap_or(&inv.key);
                 let state = if reason.is_some() { "miss" } else { "hit" };
                 let why = reason.as_deref().map(|r| format!("  ({r})")).unwrap_or_default();
-                println!(
+                say!(
                     "{state:<5} {:<16} {:<32} {:<14} -> {}/  key {}{why}",
                     inv.entry,
                     inv.schema,
@@ -40,7 +41,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
                 );
             }
             let hits = reasons.iter().filter(|r| r.is_none()).count();
-            println!("{} invocations: {} cached, {} to run", plan.len(), hits, plan.len() - hits);
+            say!("{} invocations: {} cached, {} to run", plan.len(), hits, plan.len() - hits);
         }
         Format::Json => {
             let items: Vec<_> = plan

@@ -4,6 +4,7 @@
 //! shared fragment shows up in every schema that uses it. A side given as `REV:path` is read from
 //! git: the project's tree at `REV` is extracted to a temporary folder and resolved there.
 
+use crate::term::{esay, say};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -140,9 +141,9 @@ fn load_side(project: &Path, spec: &str) -> Result<(Schema, Option<Checkout>)> {
 }
 
 fn print_changes(title: &str, changes: &[Change]) {
-    println!("{title}");
+    say!("{title}");
     if changes.is_empty() {
-        println!("  no changes");
+        say!("  no changes");
     }
     for c in changes {
         let class = match c.class {
@@ -150,7 +151,7 @@ fn print_changes(title: &str, changes: &[Change]) {
             Class::NonBreaking => "non-breaking",
             Class::Cosmetic => "cosmetic    ",
         };
-        println!("  {class} {:<22} {}  {}", c.reason, c.pointer, c.message);
+        say!("  {class} {:<22} {}  {}", c.reason, c.pointer, c.message);
     }
 }
 
@@ -164,7 +165,7 @@ fn diff_cmd(project: &Path, old: &str, new: &str, format: Format) -> Result<Exit
             let b = changes.iter().filter(|c| c.class == Class::Breaking).count();
             let zero = semver::Version::parse(&old_schema.doc.metadata.version).is_ok_and(|v| v.major == 0);
             let note = if zero && b > 0 { " (a minor one while the version is 0.y.z)" } else { "" };
-            println!(
+            say!(
                 "{} changes, {b} breaking; needs at least a {} version bump{note}",
                 changes.len(),
                 diff::required_bump(&changes)
@@ -239,9 +240,9 @@ fn check_cmd(project: &Path, rev: &str, format: Format) -> Result<Exit> {
             for r in &results {
                 let status = r["status"].as_str().unwrap_or("?");
                 let message = r["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
-                println!("{status:<10} {}{message}", r["schema"].as_str().unwrap_or("?"));
+                say!("{status:<10} {}{message}", r["schema"].as_str().unwrap_or("?"));
             }
-            println!("{} schemas checked against `{rev}`, {failed} failing", results.len());
+            say!("{} schemas checked against `{rev}`, {failed} failing", results.len());
         }
     }
     Ok(if failed > 0 { Exit::Failure } else { Exit::Success })
@@ -280,12 +281,12 @@ fn migrate_cmd(project: &Path, files: &[PathBuf], write: bool) -> Result<Exit> {
             let applied = migrate::migrate(&mut doc, m)
                 .with_context(|| format!("migration `{}` on `{}`", rel.display(), file.display()))?;
             for a in &applied {
-                eprintln!("{}: {} ({})", file.display(), a.description, rel.display());
+                esay!("{}: {} ({})", file.display(), a.description, rel.display());
             }
             steps += 1;
         }
         if steps == 0 {
-            eprintln!("{}: no migration applies", file.display());
+            esay!("{}: no migration applies", file.display());
         }
         let mut yaml = serde_saphyr::to_string(&doc).context("cannot write YAML")?;
         if !yaml.ends_with('\n') {

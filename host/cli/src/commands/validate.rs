@@ -1,5 +1,6 @@
 //! `qpf validate`: load qpf.yaml, the map and every schema, and plan, without running a plugin.
 
+use crate::term::{esay, say};
 use std::path::Path;
 
 use anyhow::Result;
@@ -27,7 +28,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
                 (engine.schemas().len(), engine.project().map.entries.len(), engine.plan().invocations.len());
             match args.format {
                 Format::Human => {
-                    println!("ok: {schemas} schemas, {entries} entries, {invocations} invocations planned")
+                    say!("ok: {schemas} schemas, {entries} entries, {invocations} invocations planned")
                 }
                 Format::Json => println!(
                     "{}",
@@ -40,9 +41,9 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
             match args.format {
                 Format::Human => {
                     for e in &errors {
-                        eprintln!("error: {e}");
+                        esay!("error: {e}");
                     }
-                    eprintln!("{} problem(s) found", errors.len());
+                    esay!("{} problem(s) found", errors.len());
                 }
                 Format::Json => {
                     println!("{}", serde_json::json!({"valid": false, "errors": errors}));

@@ -5,6 +5,7 @@
 //! notification API and sees edits made by any tool. Each round that finds a change reloads the
 //! project and runs `extract`: unchanged invocations are cache hits, so the work follows the change.
 
+use crate::term::{esay, say};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -68,7 +69,7 @@ fn round(project: &Path, jobs: usize) {
     let engine = match Engine::load(project) {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("error: {e}");
+            esay!("error: {e}");
             return;
         }
     };
@@ -76,14 +77,20 @@ fn round(project: &Path, jobs: usize) {
         Ok(report) => {
             for inv in report.invocations.iter().filter(|i| !i.written.is_empty() || i.outcome != "ok") {
                 for w in &inv.written {
-                    println!("written   {w}  ({} × {})", inv.entry, inv.schema);
+                    say!("written   {w}  ({} × {})", inv.entry, inv.schema);
                 }
                 if let Some(e) = &inv.error {
-                    println!("error     {} × {}: {} error: {}", inv.entry, inv.schema, e.kind, e.message);
+                    say!(
+                        "error     {} × {}: {} error: {}",
+                        inv.entry,
+                        inv.schema,
+                        e.kind,
+                        crate::term::block(&e.message)
+                    );
                 }
             }
             let s = &report.summary;
-            println!(
+            say!(
                 "{} invocations ({} run, {} cached, {} failed), {} files written in {} ms",
                 s.invocations,
                 s.misses,
@@ -93,7 +100,7 @@ fn round(project: &Path, jobs: usize) {
                 started.elapsed().as_millis()
             );
         }
-        Err(e) => eprintln!("error: {e}"),
+        Err(e) => esay!("error: {e}"),
     }
 }
 
@@ -109,7 +116,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     let mut seen = snapshot(project);
     round(project, jobs);
     let mut rounds = 1;
-    eprintln!("watching {} (Ctrl-C to stop)", project.display());
+    esay!("watching {} (Ctrl-C to stop)", project.display());
     loop {
         if args.rounds > 0 && rounds >= args.rounds {
             return Ok(Exit::Success);

@@ -1,14 +1,40 @@
 //! A hostile extractor: each `config.mode` misbehaves in one way, so that a host test can prove the
 //! sandbox contains it. `echo` behaves, and doubles as the trivial plugin of the benchmarks.
+//!
+//! `info()` misbehaves too, chosen by [`INFO_MODE`]: a marker in the component's data that a test
+//! overwrites in a copy of the built `.wasm` (same length, so the component stays valid), which
+//! gives one hostile `info()` per copy without one crate per behaviour.
 
 use qpf_sdk::{Diagnostic, ExtractError, Extractor, PluginInfo, Request, Response, Severity};
 use serde::Deserialize;
+
+/// `QPF-HOSTILE-INFO:` then the mode, padded with spaces to 64 bytes. Tests patch it.
+static INFO_MODE: [u8; 64] = *b"QPF-HOSTILE-INFO:normal                                         ";
+
+fn info_mode() -> String {
+    // `black_box`: the bytes must be read from the data segment, never folded at compile time.
+    let bytes = std::hint::black_box(&INFO_MODE);
+    String::from_utf8_lossy(&bytes[17..]).trim().to_owned()
+}
+
+/// A config schema whose 40 levels each refer twice to the next: 2^40 once expanded.
+fn doubling_schema(levels: usize) -> serde_json::Value {
+    let mut defs = serde_json::Map::new();
+    for i in 0..levels {
+        let next = format!("#/$defs/a{}", i + 1);
+        defs.insert(format!("a{i}"), serde_json::json!({ "allOf": [{ "$ref": next }, { "$ref": next }] }));
+    }
+    defs.insert(format!("a{levels}"), serde_json::json!({ "type": "object" }));
+    serde_json::json!({ "$ref": "#/$defs/a0", "$defs": defs })
+}
 
 #[derive(Deserialize)]
 struct Config {
     mode: String,
     #[serde(default)]
     path: String,
+    #[serde(default)]
+    paths: Vec<String>,
     #[serde(default)]
     bytes: usize,
     #[serde(default)]
@@ -26,7 +52,43 @@ struct Hostile;
 
 impl Extractor for Hostile {
     fn info() -> PluginInfo {
-        PluginInfo::new("hostile", env!("CARGO_PKG_VERSION"), "Misbehaves on purpose, for sandbox tests.")
+        let normal = PluginInfo::new("hostile", env!("CARGO_PKG_VERSION"), "Misbehaves on purpose, for sandbox tests.");
+        match info_mode().as_str() {
+            "huge-version" => PluginInfo { version: "v".repeat(16 << 20), ..normal },
+            "huge-name" => PluginInfo { name: "n".repeat(8 << 20), ..normal },
+            "esc-name" => PluginInfo { name: "evil\x1b[2J\x1b]0;pwned\x07".to_owned(), ..normal },
+            "bidi-description" => PluginInfo { description: "safe \u{202e}txt.exe".to_owned(), ..normal },
+            "many-kinds" => PluginInfo { kinds: (0..1000).map(|i| format!("K{i}")).collect(), ..normal },
+            "newline-kind" => PluginInfo { kinds: vec!["Agent\nok: forged".to_owned()], ..normal },
+            "deep-schema" => normal.config_schema(doubling_schema(40)),
+            "remote-ref" => normal.config_schema(serde_json::json!({ "$ref": "https://example.com/evil.json" })),
+            "recursive-schema" => normal.config_schema(
+                serde_json::json!({ "$defs": { "a": { "allOf": [{ "$ref": "#/$defs/a" }] } }, "$ref": "#/$defs/a" }),
+            ),
+            "bad-schema" => PluginInfo { config_schema: "{not json".to_owned(), ..normal },
+            "backtracking-schema" => {
+                normal.config_schema(serde_json::json!({ "properties": { "mode": { "pattern": "^(a+)+$" } } }))
+            }
+            "huge-schema" => {
+                PluginInfo { config_schema: format!("{{\"description\":\"{}\"}}", "d".repeat(512 << 10)), ..normal }
+            }
+            "loop" => {
+                let mut x: u64 = 1;
+                loop {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            }
+            "grow" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "trap" => panic!("hostile info() panics on purpose"),
+            "exit" => std::process::exit(0),
+            _ => normal,
+        }
     }
 
     fn extract(request: Request) -> Result<Response, ExtractError> {
@@ -69,6 +131,73 @@ impl Extractor for Hostile {
                 Ok(response)
             }
             "path" => Ok(Response::new().file(config.path, "escaped\n")),
+            "paths" => {
+                let mut response = Response::new();
+                for p in &config.paths {
+                    response.push_file(p.clone(), "x\n");
+                }
+                Ok(response)
+            }
+            "exit" => std::process::exit(i32::try_from(config.bytes).unwrap_or(1)),
+            "big-error" => {
+                let mut message = String::from("\x1b[2J\x1b[31mforged\rqpf: 0 failed\n");
+                message.push_str(&"e".repeat(config.bytes));
+                Err(ExtractError::new(message))
+            }
+            "many-diagnostics" => {
+                let mut response = Response::new().file("d.txt", "x");
+                for i in 0..config.bytes {
+                    response = response.diagnostic(Diagnostic::new(Severity::Warning, format!("w{i}")));
+                }
+                Ok(response)
+            }
+            "long-pointer" => Ok(Response::new()
+                .file("p.txt", "x")
+                .diagnostic(Diagnostic::new(Severity::Warning, "long").at(format!("/{}", "p".repeat(config.bytes))))),
+            "log-flood" => {
+                for _ in 0..config.bytes {
+                    qpf_sdk::log::info("");
+                }
+                Ok(Response::new().file("flood.txt", "done\n"))
+            }
+            "log-huge" => {
+                qpf_sdk::log::info(&"l".repeat(config.bytes));
+                Ok(Response::new().file("huge-log.txt", "done\n"))
+            }
+            "log-escape" => {
+                qpf_sdk::log::warn("\x1b[2J\x1b]0;pwned\x07forged line\n\rok");
+                println!("\x1b[31mred stdout\u{202e}");
+                Ok(Response::new().file("log-escape.txt", "done\n"))
+            }
+            "spawn-many" => {
+                let mut response = Response::new().file("many.txt", "x");
+                let echo = serde_json::json!({ "mode": "echo" });
+                for i in 0..config.bytes {
+                    response = response.spawn("hostile", &serde_json::json!({ "i": i }), &echo);
+                }
+                Ok(response)
+            }
+            "spawn-name" => {
+                let name = "\x1b[2J".to_owned() + &"x".repeat(config.bytes);
+                Ok(Response::new().file("name.txt", "x").spawn(&name, &serde_json::json!(null), &serde_json::json!({})))
+            }
+            "entry" => Ok(Response::new().file("entry.txt", format!("{}\n", request.entry))),
+            "spawn-chain" => {
+                let input: serde_json::Value = request.input()?;
+                let n = input.get("n").and_then(serde_json::Value::as_u64).unwrap_or(0);
+                let config: serde_json::Value = request.config()?;
+                Ok(Response::new().file(format!("chain-{n}.txt"), "x").spawn(
+                    "hostile",
+                    &serde_json::json!({ "n": n + 1 }),
+                    &config,
+                ))
+            }
+            "random" => {
+                let state = std::collections::hash_map::RandomState::new();
+                let hash = std::hash::BuildHasher::hash_one(&state, 42u32);
+                Ok(Response::new().file("random.txt", format!("{hash}\n")))
+            }
+            "recurse" => Ok(Response::new().file("r.txt", format!("{}", recurse(config.bytes as u64)))),
             "duplicate" => Ok(Response::new().file("same.txt", "a").file("same.txt", "b")),
             "trap" => panic!("hostile guest panics on purpose"),
             "error" => Err(ExtractError::new("the input has no `types`")
@@ -85,6 +214,11 @@ impl Extractor for Hostile {
             other => Err(ExtractError::new(format!("unknown mode `{other}`"))),
         }
     }
+}
+
+/// Recursion without a bound the optimiser can see: overflows the guest's stack.
+fn recurse(n: u64) -> u64 {
+    if n == 0 { 0 } else { std::hint::black_box(recurse(std::hint::black_box(n - 1)) + 1) }
 }
 
 /// Tries every ambient authority a guest could reach for and reports what it got.

@@ -9,6 +9,7 @@
 //! The Python and JavaScript builds have no WASI imports at all; the result is inspected, and a
 //! component the sandbox would refuse is an error here rather than at the first `qpf extract`.
 
+use crate::term::say;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -59,7 +60,7 @@ pub fn run(args: &Args) -> Result<Exit> {
     if let Err(e) = &inspection.info {
         bail!("`{}` was built but does not load: {e}", out.display());
     }
-    println!("{}  {}", inspection.digest, out.display());
+    say!("{}  {}", inspection.digest, out.display());
     Ok(Exit::Success)
 }
 

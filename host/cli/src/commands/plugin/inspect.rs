@@ -1,5 +1,6 @@
 //! `qpf plugin inspect FILE.wasm`: what a component is and whether this host runs it.
 
+use crate::term::say;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -63,23 +64,23 @@ pub fn run(args: &Args) -> Result<Exit> {
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Human => {
-            println!("file      {} ({:.1} MB)", args.file.display(), i.size as f64 / 1e6);
-            println!("digest    {}", i.digest);
+            say!("file      {} ({:.1} MB)", args.file.display(), i.size as f64 / 1e6);
+            say!("digest    {}", i.digest);
             match &version {
-                Some(v) => println!("world     qpf:extractor/extractor@{v}"),
-                None => println!("world     not qpf:extractor (it imports nothing from qpf:extractor)"),
+                Some(v) => say!("world     qpf:extractor/extractor@{v}"),
+                None => say!("world     not qpf:extractor (it imports nothing from qpf:extractor)"),
             }
-            println!("imports   {}", i.imports.join(", "));
-            println!("exports   {}", i.exports.join(", "));
+            say!("imports   {}", i.imports.join(", "));
+            say!("exports   {}", i.exports.join(", "));
             if let Ok(p) = &i.info {
-                println!("plugin    {} {}: {}", p.name, p.version, p.description);
-                println!("kinds     {}", if p.kinds.is_empty() { "any".to_owned() } else { p.kinds.join(", ") });
-                println!(
+                say!("plugin    {} {}: {}", p.name, p.version, p.description);
+                say!("kinds     {}", if p.kinds.is_empty() { "any".to_owned() } else { p.kinds.join(", ") });
+                say!(
                     "config    {}",
                     if p.config_schema.is_empty() { "any (no schema)" } else { "checked against its JSON Schema" }
                 );
             }
-            println!("runs here {why}");
+            say!("runs here {why}");
         }
     }
     Ok(if runs { Exit::Success } else { Exit::Failure })

@@ -107,7 +107,9 @@ fn runtime() -> Result<qpf_runtime::Runtime> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .map(|c| c.join("qpf/compiled"));
     qpf_runtime::Runtime::new(&qpf_runtime::RuntimeOptions {
-        compiled_cache: cache,
+        compiled_cache: cache
+            .map(|dir| qpf_runtime::CompiledCacheOptions { dir, secret: qpf_engine::secret::user_secret() }),
+        load_limits: qpf_runtime::LoadLimits::default(),
         max_memory_bytes: qpf_runtime::Limits::default().memory_bytes,
         max_concurrency: 1,
         pooling: false,

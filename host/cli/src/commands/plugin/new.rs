@@ -1,5 +1,6 @@
 //! `qpf plugin new --lang rust|python|js NAME`.
 
+use crate::term::say;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -97,8 +98,8 @@ pub fn run(args: &Args) -> Result<Exit> {
     for (rel, text) in &written {
         write(&dir.join(rel), text)?;
     }
-    println!("created {} plugin `{}` in {}", args.lang.name(), args.name, dir.display());
-    println!("next: qpf plugin build {0} && qpf plugin test {0}", dir.display());
+    say!("created {} plugin `{}` in {}", args.lang.name(), args.name, dir.display());
+    say!("next: qpf plugin build {0} && qpf plugin test {0}", dir.display());
     Ok(Exit::Success)
 }
 

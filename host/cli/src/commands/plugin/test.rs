@@ -13,6 +13,7 @@
 //!
 //! `QPF_BLESS=1` accepts what the plugin does now as the expectation.
 
+use crate::term::say;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -182,7 +183,7 @@ pub fn run(args: &Args) -> Result<Exit> {
         bail!("`{}` does not exist: run `qpf plugin build {}` first", wasm.display(), args.dir.display());
     }
     let runtime = super::runtime()?;
-    let plugin = runtime.load(&wasm, None)?;
+    let plugin = runtime.load(&wasm, None, &qpf_runtime::Limits::default())?;
     let config_schema = match plugin.info().config_schema.as_str() {
         "" => None,
         text => {
@@ -212,7 +213,7 @@ pub fn run(args: &Args) -> Result<Exit> {
             Ok(o) => o,
             Err(e) => {
                 failed += 1;
-                println!("case {name} ... FAILED\n  {e:#}");
+                say!("case {name} ... FAILED\n  {e:#}");
                 continue;
             }
         };
@@ -229,19 +230,19 @@ pub fn run(args: &Args) -> Result<Exit> {
             (Outcome::Files(files), None) => compare(&read_tree(&case.join("expected"))?, files),
         };
         if problems.is_empty() {
-            println!("case {name} ... ok");
+            say!("case {name} ... ok");
         } else if blessing {
             bless(case, &outcome)?;
-            println!("case {name} ... blessed");
+            say!("case {name} ... blessed");
         } else {
             failed += 1;
-            println!("case {name} ... FAILED");
+            say!("case {name} ... FAILED");
             for p in problems {
-                println!("  {}", p.replace('\n', "\n  "));
+                say!("  {}", p.replace('\n', "\n  "));
             }
         }
     }
-    println!(
+    say!(
         "{} cases, {} passed, {failed} failed ({} {})",
         cases.len(),
         cases.len() - failed,
@@ -249,7 +250,7 @@ pub fn run(args: &Args) -> Result<Exit> {
         wasm.display()
     );
     if failed > 0 && !blessing {
-        println!("QPF_BLESS=1 accepts the plugin's current output as the expectation");
+        say!("QPF_BLESS=1 accepts the plugin's current output as the expectation");
     }
     Ok(if failed == 0 { Exit::Success } else { Exit::Failure })
 }

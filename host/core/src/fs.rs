@@ -1,0 +1,121 @@
+//! Reading the files a project names (schemas, imports, kinds, the map, plugins): only regular
+//! files, only up to a budget. A FIFO, a socket or a device is refused without blocking (it is
+//! opened non-blocking and checked on the open handle, so no race can swap it in), and a file
+//! larger than its budget is refused before it is read.
+
+use std::io::Read;
+use std::path::Path;
+
+/// Why a file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// An I/O error.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Not a regular file (a FIFO, socket, device or folder).
+    #[error("it is {0}, not a regular file")]
+    NotRegular(&'static str),
+    /// Larger than the budget.
+    #[error("it is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The budget.
+        limit: u64,
+    },
+}
+
+/// What kind of file a metadata describes, for messages.
+pub fn describe(file_type: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_block_device() || file_type.is_char_device() {
+            return "a device";
+        }
+    }
+    if file_type.is_dir() {
+        "a folder"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_file() {
+        "a regular file"
+    } else {
+        "a special file"
+    }
+}
+
+/// Reads a regular file (following symbolic links) of at most `limit` bytes.
+///
+/// # Errors
+/// [`ReadError::NotRegular`] for anything but a regular file, [`ReadError::TooLarge`] past
+/// `limit`, and I/O errors.
+pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: opening a FIFO must not wait for a writer. Regular files ignore the flag.
+        const O_NONBLOCK: i32 = 0o4000;
+        options.custom_flags(O_NONBLOCK);
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        // Elsewhere, look before opening (a narrow race, but no FIFO is opened on purpose).
+        let meta = std::fs::metadata(path)?;
+        if !meta.is_file() {
+            return Err(ReadError::NotRegular(describe(meta.file_type())));
+        }
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(ReadError::NotRegular(describe(meta.file_type())));
+    }
+    if meta.len() > limit {
+        return Err(ReadError::TooLarge { size: meta.len(), limit });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // A file that grows while we read is still cut at the budget.
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadError::TooLarge { size: bytes.len() as u64, limit });
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn regular_files_within_budget_are_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let path = dir.join("a.yaml");
+        std::fs::write(&path, b"abc").unwrap();
+        assert_eq!(read_regular(&path, 3).unwrap(), b"abc");
+        assert!(matches!(read_regular(&path, 2), Err(ReadError::TooLarge { size: 3, limit: 2 })));
+        assert!(matches!(read_regular(&dir, 10), Err(ReadError::NotRegular("a folder"))));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let fifo = dir.join("pipe.yaml");
+        let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(status.success());
+        let err = read_regular(&fifo, 1 << 20).unwrap_err();
+        assert_eq!(err.to_string(), "it is a FIFO, not a regular file");
+    }
+}

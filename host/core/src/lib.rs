@@ -1,0 +1,12 @@
+//! `qpf-core`: the small, boring bottom of QPF that every other crate may use and that uses none
+//! of them: the one digest format, bounded reads of regular files (so that no FIFO, device or
+//! oversized file reaches a parser), and terminal-safe text for whatever plugins and projects
+//! say.
+
+pub mod fs;
+pub mod text;
+
+/// `blake3:<hex>` of some bytes: the one digest format of every QPF record.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("blake3:{}", blake3::hash(bytes).to_hex())
+}

@@ -1,0 +1,123 @@
+//! The user's secret: 32 random bytes kept outside every project (by default
+//! `$XDG_CONFIG_HOME/qpf/secret`, else `~/.config/qpf/secret`; `QPF_SECRET_FILE` overrides), created
+//! on first use with mode 0600. It keys the MACs of the compiled-plugin cache (native code the host
+//! maps and runs) and of invocation-cache manifests, so that nothing a project ships or a plugin
+//! writes can be loaded back as if this user's `qpf` had made it.
+//!
+//! Without a home folder the secret is made up for the process alone: caches then never verify
+//! across runs (every plugin is recompiled), which is slow but safe.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// Where the secret lives, if there is a place for it.
+pub fn secret_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("QPF_SECRET_FILE") {
+        return Some(PathBuf::from(path));
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(config.join("qpf").join("secret"))
+}
+
+fn random_bytes() -> std::io::Result<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The user's secret, created if needed.
+///
+/// # Errors
+/// Never fails: problems are logged and an ephemeral secret is returned instead.
+pub fn user_secret() -> [u8; 32] {
+    match secret_path().map(|p| load_or_create(&p)) {
+        Some(Ok(secret)) => secret,
+        Some(Err(e)) => {
+            tracing::warn!(
+                "cannot read or create the user's cache secret ({e}); caches will not be reused across runs"
+            );
+            ephemeral()
+        }
+        None => {
+            tracing::warn!("no home folder for the user's cache secret; caches will not be reused across runs");
+            ephemeral()
+        }
+    }
+}
+
+fn ephemeral() -> [u8; 32] {
+    random_bytes().unwrap_or_else(|_| {
+        // No /dev/urandom either: a per-process value that no file on disk can predict in advance.
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        *blake3::hash(format!("{}-{nanos}-{:p}", std::process::id(), &nanos).as_bytes()).as_bytes()
+    })
+}
+
+fn load_or_create(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    match qpf_core::fs::read_regular(path, 1024) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let hex = text.trim();
+            let mut secret = [0u8; 32];
+            if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                for (i, byte) in secret.iter_mut().enumerate() {
+                    *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(std::io::Error::other)?;
+                }
+                return Ok(secret);
+            }
+            Err(std::io::Error::other(format!("`{}` does not hold 64 hex digits", path.display())))
+        }
+        Err(qpf_core::fs::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => create(path),
+        Err(e) => Err(std::io::Error::other(format!("`{}`: {e}", path.display()))),
+    }
+}
+
+fn create(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    let secret = random_bytes()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(format!("{hex}\n").as_bytes())?;
+            file.sync_all()?;
+            Ok(secret)
+        }
+        // Another `qpf` created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create(path),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_secret_is_created_once_then_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("qpf/secret");
+        let first = load_or_create(&path).unwrap();
+        assert_eq!(load_or_create(&path).unwrap(), first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::write(&path, "not hex").unwrap();
+        assert!(load_or_create(&path).is_err());
+    }
+}

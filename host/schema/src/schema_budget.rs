@@ -1,0 +1,240 @@
+//! Budgets on a JSON Schema that comes from a plugin (its config schema) or a project (a kind):
+//! the host compiles and evaluates it, so its cost must be bounded before the host spends it.
+//!
+//! | budget | bound | why |
+//! |---|---|---|
+//! | nesting | [`MAX_DEPTH`] levels of JSON | the compiler and this check recurse |
+//! | references | only local JSON Pointer `$ref`s (`#`, `#/...`); no `$dynamicRef`, `$recursiveRef`, nested `$id` or `$anchor` | every reference must be resolvable here, without the network |
+//! | reference chains | at most [`MAX_REF_CHAIN`] `$ref`s followed in a row, and no cycles | a config is a finite value |
+//! | expanded size | at most [`MAX_EXPANDED`] subschemas with every `$ref` replaced by its target | evaluation cost follows the expanded size: 40 levels of `allOf: [$ref, $ref]` is 2^40 |
+//! | patterns | the linear-time `regex` engine | no catastrophic backtracking |
+//!
+//! A schema over budget is refused with a message naming the budget.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+/// Deepest JSON nesting accepted.
+pub const MAX_DEPTH: usize = 64;
+/// Longest chain of `$ref`s followed from one place.
+pub const MAX_REF_CHAIN: usize = 64;
+/// Largest schema, counted in subschemas after every `$ref` is expanded.
+pub const MAX_EXPANDED: u64 = 20_000;
+
+/// Checks `schema` against the budgets above.
+///
+/// # Errors
+/// A message naming the first budget exceeded.
+pub fn check(schema: &Value) -> Result<(), String> {
+    check_shape(schema)?;
+    let mut walk = Walk { root: schema, memo: HashMap::new(), chain: Vec::new() };
+    walk.cost(schema, 0).map(|_| ())
+}
+
+/// Depth and reference forms, without following references (iterative: no recursion on input).
+fn check_shape(schema: &Value) -> Result<(), String> {
+    let mut stack = vec![(schema, 0usize, true)];
+    while let Some((value, depth, is_root)) = stack.pop() {
+        if depth > MAX_DEPTH {
+            return Err(format!("it nests deeper than {MAX_DEPTH} levels"));
+        }
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    match key.as_str() {
+                        "$ref" => match child.as_str() {
+                            Some(r) if r == "#" || r.starts_with("#/") => {}
+                            Some(r) => {
+                                return Err(format!(
+                                    "`$ref` {:?} is not a local JSON Pointer (`#/...`); a config schema must be self-contained",
+                                    qpf_core::text::escape(&shorten(r))
+                                ));
+                            }
+                            None => return Err("a `$ref` that is not a string".to_owned()),
+                        },
+                        "$dynamicRef" | "$recursiveRef" | "$dynamicAnchor" | "$recursiveAnchor" | "$anchor" => {
+                            return Err(format!(
+                                "`{key}` is not supported in a budgeted schema; use `$ref: \"#/...\"`"
+                            ));
+                        }
+                        "$id" if !is_root => {
+                            return Err("a nested `$id` is not supported in a budgeted schema".to_owned());
+                        }
+                        _ => {}
+                    }
+                    stack.push((child, depth + 1, false));
+                }
+            }
+            Value::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1, false))),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn shorten(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// A compiler message cut to 1 KiB and made safe for a terminal (it may quote the schema).
+pub fn shorten_message(message: &str) -> String {
+    let cut: String = message.chars().take(1024).collect();
+    let more = if cut.len() < message.len() { "…" } else { "" };
+    format!("{}{more}", qpf_core::text::escape_block(&cut))
+}
+
+struct Walk<'a> {
+    root: &'a Value,
+    /// Expanded cost of each `$ref` target, by pointer.
+    memo: HashMap<&'a str, u64>,
+    /// The `$ref`s being expanded (cycle detection, chain length).
+    chain: Vec<&'a str>,
+}
+
+impl<'a> Walk<'a> {
+    /// The number of subschemas (JSON values) `value` expands to. The recursion is bounded by
+    /// `MAX_DEPTH` per value times `MAX_REF_CHAIN` references.
+    fn cost(&mut self, value: &'a Value, depth: usize) -> Result<u64, String> {
+        let mut total: u64 = 1;
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    if key == "$ref"
+                        && let Some(pointer) = child.as_str()
+                    {
+                        total = total.saturating_add(self.reference(pointer)?);
+                    } else {
+                        total = total.saturating_add(self.cost(child, depth + 1)?);
+                    }
+                    if total > MAX_EXPANDED {
+                        return Err(too_big());
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for child in items {
+                    total = total.saturating_add(self.cost(child, depth + 1)?);
+                    if total > MAX_EXPANDED {
+                        return Err(too_big());
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(total)
+    }
+
+    fn reference(&mut self, pointer: &'a str) -> Result<u64, String> {
+        if let Some(cost) = self.memo.get(pointer) {
+            return Ok(*cost);
+        }
+        if self.chain.contains(&pointer) {
+            return Err(format!(
+                "`$ref` {:?} refers to itself through {} reference(s); a budgeted schema may not be recursive",
+                qpf_core::text::escape(&shorten(pointer)),
+                self.chain.len()
+            ));
+        }
+        if self.chain.len() >= MAX_REF_CHAIN {
+            return Err(format!("it follows more than {MAX_REF_CHAIN} `$ref`s in a row"));
+        }
+        let fragment = &pointer[1..];
+        let target = self.root.pointer(&decode(fragment)).ok_or_else(|| {
+            format!("`$ref` {:?} points at nothing in the schema", qpf_core::text::escape(&shorten(pointer)))
+        })?;
+        self.chain.push(pointer);
+        let cost = self.cost(target, 0);
+        self.chain.pop();
+        let cost = cost?;
+        self.memo.insert(pointer, cost);
+        Ok(cost)
+    }
+}
+
+fn too_big() -> String {
+    format!("it expands to more than {MAX_EXPANDED} subschemas once its `$ref`s are followed")
+}
+
+/// A URI fragment's percent-escapes decoded (`%25` → `%`), as JSON Pointers in `$ref` use them.
+fn decode(fragment: &str) -> String {
+    let bytes = fragment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes.get(i + 2).copied().unwrap_or(0)))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    /// `allOf: [$ref a(n+1), $ref a(n+1)]` for `levels` levels: 2^levels once expanded.
+    fn doubling(levels: usize) -> Value {
+        let mut defs = serde_json::Map::new();
+        for i in 0..levels {
+            let next = format!("#/$defs/a{}", i + 1);
+            defs.insert(format!("a{i}"), json!({ "allOf": [{ "$ref": next }, { "$ref": next }] }));
+        }
+        defs.insert(format!("a{levels}"), json!({ "type": "object" }));
+        json!({ "$ref": "#/$defs/a0", "$defs": defs })
+    }
+
+    #[test]
+    fn ordinary_schemas_pass() {
+        check(&json!({ "type": "object", "properties": { "path": { "type": "string", "pattern": "^[a-z]+$" } } }))
+            .unwrap();
+        check(&json!({ "$defs": { "s": { "type": "string" } }, "properties": { "a": { "$ref": "#/$defs/s" } } }))
+            .unwrap();
+        check(&doubling(8)).unwrap();
+    }
+
+    #[test]
+    fn exponential_reference_fans_are_refused() {
+        let err = check(&doubling(40)).unwrap_err();
+        assert!(err.contains("expands to more than"), "{err}");
+    }
+
+    #[test]
+    fn cycles_remote_refs_and_deep_nesting_are_refused() {
+        let cycle =
+            json!({ "$defs": { "a": { "$ref": "#/$defs/b" }, "b": { "$ref": "#/$defs/a" } }, "$ref": "#/$defs/a" });
+        assert!(check(&cycle).unwrap_err().contains("refers to itself"));
+        assert!(check(&json!({ "$ref": "https://example.com/s.json" })).unwrap_err().contains("not a local"));
+        assert!(check(&json!({ "$dynamicRef": "#x" })).unwrap_err().contains("$dynamicRef"));
+        assert!(check(&json!({ "$ref": "#/nowhere" })).unwrap_err().contains("points at nothing"));
+        let mut deep = json!({});
+        for _ in 0..100 {
+            deep = json!({ "not": deep });
+        }
+        assert!(check(&deep).unwrap_err().contains("deeper than"));
+    }
+
+    #[test]
+    fn long_reference_chains_are_refused() {
+        let mut defs = serde_json::Map::new();
+        for i in 0..100 {
+            defs.insert(format!("a{i}"), json!({ "$ref": format!("#/$defs/a{}", i + 1) }));
+        }
+        defs.insert("a100".into(), json!({}));
+        let err = check(&json!({ "$ref": "#/$defs/a0", "$defs": defs })).unwrap_err();
+        assert!(err.contains("in a row"), "{err}");
+    }
+}
