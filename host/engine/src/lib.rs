@@ -10,12 +10,10 @@ pub mod audit;
 pub mod cache;
 pub mod cache_admin;
 pub mod cache_key;
-pub mod canonical;
 pub mod drift;
 pub mod extract;
 pub mod impact;
 pub mod lock;
-pub mod output_path;
 pub mod plan;
 pub mod plugin_config;
 pub mod project;
@@ -25,3 +23,5 @@ pub mod secret;
 pub mod writer;
 
 pub use extract::{Engine, EngineError, Event, ExtractOptions};
+/// Canonical JSON and output-path rules live in `qpf-core` (pure, fuzzed); re-exported here.
+pub use qpf_core::{canonical, output_path};

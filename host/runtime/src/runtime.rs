@@ -463,6 +463,13 @@ impl Runtime {
                     SandboxError::Memory { .. } | SandboxError::Table { .. } => {
                         LoadError::OverLimits { path: path.to_owned(), message: e.to_string() }
                     }
+                    SandboxError::OutputTooLarge { .. } | SandboxError::Transfer { .. } => LoadError::BadInfo {
+                        path: path.to_owned(),
+                        message: format!(
+                            "more than {} bytes (the budget of `info()`: name, version, description, kinds and config schema together)",
+                            crate::budgets::INFO_TRANSFER_BYTES
+                        ),
+                    },
                     e => LoadError::Info { path: path.to_owned(), source: Box::new(e) },
                 })?;
                 crate::budgets::check_info(&info)

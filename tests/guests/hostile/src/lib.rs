@@ -55,6 +55,7 @@ impl Extractor for Hostile {
         let normal = PluginInfo::new("hostile", env!("CARGO_PKG_VERSION"), "Misbehaves on purpose, for sandbox tests.");
         match info_mode().as_str() {
             "huge-version" => PluginInfo { version: "v".repeat(16 << 20), ..normal },
+            "long-version" => PluginInfo { version: "v".repeat(1000), ..normal },
             "huge-name" => PluginInfo { name: "n".repeat(8 << 20), ..normal },
             "esc-name" => PluginInfo { name: "evil\x1b[2J\x1b]0;pwned\x07".to_owned(), ..normal },
             "bidi-description" => PluginInfo { description: "safe \u{202e}txt.exe".to_owned(), ..normal },

@@ -83,7 +83,7 @@ pub fn check(path: &str, max_len: u32) -> Result<&str, PathProblem> {
     if path.contains('\0') {
         return Err(PathProblem::Nul);
     }
-    if let Some(c) = path.chars().find(|c| qpf_core::text::is_unsafe_char(*c)) {
+    if let Some(c) = path.chars().find(|c| crate::text::is_unsafe_char(*c)) {
         return Err(PathProblem::Unprintable(c as u32));
     }
     if path.contains('\\') {
