@@ -669,6 +669,25 @@ mod tests {
     }
 
     #[test]
+    fn memories_and_tables_count_together_per_invocation() {
+        use wasmtime::ResourceLimiter;
+        let limits = Limits { memory_bytes: 32 << 20, table_elements: 1000, ..Limits::default() };
+        let mut limiter = Limiter::new(&limits);
+        // Three core instances, each creating a 10 MiB memory: the third passes the total.
+        assert!(limiter.memory_growing(0, 10 << 20, None).unwrap_or(false));
+        assert!(limiter.memory_growing(0, 10 << 20, None).unwrap_or(false));
+        assert!(limiter.memory_growing(0, 10 << 20, None).unwrap_or(false));
+        assert!(!limiter.memory_growing(0, 10 << 20, None).unwrap_or(true), "40 MiB in all is over 32 MiB");
+        // Growing one of them counts only the growth.
+        assert!(limiter.memory_growing(10 << 20, 12 << 20, None).unwrap_or(false));
+        assert!(matches!(limiter.denied, Some(Denied::Memory(n)) if n == 40 << 20));
+        let mut tables = Limiter::new(&limits);
+        assert!(tables.table_growing(0, 600, None).unwrap_or(false));
+        assert!(!tables.table_growing(0, 600, None).unwrap_or(true));
+        assert!(matches!(tables.denied, Some(Denied::Table(1200))));
+    }
+
+    #[test]
     fn empty_log_lines_are_not_free() {
         let mut budget = LogBudget { remaining: 64 << 10, dropped_lines: 0, dropped_bytes: 0 };
         let mut logs = Vec::new();
