@@ -29,7 +29,7 @@ pub const MAX_EXPANDED: u64 = 20_000;
 pub fn check(schema: &Value) -> Result<(), String> {
     check_shape(schema)?;
     let mut walk = Walk { root: schema, memo: HashMap::new(), chain: Vec::new() };
-    walk.cost(schema, 0).map(|_| ())
+    walk.cost(schema).map(|_| ())
 }
 
 /// Depth and reference forms, without following references (iterative: no recursion on input).
@@ -94,8 +94,8 @@ struct Walk<'a> {
 
 impl<'a> Walk<'a> {
     /// The number of subschemas (JSON values) `value` expands to. The recursion is bounded by
-    /// `MAX_DEPTH` per value times `MAX_REF_CHAIN` references.
-    fn cost(&mut self, value: &'a Value, depth: usize) -> Result<u64, String> {
+    /// `MAX_DEPTH` per value (checked first) times `MAX_REF_CHAIN` references.
+    fn cost(&mut self, value: &'a Value) -> Result<u64, String> {
         let mut total: u64 = 1;
         match value {
             Value::Object(map) => {
@@ -105,7 +105,7 @@ impl<'a> Walk<'a> {
                     {
                         total = total.saturating_add(self.reference(pointer)?);
                     } else {
-                        total = total.saturating_add(self.cost(child, depth + 1)?);
+                        total = total.saturating_add(self.cost(child)?);
                     }
                     if total > MAX_EXPANDED {
                         return Err(too_big());
@@ -114,7 +114,7 @@ impl<'a> Walk<'a> {
             }
             Value::Array(items) => {
                 for child in items {
-                    total = total.saturating_add(self.cost(child, depth + 1)?);
+                    total = total.saturating_add(self.cost(child)?);
                     if total > MAX_EXPANDED {
                         return Err(too_big());
                     }
@@ -144,7 +144,7 @@ impl<'a> Walk<'a> {
             format!("`$ref` {:?} points at nothing in the schema", qpf_core::text::escape(&shorten(pointer)))
         })?;
         self.chain.push(pointer);
-        let cost = self.cost(target, 0);
+        let cost = self.cost(target);
         self.chain.pop();
         let cost = cost?;
         self.memo.insert(pointer, cost);
