@@ -76,26 +76,24 @@ fn load_or_create(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
     }
 }
 
+/// Creates the secret atomically: written whole to a private temporary file, then published with a
+/// hard link, which fails if another `qpf` published first (then theirs is used). No reader ever
+/// sees a half-written secret.
 fn create(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
     let secret = random_bytes()?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".secret-").tempfile_in(dir)?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(format!("{hex}\n").as_bytes())?;
-            file.sync_all()?;
-            Ok(secret)
-        }
-        // Another `qpf` created it first: use theirs.
+    tmp.write_all(format!("{hex}\n").as_bytes())?;
+    tmp.as_file().sync_all()?;
+    match std::fs::hard_link(tmp.path(), path) {
+        Ok(()) => Ok(secret),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create(path),
         Err(e) => Err(e),
     }
@@ -105,6 +103,17 @@ fn create(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn racing_processes_agree_on_one_secret() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("qpf/secret");
+        let secrets: Vec<[u8; 32]> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| load_or_create(&path).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(secrets.windows(2).all(|w| w[0] == w[1]), "every racer reads the one published secret");
+    }
 
     #[test]
     fn the_secret_is_created_once_then_reused() {
