@@ -645,3 +645,30 @@ fn a_forged_cache_manifest_is_never_replayed() {
     assert_eq!(std::fs::read(setup.path().join("out/x/echo.json")).unwrap(), good, "the plugin ran again");
     assert!(run.stderr.contains("corrupted"), "the forgery is reported: {}", run.stderr);
 }
+
+// ---- 11. A hand-written component whose core instances hoard memory and tables together.
+
+/// `tests/guests/wat/hoarder.wat`, assembled.
+fn hoarder(dir: &Path) -> PathBuf {
+    let source = support::workspace_root().join("tests/guests/wat/hoarder.wat");
+    let bytes = wat::parse_file(&source).expect("hoarder.wat assembles");
+    let path = dir.join("hoarder.wasm");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn memories_and_tables_of_many_core_instances_count_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wasm = hoarder(tmp.path());
+    let entry = [("x", json!({}), "")];
+    // Three 16 MiB memories and 300 000-element tables: each alone is within these limits.
+    Setup::with_plugin(Some(&wasm), &entry, "limits:\n  memory-bytes: 33554432\n")
+        .run(&["extract"])
+        .fails_with(1, &["memory limit exceeded", "over the limit of 33554432 bytes", "`limits.memory-bytes`"]);
+    Setup::with_plugin(Some(&wasm), &entry, "limits:\n  table-elements: 500000\n")
+        .run(&["extract"])
+        .fails_with(1, &["table limit exceeded", "over the limit of 500000", "`limits.table-elements`"]);
+    // Within the defaults (256 MiB, 1 048 576 elements) the same component runs.
+    Setup::with_plugin(Some(&wasm), &entry, "").run(&["extract"]).succeeds();
+}
