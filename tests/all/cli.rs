@@ -128,3 +128,20 @@ fn plan_says_why_each_invocation_will_run() {
         assert_eq!(inv["reason"], expected, "{inv}");
     }
 }
+
+#[test]
+fn a_closed_pipe_ends_qpf_quietly_with_exit_0() {
+    let project = support::example_project();
+    let mut child = std::process::Command::new(support::qpf_bin())
+        .args(["plan", "--project", project.path().to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before qpf has printed anything (`qpf plan | head -0`).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+}

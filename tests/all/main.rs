@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod agents;
+mod architecture;
 mod cli;
 mod drift;
 mod extract;

@@ -3,8 +3,8 @@
 //! characters (bidi overrides, zero-width characters) as `\u{…}` escapes, so no schema, project or
 //! plugin text can move the cursor, recolour, retitle or reorder the terminal. Text a plugin
 //! controls (its messages, logs, diagnostics) also goes through [`block`], which indents every
-//! line after its first, so that it cannot pass for a line of the host's own. JSON output is
-//! printed with `println!` as it is: it is already exact.
+//! line after its first, so that it cannot pass for a line of the host's own. JSON output goes
+//! through [`out`] as it is: it is already exact. Either way, a closed pipe ends `qpf` quietly.
 
 use std::borrow::Cow;
 
@@ -29,16 +29,35 @@ pub fn lines(text: &str) -> Cow<'_, str> {
     )
 }
 
+/// Writes one line to stdout. A closed pipe (`qpf plan | head -1`) ends the program quietly with
+/// exit code 0: the reader has all it wanted. Other write errors are ignored like `println!` would
+/// not (it would panic).
+pub fn out(line: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
+/// Writes one line to stderr; errors (a closed stderr) are ignored.
+pub fn err(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// `println!` for humans: the formatted line with unsafe characters escaped.
 macro_rules! say {
-    () => { println!() };
-    ($($arg:tt)*) => { println!("{}", $crate::term::lines(&format!($($arg)*))) };
+    () => { $crate::term::out("") };
+    ($($arg:tt)*) => { $crate::term::out(&$crate::term::lines(&format!($($arg)*))) };
 }
 
 /// `eprintln!` for humans: the formatted line with unsafe characters escaped.
 macro_rules! esay {
-    () => { eprintln!() };
-    ($($arg:tt)*) => { eprintln!("{}", $crate::term::lines(&format!($($arg)*))) };
+    () => { $crate::term::err("") };
+    ($($arg:tt)*) => { $crate::term::err(&$crate::term::lines(&format!($($arg)*))) };
 }
 
 pub(crate) use {esay, say};

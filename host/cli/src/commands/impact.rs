@@ -36,7 +36,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     }
     let impact = engine.impact(&rel);
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string(&impact)?),
+        Format::Json => crate::term::out(&serde_json::to_string(&impact)?),
         Format::Human => {
             for s in &impact.schemas {
                 say!("schema      {s}");

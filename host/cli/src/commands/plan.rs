@@ -56,7 +56,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::json!({ "invocations": items }));
+            crate::term::out(&format!("{}", serde_json::json!({ "invocations": items })));
         }
     }
     Ok(Exit::Success)

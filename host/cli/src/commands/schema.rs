@@ -171,14 +171,14 @@ fn diff_cmd(project: &Path, old: &str, new: &str, format: Format) -> Result<Exit
                 diff::required_bump(&changes)
             );
         }
-        Format::Json => println!(
+        Format::Json => crate::term::out(&format!(
             "{}",
             serde_json::json!({
                 "old": old_schema.id(), "new": new_schema.id(),
                 "required_bump": diff::required_bump(&changes).to_string(),
                 "changes": changes,
             })
-        ),
+        )),
     }
     Ok(Exit::Success)
 }
@@ -235,7 +235,9 @@ fn check_cmd(project: &Path, rev: &str, format: Format) -> Result<Exit> {
     }
     drop(co);
     match format {
-        Format::Json => println!("{}", serde_json::json!({"against": rev, "failed": failed, "schemas": results})),
+        Format::Json => {
+            crate::term::out(&format!("{}", serde_json::json!({"against": rev, "failed": failed, "schemas": results})))
+        }
         Format::Human => {
             for r in &results {
                 let status = r["status"].as_str().unwrap_or("?");
