@@ -14,6 +14,7 @@ mod extract;
 mod hardening;
 mod plugins;
 mod recovery;
+mod report;
 mod sandbox;
 mod schema;
 mod support;

@@ -32,9 +32,9 @@ pub struct AuditRecord {
     /// Digest of the canonical config.
     pub config_digest: String,
     /// `hit` or `miss`.
-    pub cache: String,
-    /// `ok` or `error`.
-    pub outcome: String,
+    pub cache: crate::report::CacheState,
+    /// `ok`, `error` or `skipped`.
+    pub outcome: crate::report::Outcome,
     /// The error, when the outcome is `error`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -17,7 +17,9 @@ use crate::cache::{CachedFile, InvocationCache, LocalCache, MANIFEST_FORMAT, Man
 use crate::lock::{LOCK_FILE, Lock, LockedFile};
 use crate::plan::{Plan, PlannedInvocation};
 use crate::project::{Project, ProjectError};
-use crate::report::{DiagnosticReport, ErrorReport, InvocationReport, REPORT_FORMAT, Report, Summary};
+use crate::report::{
+    CacheState, DiagnosticReport, ErrorReport, FailureKind, InvocationReport, Outcome, REPORT_FORMAT, Report, Summary,
+};
 use crate::writer::{OutputRoot, WriteOutcome, digest_of};
 
 /// How to run `extract`.
@@ -130,10 +132,10 @@ struct Worked {
 }
 
 impl Worked {
-    fn failed(kind: &str, message: String) -> Worked {
+    fn failed(kind: FailureKind, message: String) -> Worked {
         let mut w = Worked::skipped(message);
         if let Err(e) = &mut w.result {
-            e.kind = kind.to_owned();
+            e.kind = kind;
         }
         w
     }
@@ -145,7 +147,7 @@ impl Worked {
             fuel: 0,
             plugin_version: None,
             diagnostics: Vec::new(),
-            result: Err(error("skipped", message)),
+            result: Err(error(FailureKind::Skipped, message)),
             warnings: Vec::new(),
             spawns: Vec::new(),
             children: Vec::new(),
@@ -200,12 +202,12 @@ impl Spawner<'_, '_> {
                     "{left} spawn request(s) refused: `spawn.max-count` ({}) spawned invocations already",
                     self.policy.max_count
                 );
-                out.push((child, Worked::failed("spawn", message)));
+                out.push((child, Worked::failed(FailureKind::Spawn, message)));
                 continue;
             }
             let (child, refused) = self.plan_child(&frame.parent, request, n, &chain);
             let mut result = match refused {
-                Some(message) => Worked::failed("spawn", message),
+                Some(message) => Worked::failed(FailureKind::Spawn, message),
                 None => work(&child, None, self.cache, self.plugins, self.root, self.limits),
             };
             result.children.clear();
@@ -341,8 +343,8 @@ fn upstream_context(
     Some(serde_json::Value::Object(upstream))
 }
 
-fn error(kind: &str, message: impl Into<String>) -> ErrorReport {
-    ErrorReport { kind: kind.to_owned(), message: message.into() }
+fn error(kind: FailureKind, message: impl Into<String>) -> ErrorReport {
+    ErrorReport { kind, message: message.into() }
 }
 
 /// The project's plugins, loaded on first use: a run where everything is a cache hit never
@@ -714,7 +716,7 @@ impl Engine {
         }
         for (inv, worked) in flat {
             let inv: &PlannedInvocation = &inv;
-            let skipped = worked.result.as_ref().is_err_and(|e| e.kind == "skipped");
+            let skipped = worked.result.as_ref().is_err_and(|e| e.kind == FailureKind::Skipped);
             warnings.extend(worked.warnings);
             let mut written = Vec::new();
             let result = worked.result.and_then(|files| {
@@ -727,12 +729,12 @@ impl Engine {
                             format!("`{}` clashes with `{other}` (a file where a folder is needed, or a case-only difference), produced by", f.rel)
                         };
                         return Err(error(
-                            "output",
+                            FailureKind::Output,
                             format!("{clash} entry `{entry}` for `{schema}`; give the entries different `out` folders"),
                         ));
                     }
                     if f.contents.is_some() {
-                        root.check_writable(&f.rel).map_err(|e| error("output", format!("cannot write `{}`: {e}", f.rel)))?;
+                        root.check_writable(&f.rel).map_err(|e| error(FailureKind::Output, format!("cannot write `{}`: {e}", f.rel)))?;
                     }
                 }
                 for f in &files {
@@ -743,7 +745,7 @@ impl Engine {
                             Ok(WriteOutcome::Unchanged) => summary.files_unchanged += 1,
                             Err(e) => {
                                 return Err(error(
-                                    "write",
+                                    FailureKind::Write,
                                     format!("cannot write `{}` under the output root: {e}", f.rel),
                                 ));
                             }
@@ -807,9 +809,9 @@ impl Engine {
                 }
             }
             let (outcome, err) = match result {
-                Ok(_) => ("ok", None),
-                Err(e) if skipped => ("skipped", Some(e)),
-                Err(e) => ("error", Some(e)),
+                Ok(_) => (Outcome::Ok, None),
+                Err(e) if skipped => (Outcome::Skipped, Some(e)),
+                Err(e) => (Outcome::Error, Some(e)),
             };
             records.push(AuditRecord {
                 format: audit::AUDIT_FORMAT,
@@ -825,8 +827,8 @@ impl Engine {
                 key: inv.key.clone(),
                 input_digest: digest_of(inv.request.input.as_bytes()),
                 config_digest: digest_of(inv.request.config.as_bytes()),
-                cache: if worked.hit { "hit" } else { "miss" }.to_owned(),
-                outcome: outcome.to_owned(),
+                cache: if worked.hit { CacheState::Hit } else { CacheState::Miss },
+                outcome,
                 error: err.as_ref().map(|e| format!("{}: {}", e.kind, e.message)),
                 duration_us: worked.duration_us,
                 fuel: worked.fuel,
@@ -840,8 +842,8 @@ impl Engine {
                 schema: inv.schema.clone(),
                 plugin: inv.plugin.clone(),
                 key: inv.key.clone(),
-                cache: if worked.hit { "hit" } else { "miss" }.to_owned(),
-                outcome: outcome.to_owned(),
+                cache: if worked.hit { CacheState::Hit } else { CacheState::Miss },
+                outcome,
                 error: err,
                 duration_us: worked.duration_us,
                 fuel: worked.fuel,
@@ -922,7 +924,7 @@ fn check_outputs(
 ) -> Result<Vec<(String, String, Vec<u8>)>, ErrorReport> {
     if files.len() > limits.max_files as usize {
         return Err(error(
-            "output",
+            FailureKind::Output,
             format!(
                 "the plugin returned {} files, over the limit of {} (`limits.max-files`)",
                 files.len(),
@@ -933,7 +935,7 @@ fn check_outputs(
     let total: u64 = files.iter().map(|f| f.contents.len() as u64).sum();
     if total > limits.max_output_bytes {
         return Err(error(
-            "output",
+            FailureKind::Output,
             format!(
                 "the plugin returned {total} bytes, over the limit of {} (`limits.max-output-bytes`)",
                 limits.max_output_bytes
@@ -944,13 +946,13 @@ fn check_outputs(
         crate::output_path::check(&f.path, limits.max_path_len).map_err(|p| {
             let shown = qpf_runtime::budgets::truncate(f.path.clone(), 200);
             error(
-                "output",
+                FailureKind::Output,
                 format!("the plugin returned the path `{}`, which is not allowed: {p}", qpf_core::text::escape(&shown)),
             )
         })?;
     }
     crate::output_path::check_set(files.iter().map(|f| f.path.as_str()))
-        .map_err(|p| error("output", format!("the plugin's files cannot be written together: {p}")))?;
+        .map_err(|p| error(FailureKind::Output, format!("the plugin's files cannot be written together: {p}")))?;
     Ok(files
         .into_iter()
         .map(|f| {
@@ -1018,19 +1020,19 @@ fn run_plugin(
     limits: &Limits,
     worked: &mut Worked,
 ) -> Result<Vec<ProducedFile>, ErrorReport> {
-    let (runtime, plugin) = plugins.get(&inv.plugin).map_err(|e| error("load", e))?;
+    let (runtime, plugin) = plugins.get(&inv.plugin).map_err(|e| error(FailureKind::Load, e))?;
     let info = plugin.info();
     worked.plugin_version = Some(info.version.clone());
     if !info.kinds.is_empty() && !info.kinds.contains(&inv.request.schema.kind) {
         return Err(error(
-            "load",
+            FailureKind::Load,
             format!(
                 "plugin `{}` accepts kinds {:?}, not `{}`; narrow the entry's `select.kind`",
                 inv.plugin, info.kinds, inv.request.schema.kind
             ),
         ));
     }
-    plugins.check_config(&inv.plugin, plugin, &inv.request.config).map_err(|e| error("config", e))?;
+    plugins.check_config(&inv.plugin, plugin, &inv.request.config).map_err(|e| error(FailureKind::Config, e))?;
     // The upstream outputs are a function of the upstream keys, which are already in the key.
     let request = match upstream {
         None => std::borrow::Cow::Borrowed(&inv.request),
@@ -1042,7 +1044,8 @@ fn run_plugin(
             std::borrow::Cow::Owned(request)
         }
     };
-    let invocation = runtime.invoke(plugin, &request, limits).map_err(|e| error("sandbox", e.to_string()))?;
+    let invocation =
+        runtime.invoke(plugin, &request, limits).map_err(|e| error(FailureKind::Sandbox, e.to_string()))?;
     worked.fuel = invocation.fuel_consumed;
     for line in &invocation.logs {
         tracing::debug!(target: "qpf::plugin", level = ?line.level, "{}", qpf_core::text::escape(&line.message));
@@ -1051,7 +1054,7 @@ fn run_plugin(
         Ok(r) => r,
         Err(e) => {
             worked.diagnostics = e.diagnostics;
-            return Err(error("plugin", e.message));
+            return Err(error(FailureKind::Plugin, e.message));
         }
     };
     worked.diagnostics = response.diagnostics;

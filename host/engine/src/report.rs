@@ -6,6 +6,94 @@ use serde::Serialize;
 /// Version of the report format.
 pub const REPORT_FORMAT: u32 = 1;
 
+/// Whether an invocation was served from the invocation cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheState {
+    /// Served from the cache.
+    Hit,
+    /// Run in the sandbox (or not run at all).
+    Miss,
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It produced its files.
+    Ok,
+    /// It failed; see its [`ErrorReport`].
+    Error,
+    /// It was not run: `--fail-fast` stopped the run, or an entry it needs failed.
+    Skipped,
+}
+
+/// Why an invocation failed. These are all the kinds the engine emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureKind {
+    /// The plugin returned its own `extract-error`.
+    Plugin,
+    /// A trap or a limit: fuel, memory, tables, deadline, output or transfer size, `exit`.
+    Sandbox,
+    /// A bad path, too many files or bytes, files that cannot coexist, or a file another
+    /// invocation produces.
+    Output,
+    /// The plugin could not be loaded (read, compiled, linked, its `info()`), or does not accept
+    /// the schema's kind.
+    Load,
+    /// The entry's config does not match the config schema the plugin declares (or that schema is
+    /// refused).
+    Config,
+    /// I/O under the output root.
+    Write,
+    /// A spawn request the entry's policy refuses.
+    Spawn,
+    /// Not run (see [`Outcome::Skipped`]).
+    Skipped,
+}
+
+impl FailureKind {
+    /// The name in reports and messages (`plugin`, `sandbox`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Plugin => "plugin",
+            FailureKind::Sandbox => "sandbox",
+            FailureKind::Output => "output",
+            FailureKind::Load => "load",
+            FailureKind::Config => "config",
+            FailureKind::Write => "write",
+            FailureKind::Spawn => "spawn",
+            FailureKind::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for CacheState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CacheState::Hit => "hit",
+            CacheState::Miss => "miss",
+        })
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Skipped => "skipped",
+        })
+    }
+}
+
 /// A whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -36,7 +124,7 @@ pub struct Summary {
     pub misses: usize,
     /// Failed.
     pub failed: usize,
-    /// Not run because `--fail-fast` stopped the run.
+    /// Not run: `--fail-fast` stopped the run, or an entry it needs failed.
     pub skipped: usize,
     /// Files created or replaced on disk.
     pub files_written: usize,
@@ -56,9 +144,9 @@ pub struct InvocationReport {
     /// Invocation key.
     pub key: String,
     /// `hit` or `miss`.
-    pub cache: String,
-    /// `ok`, `error`, or `skipped` (not run: `--fail-fast` stopped the run).
-    pub outcome: String,
+    pub cache: CacheState,
+    /// `ok`, `error`, or `skipped`.
+    pub outcome: Outcome,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
@@ -98,9 +186,37 @@ pub struct DiagnosticReport {
 /// A failure, classified.
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorReport {
-    /// `plugin` (the plugin's own error), `sandbox` (trap or limit), `output` (bad path, too many
-    /// files, conflict), `load` (the plugin could not be loaded), `write` (I/O under the output root).
-    pub kind: String,
+    /// What kind of failure.
+    pub kind: FailureKind,
     /// The message.
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names the report, the audit log and messages use are one set of strings.
+    #[test]
+    fn serialised_names_are_the_displayed_names() {
+        let kinds = [
+            FailureKind::Plugin,
+            FailureKind::Sandbox,
+            FailureKind::Output,
+            FailureKind::Load,
+            FailureKind::Config,
+            FailureKind::Write,
+            FailureKind::Spawn,
+            FailureKind::Skipped,
+        ];
+        for kind in kinds {
+            assert_eq!(serde_json::to_value(kind).ok(), Some(serde_json::Value::String(kind.to_string())));
+        }
+        for outcome in [Outcome::Ok, Outcome::Error, Outcome::Skipped] {
+            assert_eq!(serde_json::to_value(outcome).ok(), Some(serde_json::Value::String(outcome.to_string())));
+        }
+        for cache in [CacheState::Hit, CacheState::Miss] {
+            assert_eq!(serde_json::to_value(cache).ok(), Some(serde_json::Value::String(cache.to_string())));
+        }
+    }
 }

@@ -59,7 +59,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     let extract =
         engine.extract(&ExtractOptions { jobs, out: args.out.clone(), no_cache: false, fail_fast: false }, &|_| {})?;
-    for inv in extract.invocations.iter().filter(|i| i.outcome != "ok") {
+    for inv in extract.invocations.iter().filter(|i| i.outcome != qpf_engine::report::Outcome::Ok) {
         if let Some(e) = &inv.error {
             esay!(
                 "error: entry `{}`, schema `{}`: {} error: {}",

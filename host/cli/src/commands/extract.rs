@@ -90,7 +90,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         }
     }
     let s = &report.summary;
-    for inv in report.invocations.iter().filter(|i| i.outcome != "ok") {
+    for inv in report.invocations.iter().filter(|i| i.outcome != qpf_engine::report::Outcome::Ok) {
         if let Some(e) = &inv.error {
             esay!(
                 "error: entry `{}`, schema `{}`, plugin `{}`: {} error: {}",

@@ -75,7 +75,11 @@ fn round(project: &Path, jobs: usize) {
     };
     match engine.extract(&ExtractOptions { jobs, out: None, no_cache: false, fail_fast: false }, &|_| {}) {
         Ok(report) => {
-            for inv in report.invocations.iter().filter(|i| !i.written.is_empty() || i.outcome != "ok") {
+            for inv in report
+                .invocations
+                .iter()
+                .filter(|i| !i.written.is_empty() || i.outcome != qpf_engine::report::Outcome::Ok)
+            {
                 for w in &inv.written {
                     say!("written   {w}  ({} × {})", inv.entry, inv.schema);
                 }
