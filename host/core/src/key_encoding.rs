@@ -24,7 +24,7 @@ pub fn hash(fields: &[(&str, &str)]) -> String {
         hasher.update(&(value.len() as u64).to_le_bytes());
         hasher.update(value.as_bytes());
     }
-    format!("blake3:{}", hasher.finalize().to_hex())
+    crate::Digest::from_hash(hasher.finalize()).to_string()
 }
 
 #[cfg(test)]

@@ -4,12 +4,15 @@
 //! say.
 
 pub mod canonical;
+pub mod digest;
 pub mod fs;
 pub mod key_encoding;
 pub mod output_path;
 pub mod text;
 
-/// `blake3:<hex>` of some bytes: the one digest format of every QPF record.
+pub use digest::Digest;
+
+/// `blake3:<hex>` of some bytes, as text: the one digest format of every QPF record.
 pub fn digest_of(bytes: &[u8]) -> String {
-    format!("blake3:{}", blake3::hash(bytes).to_hex())
+    Digest::of(bytes).to_string()
 }

@@ -99,8 +99,8 @@ impl std::fmt::Debug for LocalCache {
     }
 }
 
-fn hex(digest: &str) -> &str {
-    digest.strip_prefix("blake3:").unwrap_or(digest)
+fn hex(digest: &str) -> String {
+    qpf_core::digest::file_stem(digest)
 }
 
 use crate::writer::digest_of;

@@ -227,7 +227,7 @@ impl Project {
             .into());
         }
         for (name, plugin) in &file.plugins {
-            if !plugin.digest.starts_with("blake3:") || plugin.digest.len() != "blake3:".len() + 64 {
+            if qpf_core::Digest::parse(&plugin.digest).is_err() {
                 return Err(SchemaError::file(
                     PROJECT_FILE,
                     format!("plugin `{name}`: `digest` must be `blake3:` and 64 hex digits, got `{}`", plugin.digest),

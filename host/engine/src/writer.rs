@@ -18,12 +18,7 @@ pub use qpf_core::digest_of;
 /// # Errors
 /// I/O errors.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    qpf_core::fs::write_atomic(path, bytes)
 }
 
 /// What a file under the root is, for messages.

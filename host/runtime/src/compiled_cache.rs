@@ -12,7 +12,6 @@
 //! (temporary file + rename), so concurrent `qpf` processes never see a partial artifact.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -52,14 +51,7 @@ fn engine_hash(engine: &Engine) -> String {
     format!("{:016x}", hasher.finish())
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
+use qpf_core::fs::write_atomic;
 
 impl CompiledCache {
     pub(crate) fn new(dir: &Path, secret: &[u8; 32]) -> Self {
@@ -69,8 +61,7 @@ impl CompiledCache {
     }
 
     fn paths(&self, engine: &Engine, digest: &str) -> (PathBuf, PathBuf) {
-        let hex: String =
-            digest.strip_prefix("blake3:").unwrap_or(digest).chars().filter(char::is_ascii_hexdigit).collect();
+        let hex = qpf_core::digest::file_stem(digest);
         let stem = format!("{hex}-{}", engine_hash(engine));
         (self.dir.join(format!("{stem}.cwasm")), self.dir.join(format!("{stem}.json")))
     }

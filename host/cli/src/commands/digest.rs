@@ -22,7 +22,7 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<Exit> {
     for file in &args.files {
         let bytes = std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))?;
-        say!("blake3:{}  {}", blake3::hash(&bytes).to_hex(), file.display());
+        say!("{}  {}", qpf_core::Digest::of(&bytes), file.display());
     }
     Ok(Exit::Success)
 }

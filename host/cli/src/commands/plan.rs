@@ -28,7 +28,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     match args.format {
         Format::Human => {
             for (inv, reason) in plan.iter().zip(&reasons) {
-                let key = inv.key.strip_prefix("blake3:").unwrap_or(&inv.key);
+                let key = qpf_core::digest::file_stem(&inv.key);
                 let state = if reason.is_some() { "miss" } else { "hit" };
                 let why = reason.as_deref().map(|r| format!("  ({r})")).unwrap_or_default();
                 say!(

@@ -295,11 +295,10 @@ fn migrate_cmd(project: &Path, files: &[PathBuf], write: bool) -> Result<Exit> {
             yaml.push('\n');
         }
         if write {
-            let tmp = file.with_extension("yaml.qpf-tmp");
-            std::fs::write(&tmp, &yaml).with_context(|| format!("cannot write `{}`", tmp.display()))?;
-            std::fs::rename(&tmp, file).with_context(|| format!("cannot replace `{}`", file.display()))?;
+            qpf_core::fs::write_atomic(file, yaml.as_bytes())
+                .with_context(|| format!("cannot replace `{}`", file.display()))?;
         } else {
-            print!("{yaml}");
+            crate::term::out(yaml.trim_end_matches('\n'));
         }
     }
     Ok(Exit::Success)
