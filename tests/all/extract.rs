@@ -411,3 +411,32 @@ fn spawns_need_permission_and_stay_within_depth_and_without_cycles() {
         .collect();
     assert!(messages.iter().any(|m| m.contains("spawn cycle")), "{messages:?}");
 }
+
+#[test]
+fn files_no_longer_produced_are_removed_unless_edited_by_hand() {
+    let echo = json!({ "mode": "echo" });
+    let project =
+        support::hostile_project(&[("a", echo.clone()), ("b", echo.clone()), ("c", echo)], "  fuel: 5000000000\n");
+    let p = project.path();
+    assert!(extract(p, &[]).status.success());
+    std::fs::write(p.join("out/c/echo.json"), "my own changes\n").unwrap();
+    std::fs::write(p.join("out/user.txt"), "not QPF's\n").unwrap();
+    // Entries b and c leave the map.
+    let map = std::fs::read_to_string(p.join("map.yaml")).unwrap();
+    let only_a = &map[..map.find("  - id: b").unwrap()];
+    std::fs::write(p.join("map.yaml"), only_a).unwrap();
+    let report_path = p.join("r.json");
+    let out = extract(p, &["--report", report_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 removed (no longer produced)"), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`c/echo.json` is no longer produced"), "{}", show(&out));
+    assert_eq!(support::report(&report_path)["removed"], json!(["b/echo.json"]));
+    assert!(!p.join("out/b/echo.json").exists(), "QPF's untouched file is removed");
+    assert_eq!(std::fs::read_to_string(p.join("out/c/echo.json")).unwrap(), "my own changes\n", "an edited one stays");
+    assert_eq!(std::fs::read_to_string(p.join("out/user.txt")).unwrap(), "not QPF's\n", "a file QPF never wrote stays");
+    // The kept file stays in the lock, so drift keeps reporting it.
+    let drift = qpf(&["drift", "--project", p.to_str().unwrap()]);
+    assert_eq!(drift.status.code(), Some(2), "{}", show(&drift));
+    let text = String::from_utf8_lossy(&drift.stdout);
+    assert!(text.contains("orphan") && text.contains("c/echo.json") && !text.contains("b/echo.json"), "{text}");
+}

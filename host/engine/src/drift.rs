@@ -97,6 +97,13 @@ impl crate::Engine {
                 schema: locked.schema.clone(),
                 detail,
             };
+            if locked.orphan {
+                items.push(item(
+                    DriftClass::Orphan,
+                    "no invocation produces it any more; kept because it was edited by hand".to_owned(),
+                ));
+                continue;
+            }
             // A spawned file is judged by the top-level invocation that spawned it.
             let (entry, key) = match &locked.spawned_by {
                 Some(s) => (s.entry.as_str(), s.key.as_str()),

@@ -785,6 +785,7 @@ impl Engine {
                                     entry: entry.clone(),
                                     key: key.clone(),
                                 }),
+                                orphan: false,
                             },
                         );
                     }
@@ -853,6 +854,11 @@ impl Engine {
             });
         }
 
+        let removed = match &previous {
+            Some(previous) => prune(previous, &mut lock, &root, &mut warnings),
+            None => Vec::new(),
+        };
+        summary.files_removed = removed.len();
         lock.write(&lock_path).map_err(|source| EngineError::Io { path: lock_path.clone(), source })?;
         let audit_path = self.project.state_dir().join("audit.jsonl");
         audit::append(&audit_path, &records).map_err(|source| EngineError::Io { path: audit_path, source })?;
@@ -863,9 +869,41 @@ impl Engine {
             duration_us: started.elapsed().as_micros() as u64,
             summary,
             invocations: reports,
+            removed,
             warnings,
         })
     }
+}
+
+/// Files the previous lock lists that no invocation of this run produces (an entry or schema
+/// removed, a config that drops a file): each is deleted when it still holds the bytes QPF wrote,
+/// kept in the lock as an orphan (with a warning) when someone edited it, and forgotten when it is
+/// already gone. A file QPF did not write is never deleted. Returns the removed paths.
+fn prune(previous: &Lock, lock: &mut Lock, root: &OutputRoot, warnings: &mut Vec<String>) -> Vec<String> {
+    let mut removed = Vec::new();
+    for (rel, locked) in &previous.files {
+        if lock.files.contains_key(rel) {
+            continue;
+        }
+        match root.digest_of(rel) {
+            Some(on_disk) if on_disk == locked.digest => match root.remove(rel) {
+                Ok(()) => removed.push(rel.clone()),
+                Err(e) => {
+                    warnings.push(format!("`{rel}` is no longer produced, but it cannot be removed: {e}"));
+                    lock.files.insert(rel.clone(), LockedFile { orphan: true, ..locked.clone() });
+                }
+            },
+            Some(_) => {
+                warnings.push(format!(
+                    "`{rel}` is no longer produced by entry `{}` for `{}`, but it was edited by hand: kept (delete it yourself once its changes are safe)",
+                    locked.entry, locked.schema
+                ));
+                lock.files.insert(rel.clone(), LockedFile { orphan: true, ..locked.clone() });
+            }
+            None => {}
+        }
+    }
+    removed
 }
 
 /// Joins an invocation's `out` folder and a plugin path.

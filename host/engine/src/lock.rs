@@ -82,6 +82,10 @@ pub struct LockedFile {
     /// For a file of a spawned invocation: the top-level entry and key that spawned it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spawned_by: Option<SpawnedBy>,
+    /// No invocation produces it any more, but it was edited by hand, so `qpf extract` kept it
+    /// (and `qpf drift` reports it as an orphan) instead of deleting someone's work.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub orphan: bool,
 }
 
 /// The top-level invocation a spawned file descends from.

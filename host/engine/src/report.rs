@@ -109,6 +109,9 @@ pub struct Report {
     pub summary: Summary,
     /// Every invocation, in plan order.
     pub invocations: Vec<InvocationReport>,
+    /// Files the previous run generated that no invocation produces any more, removed because
+    /// they still held the bytes QPF wrote (an edited one is kept, with a warning).
+    pub removed: Vec<String>,
     /// Problems that did not fail the run (for example a corrupted cache entry that was ignored).
     pub warnings: Vec<String>,
 }
@@ -130,6 +133,8 @@ pub struct Summary {
     pub files_written: usize,
     /// Files already up to date.
     pub files_unchanged: usize,
+    /// Files no longer produced, removed (see [`Report::removed`]).
+    pub files_removed: usize,
 }
 
 /// One invocation.

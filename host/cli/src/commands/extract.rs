@@ -103,18 +103,26 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         }
     }
     say!(
-        "{} invocations ({} cached, {} run, {} failed), {} files written, {} unchanged, in {} ms -> {}",
+        "{} invocations ({} cached, {} run, {} failed), {} files written, {} unchanged{}, in {} ms -> {}",
         s.invocations,
         s.hits,
         s.misses,
         s.failed,
         s.files_written,
         s.files_unchanged,
+        if s.files_removed > 0 { format!(", {} removed (no longer produced)", s.files_removed) } else { String::new() },
         report.duration_us / 1000,
         report.output
     );
     if s.skipped > 0 {
-        esay!("error: {} invocations were skipped after the first failure (--fail-fast)", s.skipped);
+        if args.fail_fast {
+            esay!(
+                "error: {} invocations were not run: --fail-fast stopped the run after the first failure, or an entry they need failed",
+                s.skipped
+            );
+        } else {
+            esay!("error: {} invocations were not run because an entry they need failed", s.skipped);
+        }
     }
     if s.failed > 0 {
         esay!("error: {} of {} invocations failed; their previous outputs were left in place", s.failed, s.invocations);

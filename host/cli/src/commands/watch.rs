@@ -93,6 +93,9 @@ fn round(project: &Path, jobs: usize) {
                     );
                 }
             }
+            for r in &report.removed {
+                say!("removed   {r}  (no longer produced)");
+            }
             let s = &report.summary;
             say!(
                 "{} invocations ({} run, {} cached, {} failed), {} files written in {} ms",
