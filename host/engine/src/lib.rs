@@ -13,13 +13,17 @@ pub mod cache_key;
 pub mod drift;
 pub mod extract;
 pub mod impact;
+mod invoker;
 pub mod lock;
 pub mod plan;
 pub mod plugin_config;
 pub mod project;
 pub mod protect;
+mod prune;
 pub mod report;
+mod scheduler;
 pub mod secret;
+mod spawner;
 pub mod writer;
 
 pub use extract::{Engine, EngineError, Event, ExtractOptions};

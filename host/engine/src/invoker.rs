@@ -1,0 +1,391 @@
+//! One invocation, start to end: cache lookup (replaying a verified hit under today's output
+//! rules), the plugin loaded on first use, its kinds and config checked, the sandboxed call on a
+//! miss, the output checks (paths, counts, bytes, clashes), and the cache store. What it found is a
+//! [`Worked`]; the commit phase turns it into the report row, the audit record and the lock entries.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use qpf_runtime::{Limits, Plugin, Runtime, RuntimeOptions};
+
+use crate::Engine;
+use crate::cache::{CachedFile, InvocationCache, MANIFEST_FORMAT, Manifest};
+use crate::plan::PlannedInvocation;
+use crate::project::Project;
+use crate::report::{ErrorReport, FailureKind};
+use crate::writer::{OutputRoot, digest_of};
+
+/// A file an invocation produced.
+pub(crate) struct ProducedFile {
+    /// Path under the output root.
+    pub(crate) rel: String,
+    pub(crate) digest: String,
+    /// `None` when the file on disk already holds these bytes.
+    pub(crate) contents: Option<Vec<u8>>,
+}
+
+/// What the worker phase found for one invocation.
+pub(crate) struct Worked {
+    pub(crate) hit: bool,
+    pub(crate) duration_us: u64,
+    pub(crate) fuel: u64,
+    pub(crate) plugin_version: Option<String>,
+    pub(crate) diagnostics: Vec<qpf_runtime::Diagnostic>,
+    pub(crate) result: Result<Vec<ProducedFile>, ErrorReport>,
+    pub(crate) warnings: Vec<String>,
+    /// What the plugin asked to spawn (from the response, or replayed from the cache).
+    pub(crate) spawns: Vec<qpf_runtime::SpawnRequest>,
+    /// Spawned invocations and their results, depth first, in request order.
+    pub(crate) children: Vec<(PlannedInvocation, Worked)>,
+}
+
+impl Worked {
+    pub(crate) fn failed(kind: FailureKind, message: String) -> Worked {
+        let mut w = Worked::skipped(message);
+        if let Err(e) = &mut w.result {
+            e.kind = kind;
+        }
+        w
+    }
+
+    pub(crate) fn skipped(message: String) -> Worked {
+        Worked {
+            hit: false,
+            duration_us: 0,
+            fuel: 0,
+            plugin_version: None,
+            diagnostics: Vec::new(),
+            result: Err(error(FailureKind::Skipped, message)),
+            warnings: Vec::new(),
+            spawns: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+}
+
+/// `context.upstream` for an invocation: each needed entry's files (path under the output root,
+/// digest, and the text when the entry asks for contents).
+pub(crate) fn upstream_context(
+    inv: &PlannedInvocation,
+    invocations: &[PlannedInvocation],
+    results: &[OnceLock<Worked>],
+    root: &OutputRoot,
+) -> Option<serde_json::Value> {
+    if inv.upstream.is_empty() {
+        return None;
+    }
+    let mut upstream = serde_json::Map::new();
+    for &u in &inv.upstream {
+        let files: Vec<serde_json::Value> = match results[u].get().map(|w| &w.result) {
+            Some(Ok(files)) => files
+                .iter()
+                .map(|f| {
+                    let mut item = serde_json::json!({ "path": f.rel, "digest": f.digest });
+                    if inv.upstream_contents {
+                        // Read back from disk only when its bytes are still the ones the key promises.
+                        let bytes =
+                            f.contents.clone().or_else(|| root.read(&f.rel)).filter(|b| digest_of(b) == f.digest);
+                        item["contents"] = bytes
+                            .and_then(|b| String::from_utf8(b).ok())
+                            .map_or(serde_json::Value::Null, serde_json::Value::String);
+                    }
+                    item
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        upstream.insert(invocations[u].entry.clone(), serde_json::json!({ "files": files }));
+    }
+    Some(serde_json::Value::Object(upstream))
+}
+
+pub(crate) fn error(kind: FailureKind, message: impl Into<String>) -> ErrorReport {
+    ErrorReport { kind, message: message.into() }
+}
+
+/// The project's plugins, loaded on first use: a run where everything is a cache hit never
+/// creates a wasm engine.
+pub(crate) struct Plugins<'a> {
+    project: &'a Project,
+    options: RuntimeOptions,
+    runtime: OnceLock<Result<Runtime, String>>,
+    loaded: BTreeMap<&'a str, OnceLock<Result<Plugin, String>>>,
+    config_schemas: BTreeMap<&'a str, OnceLock<Result<Option<qpf_schema::kinds::JsonSchema>, String>>>,
+}
+
+impl<'a> Plugins<'a> {
+    pub(crate) fn new(engine: &'a Engine, jobs: usize) -> Self {
+        let (project, plan) = (engine.project(), engine.plan());
+        let options = RuntimeOptions {
+            // `QPF_COMPILED_CACHE` shares compiled plugins between projects (they are keyed by
+            // digest and engine, and authenticated on load); by default each project keeps its own.
+            compiled_cache: Some(qpf_runtime::CompiledCacheOptions {
+                dir: engine.compiled_cache_dir(),
+                secret: engine.secret(),
+            }),
+            load_limits: project.file.load_limits.clone(),
+            max_memory_bytes: project.file.limits.memory_bytes,
+            max_concurrency: u32::try_from(jobs).unwrap_or(u32::MAX),
+            pooling: true,
+        };
+        let loaded = plan.plugins().into_keys().map(|name| (name, OnceLock::new())).collect();
+        let config_schemas = plan.plugins().into_keys().map(|name| (name, OnceLock::new())).collect();
+        Plugins { project, options, runtime: OnceLock::new(), loaded, config_schemas }
+    }
+
+    fn runtime(&self) -> Result<&Runtime, String> {
+        self.runtime.get_or_init(|| Runtime::new(&self.options)).as_ref().map_err(Clone::clone)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Result<(&Runtime, &Plugin), String> {
+        let runtime = self.runtime()?;
+        let slot = self.loaded.get(name).ok_or_else(|| format!("plugin `{name}` is not declared"))?;
+        let plugin = slot
+            .get_or_init(|| {
+                let decl = &self.project.file.plugins[name];
+                let _span = tracing::info_span!("load", plugin = name).entered();
+                runtime
+                    .load(&self.project.root.join(&decl.path), Some(&decl.digest), &self.project.file.limits)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        Ok((runtime, plugin))
+    }
+}
+
+impl Plugins<'_> {
+    /// Checks an entry's config against the JSON Schema the plugin declares in `info()` (compiled
+    /// once per plugin).
+    fn check_config(&self, name: &str, plugin: &Plugin, config: &str) -> Result<(), String> {
+        let Some(slot) = self.config_schemas.get(name) else { return Ok(()) };
+        let schema = slot.get_or_init(|| crate::plugin_config::schema(plugin)).as_ref().map_err(Clone::clone)?;
+        let Some(schema) = schema else { return Ok(()) };
+        let value: serde_json::Value = serde_json::from_str(config).map_err(|e| format!("config is not JSON: {e}"))?;
+        crate::plugin_config::check(name, schema, &value)
+    }
+}
+
+/// Joins an invocation's `out` folder and a plugin path.
+pub(crate) fn join(out_dir: &str, path: &str) -> String {
+    format!("{out_dir}/{path}")
+}
+
+/// Replays a cache hit: checks which files are already on disk and reads the verified blobs of
+/// the others. `None` means the entry cannot be used (missing or corrupted blob): run the plugin.
+pub(crate) fn replay(
+    inv: &PlannedInvocation,
+    manifest: &Manifest,
+    cache: &dyn InvocationCache,
+    root: &OutputRoot,
+    limits: &Limits,
+    warnings: &mut Vec<String>,
+) -> Option<Vec<ProducedFile>> {
+    // A manifest is authenticated, but it is replayed under today's limits and path rules: what a
+    // plugin could not return today is not served from yesterday's cache either.
+    let paths_ok = manifest.files.len() <= limits.max_files as usize
+        && manifest.files.iter().all(|f| crate::output_path::check(&f.path, limits.max_path_len).is_ok())
+        && crate::output_path::check_set(manifest.files.iter().map(|f| f.path.as_str())).is_ok();
+    if !paths_ok {
+        warnings.push(format!(
+            "entry `{}`, schema `{}`: the cached result breaks today's output rules; running the plugin instead",
+            inv.entry, inv.schema
+        ));
+        return None;
+    }
+    let mut files = Vec::with_capacity(manifest.files.len());
+    for f in &manifest.files {
+        let rel = join(&inv.out_dir, &f.path);
+        let contents = if root.digest_of(&rel).as_deref() == Some(f.digest.as_str()) {
+            None
+        } else {
+            match cache.blob(&f.digest) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    warnings.push(format!(
+                        "entry `{}`, schema `{}`: {e}; running the plugin instead",
+                        inv.entry, inv.schema
+                    ));
+                    return None;
+                }
+            }
+        };
+        files.push(ProducedFile { rel, digest: f.digest.clone(), contents });
+    }
+    Some(files)
+}
+
+/// Checks a plugin's files against the output limits and paths, and returns them ready to write.
+pub(crate) fn check_outputs(
+    files: Vec<qpf_runtime::OutputFile>,
+    limits: &Limits,
+) -> Result<Vec<(String, String, Vec<u8>)>, ErrorReport> {
+    if files.len() > limits.max_files as usize {
+        return Err(error(
+            FailureKind::Output,
+            format!(
+                "the plugin returned {} files, over the limit of {} (`limits.max-files`)",
+                files.len(),
+                limits.max_files
+            ),
+        ));
+    }
+    let total: u64 = files.iter().map(|f| f.contents.len() as u64).sum();
+    if total > limits.max_output_bytes {
+        return Err(error(
+            FailureKind::Output,
+            format!(
+                "the plugin returned {total} bytes, over the limit of {} (`limits.max-output-bytes`)",
+                limits.max_output_bytes
+            ),
+        ));
+    }
+    for f in &files {
+        crate::output_path::check(&f.path, limits.max_path_len).map_err(|p| {
+            let shown = qpf_runtime::budgets::truncate(f.path.clone(), 200);
+            error(
+                FailureKind::Output,
+                format!("the plugin returned the path `{}`, which is not allowed: {p}", qpf_core::text::escape(&shown)),
+            )
+        })?;
+    }
+    crate::output_path::check_set(files.iter().map(|f| f.path.as_str()))
+        .map_err(|p| error(FailureKind::Output, format!("the plugin's files cannot be written together: {p}")))?;
+    Ok(files
+        .into_iter()
+        .map(|f| {
+            let digest = digest_of(&f.contents);
+            (f.path, digest, f.contents)
+        })
+        .collect())
+}
+
+pub(crate) fn work(
+    inv: &PlannedInvocation,
+    upstream: Option<serde_json::Value>,
+    cache: Option<&dyn InvocationCache>,
+    plugins: &Plugins<'_>,
+    root: &OutputRoot,
+    limits: &Limits,
+) -> Worked {
+    let _span =
+        tracing::info_span!("invocation", entry = %inv.entry, schema = %inv.schema, plugin = %inv.plugin).entered();
+    let started = Instant::now();
+    let mut warnings = Vec::new();
+    if let Some(cache) = cache {
+        match cache.manifest(&inv.key) {
+            Ok(Some(manifest)) => {
+                if let Some(files) = replay(inv, &manifest, cache, root, limits, &mut warnings) {
+                    tracing::debug!("cache hit");
+                    return Worked {
+                        hit: true,
+                        duration_us: started.elapsed().as_micros() as u64,
+                        fuel: manifest.fuel,
+                        plugin_version: None,
+                        diagnostics: manifest.diagnostics,
+                        result: Ok(files),
+                        warnings,
+                        spawns: manifest.spawns,
+                        children: Vec::new(),
+                    };
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warnings.push(format!("entry `{}`, schema `{}`: {e}", inv.entry, inv.schema)),
+        }
+    }
+    let mut worked = Worked {
+        hit: false,
+        duration_us: 0,
+        fuel: 0,
+        plugin_version: None,
+        diagnostics: Vec::new(),
+        result: Ok(Vec::new()),
+        warnings,
+        spawns: Vec::new(),
+        children: Vec::new(),
+    };
+    worked.result = run_plugin(inv, upstream, cache, plugins, limits, &mut worked);
+    worked.duration_us = started.elapsed().as_micros() as u64;
+    worked
+}
+
+pub(crate) fn run_plugin(
+    inv: &PlannedInvocation,
+    upstream: Option<serde_json::Value>,
+    cache: Option<&dyn InvocationCache>,
+    plugins: &Plugins<'_>,
+    limits: &Limits,
+    worked: &mut Worked,
+) -> Result<Vec<ProducedFile>, ErrorReport> {
+    let (runtime, plugin) = plugins.get(&inv.plugin).map_err(|e| error(FailureKind::Load, e))?;
+    let info = plugin.info();
+    worked.plugin_version = Some(info.version.clone());
+    if !info.kinds.is_empty() && !info.kinds.contains(&inv.request.schema.kind) {
+        return Err(error(
+            FailureKind::Load,
+            format!(
+                "plugin `{}` accepts kinds {:?}, not `{}`; narrow the entry's `select.kind`",
+                inv.plugin, info.kinds, inv.request.schema.kind
+            ),
+        ));
+    }
+    plugins.check_config(&inv.plugin, plugin, &inv.request.config).map_err(|e| error(FailureKind::Config, e))?;
+    // The upstream outputs are a function of the upstream keys, which are already in the key.
+    let request = match upstream {
+        None => std::borrow::Cow::Borrowed(&inv.request),
+        Some(upstream) => {
+            let mut context: serde_json::Value = serde_json::from_str(&inv.request.context).unwrap_or_default();
+            context["upstream"] = upstream;
+            let mut request = inv.request.clone();
+            request.context = crate::canonical::to_string(&context);
+            std::borrow::Cow::Owned(request)
+        }
+    };
+    let invocation =
+        runtime.invoke(plugin, &request, limits).map_err(|e| error(FailureKind::Sandbox, e.to_string()))?;
+    worked.fuel = invocation.fuel_consumed;
+    for line in &invocation.logs {
+        tracing::debug!(target: "qpf::plugin", level = ?line.level, "{}", qpf_core::text::escape(&line.message));
+    }
+    let response = match invocation.result {
+        Ok(r) => r,
+        Err(e) => {
+            worked.diagnostics = e.diagnostics;
+            return Err(error(FailureKind::Plugin, e.message));
+        }
+    };
+    worked.diagnostics = response.diagnostics;
+    worked.spawns = response.spawns;
+    let checked = check_outputs(response.files, limits)?;
+    if let Some(cache) = cache {
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            key: inv.key.clone(),
+            files: checked
+                .iter()
+                .map(|(path, digest, c)| CachedFile {
+                    path: path.clone(),
+                    digest: digest.clone(),
+                    size: c.len() as u64,
+                })
+                .collect(),
+            diagnostics: worked.diagnostics.clone(),
+            fuel: worked.fuel,
+            spawns: worked.spawns.clone(),
+        };
+        let blobs: Vec<(&str, &[u8])> = checked.iter().map(|(_, d, c)| (d.as_str(), c.as_slice())).collect();
+        if let Err(e) = cache.put(&manifest, &blobs) {
+            worked.warnings.push(format!("entry `{}`, schema `{}`: {e}", inv.entry, inv.schema));
+        }
+    }
+    Ok(checked
+        .into_iter()
+        .map(|(path, digest, contents)| ProducedFile {
+            rel: join(&inv.out_dir, &path),
+            digest,
+            contents: Some(contents),
+        })
+        .collect())
+}
