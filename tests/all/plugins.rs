@@ -112,7 +112,7 @@ fn raising_throwing_and_bad_paths_are_clear_errors_not_traps() {
             "faulty-py",
             vec![
                 "case raise ... ok",
-                "plugin `faulty-py` wrote a bad path `../escape.txt`: the path has a `..` segment",
+                "plugin `faulty-py`: output error: the plugin returned the path `../escape.txt`, which is not allowed: the path has a `..` segment",
             ],
         ),
         (
@@ -120,7 +120,7 @@ fn raising_throwing_and_bad_paths_are_clear_errors_not_traps() {
             vec![
                 "case throw-object ... ok",
                 "case throw-string ... ok",
-                "plugin `faulty-js` wrote a bad path `/etc/escape.txt`: the path is absolute",
+                "plugin `faulty-js`: output error: the plugin returned the path `/etc/escape.txt`, which is not allowed: the path is absolute",
             ],
         ),
     ] {

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use qpf_runtime::{Limits, Plugin, Runtime, RuntimeOptions};
+use qpf_schema::kinds::JsonSchema;
 
 use crate::Engine;
 use crate::cache::{CachedFile, InvocationCache, MANIFEST_FORMAT, Manifest};
@@ -156,14 +157,92 @@ impl<'a> Plugins<'a> {
 }
 
 impl Plugins<'_> {
-    /// Checks an entry's config against the JSON Schema the plugin declares in `info()` (compiled
-    /// once per plugin).
-    fn check_config(&self, name: &str, plugin: &Plugin, config: &str) -> Result<(), String> {
-        let Some(slot) = self.config_schemas.get(name) else { return Ok(()) };
-        let schema = slot.get_or_init(|| crate::plugin_config::schema(plugin)).as_ref().map_err(Clone::clone)?;
-        let Some(schema) = schema else { return Ok(()) };
-        let value: serde_json::Value = serde_json::from_str(config).map_err(|e| format!("config is not JSON: {e}"))?;
-        crate::plugin_config::check(name, schema, &value)
+    /// The JSON Schema the plugin declares for its config in `info()`, compiled once per plugin.
+    fn config_schema(&self, name: &str, plugin: &Plugin) -> Result<Option<&JsonSchema>, String> {
+        let Some(slot) = self.config_schemas.get(name) else { return Ok(None) };
+        slot.get_or_init(|| crate::plugin_config::schema(plugin)).as_ref().map(Option::as_ref).map_err(Clone::clone)
+    }
+}
+
+/// One sandboxed call with every check `qpf extract` makes around it: the plugin accepts the
+/// schema's kind, the config matches the plugin's config schema, the call stays within the limits,
+/// and the files it returns pass the output rules (paths, count, bytes, clashes). No cache, no
+/// disk: `qpf extract` adds those around it, `qpf plugin test` and embedders call it as is.
+#[derive(Debug)]
+pub struct Invoker<'a> {
+    /// The runtime the plugin was loaded into.
+    pub runtime: &'a Runtime,
+    /// The plugin.
+    pub plugin: &'a Plugin,
+    /// The plugin's name in messages (as declared in qpf.yaml, or from `info()`).
+    pub name: &'a str,
+    /// The plugin's compiled config schema ([`crate::plugin_config::schema`]), if it declares one.
+    pub config_schema: Option<&'a JsonSchema>,
+    /// The sandbox limits.
+    pub limits: &'a Limits,
+}
+
+/// What one checked call produced.
+#[derive(Debug)]
+pub struct Call {
+    /// The checked files (path, digest, bytes) in the plugin's order, or why the call failed.
+    pub result: Result<Vec<(String, String, Vec<u8>)>, ErrorReport>,
+    /// The plugin's diagnostics (with its error's, when it returned one).
+    pub diagnostics: Vec<qpf_runtime::Diagnostic>,
+    /// The spawns it asked for.
+    pub spawns: Vec<qpf_runtime::SpawnRequest>,
+    /// Fuel consumed.
+    pub fuel: u64,
+}
+
+impl Invoker<'_> {
+    /// Runs `request` through the checks and the sandbox.
+    pub fn invoke(&self, request: &qpf_runtime::Request) -> Call {
+        let mut call = Call { result: Ok(Vec::new()), diagnostics: Vec::new(), spawns: Vec::new(), fuel: 0 };
+        call.result = self.run(request, &mut call);
+        call
+    }
+
+    fn run(
+        &self,
+        request: &qpf_runtime::Request,
+        call: &mut Call,
+    ) -> Result<Vec<(String, String, Vec<u8>)>, ErrorReport> {
+        let info = self.plugin.info();
+        if !info.kinds.is_empty() && !info.kinds.contains(&request.schema.kind) {
+            return Err(error(
+                FailureKind::Load,
+                format!(
+                    "plugin `{}` accepts kinds {:?}, not `{}`; narrow the entry's `select.kind`",
+                    self.name,
+                    info.kinds,
+                    qpf_core::text::escape(&request.schema.kind)
+                ),
+            ));
+        }
+        if let Some(schema) = self.config_schema {
+            let value: serde_json::Value = serde_json::from_str(&request.config)
+                .map_err(|e| error(FailureKind::Config, format!("config is not JSON: {e}")))?;
+            crate::plugin_config::check(self.name, schema, &value).map_err(|e| error(FailureKind::Config, e))?;
+        }
+        let invocation = self
+            .runtime
+            .invoke(self.plugin, request, self.limits)
+            .map_err(|e| error(FailureKind::Sandbox, e.to_string()))?;
+        call.fuel = invocation.fuel_consumed;
+        for line in &invocation.logs {
+            tracing::debug!(target: "qpf::plugin", level = ?line.level, "{}", qpf_core::text::escape(&line.message));
+        }
+        let response = match invocation.result {
+            Ok(r) => r,
+            Err(e) => {
+                call.diagnostics = e.diagnostics;
+                return Err(error(FailureKind::Plugin, e.message));
+            }
+        };
+        call.diagnostics = response.diagnostics;
+        call.spawns = response.spawns;
+        check_outputs(response.files, self.limits)
     }
 }
 
@@ -320,18 +399,8 @@ pub(crate) fn run_plugin(
     worked: &mut Worked,
 ) -> Result<Vec<ProducedFile>, ErrorReport> {
     let (runtime, plugin) = plugins.get(&inv.plugin).map_err(|e| error(FailureKind::Load, e))?;
-    let info = plugin.info();
-    worked.plugin_version = Some(info.version.clone());
-    if !info.kinds.is_empty() && !info.kinds.contains(&inv.request.schema.kind) {
-        return Err(error(
-            FailureKind::Load,
-            format!(
-                "plugin `{}` accepts kinds {:?}, not `{}`; narrow the entry's `select.kind`",
-                inv.plugin, info.kinds, inv.request.schema.kind
-            ),
-        ));
-    }
-    plugins.check_config(&inv.plugin, plugin, &inv.request.config).map_err(|e| error(FailureKind::Config, e))?;
+    worked.plugin_version = Some(plugin.info().version.clone());
+    let config_schema = plugins.config_schema(&inv.plugin, plugin).map_err(|e| error(FailureKind::Config, e))?;
     // The upstream outputs are a function of the upstream keys, which are already in the key.
     let request = match upstream {
         None => std::borrow::Cow::Borrowed(&inv.request),
@@ -343,22 +412,11 @@ pub(crate) fn run_plugin(
             std::borrow::Cow::Owned(request)
         }
     };
-    let invocation =
-        runtime.invoke(plugin, &request, limits).map_err(|e| error(FailureKind::Sandbox, e.to_string()))?;
-    worked.fuel = invocation.fuel_consumed;
-    for line in &invocation.logs {
-        tracing::debug!(target: "qpf::plugin", level = ?line.level, "{}", qpf_core::text::escape(&line.message));
-    }
-    let response = match invocation.result {
-        Ok(r) => r,
-        Err(e) => {
-            worked.diagnostics = e.diagnostics;
-            return Err(error(FailureKind::Plugin, e.message));
-        }
-    };
-    worked.diagnostics = response.diagnostics;
-    worked.spawns = response.spawns;
-    let checked = check_outputs(response.files, limits)?;
+    let call = Invoker { runtime, plugin, name: &inv.plugin, config_schema, limits }.invoke(&request);
+    worked.fuel = call.fuel;
+    worked.diagnostics = call.diagnostics;
+    worked.spawns = call.spawns;
+    let checked = call.result?;
     if let Some(cache) = cache {
         let manifest = Manifest {
             format: MANIFEST_FORMAT,

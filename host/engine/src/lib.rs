@@ -27,5 +27,6 @@ mod spawner;
 pub mod writer;
 
 pub use extract::{Engine, EngineError, Event, ExtractOptions};
+pub use invoker::{Call, Invoker};
 /// Canonical JSON and output-path rules live in `qpf-core` (pure, fuzzed); re-exported here.
 pub use qpf_core::{canonical, output_path};

@@ -14,6 +14,7 @@
 //! `QPF_BLESS=1` accepts what the plugin does now as the expectation.
 
 use crate::term::say;
+use qpf_engine::report::FailureKind;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -82,11 +83,6 @@ fn run_case(
     let context = read_value(case, "context")?.unwrap_or_else(|| serde_json::json!({}));
     let schema = read_value(case, "schema")?.unwrap_or_else(|| serde_json::json!({}));
     let field = |k: &str, default: &str| schema.get(k).and_then(|v| v.as_str()).unwrap_or(default).to_owned();
-    if let Some(schema) = config_schema
-        && let Err(message) = qpf_engine::plugin_config::check(plugin.name(), schema, &config)
-    {
-        return Ok(Outcome::Error(format!("config error: {message}")));
-    }
     let request = qpf_runtime::Request {
         entry: "test".to_owned(),
         schema: qpf_runtime::SchemaId {
@@ -99,31 +95,21 @@ fn run_case(
         context: context.to_string(),
     };
     let limits = qpf_runtime::Limits::default();
-    let invocation =
-        runtime.invoke(plugin, &request, &limits).map_err(|e| anyhow!("plugin `{}`: {e}", plugin.name()))?;
-    match invocation.result {
-        Err(e) => {
+    // The same checks as `qpf extract` (kinds, config schema, sandbox, output rules), without a cache.
+    let invoker = qpf_engine::Invoker { runtime, plugin, name: plugin.name(), config_schema, limits: &limits };
+    let call = invoker.invoke(&request);
+    match call.result {
+        Err(e) if e.kind == FailureKind::Plugin => {
             let mut message = e.message.clone();
-            for d in &e.diagnostics {
+            for d in &call.diagnostics {
                 let at = d.pointer.as_ref().map(|p| format!(" (at `{p}`)")).unwrap_or_default();
                 message.push_str(&format!("\n{}: {}{at}", format!("{:?}", d.severity).to_lowercase(), d.message));
             }
             Ok(Outcome::Error(message))
         }
-        Ok(response) => {
-            let mut files = BTreeMap::new();
-            for f in response.files {
-                let path = qpf_engine::output_path::check(&f.path, limits.max_path_len)
-                    .map_err(|problem| {
-                        anyhow!("plugin `{}` wrote a bad path `{}`: {problem}", plugin.name(), f.path.escape_debug())
-                    })?
-                    .to_owned();
-                if files.insert(path.clone(), f.contents).is_some() {
-                    bail!("plugin `{}` wrote `{path}` twice", plugin.name());
-                }
-            }
-            Ok(Outcome::Files(files))
-        }
+        Err(e) if e.kind == FailureKind::Config => Ok(Outcome::Error(format!("config error: {}", e.message))),
+        Err(e) => bail!("plugin `{}`: {} error: {}", plugin.name(), e.kind, e.message),
+        Ok(files) => Ok(Outcome::Files(files.into_iter().map(|(path, _, contents)| (path, contents)).collect())),
     }
 }
 
