@@ -212,7 +212,7 @@ fn every_agent_passes_its_tests_and_lint_and_serves_http() {
 #[test]
 fn generated_trees_match_the_golden_files() {
     let project = extracted();
-    let bless = std::env::var_os("QPF_BLESS").is_some();
+    let bless = support::blessing();
     for agent in GOLDEN {
         let actual = project.path().join("out").join(agent);
         let golden = support::workspace_root().join("tests/golden/agents").join(agent);
@@ -230,11 +230,7 @@ fn generated_trees_match_the_golden_files() {
         };
         assert_eq!(rel(&actual), rel(&golden), "{agent}: the files differ (QPF_BLESS=1 accepts the new tree)");
         for file in rel(&golden) {
-            support::assert_text_eq(
-                &std::fs::read_to_string(golden.join(&file)).expect("golden file"),
-                &std::fs::read_to_string(actual.join(&file)).expect("generated file"),
-                &format!("{agent}/{} (QPF_BLESS=1 accepts the new output)", file.display()),
-            );
+            support::golden(&golden.join(&file), &std::fs::read_to_string(actual.join(&file)).expect("generated file"));
         }
     }
 }

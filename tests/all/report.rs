@@ -53,12 +53,7 @@ fn a_full_report_matches_its_golden_file() {
     let mut report = support::report(&report_path);
     normalise(&mut report);
     let actual = format!("{}\n", serde_json::to_string_pretty(&report).unwrap());
-    let golden = support::workspace_root().join("tests/golden/report.json");
-    if std::env::var("QPF_BLESS").as_deref() == Ok("1") {
-        std::fs::write(&golden, &actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&golden).expect("tests/golden/report.json (QPF_BLESS=1 writes it)");
-    support::assert_text_eq(&expected, &actual, "tests/golden/report.json");
+    support::golden(&support::workspace_root().join("tests/golden/report.json"), &actual);
     // Every outcome and cache state is one of the documented names.
     for inv in report["invocations"].as_array().unwrap() {
         assert!(["ok", "error", "skipped"].contains(&inv["outcome"].as_str().unwrap()), "{inv}");

@@ -117,13 +117,7 @@ fn migrate_applies_chained_migrations_as_the_fixture_expects() {
         fixture.join("agents/scout.yaml").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", show(&out));
-    let expected_path = fixture.join("expected/scout.yaml");
-    if std::env::var_os("QPF_BLESS").is_some() {
-        std::fs::create_dir_all(expected_path.parent().unwrap()).unwrap();
-        std::fs::write(&expected_path, &out.stdout).unwrap();
-    }
-    let expected = std::fs::read_to_string(&expected_path).expect("expected/scout.yaml (QPF_BLESS=1 writes it)");
-    support::assert_text_eq(&expected, &String::from_utf8_lossy(&out.stdout), "migrated scout.yaml");
+    support::golden(&fixture.join("expected/scout.yaml"), &String::from_utf8_lossy(&out.stdout));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("agent-1-to-2.yaml") && stderr.contains("agent-2-to-3.yaml"), "{stderr}");
 }

@@ -159,25 +159,32 @@ pub fn hostile_project_with(entries: &[(&str, serde_json::Value, &str)], limits:
     tmp
 }
 
-/// Asserts two texts are equal, printing a line diff (`-` expected, `+` actual) when they are not.
+/// Whether golden files are to be rewritten: `QPF_BLESS=1`, and no other value, blesses (the one
+/// switch of every golden and snapshot test, and of `qpf plugin test`).
+pub fn blessing() -> bool {
+    std::env::var_os("QPF_BLESS").is_some_and(|v| v == "1")
+}
+
+/// The one golden check: with [`blessing`], writes `actual` to `path`; then compares, failing with
+/// a unified diff that names the file.
+pub fn golden(path: &Path, actual: &str) {
+    if blessing() {
+        std::fs::create_dir_all(path.parent().expect("golden files live in a folder")).expect("mkdir");
+        std::fs::write(path, actual).expect("write golden file");
+    }
+    let expected = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {} ({e}); QPF_BLESS=1 writes it", path.display()));
+    assert_text_eq(&expected, actual, &path.display().to_string());
+}
+
+/// Asserts two texts are equal, failing with a unified diff (`-` expected, `+` actual).
 pub fn assert_text_eq(expected: &str, actual: &str, what: &str) {
     if expected == actual {
         return;
     }
-    let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
-    let mut diff = String::new();
-    for i in 0..e.len().max(a.len()) {
-        match (e.get(i), a.get(i)) {
-            (Some(x), Some(y)) if x == y => diff.push_str(&format!(" {x}\n")),
-            (x, y) => {
-                if let Some(x) = x {
-                    diff.push_str(&format!("-{x}\n"));
-                }
-                if let Some(y) = y {
-                    diff.push_str(&format!("+{y}\n"));
-                }
-            }
-        }
-    }
-    panic!("{what} differs from the expected text (QPF_BLESS=1 accepts the new one):\n{diff}");
+    let diff = similar::TextDiff::from_lines(expected, actual);
+    panic!(
+        "{what} differs from the expected text (QPF_BLESS=1 accepts the new one):\n{}",
+        diff.unified_diff().context_radius(3).header("expected", "actual")
+    );
 }

@@ -191,7 +191,8 @@ pub fn run(args: &Args) -> Result<Exit> {
     if cases.is_empty() {
         bail!("no cases under `{}`", cases_dir.display());
     }
-    let blessing = std::env::var_os("QPF_BLESS").is_some();
+    // `QPF_BLESS=1`, and no other value, accepts the current output (one switch for every golden test).
+    let blessing = std::env::var_os("QPF_BLESS").is_some_and(|v| v == "1");
     let mut failed = 0;
     for case in &cases {
         let name = case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
