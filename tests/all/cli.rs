@@ -145,3 +145,24 @@ fn a_closed_pipe_ends_qpf_quietly_with_exit_0() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
 }
+
+#[test]
+fn every_json_output_carries_a_format_version() {
+    let project = support::example_project();
+    let p = project.path().to_str().unwrap();
+    let trainer = project.path().join("agents/trainer.yaml");
+    assert!(qpf(&["extract", "--project", p]).status.success());
+    for args in [
+        vec!["validate", "--format", "json"],
+        vec!["plan", "--format", "json"],
+        vec!["drift", "--format", "json"],
+        vec!["impact", "--format", "json", trainer.to_str().unwrap()],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--project", p]);
+        let out = qpf(&all);
+        let value: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", show(&out)));
+        assert!(value["format"].is_u64(), "{args:?}: {value}");
+    }
+}

@@ -42,6 +42,26 @@ pub fn out(line: &str) {
     }
 }
 
+/// The version of every `--format json` output that has none of its own.
+pub const JSON_FORMAT: u32 = 1;
+
+/// Prints a JSON document on one line (pretty when `pretty`), with a `"format"` version first
+/// unless it carries its own.
+pub fn out_json<T: serde::Serialize>(value: &T, pretty: bool) {
+    let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    let value = match value {
+        serde_json::Value::Object(map) if !map.contains_key("format") => {
+            let mut with = serde_json::Map::new();
+            with.insert("format".to_owned(), serde_json::Value::from(JSON_FORMAT));
+            with.extend(map);
+            serde_json::Value::Object(with)
+        }
+        other => other,
+    };
+    let text = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
+    out(&text.unwrap_or_default());
+}
+
 /// Writes one line to stderr; errors (a closed stderr) are ignored.
 pub fn err(line: &str) {
     use std::io::Write;

@@ -48,7 +48,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         Command::Stats => {
             let s = cache_admin::stats(&root);
             if json {
-                crate::term::out(&serde_json::to_string(&s)?);
+                crate::term::out_json(&s, false);
             } else {
                 say!("invocations: {} entries, {} blobs, {} bytes", s.manifests, s.blobs, s.invocation_bytes);
                 say!("compiled plugins: {}, {} bytes", s.compiled, s.compiled_bytes);
@@ -58,7 +58,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
             let _lock = cache_admin::lock_exclusive(&root, &waiting).context("cannot lock the cache")?;
             let r = cache_admin::gc(&root, *max_size).context("cannot trim the cache")?;
             if json {
-                crate::term::out(&serde_json::to_string(&r)?);
+                crate::term::out_json(&r, false);
             } else {
                 say!(
                     "removed {} entries and {} blobs ({} bytes); the invocation cache now holds {} bytes",
@@ -73,7 +73,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
             let _lock = cache_admin::lock_exclusive(&root, &waiting).context("cannot lock the cache")?;
             let freed = cache_admin::clear(&root).context("cannot clear the cache")?;
             if json {
-                crate::term::out(&format!("{}", serde_json::json!({"bytes_freed": freed})));
+                crate::term::out_json(&serde_json::json!({"bytes_freed": freed}), false);
             } else {
                 say!("cleared {freed} bytes");
             }

@@ -29,7 +29,7 @@ pub struct Args {
 
 fn print(report: &DriftReport, format: Format) {
     match format {
-        Format::Json => crate::term::out(&serde_json::to_string(report).unwrap_or_default()),
+        Format::Json => crate::term::out_json(report, false),
         Format::Human => {
             for i in &report.items {
                 let class = format!("{:?}", i.class).to_lowercase();

@@ -36,7 +36,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     }
     let impact = engine.impact(&rel);
     match args.format {
-        Format::Json => crate::term::out(&serde_json::to_string(&impact)?),
+        Format::Json => crate::term::out_json(&impact, false),
         Format::Human => {
             for s in &impact.schemas {
                 say!("schema      {s}");

@@ -56,7 +56,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
                     })
                 })
                 .collect();
-            crate::term::out(&format!("{}", serde_json::json!({ "invocations": items })));
+            crate::term::out_json(&serde_json::json!({ "invocations": items }), false);
         }
     }
     Ok(Exit::Success)

@@ -171,14 +171,14 @@ fn diff_cmd(project: &Path, old: &str, new: &str, format: Format) -> Result<Exit
                 diff::required_bump(&changes)
             );
         }
-        Format::Json => crate::term::out(&format!(
-            "{}",
-            serde_json::json!({
+        Format::Json => crate::term::out_json(
+            &serde_json::json!({
                 "old": old_schema.id(), "new": new_schema.id(),
                 "required_bump": diff::required_bump(&changes).to_string(),
                 "changes": changes,
-            })
-        )),
+            }),
+            false,
+        ),
     }
     Ok(Exit::Success)
 }
@@ -236,7 +236,7 @@ fn check_cmd(project: &Path, rev: &str, format: Format) -> Result<Exit> {
     drop(co);
     match format {
         Format::Json => {
-            crate::term::out(&format!("{}", serde_json::json!({"against": rev, "failed": failed, "schemas": results})))
+            crate::term::out_json(&serde_json::json!({"against": rev, "failed": failed, "schemas": results}), false)
         }
         Format::Human => {
             for r in &results {

@@ -30,10 +30,10 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
                 Format::Human => {
                     say!("ok: {schemas} schemas, {entries} entries, {invocations} invocations planned")
                 }
-                Format::Json => crate::term::out(&format!(
-                    "{}",
-                    serde_json::json!({"valid": true, "schemas": schemas, "entries": entries, "invocations": invocations, "errors": []})
-                )),
+                Format::Json => crate::term::out_json(
+                    &serde_json::json!({"valid": true, "schemas": schemas, "entries": entries, "invocations": invocations, "errors": []}),
+                    false,
+                ),
             }
             Ok(Exit::Success)
         }
@@ -46,7 +46,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
                     esay!("{} problem(s) found", errors.len());
                 }
                 Format::Json => {
-                    crate::term::out(&format!("{}", serde_json::json!({"valid": false, "errors": errors})));
+                    crate::term::out_json(&serde_json::json!({"valid": false, "errors": errors}), false);
                 }
             }
             Ok(Exit::Failure)

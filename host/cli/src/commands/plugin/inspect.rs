@@ -61,7 +61,7 @@ pub fn run(args: &Args) -> Result<Exit> {
                 "imports": i.imports, "exports": i.exports, "refused": i.refused,
                 "info": info, "error": i.info.as_ref().err(), "runs": runs,
             });
-            crate::term::out(&serde_json::to_string_pretty(&v)?);
+            crate::term::out_json(&v, true);
         }
         Format::Human => {
             say!("file      {} ({:.1} MB)", args.file.display(), i.size as f64 / 1e6);
