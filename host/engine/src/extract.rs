@@ -10,18 +10,16 @@ use std::time::{Instant, SystemTime};
 use qpf_runtime::LoadError;
 use qpf_schema::{SchemaError, SchemaSet};
 
-use crate::audit::{self, AuditOutput, AuditPlugin, AuditRecord};
+use crate::audit;
 use crate::cache::{InvocationCache, LocalCache};
-use crate::invoker::{Plugins, Worked, error, upstream_context, work};
-use crate::lock::{LOCK_FILE, Lock, LockedFile};
+use crate::commit::{Commit, InvocationRecord};
+use crate::invoker::{Plugins, Worked, upstream_context, work};
+use crate::lock::{LOCK_FILE, Lock};
 use crate::plan::{Plan, PlannedInvocation};
 use crate::project::{Project, ProjectError};
-use crate::prune::prune;
-use crate::report::{
-    CacheState, DiagnosticReport, FailureKind, InvocationReport, Outcome, REPORT_FORMAT, Report, Summary,
-};
+use crate::report::{DiagnosticReport, REPORT_FORMAT, Report};
 use crate::spawner::Spawner;
-use crate::writer::{OutputRoot, WriteOutcome, digest_of};
+use crate::writer::{OutputRoot, digest_of};
 
 /// How to run `extract`.
 #[derive(Debug, Clone)]
@@ -91,6 +89,14 @@ pub enum EngineError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// What every invocation of a run shares.
+struct RunContext<'a, 'p> {
+    cache: Option<&'a dyn InvocationCache>,
+    plugins: &'a Plugins<'p>,
+    root: &'a OutputRoot,
+    limits: &'a qpf_runtime::Limits,
 }
 
 /// A loaded, planned project.
@@ -284,6 +290,42 @@ impl Engine {
         Ok((path, shown, root))
     }
 
+    /// One planned invocation in the worker phase: skipped when an entry it needs failed,
+    /// otherwise invoked (with its upstream outputs) and followed by the spawns it asked for.
+    fn run_one(
+        &self,
+        inv: &PlannedInvocation,
+        invocations: &[PlannedInvocation],
+        results: &[OnceLock<Worked>],
+        ctx: &RunContext<'_, '_>,
+    ) -> Worked {
+        let failed_upstream = inv.upstream.iter().find(|&&u| results[u].get().is_none_or(|w| w.result.is_err()));
+        match failed_upstream {
+            Some(&u) => Worked::skipped(format!(
+                "not run: the entry it needs, `{}`, failed for `{}`",
+                invocations[u].entry, invocations[u].schema
+            )),
+            None => {
+                let upstream = upstream_context(inv, invocations, results, ctx.root);
+                let mut worked = work(inv, upstream, ctx.cache, ctx.plugins, ctx.root, ctx.limits);
+                let policy = self.project.map.entries.iter().find(|e| e.id == inv.entry).map(|e| &e.spawn);
+                if let Some(policy) = policy {
+                    let mut spawner = Spawner {
+                        project: &self.project,
+                        policy,
+                        cache: ctx.cache,
+                        plugins: ctx.plugins,
+                        root: ctx.root,
+                        limits: ctx.limits,
+                        count: 0,
+                    };
+                    worked.children = spawner.run(inv, &worked);
+                }
+                worked
+            }
+        }
+    }
+
     /// Runs the plan.
     ///
     /// # Errors
@@ -313,34 +355,11 @@ impl Engine {
 
         // Worker phase: every invocation, `jobs` at a time, each after the invocations it needs.
         let results: Vec<OnceLock<Worked>> = invocations.iter().map(|_| OnceLock::new()).collect();
+        let invoke = RunContext { cache, plugins: &plugins, root: &root, limits };
         let deps: Vec<Vec<usize>> = invocations.iter().map(|i| i.upstream.clone()).collect();
         crate::scheduler::run_dag(&deps, jobs, options.fail_fast, |i| {
             let inv = &invocations[i];
-            let failed_upstream = inv.upstream.iter().find(|&&u| results[u].get().is_none_or(|w| w.result.is_err()));
-            let worked = match failed_upstream {
-                Some(&u) => Worked::skipped(format!(
-                    "not run: the entry it needs, `{}`, failed for `{}`",
-                    invocations[u].entry, invocations[u].schema
-                )),
-                None => {
-                    let upstream = upstream_context(inv, invocations, &results, &root);
-                    let mut worked = work(inv, upstream, cache, &plugins, &root, limits);
-                    let policy = self.project.map.entries.iter().find(|e| e.id == inv.entry).map(|e| &e.spawn);
-                    if let Some(policy) = policy {
-                        let mut spawner = Spawner {
-                            project: &self.project,
-                            policy,
-                            cache,
-                            plugins: &plugins,
-                            root: &root,
-                            limits,
-                            count: 0,
-                        };
-                        worked.children = spawner.run(inv, &worked);
-                    }
-                    worked
-                }
-            };
+            let worked = self.run_one(inv, invocations, &results, &invoke);
             on_event(Event::Finished {
                 entry: &inv.entry,
                 schema: &inv.schema,
@@ -352,183 +371,36 @@ impl Engine {
             ok
         });
 
-        // Write phase, in plan order: conflicts are decided deterministically.
+        // Commit phase, in plan order (clashes are decided deterministically); spawned
+        // invocations follow the invocation that spawned them.
         let lock_path = self.project.root.join(LOCK_FILE);
         let previous = Lock::read(&lock_path).filter(|l| l.output == output_shown);
-        let mut lock = Lock::new(output_shown.clone());
-        let mut claimed: crate::output_path::PathTree<(String, String)> = crate::output_path::PathTree::default();
-        let mut reports = Vec::with_capacity(invocations.len());
-        let mut records = Vec::with_capacity(invocations.len());
-        let mut summary = Summary { invocations: invocations.len(), ..Summary::default() };
-        let mut warnings = Vec::new();
-        // Spawned invocations follow the invocation that spawned them.
-        let mut flat: Vec<(std::borrow::Cow<'_, PlannedInvocation>, Worked)> = Vec::with_capacity(invocations.len());
+        let mut commit = Commit::new(&root, limits, previous, output_shown.clone());
+        let place = |inv: &PlannedInvocation, d| self.place(inv, d);
         for (inv, slot) in invocations.iter().zip(results) {
             let mut worked = slot.into_inner().unwrap_or_else(|| {
                 Worked::skipped("not run: `--fail-fast` stopped the run after the first failure".to_owned())
             });
             let children = std::mem::take(&mut worked.children);
-            flat.push((std::borrow::Cow::Borrowed(inv), worked));
-            summary.invocations += children.len();
-            flat.extend(children.into_iter().map(|(c, w)| (std::borrow::Cow::Owned(c), w)));
-        }
-        for (inv, worked) in flat {
-            let inv: &PlannedInvocation = &inv;
-            let skipped = worked.result.as_ref().is_err_and(|e| e.kind == FailureKind::Skipped);
-            warnings.extend(worked.warnings);
-            let mut written = Vec::new();
-            let result = worked.result.and_then(|files| {
-                // Every check before the first write: an invocation's files land all or none.
-                for f in &files {
-                    if let Some((other, (entry, schema))) = claimed.conflict(&f.rel) {
-                        let clash = if *other == f.rel {
-                            format!("`{}` is also produced by", f.rel)
-                        } else {
-                            format!("`{}` clashes with `{other}` (a file where a folder is needed, or a case-only difference), produced by", f.rel)
-                        };
-                        return Err(error(
-                            FailureKind::Output,
-                            format!("{clash} entry `{entry}` for `{schema}`; give the entries different `out` folders"),
-                        ));
-                    }
-                    if f.contents.is_some() {
-                        root.check_writable(&f.rel).map_err(|e| error(FailureKind::Output, format!("cannot write `{}`: {e}", f.rel)))?;
-                    }
-                }
-                for f in &files {
-                    claimed.insert(&f.rel, (inv.entry.clone(), inv.schema.clone()));
-                    if let Some(contents) = &f.contents {
-                        match root.write(&f.rel, contents) {
-                            Ok(WriteOutcome::Written) => written.push(f.rel.clone()),
-                            Ok(WriteOutcome::Unchanged) => summary.files_unchanged += 1,
-                            Err(e) => {
-                                return Err(error(
-                                    FailureKind::Write,
-                                    format!("cannot write `{}` under the output root: {e}", f.rel),
-                                ));
-                            }
-                        }
-                    } else {
-                        summary.files_unchanged += 1;
-                    }
-                }
-                Ok(files)
-            });
-            summary.files_written += written.len();
-            if skipped {
-                summary.skipped += 1;
-            } else if worked.hit {
-                summary.hits += 1;
-            } else {
-                summary.misses += 1;
+            commit.add(inv, worked, &place);
+            for (child, worked) in children {
+                commit.add(&child, worked, &place);
             }
-            let files: Vec<(String, String)> = match &result {
-                Ok(files) => files.iter().map(|f| (f.rel.clone(), f.digest.clone())).collect(),
-                Err(_) => Vec::new(),
-            };
-            let id = crate::lock::invocation_id(&inv.entry, &inv.schema);
-            match &result {
-                Ok(_) => {
-                    lock.invocations.insert(id, inv.inputs(limits));
-                    for (rel, digest) in &files {
-                        lock.files.insert(
-                            rel.clone(),
-                            LockedFile {
-                                digest: digest.clone(),
-                                key: inv.key.clone(),
-                                entry: inv.entry.clone(),
-                                schema: inv.schema.clone(),
-                                plugin: inv.plugin.clone(),
-                                spawned_by: inv.root.as_ref().map(|(entry, key)| crate::lock::SpawnedBy {
-                                    entry: entry.clone(),
-                                    key: key.clone(),
-                                }),
-                                orphan: false,
-                            },
-                        );
-                    }
-                }
-                Err(_) => {
-                    if !skipped {
-                        summary.failed += 1;
-                    }
-                    // Self-healing: the previous outputs of a failing invocation stay, and stay locked.
-                    if let Some(previous) = &previous {
-                        if let Some(before) = previous.invocations.get(&id) {
-                            lock.invocations.insert(id.clone(), before.clone());
-                        }
-                        for (rel, f) in &previous.files {
-                            let descends =
-                                f.entry == inv.entry || f.spawned_by.as_ref().is_some_and(|s| s.entry == inv.entry);
-                            if descends && f.schema == inv.schema && claimed.conflict(rel).is_none() {
-                                lock.files.insert(rel.clone(), f.clone());
-                            }
-                        }
-                    }
-                }
-            }
-            let (outcome, err) = match result {
-                Ok(_) => (Outcome::Ok, None),
-                Err(e) if skipped => (Outcome::Skipped, Some(e)),
-                Err(e) => (Outcome::Error, Some(e)),
-            };
-            records.push(AuditRecord {
-                format: audit::AUDIT_FORMAT,
-                time: time.clone(),
-                tenant: "default".to_owned(),
-                entry: inv.entry.clone(),
-                schema: inv.schema.clone(),
-                plugin: AuditPlugin {
-                    name: inv.plugin.clone(),
-                    version: worked.plugin_version.clone(),
-                    digest: inv.plugin_digest.clone(),
-                },
-                key: inv.key.clone(),
-                input_digest: digest_of(inv.request.input.as_bytes()),
-                config_digest: digest_of(inv.request.config.as_bytes()),
-                cache: if worked.hit { CacheState::Hit } else { CacheState::Miss },
-                outcome,
-                error: err.as_ref().map(|e| format!("{}: {}", e.kind, e.message)),
-                duration_us: worked.duration_us,
-                fuel: worked.fuel,
-                outputs: files
-                    .iter()
-                    .map(|(path, digest)| AuditOutput { path: path.clone(), digest: digest.clone() })
-                    .collect(),
-            });
-            reports.push(InvocationReport {
-                entry: inv.entry.clone(),
-                schema: inv.schema.clone(),
-                plugin: inv.plugin.clone(),
-                key: inv.key.clone(),
-                cache: if worked.hit { CacheState::Hit } else { CacheState::Miss },
-                outcome,
-                error: err,
-                duration_us: worked.duration_us,
-                fuel: worked.fuel,
-                files: files.into_iter().map(|(rel, _)| rel).collect(),
-                written,
-                diagnostics: worked.diagnostics.into_iter().map(|d| self.place(inv, d)).collect(),
-            });
         }
-
-        let removed = match &previous {
-            Some(previous) => prune(previous, &mut lock, &root, &mut warnings),
-            None => Vec::new(),
-        };
-        summary.files_removed = removed.len();
-        lock.write(&lock_path).map_err(|source| EngineError::Io { path: lock_path.clone(), source })?;
+        let removed = commit.prune();
+        commit.lock.write(&lock_path).map_err(|source| EngineError::Io { path: lock_path.clone(), source })?;
         let audit_path = self.project.state_dir().join("audit.jsonl");
-        audit::append(&audit_path, &records).map_err(|source| EngineError::Io { path: audit_path, source })?;
+        let audit: Vec<_> = commit.records.iter().map(|r| r.audit(&time, "default")).collect();
+        audit::append(&audit_path, &audit).map_err(|source| EngineError::Io { path: audit_path, source })?;
         Ok(Report {
             format: REPORT_FORMAT,
             output: output_shown,
             jobs,
             duration_us: started.elapsed().as_micros() as u64,
-            summary,
-            invocations: reports,
+            summary: commit.summary,
+            invocations: commit.records.iter().map(InvocationRecord::report).collect(),
             removed,
-            warnings,
+            warnings: commit.warnings,
         })
     }
 }

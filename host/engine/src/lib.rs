@@ -65,6 +65,7 @@ pub mod audit;
 pub mod cache;
 pub mod cache_admin;
 pub mod cache_key;
+pub mod commit;
 pub mod drift;
 pub mod extract;
 pub mod impact;
