@@ -63,6 +63,17 @@ pub struct DriftReport {
     pub items: Vec<DriftItem>,
 }
 
+/// What [`crate::Engine::fix_drift`] did.
+#[derive(Debug, Clone)]
+pub struct DriftFix {
+    /// The extraction that restored and re-extracted files.
+    pub extract: crate::report::Report,
+    /// Orphans kept (edited by hand, or not removable), with why.
+    pub kept: Vec<String>,
+    /// Drift after the repair.
+    pub after: DriftReport,
+}
+
 impl DriftReport {
     /// Whether nothing drifted.
     pub fn is_clean(&self) -> bool {
@@ -146,6 +157,27 @@ impl crate::Engine {
         }
         items.sort_by(|a, b| (&a.path, a.class).cmp(&(&b.path, b.class)));
         Ok(DriftReport { format: DRIFT_FORMAT, output: shown, checked: seen.len(), items })
+    }
+
+    /// Repairs drift: restores modified and missing files (from the cache where it has them),
+    /// re-extracts stale ones, removes orphans that still hold their locked bytes, then checks
+    /// again. `report` is the drift found before.
+    ///
+    /// # Errors
+    /// What stops an extraction, or an unusable output root.
+    pub fn fix_drift(
+        &self,
+        report: &DriftReport,
+        out: Option<&std::path::Path>,
+        jobs: usize,
+    ) -> Result<DriftFix, crate::EngineError> {
+        let locked = Lock::read(&self.project().root.join(LOCK_FILE)).unwrap_or_else(|| Lock::new(String::new()));
+        let options =
+            crate::ExtractOptions { jobs, out: out.map(ToOwned::to_owned), no_cache: false, fail_fast: false };
+        let extract = self.extract(&options, &|_| {})?;
+        let kept = self.remove_orphans(&report.items, &locked, out)?;
+        let after = self.drift(out)?;
+        Ok(DriftFix { extract, kept, after })
     }
 
     /// Removes orphaned files that still hold the bytes the lock recorded (hand-edited orphans are

@@ -20,6 +20,7 @@ pub mod resolve;
 mod schema;
 pub mod schema_budget;
 mod set;
+pub mod version_check;
 pub mod yaml;
 
 pub use error::SchemaError;

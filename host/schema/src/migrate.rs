@@ -148,6 +148,41 @@ pub enum MigrateError {
     },
 }
 
+/// The most migrations one chain applies (a cycle among migrations ends here).
+pub const MAX_CHAIN: usize = 64;
+
+/// One migration applied by [`migrate_chain`]: which one (its index in the list) and what it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainStep {
+    /// Index of the migration in the list given.
+    pub migration: usize,
+    /// Its changes.
+    pub applied: Vec<Applied>,
+}
+
+/// Applies migrations to `doc` in a chain (1.x → 2.0.0 → 3.0.0 ...): each round picks the first
+/// migration whose `kind` and `from` match the document, until none does (or [`MAX_CHAIN`] rounds).
+/// Returns the steps taken; an empty list means no migration applies.
+///
+/// # Errors
+/// The first failing migration's error, with the index of the migration; `doc` keeps the steps
+/// applied before it.
+pub fn migrate_chain(doc: &mut Value, migrations: &[Migration]) -> Result<Vec<ChainStep>, (usize, MigrateError)> {
+    let mut steps = Vec::new();
+    for _ in 0..MAX_CHAIN {
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let version = doc.pointer("/metadata/version").and_then(Value::as_str).and_then(|v| Version::parse(v).ok());
+        let Some(index) =
+            migrations.iter().position(|m| m.kind == kind && version.as_ref().is_some_and(|v| m.from.matches(v)))
+        else {
+            break;
+        };
+        let applied = migrate(doc, &migrations[index]).map_err(|e| (index, e))?;
+        steps.push(ChainStep { migration: index, applied });
+    }
+    Ok(steps)
+}
+
 /// Applies `migration` to `doc` and returns one [`Applied`] line per concrete change, ending with the
 /// version update. Checks first that `doc.kind` equals `migration.kind` and that `doc.metadata.version`
 /// matches `migration.from`; on any error `doc` is left unchanged.
@@ -739,5 +774,31 @@ mod tests {
                 "set version from `1.4.2` to `2.0.0`",
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    fn migration(from: &str, to: &str) -> Migration {
+        Migration {
+            kind: "Agent".into(),
+            from: VersionReq::parse(from).unwrap_or(VersionReq::STAR),
+            to: Version::parse(to).unwrap_or(Version::new(0, 0, 0)),
+            steps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn migrations_chain_until_none_applies_and_a_cycle_ends() {
+        let mut doc = serde_json::json!({ "kind": "Agent", "metadata": { "version": "1.2.0" } });
+        let list = [migration("^2", "3.0.0"), migration("^1", "2.0.0")];
+        let steps = migrate_chain(&mut doc, &list).map_err(|(_, e)| e.to_string());
+        assert_eq!(steps.map(|s| s.iter().map(|c| c.migration).collect::<Vec<_>>()), Ok(vec![1, 0]));
+        assert_eq!(doc["metadata"]["version"], "3.0.0");
+        let mut looping = serde_json::json!({ "kind": "Agent", "metadata": { "version": "1.0.0" } });
+        let steps = migrate_chain(&mut looping, &[migration("^1", "1.0.0")]).map_err(|(_, e)| e.to_string());
+        assert_eq!(steps.map(|s| s.len()), Ok(MAX_CHAIN));
     }
 }

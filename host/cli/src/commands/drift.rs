@@ -5,9 +5,8 @@ use crate::term::{esay, say};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use qpf_engine::Engine;
 use qpf_engine::drift::DriftReport;
-use qpf_engine::lock::{LOCK_FILE, Lock};
-use qpf_engine::{Engine, ExtractOptions};
 
 use super::Format;
 use crate::exit::Exit;
@@ -55,11 +54,9 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         print(&report, args.format);
         return Ok(if report.is_clean() { Exit::Success } else { Exit::Findings });
     }
-    let locked = Lock::read(&project.join(LOCK_FILE)).unwrap_or_else(|| Lock::new(String::new()));
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let extract =
-        engine.extract(&ExtractOptions { jobs, out: args.out.clone(), no_cache: false, fail_fast: false }, &|_| {})?;
-    for inv in extract.invocations.iter().filter(|i| i.outcome != qpf_engine::report::Outcome::Ok) {
+    let fix = engine.fix_drift(&report, args.out.as_deref(), jobs)?;
+    for inv in fix.extract.invocations.iter().filter(|i| i.outcome != qpf_engine::report::Outcome::Ok) {
         if let Some(e) = &inv.error {
             esay!(
                 "error: entry `{}`, schema `{}`: {} error: {}",
@@ -70,16 +67,16 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
             );
         }
     }
-    for kept in engine.remove_orphans(&report.items, &locked, args.out.as_deref())? {
+    for kept in &fix.kept {
         esay!("warning: orphan {kept}");
     }
     esay!(
         "fixed: {} files restored or re-extracted ({} plugin runs, {} from the cache)",
-        extract.summary.files_written,
-        extract.summary.misses,
-        extract.summary.hits
+        fix.extract.summary.files_written,
+        fix.extract.summary.misses,
+        fix.extract.summary.hits
     );
-    let after = engine.drift(args.out.as_deref())?;
+    let after = fix.after;
     print(&after, args.format);
     Ok(if after.is_clean() { Exit::Success } else { Exit::Findings })
 }

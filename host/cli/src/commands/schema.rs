@@ -196,43 +196,8 @@ fn check_cmd(project: &Path, rev: &str, format: Format) -> Result<Exit> {
             before.push(s);
         }
     }
-    let mut results = Vec::new();
-    let mut failed = 0;
-    for schema in now.iter() {
-        let old = before
-            .iter()
-            .filter(|o| o.doc.kind == schema.doc.kind && o.doc.metadata.name == schema.doc.metadata.name)
-            .max_by_key(|o| semver::Version::parse(&o.doc.metadata.version).ok());
-        let Some(old) = old else {
-            results.push(serde_json::json!({"schema": schema.id(), "status": "new"}));
-            continue;
-        };
-        let changes = diff::diff(&old.to_json(), &schema.to_json());
-        let verdict = match (
-            semver::Version::parse(&old.doc.metadata.version),
-            semver::Version::parse(&schema.doc.metadata.version),
-        ) {
-            (Ok(a), Ok(b)) => diff::check_version(&a, &b, &changes),
-            _ => Err("a version is not semver".to_owned()),
-        };
-        if verdict.is_err() {
-            failed += 1;
-        }
-        results.push(serde_json::json!({
-            "schema": schema.id(), "was": old.id(),
-            "status": if verdict.is_ok() { "ok" } else { "needs-bump" },
-            "message": verdict.err(),
-            "required_bump": diff::required_bump(&changes).to_string(),
-            "changes": changes,
-        }));
-    }
-    for old in &before {
-        if !now.iter().any(|s| s.doc.kind == old.doc.kind && s.doc.metadata.name == old.doc.metadata.name) {
-            failed += 1;
-            results.push(serde_json::json!({"schema": old.id(), "status": "removed",
-                "message": format!("`{}` was removed; consumers of it break. Keep it, or accept the break explicitly", old.id())}));
-        }
-    }
+    let results = qpf_schema::version_check::check(&before, now.iter());
+    let failed = results.iter().filter(|r| r.fails()).count();
     drop(co);
     match format {
         Format::Json => {
@@ -240,9 +205,9 @@ fn check_cmd(project: &Path, rev: &str, format: Format) -> Result<Exit> {
         }
         Format::Human => {
             for r in &results {
-                let status = r["status"].as_str().unwrap_or("?");
-                let message = r["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
-                say!("{status:<10} {}{message}", r["schema"].as_str().unwrap_or("?"));
+                let status = serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_owned));
+                let message = r.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+                say!("{:<10} {}{message}", status.unwrap_or_default(), r.schema);
             }
             say!("{} schemas checked against `{rev}`, {failed} failing", results.len());
         }
@@ -269,24 +234,16 @@ fn migrate_cmd(project: &Path, files: &[PathBuf], write: bool) -> Result<Exit> {
     for file in files {
         let text = std::fs::read_to_string(file).with_context(|| format!("cannot read `{}`", file.display()))?;
         let mut doc: serde_json::Value = qpf_schema::yaml::from_str(file, &text)?;
-        let mut steps = 0;
-        // Apply migrations in chains (1.x → 2.0.0 → 3.0.0 ...) until none applies.
-        for _ in 0..64 {
-            let kind = doc.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_owned();
-            let version =
-                doc.pointer("/metadata/version").and_then(|v| v.as_str()).and_then(|v| semver::Version::parse(v).ok());
-            let Some((rel, m)) =
-                migrations.iter().find(|(_, m)| m.kind == kind && version.as_ref().is_some_and(|v| m.from.matches(v)))
-            else {
-                break;
-            };
-            let applied = migrate::migrate(&mut doc, m)
-                .with_context(|| format!("migration `{}` on `{}`", rel.display(), file.display()))?;
-            for a in &applied {
-                esay!("{}: {} ({})", file.display(), a.description, rel.display());
+        let list: Vec<Migration> = migrations.iter().map(|(_, m)| m.clone()).collect();
+        let chain = migrate::migrate_chain(&mut doc, &list).map_err(|(i, e)| {
+            anyhow::Error::new(e).context(format!("migration `{}` on `{}`", migrations[i].0.display(), file.display()))
+        })?;
+        for step in &chain {
+            for a in &step.applied {
+                esay!("{}: {} ({})", file.display(), a.description, migrations[step.migration].0.display());
             }
-            steps += 1;
         }
+        let steps = chain.len();
         if steps == 0 {
             esay!("{}: no migration applies", file.display());
         }
