@@ -168,3 +168,28 @@ fn a_component_with_imports_the_sandbox_does_not_grant_is_refused_with_a_hint() 
     assert!(text.contains("runs here no: it imports `wasi:http/"), "{}", show(&out));
     assert!(text.contains("jco componentize ... --disable all"), "{}", show(&out));
 }
+
+/// Every Rust reference plugin has golden cases of its own (`plugins/NAME/tests/cases/`, run with
+/// `qpf plugin test` against the built component): a change to one plugin shows in its own test,
+/// not only in the whole-service goldens. `QPF_BLESS=1 qpf plugin test plugins/NAME --wasm ...`
+/// accepts a change.
+#[test]
+fn every_rust_reference_plugin_passes_its_own_golden_cases() {
+    let root = support::workspace_root();
+    let mut tested = Vec::new();
+    for entry in std::fs::read_dir(root.join("plugins")).expect("plugins/") {
+        let dir = entry.expect("entry").path();
+        let Ok(manifest) = std::fs::read_to_string(dir.join("qpf-plugin.yaml")) else { continue };
+        if !manifest.lines().any(|l| l.trim() == "lang: rust") {
+            continue;
+        }
+        let name = dir.file_name().expect("name").to_string_lossy().into_owned();
+        let wasm = support::wasm(&format!("qpf_{}", name.replace('-', "_")));
+        let out = plugin(&["test", dir.to_str().expect("utf-8"), "--wasm", wasm.to_str().expect("utf-8")], &root);
+        assert!(out.status.success(), "{name}: {}", show(&out));
+        assert!(stdout(&out).contains("0 failed"), "{name}: {}", show(&out));
+        tested.push(name);
+    }
+    tested.sort();
+    assert_eq!(tested.len(), 11, "the eleven Rust reference plugins: {tested:?}");
+}
