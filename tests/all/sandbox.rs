@@ -1,7 +1,7 @@
 //! Hostile guests against the runtime: each test names the behaviour it proves. The guest is
 //! `tests/guests/hostile`; its `config.mode` picks the misbehaviour.
 
-use qpf_runtime::{Limits, LogLevel, Plugin, Request, Runtime, RuntimeOptions, SandboxError, SchemaId};
+use qpf_runtime::{Limits, LogLevel, Plugin, Request, Runtime, RuntimeOptions, SandboxError, SchemaId, Seed};
 
 use crate::support;
 
@@ -27,7 +27,7 @@ fn request(config: serde_json::Value) -> Request {
 fn run(config: serde_json::Value, limits: &Limits) -> Result<qpf_runtime::Invocation, SandboxError> {
     let rt = runtime();
     let plugin = hostile(&rt);
-    rt.invoke(&plugin, &request(config), limits)
+    rt.invoke(&plugin, &request(config), limits, &Seed::from_key("test"))
 }
 
 #[test]
@@ -88,8 +88,13 @@ fn a_plugin_error_is_not_a_trap() {
 fn the_runtime_survives_a_trap_and_runs_the_next_invocation() {
     let rt = runtime();
     let plugin = hostile(&rt);
-    assert!(rt.invoke(&plugin, &request(serde_json::json!({"mode": "trap"})), &Limits::default()).is_err());
-    let ok = rt.invoke(&plugin, &request(serde_json::json!({"mode": "echo"})), &Limits::default()).expect("runs");
+    assert!(
+        rt.invoke(&plugin, &request(serde_json::json!({"mode": "trap"})), &Limits::default(), &Seed::from_key("test"))
+            .is_err()
+    );
+    let ok = rt
+        .invoke(&plugin, &request(serde_json::json!({"mode": "echo"})), &Limits::default(), &Seed::from_key("test"))
+        .expect("runs");
     let files = ok.result.expect("echo succeeds").files;
     assert_eq!(files[0].contents, b"{\"greeting\":\"hello\"}");
 }
@@ -99,7 +104,14 @@ fn a_guest_sees_no_files_no_env_no_args_no_network_a_frozen_clock_and_seeded_ran
     let rt = runtime();
     let plugin = hostile(&rt);
     let probe = |rt: &Runtime| {
-        let inv = rt.invoke(&plugin, &request(serde_json::json!({"mode": "probe"})), &Limits::default()).expect("runs");
+        let inv = rt
+            .invoke(
+                &plugin,
+                &request(serde_json::json!({"mode": "probe"})),
+                &Limits::default(),
+                &Seed::from_key("test"),
+            )
+            .expect("runs");
         let files = inv.result.expect("probe succeeds").files;
         serde_json::from_slice::<serde_json::Value>(&files[0].contents).expect("probe writes JSON")
     };
@@ -129,7 +141,7 @@ fn fuel_consumed_is_deterministic() {
     let rt = runtime();
     let plugin = hostile(&rt);
     let fuel = |rt: &Runtime| {
-        rt.invoke(&plugin, &request(serde_json::json!({"mode": "echo"})), &Limits::default())
+        rt.invoke(&plugin, &request(serde_json::json!({"mode": "echo"})), &Limits::default(), &Seed::from_key("test"))
             .expect("runs")
             .fuel_consumed
     };

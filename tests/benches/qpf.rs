@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use qpf_runtime::{CompiledCacheOptions, Limits, Request, Runtime, RuntimeOptions, SchemaId};
+use qpf_runtime::{CompiledCacheOptions, Limits, Request, Runtime, RuntimeOptions, SchemaId, Seed};
 
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("bench executable path");
@@ -57,7 +57,7 @@ fn throughput(rt: &Runtime, plugin: &qpf_runtime::Plugin, threads: usize, calls_
         for _ in 0..threads {
             s.spawn(|| {
                 for _ in 0..calls_per_thread {
-                    let inv = rt.invoke(plugin, &req, &limits).expect("echo runs");
+                    let inv = rt.invoke(plugin, &req, &limits, &Seed::from_key("test")).expect("echo runs");
                     assert!(inv.result.is_ok());
                 }
             });
@@ -182,7 +182,7 @@ fn languages() {
         println!("{:<52} {:>12}", format!("{label}: load from the compiled cache"), fmt(load));
         let n = if size > 4_000_000 { 30 } else { 300 };
         let call = measure(n, || {
-            let inv = rt.invoke(&plugin, &req, &limits).expect("runs");
+            let inv = rt.invoke(&plugin, &req, &limits, &Seed::from_key("test")).expect("runs");
             assert!(inv.result.is_ok(), "{label}: {:?}", inv.result.err());
         });
         println!("{:<52} {:>12}", format!("{label}: call, pooling allocator"), fmt(call));
@@ -194,7 +194,7 @@ fn languages() {
         .expect("runtime");
         let plugin = plain.load(&wasm, None, &Limits::default()).expect("loads");
         let call = measure(n, || {
-            plain.invoke(&plugin, &req, &limits).expect("runs");
+            plain.invoke(&plugin, &req, &limits, &Seed::from_key("test")).expect("runs");
         });
         println!("{:<52} {:>12}", format!("{label}: call, on-demand allocator"), fmt(call));
     }
@@ -234,7 +234,7 @@ fn main() {
         let limits = Limits::default();
         let req = request();
         let call = measure(2000, || {
-            rt.invoke(&plugin, &req, &limits).expect("runs");
+            rt.invoke(&plugin, &req, &limits, &Seed::from_key("test")).expect("runs");
         });
         println!("{:<52} {:>12}", "trivial plugin: fresh-instance invocation", fmt(call));
         let hit_project = hostile_echo_project(&wasm);
@@ -271,7 +271,7 @@ fn main() {
         let plugin = rt.load(&wasm, None, &Limits::default()).expect("loads");
         let (limits, req) = (Limits::default(), request());
         for _ in 0..100_000 {
-            rt.invoke(&plugin, &req, &limits).expect("runs");
+            rt.invoke(&plugin, &req, &limits, &Seed::from_key("test")).expect("runs");
         }
         return;
     }

@@ -6,32 +6,11 @@
 //! line after its first, so that it cannot pass for a line of the host's own. JSON output goes
 //! through [`out`] as it is: it is already exact. Either way, a closed pipe ends `qpf` quietly.
 
-use std::borrow::Cow;
-
-pub use qpf_core::text::{escape as one, escape_block as block};
-
-/// `text` with unsafe characters escaped, newlines and tabs kept (for the host's own multi-line
-/// output, which already carries escaped untrusted parts).
-pub fn lines(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(|c| qpf_core::text::is_unsafe_char(c) && c != '\n' && c != '\t') {
-        return Cow::Borrowed(text);
-    }
-    Cow::Owned(
-        text.chars()
-            .map(|c| {
-                if qpf_core::text::is_unsafe_char(c) && c != '\n' && c != '\t' {
-                    format!("\\u{{{:x}}}", c as u32)
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect(),
-    )
-}
+pub use qpf_core::text::{escape as one, escape_block as block, escape_lines as lines};
 
 /// Writes one line to stdout. A closed pipe (`qpf plan | head -1`) ends the program quietly with
-/// exit code 0: the reader has all it wanted. Other write errors are ignored like `println!` would
-/// not (it would panic).
+/// exit code 0: the reader has all it wanted. Other write errors are ignored (where `println!`
+/// would panic).
 pub fn out(line: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
@@ -81,14 +60,3 @@ macro_rules! esay {
 }
 
 pub(crate) use {esay, say};
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_keep_newlines_and_escape_the_rest() {
-        assert_eq!(lines("a\nb\tc"), "a\nb\tc");
-        assert_eq!(lines("a\x1b[2J\rb\u{202e}"), "a\\u{1b}[2J\\u{d}b\\u{202e}");
-    }
-}

@@ -34,28 +34,47 @@ pub fn is_unsafe_char(c: char) -> bool {
             | '\u{E0020}'..='\u{E007F}')
 }
 
+/// How newlines and tabs are treated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lines {
+    /// Escaped like any control character: one line.
+    Escape,
+    /// Kept, and every line after the first indented (text a plugin controls).
+    Indent,
+    /// Kept as they are (the host's own multi-line output).
+    Keep,
+}
+
 /// `text` with every unsafe character (see [`is_unsafe_char`]) escaped as `\u{…}`, and `\` kept
 /// as is. Newlines are escaped too: the result is always one line.
 pub fn escape(text: &str) -> Cow<'_, str> {
-    escape_with(text, false)
+    escape_with(text, Lines::Escape)
 }
 
 /// Like [`escape`], but keeps newlines and indents every line after the first by four spaces, so
 /// that a multi-line message stays readable and cannot pass for a line of the host's own.
 pub fn escape_block(text: &str) -> Cow<'_, str> {
-    escape_with(text, true)
+    escape_with(text, Lines::Indent)
 }
 
-fn escape_with(text: &str, keep_newlines: bool) -> Cow<'_, str> {
-    if !text.chars().any(is_unsafe_char) {
+/// Like [`escape`], but keeps newlines and tabs as they are: for the host's own multi-line output,
+/// whose untrusted parts went through [`escape`] or [`escape_block`] already.
+pub fn escape_lines(text: &str) -> Cow<'_, str> {
+    escape_with(text, Lines::Keep)
+}
+
+fn escape_with(text: &str, lines: Lines) -> Cow<'_, str> {
+    // What passes as it is: a tab in multi-line modes, a newline where lines are kept.
+    let passes = |c: char| (c == '\t' && lines != Lines::Escape) || (c == '\n' && lines == Lines::Keep);
+    let changes = |c: char| is_unsafe_char(c) && !passes(c);
+    if !text.chars().any(changes) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
         match c {
-            '\n' if keep_newlines => out.push_str("\n    "),
-            '\t' if keep_newlines => out.push('\t'),
-            c if is_unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            '\n' if lines == Lines::Indent => out.push_str("\n    "),
+            c if changes(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
             c => out.push(c),
         }
     }
@@ -75,6 +94,12 @@ mod tests {
         assert_eq!(escape("\u{200b}"), "\\u{200b}");
         assert_eq!(escape("\u{9b}"), "\\u{9b}");
         assert_eq!(escape("é ü 日本"), "é ü 日本");
+    }
+
+    #[test]
+    fn lines_keep_newlines_and_tabs_and_escape_the_rest() {
+        assert_eq!(escape_lines("a\nb\tc"), "a\nb\tc");
+        assert_eq!(escape_lines("a\x1b[2J\rb\u{202e}"), "a\\u{1b}[2J\\u{d}b\\u{202e}");
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub const MANIFEST_FORMAT: u32 = 3;
 /// Largest manifest read, in bytes.
 const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
+/// Largest blob read, in bytes: a file of one invocation, itself bounded by the project's
+/// `max-output-bytes` when it was stored (blobs are verified against their digest anyway).
+const MAX_BLOB_BYTES: u64 = 4 << 30;
+
 /// One cached file: its path under the invocation's output folder and its digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedFile {
@@ -198,11 +202,10 @@ impl InvocationCache for LocalCache {
 
     fn blob(&self, digest: &str) -> Result<Vec<u8>, CacheError> {
         let path = self.blob_path(digest);
-        let bytes =
-            qpf_core::fs::read_regular(&path, MAX_MANIFEST_BYTES.max(u64::from(u32::MAX))).map_err(|e| match e {
-                qpf_core::fs::ReadError::Io(source) => CacheError::Io { path, source },
-                _ => CacheError::Corrupted(digest.to_owned()),
-            })?;
+        let bytes = qpf_core::fs::read_regular(&path, MAX_BLOB_BYTES).map_err(|e| match e {
+            qpf_core::fs::ReadError::Io(source) => CacheError::Io { path, source },
+            _ => CacheError::Corrupted(digest.to_owned()),
+        })?;
         if digest_of(&bytes) != digest {
             return Err(CacheError::Corrupted(digest.to_owned()));
         }

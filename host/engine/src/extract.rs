@@ -283,10 +283,11 @@ impl Engine {
         };
         let fail = |message: String| EngineError::Output { path: path.clone(), message };
         // Before anything is created: the output root must stay clear of state, inputs and plugins.
-        crate::protect::check_output_root(&path, &self.protected_paths()).map_err(fail)?;
+        let protected = crate::protect::ProtectedSet::new(self.protected_paths());
+        protected.check(&path).map_err(fail)?;
         let root = OutputRoot::open(&path).map_err(|e| fail(format!("cannot create or open it: {e}")))?;
         // Again once it exists (a link created in between must not change the answer).
-        crate::protect::check_output_root(&path, &self.protected_paths()).map_err(fail)?;
+        protected.check(&path).map_err(fail)?;
         Ok((path, shown, root))
     }
 

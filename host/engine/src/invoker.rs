@@ -196,16 +196,18 @@ pub struct Call {
 }
 
 impl Invoker<'_> {
-    /// Runs `request` through the checks and the sandbox.
-    pub fn invoke(&self, request: &qpf_runtime::Request) -> Call {
+    /// Runs `request` through the checks and the sandbox; `key` is its cache key
+    /// ([`crate::cache_key::compute`]), from which the plugin's randomness is seeded.
+    pub fn invoke(&self, request: &qpf_runtime::Request, key: &str) -> Call {
         let mut call = Call { result: Ok(Vec::new()), diagnostics: Vec::new(), spawns: Vec::new(), fuel: 0 };
-        call.result = self.run(request, &mut call);
+        call.result = self.run(request, key, &mut call);
         call
     }
 
     fn run(
         &self,
         request: &qpf_runtime::Request,
+        key: &str,
         call: &mut Call,
     ) -> Result<Vec<(String, String, Vec<u8>)>, ErrorReport> {
         let info = self.plugin.info();
@@ -227,7 +229,7 @@ impl Invoker<'_> {
         }
         let invocation = self
             .runtime
-            .invoke(self.plugin, request, self.limits)
+            .invoke(self.plugin, request, self.limits, &qpf_runtime::Seed::from_key(key))
             .map_err(|e| error(FailureKind::Sandbox, e.to_string()))?;
         call.fuel = invocation.fuel_consumed;
         for line in &invocation.logs {
@@ -412,7 +414,7 @@ pub(crate) fn run_plugin(
             std::borrow::Cow::Owned(request)
         }
     };
-    let call = Invoker { runtime, plugin, name: &inv.plugin, config_schema, limits }.invoke(&request);
+    let call = Invoker { runtime, plugin, name: &inv.plugin, config_schema, limits }.invoke(&request, &inv.key);
     worked.fuel = call.fuel;
     worked.diagnostics = call.diagnostics;
     worked.spawns = call.spawns;

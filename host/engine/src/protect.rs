@@ -59,19 +59,43 @@ fn normalise(path: &Path) -> PathBuf {
     out
 }
 
+/// Protected paths resolved once, to check an output root against (before and after it is
+/// created) without resolving them again.
+#[derive(Debug, Clone)]
+pub struct ProtectedSet(Vec<(PathBuf, Protected)>);
+
+impl ProtectedSet {
+    /// Resolves each distinct path once (the first description of a path is kept).
+    pub fn new(protected: Vec<Protected>) -> Self {
+        let mut seen = std::collections::BTreeSet::new();
+        let distinct = protected.into_iter().filter(|p| seen.insert(p.path.clone()));
+        ProtectedSet(distinct.map(|p| (resolve(&p.path), p)).collect())
+    }
+
+    /// Checks that `out` neither is, contains, nor sits inside any protected path.
+    ///
+    /// # Errors
+    /// A message naming the protected path and what it is.
+    pub fn check(&self, out: &Path) -> Result<(), String> {
+        check_resolved(&resolve(out), &self.0)
+    }
+}
+
 /// Checks that `out` neither is, contains, nor sits inside any protected path.
 ///
 /// # Errors
 /// A message naming the protected path and what it is.
 pub fn check_output_root(out: &Path, protected: &[Protected]) -> Result<(), String> {
-    let out_resolved = resolve(out);
-    for p in protected {
-        let resolved = resolve(&p.path);
+    ProtectedSet::new(protected.to_vec()).check(out)
+}
+
+fn check_resolved(out_resolved: &Path, protected: &[(PathBuf, Protected)]) -> Result<(), String> {
+    for (resolved, p) in protected {
         let relation = if resolved == out_resolved {
             "is"
-        } else if resolved.starts_with(&out_resolved) {
+        } else if resolved.starts_with(out_resolved) {
             "contains"
-        } else if out_resolved.starts_with(&resolved) {
+        } else if out_resolved.starts_with(resolved) {
             "is inside"
         } else {
             continue;

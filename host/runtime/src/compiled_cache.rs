@@ -100,46 +100,21 @@ impl CompiledCache {
         Some((component, sidecar.info))
     }
 
-    fn write(
-        &self,
-        engine: &Engine,
-        digest: &str,
-        artifact_bytes: &[u8],
-        info: Option<&PluginInfo>,
-    ) -> std::io::Result<()> {
-        let (_, sidecar) = self.paths(engine, digest);
-        let meta = Sidecar {
-            format: FORMAT,
-            plugin_digest: digest.to_owned(),
-            mac: self.mac(engine, digest, artifact_bytes, info),
-            info: info.cloned(),
-        };
-        write_atomic(&sidecar, &serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?)
-    }
-
+    /// Stores a compiled component with its `info()`: the artifact, then the sidecar with its MAC.
     pub(crate) fn store(&self, engine: &Engine, digest: &str, component: &Component, info: Option<&PluginInfo>) {
-        let (artifact, _) = self.paths(engine, digest);
+        let (artifact, sidecar) = self.paths(engine, digest);
         let result = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}"))).and_then(|bytes| {
             write_atomic(&artifact, &bytes)?;
-            self.write(engine, digest, &bytes, info)
+            let meta = Sidecar {
+                format: FORMAT,
+                plugin_digest: digest.to_owned(),
+                mac: self.mac(engine, digest, &bytes, info),
+                info: info.cloned(),
+            };
+            write_atomic(&sidecar, &serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?)
         });
         if let Err(e) = result {
             tracing::warn!(dir = %self.dir.display(), "cannot write the compiled-plugin cache: {e}");
-        }
-    }
-
-    /// Records the plugin's `info()` in the sidecar so that the next load needs no instantiation.
-    pub(crate) fn store_info(&self, engine: &Engine, digest: &str, info: &PluginInfo) {
-        let (artifact, sidecar) = self.paths(engine, digest);
-        let Ok(raw) = qpf_core::fs::read_regular(&sidecar, MAX_SIDECAR_BYTES) else { return };
-        let Ok(meta) = serde_json::from_slice::<Sidecar>(&raw) else { return };
-        let Ok(bytes) = qpf_core::fs::read_regular(&artifact, u64::MAX) else { return };
-        // Only an authenticated artifact gets its info recorded.
-        if !constant_time_eq(self.mac(engine, digest, &bytes, meta.info.as_ref()).as_bytes(), meta.mac.as_bytes()) {
-            return;
-        }
-        if let Err(e) = self.write(engine, digest, &bytes, Some(info)) {
-            tracing::warn!(path = %sidecar.display(), "cannot update the compiled-plugin cache: {e}");
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Deterministic randomness for plugins: a per-invocation stream derived from what the plugin
-//! sees (so that outputs stay a function of the cache key), never repeating within a call.
+//! Deterministic randomness for plugins: a per-invocation stream derived from the invocation's
+//! cache key (so that outputs stay a function of the key), never repeating within a call.
 //! It is **not secret**: anyone who knows the request can compute it. Plugins must not use it
 //! for keys or tokens.
 
@@ -46,24 +46,23 @@ impl rand_core::TryRng for SeededStream {
     }
 }
 
-/// The seed of one invocation: blake3 over a length-prefixed encoding of the plugin's digest and
-/// every field of the request, which is everything the plugin can observe.
-pub(crate) fn invocation_seed(plugin_digest: &str, request: &crate::Request) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new_derive_key("qpf sandbox randomness seed v1");
-    for field in [
-        plugin_digest,
-        &request.entry,
-        &request.schema.kind,
-        &request.schema.name,
-        &request.schema.version,
-        &request.input,
-        &request.config,
-        &request.context,
-    ] {
-        hasher.update(&(field.len() as u64).to_le_bytes());
-        hasher.update(field.as_bytes());
+/// The seed of one invocation's randomness, derived from its cache key (which covers the plugin,
+/// the whole request and the limits: everything the plugin can observe). The key is computed once,
+/// when the invocation is planned; the seed is one more hash of it, not of the request again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Seed(pub(crate) [u8; 32]);
+
+impl Seed {
+    /// The seed of the invocation whose cache key is `key`.
+    pub fn from_key(key: &str) -> Seed {
+        Seed(blake3::derive_key("qpf sandbox randomness seed v2", key.as_bytes()))
     }
-    *hasher.finalize().as_bytes()
+}
+
+impl std::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seed(..)")
+    }
 }
 
 #[cfg(test)]
@@ -85,19 +84,8 @@ mod tests {
     }
 
     #[test]
-    fn the_seed_follows_every_request_field() {
-        let request = crate::Request {
-            entry: "e".into(),
-            schema: crate::SchemaId { kind: "K".into(), name: "n".into(), version: "1".into() },
-            input: "{}".into(),
-            config: "{}".into(),
-            context: "{}".into(),
-        };
-        let base = invocation_seed("blake3:00", &request);
-        assert_eq!(base, invocation_seed("blake3:00", &request));
-        let mut other = request.clone();
-        other.entry = "f".into();
-        assert_ne!(base, invocation_seed("blake3:00", &other));
-        assert_ne!(base, invocation_seed("blake3:01", &request));
+    fn the_seed_follows_the_key() {
+        assert_eq!(Seed::from_key("blake3:00"), Seed::from_key("blake3:00"));
+        assert_ne!(Seed::from_key("blake3:00"), Seed::from_key("blake3:01"));
     }
 }

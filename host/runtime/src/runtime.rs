@@ -235,6 +235,8 @@ struct Compiled {
     size: u64,
     component: wasmtime::component::Component,
     cached_info: Option<crate::PluginInfo>,
+    /// Compiled now (not from the cache): stored, with its `info()`, once that is known.
+    fresh: bool,
 }
 
 /// Reads a component file: a regular file within `limits.max-component-bytes`.
@@ -427,7 +429,7 @@ impl Runtime {
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.load(&self.engine, &digest)) {
             tracing::debug!(%digest, "compiled-plugin cache hit");
             let (component, cached_info) = hit;
-            return Ok(Compiled { digest, size: bytes.len() as u64, component, cached_info });
+            return Ok(Compiled { digest, size: bytes.len() as u64, component, cached_info, fresh: false });
         }
         let limit = self.load_limits.max_functions;
         let count = count_functions(&bytes).map_err(|message| LoadError::Compile { path: path.to_owned(), message })?;
@@ -437,15 +439,12 @@ impl Runtime {
         let component = compile_within(&self.engine, &bytes, self.load_limits.compile_ms)
             .map_err(|()| LoadError::CompileTimeout { path: path.to_owned(), limit_ms: self.load_limits.compile_ms })?
             .map_err(|message| compile_error(path, message))?;
-        if let Some(cache) = &self.cache {
-            cache.store(&self.engine, &digest, &component, None);
-        }
-        Ok(Compiled { digest, size: bytes.len() as u64, component, cached_info: None })
+        Ok(Compiled { digest, size: bytes.len() as u64, component, cached_info: None, fresh: true })
     }
 
     /// Pre-instantiates a compiled component against the sandbox and reads its `info()`.
     fn prepare(&self, path: &Path, compiled: Compiled, limits: &Limits) -> Result<Plugin, LoadError> {
-        let Compiled { digest, component, cached_info, .. } = compiled;
+        let Compiled { digest, component, cached_info, fresh, .. } = compiled;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
             path: path.to_owned(),
             message: crate::plugin::explain_link_error(&component, &self.engine, &e),
@@ -474,8 +473,10 @@ impl Runtime {
                 })?;
                 crate::budgets::check_info(&info)
                     .map_err(|message| LoadError::BadInfo { path: path.to_owned(), message })?;
-                if let Some(cache) = &self.cache {
-                    cache.store_info(&self.engine, &digest, &info);
+                // One write of the artifact and its sidecar, with the info, only for a plugin that
+                // loads: the next load needs neither a compilation nor an instantiation.
+                if let Some(cache) = self.cache.as_ref().filter(|_| fresh) {
+                    cache.store(&self.engine, &digest, &component, Some(&info));
                 }
                 info
             }
@@ -540,7 +541,8 @@ impl Runtime {
         Ok(crate::plugin::info_from_wit(info))
     }
 
-    /// Runs one invocation in a fresh instance under `limits`.
+    /// Runs one invocation in a fresh instance under `limits`, its randomness seeded by `seed`
+    /// (use [`crate::Seed::from_key`] with the invocation's cache key).
     ///
     /// Returns the plugin's answer (its response or its own `extract-error`) with the fuel it
     /// consumed and its bounded logs.
@@ -548,12 +550,17 @@ impl Runtime {
     /// # Errors
     /// A [`SandboxError`] when the plugin did not return normally: fuel, memory, deadline or output
     /// limit exceeded, or a trap.
-    pub fn invoke(&self, plugin: &Plugin, request: &Request, limits: &Limits) -> Result<Invocation, SandboxError> {
+    pub fn invoke(
+        &self,
+        plugin: &Plugin,
+        request: &Request,
+        limits: &Limits,
+        seed: &crate::Seed,
+    ) -> Result<Invocation, SandboxError> {
         let _span =
             tracing::debug_span!("invoke", plugin = %plugin.name(), entry = %request.entry, schema = %request.schema)
                 .entered();
-        let seed = crate::random::invocation_seed(plugin.digest(), request);
-        let (mut store, stdout, stderr) = self.new_store(limits, &seed);
+        let (mut store, stdout, stderr) = self.new_store(limits, &seed.0);
         let instance =
             plugin.pre().instantiate(&mut store).map_err(|e| classify(e, &store, limits, Phase::Instantiate))?;
         let wit_request = crate::plugin::request_to_wit(request);

@@ -97,7 +97,13 @@ fn run_case(
     let limits = qpf_runtime::Limits::default();
     // The same checks as `qpf extract` (kinds, config schema, sandbox, output rules), without a cache.
     let invoker = qpf_engine::Invoker { runtime, plugin, name: plugin.name(), config_schema, limits: &limits };
-    let call = invoker.invoke(&request);
+    let key = qpf_engine::cache_key::compute(&qpf_engine::cache_key::KeyInputs {
+        abi: qpf_runtime::ABI_VERSION,
+        plugin_digest: plugin.digest(),
+        request: &request,
+        limits: &limits,
+    });
+    let call = invoker.invoke(&request, &key);
     match call.result {
         Err(e) if e.kind == FailureKind::Plugin => {
             let mut message = e.message.clone();
