@@ -61,15 +61,10 @@ fn load_or_create(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
     match qpf_core::fs::read_regular(path, 1024) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
-            let hex = text.trim();
-            let mut secret = [0u8; 32];
-            if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                for (i, byte) in secret.iter_mut().enumerate() {
-                    *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(std::io::Error::other)?;
-                }
-                return Ok(secret);
-            }
-            Err(std::io::Error::other(format!("`{}` does not hold 64 hex digits", path.display())))
+            // 64 hex digits, the text form of 32 bytes (blake3's, so no hand-written codec).
+            blake3::Hash::from_hex(text.trim())
+                .map(|h| *h.as_bytes())
+                .map_err(|_| std::io::Error::other(format!("`{}` does not hold 64 hex digits", path.display())))
         }
         Err(qpf_core::fs::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => create(path),
         Err(e) => Err(std::io::Error::other(format!("`{}`: {e}", path.display()))),
@@ -89,8 +84,7 @@ fn create(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
         use std::os::unix::fs::PermissionsExt;
         tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
-    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    tmp.write_all(format!("{hex}\n").as_bytes())?;
+    tmp.write_all(format!("{}\n", blake3::Hash::from_bytes(secret).to_hex()).as_bytes())?;
     tmp.as_file().sync_all()?;
     match std::fs::hard_link(tmp.path(), path) {
         Ok(()) => Ok(secret),
