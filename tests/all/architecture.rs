@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use crate::support;
 
 /// Host crates and their layer.
-const LAYERS: &[(&str, u32)] =
-    &[("qpf-core", 0), ("qpf-schema", 1), ("qpf-runtime", 1), ("qpf-engine", 2), ("qpf", 3), ("qpf-tests", 4)];
+const LAYERS: &[(&str, u32)] = &[("qpf-core", 0), ("qpf-schema", 1), ("qpf-runtime", 1), ("qpf-engine", 2), ("qpf", 3)];
 
 #[test]
 fn host_crates_depend_only_downwards_and_guests_never_on_the_host() {

@@ -1,13 +1,14 @@
 //! `qpf plugin new|build|inspect|test` in Rust, Python and JavaScript, the repository's Python and
 //! JavaScript plugins rebuilt from source against their cases, and the errors a faulty guest gets.
 //!
-//! The toolchains come from `./dev tools` (target/qpf-tools), which `./dev test` runs first.
+//! The toolchains come from `./dev tools` (target/qpf-tools), which the tests run on first use.
 
 use crate::support::{self, show};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn plugin(args: &[&str], cwd: &Path) -> Output {
+    support::tools();
     Command::new(support::qpf_bin())
         .arg("plugin")
         .args(args)
@@ -150,8 +151,9 @@ fn a_component_with_imports_the_sandbox_does_not_grant_is_refused_with_a_hint() 
          export function extract(request) { return { files: [], diagnostics: [], spawns: [] }; }\n",
     )
     .expect("source");
+    support::tools();
     let jco = root.join("target/qpf-tools/js/node_modules/.bin/jco");
-    assert!(jco.is_file(), "{} is missing: run `./dev tools` (./dev test does)", jco.display());
+    assert!(jco.is_file(), "{} is missing after `./dev tools`", jco.display());
     let wasm = build_dir().join("wide-wasi-imports.wasm");
     let out = Command::new(&jco)
         .current_dir(src.path())

@@ -2,31 +2,57 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::OnceLock;
 
-/// The cargo target folder this test binary was built into (`<target>/release/deps/all-*`).
+/// The cargo target folder this test binary was built into (`<target>/<profile>/deps/all-*`), with
+/// the guests built into it: the first call in a process runs `./dev guests` (the wasm32-wasip2
+/// target, the plugins and the hostile guests, built reproducibly as `./dev test` builds them), so
+/// that `cargo test --workspace` works on its own. Cargo makes the build a no-op when it is fresh.
 pub fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.ancestors().nth(3).expect("test binary lives in <target>/<profile>/deps").to_owned()
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            let target = exe.ancestors().nth(3).expect("test binary lives in <target>/<profile>/deps").to_owned();
+            dev(&["guests"], &target);
+            target
+        })
+        .clone()
+}
+
+/// The Python and JavaScript plugin toolchains (componentize-py, jco) under `target/qpf-tools`,
+/// installed by `./dev tools` on the first call in a process (reinstalled only when their pins change).
+pub fn tools() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| dev(&["tools"], &target_dir()));
+}
+
+/// Runs `./dev ARGS` with cargo's target folder set to `target`.
+fn dev(args: &[&str], target: &Path) {
+    let out = std::process::Command::new("bash")
+        .arg(workspace_root().join("dev"))
+        .args(args)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .expect("bash runs ./dev");
+    assert!(out.status.success(), "./dev {} failed:\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).expect("host/cli is in the workspace").to_owned()
 }
 
 /// A built wasm component (`qpf_hostile`, `qpf_py_models`, ...).
 pub fn wasm(name: &str) -> PathBuf {
     let path = target_dir().join("wasm32-wasip2/guest").join(format!("{name}.wasm"));
-    assert!(path.is_file(), "{} is missing: run `./dev test`, which builds the plugins first", path.display());
+    assert!(path.is_file(), "{} is missing after `./dev guests`", path.display());
     path
 }
 
-/// The `qpf` binary built next to this test binary.
+/// The `qpf` binary of this package, which cargo builds before it runs these tests.
 pub fn qpf_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe.parent().and_then(Path::parent).expect("deps/..").join("qpf");
-    assert!(bin.is_file(), "{} is missing: run `./dev test`, which builds qpf first", bin.display());
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_qpf"))
 }
 
 /// `blake3:<hex>` of a file.

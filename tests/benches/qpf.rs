@@ -1,4 +1,4 @@
-//! `cargo bench -p qpf-tests --bench qpf` (or `./dev bench`): the numbers in docs/benchmarks.md.
+//! `cargo bench -p qpf --bench qpf` (or `./dev bench`): the numbers in docs/benchmarks.md.
 //!
 //! A plain harness that prints medians, so that ratios come from one run on one machine:
 //! for a trivial plugin (the hostile guest in `echo` mode) — compile, load from the compiled
@@ -67,14 +67,14 @@ fn throughput(rt: &Runtime, plugin: &qpf_runtime::Plugin, threads: usize, calls_
 }
 
 fn qpf(args: &[&str]) {
-    let bin = target_dir().join("release/qpf");
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_qpf"));
     let out = std::process::Command::new(&bin).args(args).output().expect("qpf runs (build it first: ./dev build)");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn example_project() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
     for sub in ["agents", "kinds", "fragments"] {
         std::fs::create_dir_all(tmp.path().join(sub)).expect("mkdir");
         for e in std::fs::read_dir(src.join(sub)).expect("schemas/").flatten() {
@@ -83,7 +83,7 @@ fn example_project() -> tempfile::TempDir {
     }
     std::fs::copy(src.join("extractors.yaml"), tmp.path().join("extractors.yaml")).expect("copy map");
     let text = std::fs::read_to_string(src.join("qpf.yaml")).expect("qpf.yaml");
-    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins");
     let text = text
         .replace("../target/", &format!("{}/", target_dir().display()))
         .replace("../plugins/", &format!("{}/", plugins.display()));
@@ -148,7 +148,7 @@ const AGENT_SPEC: &str = r#"{"description":"d","types":[{"name":"Q","fields":[{"
 /// Size, first compile, load from the compiled cache and per-call time of a plugin in each
 /// language, each doing the same kind of work (one text file from the spec above).
 fn languages() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let plugins = [
         ("rust (py-settings)", target_dir().join("wasm32-wasip2/guest/qpf_py_settings.wasm")),
         ("python (env-example)", root.join("plugins/env-example/dist/env-example.wasm")),
@@ -338,7 +338,7 @@ fn main() {
     if wanted("watch") {
         let project = example_project();
         let p = project.path().to_str().expect("utf-8 path");
-        let bin = target_dir().join("release/qpf");
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_qpf"));
         let mut child = std::process::Command::new(&bin)
             .args(["watch", "--project", p, "--interval", "20"])
             .stdout(std::process::Stdio::null())
