@@ -170,21 +170,41 @@ pub fn clear(cache_root: &Path) -> std::io::Result<u64> {
     Ok(before.invocation_bytes + before.compiled_bytes)
 }
 
+/// A size that [`parse_size`] does not understand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SizeError {
+    /// No number in front.
+    #[error("`{0}` is not a size like `500M` or `2GiB`")]
+    NotASize(String),
+    /// A unit other than B, K, M or G.
+    #[error("`{text}`: unknown unit `{unit}`; use B, K, M or G")]
+    UnknownUnit {
+        /// The whole text.
+        text: String,
+        /// The unit found.
+        unit: String,
+    },
+}
+
 /// Parses a size like `500M`, `2GiB`, `100kb`, `1048576`.
 ///
 /// # Errors
-/// A message naming the text.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+/// [`SizeError`], naming the text.
+pub fn parse_size(text: &str) -> Result<u64, SizeError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let number: f64 = number.parse().map_err(|_| format!("`{text}` is not a size like `500M` or `2GiB`"))?;
+    let shown = || qpf_core::text::escape(text).into_owned();
+    let number: f64 = number.parse().map_err(|_| SizeError::NotASize(shown()))?;
     let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" | "kib" => 1024.0,
         "m" | "mb" | "mib" => 1024.0 * 1024.0,
         "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("`{text}`: unknown unit `{other}`; use B, K, M or G")),
+        other => {
+            return Err(SizeError::UnknownUnit { text: shown(), unit: qpf_core::text::escape(other).into_owned() });
+        }
     };
     Ok((number * factor) as u64)
 }
@@ -199,7 +219,8 @@ mod tests {
         assert_eq!(parse_size("500M"), Ok(500 << 20));
         assert_eq!(parse_size("2GiB"), Ok(2 << 30));
         assert_eq!(parse_size("1.5k"), Ok(1536));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("5 parsecs").is_err());
+        assert_eq!(parse_size("lots"), Err(SizeError::NotASize("lots".into())));
+        let err = parse_size("5 parsecs").unwrap_err();
+        assert_eq!(err.to_string(), "`5 parsecs`: unknown unit `parsecs`; use B, K, M or G");
     }
 }

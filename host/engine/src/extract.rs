@@ -284,10 +284,10 @@ impl Engine {
         let fail = |message: String| EngineError::Output { path: path.clone(), message };
         // Before anything is created: the output root must stay clear of state, inputs and plugins.
         let protected = crate::protect::ProtectedSet::new(self.protected_paths());
-        protected.check(&path).map_err(fail)?;
+        protected.check(&path).map_err(|e| fail(e.to_string()))?;
         let root = OutputRoot::open(&path).map_err(|e| fail(format!("cannot create or open it: {e}")))?;
         // Again once it exists (a link created in between must not change the answer).
-        protected.check(&path).map_err(fail)?;
+        protected.check(&path).map_err(|e| fail(e.to_string()))?;
         Ok((path, shown, root))
     }
 

@@ -110,9 +110,9 @@ pub(crate) fn error(kind: FailureKind, message: impl Into<String>) -> ErrorRepor
 pub(crate) struct Plugins<'a> {
     project: &'a Project,
     options: RuntimeOptions,
-    runtime: OnceLock<Result<Runtime, String>>,
+    runtime: OnceLock<Result<Runtime, qpf_runtime::RuntimeError>>,
     loaded: BTreeMap<&'a str, OnceLock<Result<Plugin, String>>>,
-    config_schemas: BTreeMap<&'a str, OnceLock<Result<Option<qpf_schema::kinds::JsonSchema>, String>>>,
+    config_schemas: BTreeMap<&'a str, OnceLock<Result<Option<JsonSchema>, crate::plugin_config::ConfigError>>>,
 }
 
 impl<'a> Plugins<'a> {
@@ -136,7 +136,7 @@ impl<'a> Plugins<'a> {
     }
 
     fn runtime(&self) -> Result<&Runtime, String> {
-        self.runtime.get_or_init(|| Runtime::new(&self.options)).as_ref().map_err(Clone::clone)
+        self.runtime.get_or_init(|| Runtime::new(&self.options)).as_ref().map_err(ToString::to_string)
     }
 
     pub(crate) fn get(&self, name: &str) -> Result<(&Runtime, &Plugin), String> {
@@ -160,7 +160,10 @@ impl Plugins<'_> {
     /// The JSON Schema the plugin declares for its config in `info()`, compiled once per plugin.
     fn config_schema(&self, name: &str, plugin: &Plugin) -> Result<Option<&JsonSchema>, String> {
         let Some(slot) = self.config_schemas.get(name) else { return Ok(None) };
-        slot.get_or_init(|| crate::plugin_config::schema(plugin)).as_ref().map(Option::as_ref).map_err(Clone::clone)
+        slot.get_or_init(|| crate::plugin_config::schema(plugin))
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(ToString::to_string)
     }
 }
 
@@ -225,7 +228,8 @@ impl Invoker<'_> {
         if let Some(schema) = self.config_schema {
             let value: serde_json::Value = serde_json::from_str(&request.config)
                 .map_err(|e| error(FailureKind::Config, format!("config is not JSON: {e}")))?;
-            crate::plugin_config::check(self.name, schema, &value).map_err(|e| error(FailureKind::Config, e))?;
+            crate::plugin_config::check(self.name, schema, &value)
+                .map_err(|e| error(FailureKind::Config, e.to_string()))?;
         }
         let invocation = self
             .runtime

@@ -80,6 +80,7 @@ pub mod report;
 mod scheduler;
 pub mod secret;
 mod spawner;
+pub mod standalone;
 pub mod writer;
 
 pub use extract::{Engine, EngineError, Event, ExtractOptions};

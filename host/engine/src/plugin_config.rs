@@ -2,33 +2,66 @@
 //! it: one rule for `qpf extract` and `qpf plugin test`.
 
 use qpf_runtime::Plugin;
-use qpf_schema::kinds::JsonSchema;
+use qpf_schema::kinds::{JsonSchema, JsonSchemaError};
+
+/// Why a plugin's config schema, or an entry's config, was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The plugin's `info()` declares a config schema that is not JSON.
+    #[error("plugin `{plugin}` declares a config schema that is not JSON: {message}")]
+    SchemaNotJson {
+        /// The plugin's name.
+        plugin: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// The plugin's config schema is over budget or not a valid JSON Schema.
+    #[error("plugin `{plugin}` declares an invalid config schema: {source}")]
+    SchemaInvalid {
+        /// The plugin's name.
+        plugin: String,
+        /// Why.
+        source: JsonSchemaError,
+    },
+    /// The entry's config breaks the plugin's config schema.
+    #[error(
+        "the entry's `config` does not match what plugin `{plugin}` accepts: {}",
+        violations.iter().map(|(p, m)| format!("`{}`: {m}", if p.is_empty() { "/" } else { p.as_str() })).collect::<Vec<_>>().join("; ")
+    )]
+    Mismatch {
+        /// The plugin's name.
+        plugin: String,
+        /// Every violation, as (JSON Pointer, message).
+        violations: Vec<(String, String)>,
+    },
+}
 
 /// The compiled config schema `plugin` declares, or `None` when it accepts any config.
 ///
 /// # Errors
-/// A message naming the plugin when its schema is not JSON or not a valid JSON Schema.
-pub fn schema(plugin: &Plugin) -> Result<Option<JsonSchema>, String> {
+/// [`ConfigError`] naming the plugin when its schema is not JSON or not a valid JSON Schema.
+pub fn schema(plugin: &Plugin) -> Result<Option<JsonSchema>, ConfigError> {
     let name = plugin.name();
     let text = &plugin.info().config_schema;
     if text.trim().is_empty() {
         return Ok(None);
     }
     let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| format!("plugin `{name}` declares a config schema that is not JSON: {e}"))?;
-    JsonSchema::compile(&value).map(Some).map_err(|e| format!("plugin `{name}` declares an invalid config schema: {e}"))
+        .map_err(|e| ConfigError::SchemaNotJson { plugin: name.to_owned(), message: e.to_string() })?;
+    JsonSchema::compile(&value)
+        .map(Some)
+        .map_err(|source| ConfigError::SchemaInvalid { plugin: name.to_owned(), source })
 }
 
 /// Checks `config` against `schema` (from [`schema`]) of plugin `name`.
 ///
 /// # Errors
-/// Every violation, each with its JSON Pointer.
-pub fn check(name: &str, schema: &JsonSchema, config: &serde_json::Value) -> Result<(), String> {
-    let errors = schema.errors(config);
-    if errors.is_empty() {
+/// [`ConfigError::Mismatch`] with every violation, each with its JSON Pointer.
+pub fn check(name: &str, schema: &JsonSchema, config: &serde_json::Value) -> Result<(), ConfigError> {
+    let violations = schema.errors(config);
+    if violations.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> =
-        errors.iter().map(|(p, m)| format!("`{}`: {m}", if p.is_empty() { "/" } else { p.as_str() })).collect();
-    Err(format!("the entry's `config` does not match what plugin `{name}` accepts: {}", list.join("; ")))
+    Err(ConfigError::Mismatch { plugin: name.to_owned(), violations })
 }

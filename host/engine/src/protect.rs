@@ -75,8 +75,8 @@ impl ProtectedSet {
     /// Checks that `out` neither is, contains, nor sits inside any protected path.
     ///
     /// # Errors
-    /// A message naming the protected path and what it is.
-    pub fn check(&self, out: &Path) -> Result<(), String> {
+    /// [`Overlap`], naming the protected path and what it is.
+    pub fn check(&self, out: &Path) -> Result<(), Overlap> {
         check_resolved(&resolve(out), &self.0)
     }
 }
@@ -84,12 +84,26 @@ impl ProtectedSet {
 /// Checks that `out` neither is, contains, nor sits inside any protected path.
 ///
 /// # Errors
-/// A message naming the protected path and what it is.
-pub fn check_output_root(out: &Path, protected: &[Protected]) -> Result<(), String> {
+/// [`Overlap`], naming the protected path and what it is.
+pub fn check_output_root(out: &Path, protected: &[Protected]) -> Result<(), Overlap> {
     ProtectedSet::new(protected.to_vec()).check(out)
 }
 
-fn check_resolved(out_resolved: &Path, protected: &[(PathBuf, Protected)]) -> Result<(), String> {
+/// An output root that overlaps a protected path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "it {relation} {what} (`{path}`); plugins write anywhere under the output root, so it must stay clear of the project's state, inputs and plugins: point `output` (or `--out`) at a folder of its own, e.g. `out`"
+)]
+pub struct Overlap {
+    /// `is`, `contains` or `is inside`.
+    pub relation: &'static str,
+    /// What the protected path is.
+    pub what: String,
+    /// The protected path, escaped for a terminal.
+    pub path: String,
+}
+
+fn check_resolved(out_resolved: &Path, protected: &[(PathBuf, Protected)]) -> Result<(), Overlap> {
     for (resolved, p) in protected {
         let relation = if resolved == out_resolved {
             "is"
@@ -100,11 +114,11 @@ fn check_resolved(out_resolved: &Path, protected: &[(PathBuf, Protected)]) -> Re
         } else {
             continue;
         };
-        return Err(format!(
-            "it {relation} {} (`{}`); plugins write anywhere under the output root, so it must stay clear of the project's state, inputs and plugins: point `output` (or `--out`) at a folder of its own, e.g. `out`",
-            p.what,
-            qpf_core::text::escape(&p.path.display().to_string())
-        ));
+        return Err(Overlap {
+            relation,
+            what: p.what.clone(),
+            path: qpf_core::text::escape(&p.path.display().to_string()).into_owned(),
+        });
     }
     Ok(())
 }
@@ -130,10 +144,19 @@ mod tests {
         std::fs::write(root.join("agents/a.yaml"), "").unwrap();
         let p = protected(root);
         assert!(check_output_root(&root.join("out"), &p).is_ok());
-        assert!(check_output_root(&root.join(".qpf"), &p).unwrap_err().starts_with("it is the project's state"));
-        assert!(check_output_root(&root.join(".qpf/cache/compiled"), &p).unwrap_err().starts_with("it is inside"));
-        assert!(check_output_root(&root.join("qpf.lock"), &p).unwrap_err().starts_with("it is the lock"));
-        assert!(check_output_root(&root.join("agents"), &p).unwrap_err().starts_with("it contains a schema"));
+        assert!(
+            check_output_root(&root.join(".qpf"), &p).unwrap_err().to_string().starts_with("it is the project's state")
+        );
+        assert!(
+            check_output_root(&root.join(".qpf/cache/compiled"), &p)
+                .unwrap_err()
+                .to_string()
+                .starts_with("it is inside")
+        );
+        assert!(check_output_root(&root.join("qpf.lock"), &p).unwrap_err().to_string().starts_with("it is the lock"));
+        assert!(
+            check_output_root(&root.join("agents"), &p).unwrap_err().to_string().starts_with("it contains a schema")
+        );
         assert!(check_output_root(&root.join("out/../.qpf"), &p).is_err());
         assert!(check_output_root(root, &p).is_err());
     }

@@ -22,6 +22,30 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// What a file under the root is, for messages.
+/// Something on disk in the way of a file QPF is about to write (paths escaped for a terminal).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InTheWay {
+    /// A folder on the way is something else.
+    #[error("`{part}` is {what} on disk, but `{rel}` needs it to be a folder")]
+    NotAFolder {
+        /// The part of the path in the way.
+        part: String,
+        /// What it is.
+        what: &'static str,
+        /// The file to write.
+        rel: String,
+    },
+    /// The file itself is not a regular file.
+    #[error("`{rel}` is {what} on disk; QPF writes only regular files")]
+    NotAFile {
+        /// The file to write.
+        rel: String,
+        /// What it is.
+        what: &'static str,
+    },
+}
+
 fn describe(meta: &cap_std::fs::Metadata) -> &'static str {
     let t = meta.file_type();
     if t.is_dir() {
@@ -97,25 +121,17 @@ impl OutputRoot {
     /// invocation before writing any, so that a clash with what is on disk leaves nothing half done.
     ///
     /// # Errors
-    /// A message naming the part of the path in the way.
-    pub fn check_writable(&self, rel: &str) -> Result<(), String> {
+    /// [`InTheWay`], naming the part of the path in the way.
+    pub fn check_writable(&self, rel: &str) -> Result<(), InTheWay> {
+        let shown = |s: &str| qpf_core::text::escape(s).into_owned();
         for (i, _) in rel.match_indices('/').chain(std::iter::once((rel.len(), ""))) {
             let part = &rel[..i];
             match self.dir.symlink_metadata(part) {
                 Ok(meta) if i < rel.len() && !meta.is_dir() => {
-                    return Err(format!(
-                        "`{}` is {} on disk, but `{}` needs it to be a folder",
-                        qpf_core::text::escape(part),
-                        describe(&meta),
-                        qpf_core::text::escape(rel)
-                    ));
+                    return Err(InTheWay::NotAFolder { part: shown(part), what: describe(&meta), rel: shown(rel) });
                 }
                 Ok(meta) if i == rel.len() && !meta.is_file() => {
-                    return Err(format!(
-                        "`{}` is {} on disk; QPF writes only regular files",
-                        qpf_core::text::escape(rel),
-                        describe(&meta)
-                    ));
+                    return Err(InTheWay::NotAFile { rel: shown(rel), what: describe(&meta) });
                 }
                 Ok(_) => {}
                 // Absent from here on: nothing further can be in the way.
@@ -195,10 +211,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = OutputRoot::open(tmp.path()).unwrap();
         root.write("a", b"file").unwrap();
-        let err = root.check_writable("a/b").unwrap_err();
+        let err = root.check_writable("a/b").unwrap_err().to_string();
         assert!(err.contains("`a` is a regular file on disk"), "{err}");
         std::fs::create_dir_all(tmp.path().join("d/e")).unwrap();
-        assert!(root.check_writable("d/e").unwrap_err().contains("a folder on disk"));
+        assert!(root.check_writable("d/e").unwrap_err().to_string().contains("a folder on disk"));
         assert_eq!(root.check_writable("d/e/f.txt"), Ok(()));
         assert_eq!(root.check_writable("new/x.txt"), Ok(()));
     }

@@ -46,47 +46,69 @@ fn plain(text: &str, extra: &[char]) -> bool {
     text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') || extra.contains(&c))
 }
 
+/// A field of a plugin's `info()` over its budget. Quoted fields are debug-escaped and cut to 80
+/// bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InfoError {
+    /// The name is empty, too long or not plain ASCII.
+    #[error("the name {0} (a name is 1 to {MAX_NAME_BYTES} bytes of ASCII letters, digits, `-`, `_` and `.`)")]
+    Name(String),
+    /// The version is empty, too long or not plain ASCII.
+    #[error(
+        "the version {0} (a version is 1 to {MAX_VERSION_BYTES} bytes of ASCII letters, digits, `-`, `_`, `.` and `+`)"
+    )]
+    Version(String),
+    /// The description is too long (its length in bytes).
+    #[error("a description of {0} bytes (the budget is {MAX_DESCRIPTION_BYTES})")]
+    DescriptionSize(usize),
+    /// The description holds a control or format character (its code point).
+    #[error("a description with the control or format character U+{0:04X}")]
+    DescriptionChar(u32),
+    /// Too many kinds (their number).
+    #[error("{0} kinds (the budget is {MAX_KINDS})")]
+    KindCount(usize),
+    /// A kind is empty, too long or not plain ASCII.
+    #[error(
+        "the kind {0} (a kind is 1 to {MAX_KIND_BYTES} bytes of ASCII letters, digits, `-`, `_`, `.`, `:` and `/`)"
+    )]
+    Kind(String),
+    /// The config schema is too long (its length in bytes).
+    #[error("a config schema of {0} bytes (the budget is {MAX_CONFIG_SCHEMA_BYTES})")]
+    ConfigSchemaSize(usize),
+    /// The whole `info()` is larger than [`INFO_TRANSFER_BYTES`].
+    #[error(
+        "more than {INFO_TRANSFER_BYTES} bytes (the budget of `info()`: name, version, description, kinds and config schema together)"
+    )]
+    Transfer,
+}
+
 /// Checks the fields of a plugin's `info()` against their budgets.
 ///
 /// # Errors
-/// The first field out of bounds, named with its budget.
-pub fn check_info(info: &crate::PluginInfo) -> Result<(), String> {
+/// The first field out of bounds.
+pub fn check_info(info: &crate::PluginInfo) -> Result<(), InfoError> {
     let shown = |s: &str| crate::budgets::truncate(format!("{s:?}"), 80);
     if info.name.is_empty() || info.name.len() > MAX_NAME_BYTES || !plain(&info.name, &[]) {
-        return Err(format!(
-            "the name {} (a name is 1 to {MAX_NAME_BYTES} bytes of ASCII letters, digits, `-`, `_` and `.`)",
-            shown(&info.name)
-        ));
+        return Err(InfoError::Name(shown(&info.name)));
     }
     if info.version.is_empty() || info.version.len() > MAX_VERSION_BYTES || !plain(&info.version, &['+']) {
-        return Err(format!(
-            "the version {} (a version is 1 to {MAX_VERSION_BYTES} bytes of ASCII letters, digits, `-`, `_`, `.` and `+`)",
-            shown(&info.version)
-        ));
+        return Err(InfoError::Version(shown(&info.version)));
     }
     if info.description.len() > MAX_DESCRIPTION_BYTES {
-        return Err(format!(
-            "a description of {} bytes (the budget is {MAX_DESCRIPTION_BYTES})",
-            info.description.len()
-        ));
+        return Err(InfoError::DescriptionSize(info.description.len()));
     }
     if let Some(c) = info.description.chars().find(|c| qpf_core::text::is_unsafe_char(*c) && *c != '\n') {
-        return Err(format!("a description with the control or format character U+{:04X}", c as u32));
+        return Err(InfoError::DescriptionChar(c as u32));
     }
     if info.kinds.len() > MAX_KINDS {
-        return Err(format!("{} kinds (the budget is {MAX_KINDS})", info.kinds.len()));
+        return Err(InfoError::KindCount(info.kinds.len()));
     }
     if let Some(kind) = info.kinds.iter().find(|k| k.is_empty() || k.len() > MAX_KIND_BYTES || !plain(k, &[':', '/'])) {
-        return Err(format!(
-            "the kind {} (a kind is 1 to {MAX_KIND_BYTES} bytes of ASCII letters, digits, `-`, `_`, `.`, `:` and `/`)",
-            shown(kind)
-        ));
+        return Err(InfoError::Kind(shown(kind)));
     }
     if info.config_schema.len() > MAX_CONFIG_SCHEMA_BYTES {
-        return Err(format!(
-            "a config schema of {} bytes (the budget is {MAX_CONFIG_SCHEMA_BYTES})",
-            info.config_schema.len()
-        ));
+        return Err(InfoError::ConfigSchemaSize(info.config_schema.len()));
     }
     Ok(())
 }
@@ -127,7 +149,7 @@ mod tests {
             (crate::PluginInfo { config_schema: " ".repeat(300 << 10), ..info() }, "config schema of"),
         ];
         for (bad, expected) in cases {
-            let err = check_info(&bad).unwrap_err();
+            let err = check_info(&bad).unwrap_err().to_string();
             assert!(err.contains(expected), "{err}");
             assert!(err.len() < 400, "the error stays short: {} bytes", err.len());
         }

@@ -84,12 +84,12 @@ pub enum LoadError {
         message: String,
     },
     /// `info()` returned something the host refuses (an over-long or ill-formed field).
-    #[error("plugin `{path}`: `info()` returned {message}")]
+    #[error("plugin `{path}`: `info()` returned {problem}")]
     BadInfo {
         /// The plugin path.
         path: PathBuf,
         /// What is wrong, naming the field and its budget.
-        message: String,
+        problem: crate::budgets::InfoError,
     },
     /// Calling `info()` failed.
     #[error("plugin `{path}`: `info()` failed: {source}")]
@@ -179,4 +179,24 @@ pub enum SandboxError {
         /// Why.
         message: String,
     },
+}
+
+/// Why a [`crate::Runtime`] could not be created.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// wasmtime refused the engine configuration.
+    #[error("cannot create the wasm engine: {0}")]
+    Engine(String),
+    /// The sandbox's imports (WASI, the log interface) could not be linked.
+    #[error("cannot link {what}: {message}")]
+    Link {
+        /// What was being linked.
+        what: &'static str,
+        /// wasmtime's message.
+        message: String,
+    },
+    /// The epoch thread (deadlines) could not start.
+    #[error("cannot start the epoch thread: {0}")]
+    Ticker(String),
 }

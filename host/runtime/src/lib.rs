@@ -22,7 +22,7 @@ mod random;
 mod runtime;
 mod types;
 
-pub use error::{LoadError, SandboxError};
+pub use error::{LoadError, RuntimeError, SandboxError};
 pub use limits::{LOG_LINE_OVERHEAD, Limits, LoadLimits};
 pub use log::{LogLevel, LogLine};
 pub use plugin::{BUILD_WITHOUT_IMPORTS, Plugin, is_granted};

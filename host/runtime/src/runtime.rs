@@ -16,7 +16,7 @@ use crate::log::{LogLevel, LogLine};
 use crate::log_sink::LogSink;
 use crate::plugin::Plugin;
 use crate::random::SeededStream;
-use crate::{Invocation, Limits, LoadError, LoadLimits, Request, SandboxError};
+use crate::{Invocation, Limits, LoadError, LoadLimits, Request, RuntimeError, SandboxError};
 
 /// How often the epoch ticker advances the engine's epoch (the deadline's resolution).
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -276,7 +276,7 @@ fn compile_within(engine: &Engine, bytes: &[u8], limit_ms: u64) -> Result<Result
 }
 
 /// What [`Runtime::inspect`] found.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Inspection {
     /// `blake3:<hex>` of the file.
     pub digest: String,
@@ -289,7 +289,7 @@ pub struct Inspection {
     /// Imports the sandbox does not grant (the component cannot run while there are any).
     pub refused: Vec<String>,
     /// The plugin's `info()`, or why it could not be loaded.
-    pub info: Result<crate::PluginInfo, String>,
+    pub info: Result<crate::PluginInfo, LoadError>,
 }
 
 /// One wasmtime engine and everything needed to load and run plugins on it. Cheap to share across
@@ -345,7 +345,7 @@ impl Runtime {
     ///
     /// # Errors
     /// When wasmtime cannot create an engine at all, or the ticker thread cannot start.
-    pub fn new(options: &RuntimeOptions) -> Result<Self, String> {
+    pub fn new(options: &RuntimeOptions) -> Result<Self, RuntimeError> {
         let mut engine = None;
         let mut pooling = false;
         if options.pooling {
@@ -361,14 +361,15 @@ impl Runtime {
         }
         let engine = match engine {
             Some(e) => e,
-            None => Engine::new(&base_config()).map_err(|e| format!("cannot create the wasm engine: {e:#}"))?,
+            None => Engine::new(&base_config()).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?,
         };
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("cannot link WASI: {e:#}"))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError::Link { what: "WASI", message: format!("{e:#}") })?;
         Extractor::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
-            .map_err(|e| format!("cannot link the log interface: {e:#}"))?;
+            .map_err(|e| RuntimeError::Link { what: "the log interface", message: format!("{e:#}") })?;
         let cache = options.compiled_cache.as_ref().map(|c| CompiledCache::new(&c.dir, &c.secret));
-        let ticker = EpochTicker::start(&engine).map_err(|e| format!("cannot start the epoch thread: {e}"))?;
+        let ticker = EpochTicker::start(&engine).map_err(|e| RuntimeError::Ticker(e.to_string()))?;
         Ok(Runtime { engine, linker, cache, load_limits: options.load_limits.clone(), pooling, _ticker: ticker })
     }
 
@@ -396,7 +397,7 @@ impl Runtime {
         let exports = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
         let refused = crate::plugin::refused_imports(&compiled.component, &self.engine);
         let (digest, size) = (compiled.digest.clone(), compiled.size);
-        let info = self.prepare(path, compiled, &limits).map(|p| p.info().clone()).map_err(|e| e.to_string());
+        let info = self.prepare(path, compiled, &limits).map(|p| p.info().clone());
         Ok(Inspection { digest, size, imports, exports, refused, info })
     }
 
@@ -454,7 +455,7 @@ impl Runtime {
         let info = match cached_info {
             Some(info) => {
                 crate::budgets::check_info(&info)
-                    .map_err(|message| LoadError::BadInfo { path: path.to_owned(), message })?;
+                    .map_err(|problem| LoadError::BadInfo { path: path.to_owned(), problem })?;
                 info
             }
             None => {
@@ -462,17 +463,13 @@ impl Runtime {
                     SandboxError::Memory { .. } | SandboxError::Table { .. } => {
                         LoadError::OverLimits { path: path.to_owned(), message: e.to_string() }
                     }
-                    SandboxError::OutputTooLarge { .. } | SandboxError::Transfer { .. } => LoadError::BadInfo {
-                        path: path.to_owned(),
-                        message: format!(
-                            "more than {} bytes (the budget of `info()`: name, version, description, kinds and config schema together)",
-                            crate::budgets::INFO_TRANSFER_BYTES
-                        ),
-                    },
+                    SandboxError::OutputTooLarge { .. } | SandboxError::Transfer { .. } => {
+                        LoadError::BadInfo { path: path.to_owned(), problem: crate::budgets::InfoError::Transfer }
+                    }
                     e => LoadError::Info { path: path.to_owned(), source: Box::new(e) },
                 })?;
                 crate::budgets::check_info(&info)
-                    .map_err(|message| LoadError::BadInfo { path: path.to_owned(), message })?;
+                    .map_err(|problem| LoadError::BadInfo { path: path.to_owned(), problem })?;
                 // One write of the artifact and its sidecar, with the info, only for a plugin that
                 // loads: the next load needs neither a compilation nor an instantiation.
                 if let Some(cache) = self.cache.as_ref().filter(|_| fresh) {

@@ -15,7 +15,7 @@
 //! | other lists | compared by index, generic rules per element | | |
 //! | any key `description`, `docs` or `summary` | added, removed or changed | cosmetic | `description-changed` |
 //! | `/metadata/labels` | added, removed or changed | cosmetic | `labels-changed` |
-//! | `/metadata/version` | anything | ignored (see [`check_version`]) | |
+//! | `/metadata/version` | anything | ignored (see [`crate::bump::check_version`]) | |
 //! | `/apiVersion` | added, removed or changed | breaking | `api-version-changed` |
 //! | `/kind` | added, removed or changed | breaking | `kind-changed` |
 //! | `/metadata/name` | added, removed or changed | breaking | `renamed` |
@@ -44,11 +44,9 @@
 //! new document, except for removals, which point into the old document. Output is sorted by pointer
 //! (plain string order), then reason.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use semver::Version;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -100,31 +98,6 @@ impl fmt::Display for Change {
     }
 }
 
-/// Size of a version increase, ordered from no increase to a major one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Bump {
-    /// No increase (equal or lower version, or no change needing one).
-    None,
-    /// Patch component increased (or only the pre-release part moved up).
-    Patch,
-    /// Minor component increased.
-    Minor,
-    /// Major component increased.
-    Major,
-}
-
-impl fmt::Display for Bump {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Bump::None => "no",
-            Bump::Patch => "patch",
-            Bump::Minor => "minor",
-            Bump::Major => "major",
-        })
-    }
-}
-
 /// Compares two schema documents and returns every classified change, sorted by pointer, then reason.
 pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
     let mut differ = Differ::default();
@@ -132,74 +105,6 @@ pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
     let mut out = differ.out;
     out.sort_by(|a, b| a.pointer.cmp(&b.pointer).then_with(|| a.reason.cmp(b.reason)));
     out
-}
-
-/// The smallest bump the changes call for under `>= 1.0.0` rules: breaking → major, non-breaking → minor,
-/// cosmetic → patch, no changes → none.
-pub fn required_bump(changes: &[Change]) -> Bump {
-    changes.iter().map(|c| class_bump(c.class)).max().unwrap_or(Bump::None)
-}
-
-/// The bump actually made from `old` to `new`: the highest component that increased, [`Bump::Patch`] when
-/// only the pre-release part moved up, [`Bump::None`] when `new` is equal to or lower than `old`.
-pub fn actual_bump(old: &Version, new: &Version) -> Bump {
-    if new.cmp_precedence(old) != Ordering::Greater {
-        return Bump::None;
-    }
-    if new.major != old.major {
-        Bump::Major
-    } else if new.minor != old.minor {
-        Bump::Minor
-    } else {
-        Bump::Patch
-    }
-}
-
-/// Checks a version change against the changes. Rules: for versions >= 1.0.0 a breaking change needs a
-/// major bump, a non-breaking one at least a minor bump, a cosmetic one at least a patch bump; for 0.y.z
-/// versions (semver's "anything may change") a breaking change needs at least a minor bump and anything
-/// else at least a patch bump. Any change with no version increase fails. A version that goes down fails.
-///
-/// The error message says which bump is needed, suggests the smallest valid version and names the first
-/// breaking change (or the first change of the class that drives the requirement).
-pub fn check_version(old: &Version, new: &Version, changes: &[Change]) -> Result<(), String> {
-    if new.cmp_precedence(old) == Ordering::Less {
-        return Err(format!("version `{new}` is lower than the previous version `{old}`"));
-    }
-    let required = required_bump(changes);
-    let needed = match (old.major, required) {
-        (0, Bump::Major) => Bump::Minor,
-        (0, Bump::Minor) => Bump::Patch,
-        (_, bump) => bump,
-    };
-    let actual = actual_bump(old, new);
-    if actual >= needed {
-        return Ok(());
-    }
-    let suggestion = match needed {
-        Bump::Major => Version::new(old.major + 1, 0, 0),
-        Bump::Minor => Version::new(old.major, old.minor + 1, 0),
-        _ => Version::new(old.major, old.minor, old.patch + 1),
-    };
-    let made = match actual {
-        Bump::None => "no version increase".to_string(),
-        bump => format!("a {bump} bump"),
-    };
-    let culprit = changes.iter().find(|c| class_bump(c.class) == required);
-    let culprit = culprit.map_or(String::new(), |c| {
-        format!("; first {} change: `{}` at `{}`: {}", c.class, c.reason, c.pointer, c.message)
-    });
-    Err(format!(
-        "version `{old}` -> `{new}` is {made}, but the changes need a {needed} bump (at least `{suggestion}`){culprit}"
-    ))
-}
-
-fn class_bump(class: Class) -> Bump {
-    match class {
-        Class::Breaking => Bump::Major,
-        Class::NonBreaking => Bump::Minor,
-        Class::Cosmetic => Bump::Patch,
-    }
 }
 
 /// What kind of object is being compared, which decides the special rules for its keys.
@@ -791,9 +696,8 @@ mod tests {
         new["spec"]["types"][0]["fields"][1]["type"] = json!("number");
         new["spec"]["types"][0]["fields"][2]["enum"] = json!(["queued", "done", "failed"]);
         let changes = diff(&old, &new);
-        assert_eq!(required_bump(&changes), Bump::Minor);
+        assert_eq!(crate::bump::required(&changes), crate::bump::Bump::Minor);
         assert!(changes.iter().all(|c| c.class == N), "{changes:?}");
-        assert_eq!(check_version(&v("1.2.0"), &v("1.3.0"), &changes), Ok(()));
     }
 
     #[test]
@@ -803,71 +707,5 @@ mod tests {
         assert_eq!(json, json!({"class": "non-breaking", "pointer": "/a", "reason": "added", "message": "m"}));
         assert_eq!(serde_json::to_value(B).ok(), Some(json!("breaking")));
         assert_eq!(serde_json::to_value(C).ok(), Some(json!("cosmetic")));
-    }
-
-    fn v(s: &str) -> Version {
-        Version::parse(s).unwrap()
-    }
-
-    fn change(class: Class, reason: &'static str) -> Change {
-        Change { class, pointer: "/spec/x".into(), reason, message: "msg".into() }
-    }
-
-    #[test]
-    fn bumps() {
-        assert!(Bump::None < Bump::Patch && Bump::Patch < Bump::Minor && Bump::Minor < Bump::Major);
-        assert_eq!(required_bump(&[]), Bump::None);
-        assert_eq!(required_bump(&[change(C, "reordered")]), Bump::Patch);
-        assert_eq!(required_bump(&[change(C, "reordered"), change(N, "added")]), Bump::Minor);
-        assert_eq!(required_bump(&[change(N, "added"), change(B, "removed")]), Bump::Major);
-        assert_eq!(actual_bump(&v("1.2.3"), &v("2.0.0")), Bump::Major);
-        assert_eq!(actual_bump(&v("1.2.3"), &v("1.3.0")), Bump::Minor);
-        assert_eq!(actual_bump(&v("1.2.3"), &v("1.2.4")), Bump::Patch);
-        assert_eq!(actual_bump(&v("1.2.3-alpha"), &v("1.2.3")), Bump::Patch);
-        assert_eq!(actual_bump(&v("1.2.3"), &v("1.2.3")), Bump::None);
-        assert_eq!(actual_bump(&v("1.2.3"), &v("1.2.3+build")), Bump::None);
-        assert_eq!(actual_bump(&v("1.2.3"), &v("1.1.9")), Bump::None);
-    }
-
-    #[test]
-    fn check_version_stable_rules() {
-        let breaking = [change(C, "description-changed"), change(B, "field-removed")];
-        assert_eq!(check_version(&v("1.2.0"), &v("2.0.0"), &breaking), Ok(()));
-        let err = check_version(&v("1.2.0"), &v("1.3.0"), &breaking).unwrap_err();
-        assert!(
-            err.contains("need a major bump") && err.contains("`2.0.0`") && err.contains("`field-removed`"),
-            "{err}"
-        );
-        let additive = [change(N, "field-added")];
-        assert_eq!(check_version(&v("1.2.0"), &v("1.3.0"), &additive), Ok(()));
-        assert_eq!(check_version(&v("1.2.0"), &v("2.0.0"), &additive), Ok(()));
-        let err = check_version(&v("1.2.0"), &v("1.2.1"), &additive).unwrap_err();
-        assert!(err.contains("is a patch bump") && err.contains("need a minor bump"), "{err}");
-        let cosmetic = [change(C, "reordered")];
-        assert_eq!(check_version(&v("1.2.0"), &v("1.2.1"), &cosmetic), Ok(()));
-        let err = check_version(&v("1.2.0"), &v("1.2.0"), &cosmetic).unwrap_err();
-        assert!(err.contains("no version increase") && err.contains("need a patch bump"), "{err}");
-        assert_eq!(check_version(&v("1.2.0"), &v("1.2.0"), &[]), Ok(()));
-    }
-
-    #[test]
-    fn check_version_zero_major_rules() {
-        let breaking = [change(B, "type-removed")];
-        assert_eq!(check_version(&v("0.3.1"), &v("0.4.0"), &breaking), Ok(()));
-        let err = check_version(&v("0.3.1"), &v("0.3.2"), &breaking).unwrap_err();
-        assert!(
-            err.contains("need a minor bump") && err.contains("`0.4.0`") && err.contains("`type-removed`"),
-            "{err}"
-        );
-        assert_eq!(check_version(&v("0.3.1"), &v("0.3.2"), &[change(N, "type-added")]), Ok(()));
-        assert_eq!(check_version(&v("0.3.1"), &v("0.3.2"), &[change(C, "reordered")]), Ok(()));
-        assert!(check_version(&v("0.3.1"), &v("0.3.1"), &[change(C, "reordered")]).is_err());
-    }
-
-    #[test]
-    fn check_version_rejects_going_down() {
-        let err = check_version(&v("1.2.0"), &v("1.1.0"), &[]).unwrap_err();
-        assert_eq!(err, "version `1.1.0` is lower than the previous version `1.2.0`");
-        assert!(check_version(&v("1.0.0"), &v("1.0.0-rc.1"), &[change(B, "removed")]).is_err());
     }
 }

@@ -19,6 +19,18 @@ impl std::fmt::Debug for KindRegistry {
     }
 }
 
+/// Why a JSON Schema (from a plugin or a kind) was not compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JsonSchemaError {
+    /// It exceeds a budget of [`crate::schema_budget`].
+    #[error("over budget: {0}")]
+    OverBudget(#[from] crate::schema_budget::BudgetError),
+    /// It is not a valid JSON Schema (the compiler's message, cut to 1 KiB and escaped).
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// A compiled JSON Schema, for checking values other than schemas (e.g. a plugin's config).
 pub struct JsonSchema(jsonschema::Validator);
 
@@ -33,8 +45,8 @@ impl JsonSchema {
     /// [`crate::schema_budget`] (it may come from a plugin).
     ///
     /// # Errors
-    /// A message when the value is over budget or not a valid JSON Schema.
-    pub fn compile(schema: &serde_json::Value) -> Result<Self, String> {
+    /// When the value is over budget or not a valid JSON Schema.
+    pub fn compile(schema: &serde_json::Value) -> Result<Self, JsonSchemaError> {
         compile(schema).map(JsonSchema)
     }
 
@@ -48,13 +60,13 @@ impl JsonSchema {
 /// [`crate::schema_budget`] and with the linear-time regex engine for `pattern`s.
 ///
 /// # Errors
-/// A message when the value is over budget or not a valid JSON Schema.
-pub fn compile(schema: &serde_json::Value) -> Result<jsonschema::Validator, String> {
-    crate::schema_budget::check(schema).map_err(|e| format!("over budget: {e}"))?;
+/// When the value is over budget or not a valid JSON Schema.
+pub fn compile(schema: &serde_json::Value) -> Result<jsonschema::Validator, JsonSchemaError> {
+    crate::schema_budget::check(schema)?;
     jsonschema::draft202012::options()
         .with_pattern_options(jsonschema::PatternOptions::regex().size_limit(1 << 20).dfa_size_limit(1 << 20))
         .build(schema)
-        .map_err(|e| crate::schema_budget::shorten_message(&e.to_string()))
+        .map_err(|e| JsonSchemaError::Invalid(crate::schema_budget::shorten_message(&e.to_string())))
 }
 
 /// Largest JSON Schema file of a kind, in bytes.

@@ -8,6 +8,7 @@
 //! changes between two versions and [`migrate`] applies declarative migrations. Every error names
 //! the file, line and column, with an excerpt. This crate has no wasmtime dependency.
 
+pub mod bump;
 pub mod diff;
 pub mod document;
 mod error;

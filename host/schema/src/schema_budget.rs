@@ -22,22 +22,63 @@ pub const MAX_REF_CHAIN: usize = 64;
 /// Largest schema, counted in subschemas after every `$ref` is expanded.
 pub const MAX_EXPANDED: u64 = 20_000;
 
+/// The first budget a schema exceeds. Quoted parts of the schema are cut to 80 characters and
+/// escaped for a terminal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BudgetError {
+    /// Nested deeper than [`MAX_DEPTH`].
+    #[error("it nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// A `$ref` that is not a local JSON Pointer.
+    #[error("`$ref` {0:?} is not a local JSON Pointer (`#/...`); a config schema must be self-contained")]
+    RemoteRef(String),
+    /// A `$ref` whose value is not a string.
+    #[error("a `$ref` that is not a string")]
+    RefNotString,
+    /// A keyword that refers dynamically (`$dynamicRef`, `$anchor`, ...).
+    #[error("`{0}` is not supported in a budgeted schema; use `$ref: \"#/...\"`")]
+    Unsupported(String),
+    /// An `$id` below the root.
+    #[error("a nested `$id` is not supported in a budgeted schema")]
+    NestedId,
+    /// A `$ref` that reaches itself.
+    #[error(
+        "`$ref` {pointer:?} refers to itself through {through} reference(s); a budgeted schema may not be recursive"
+    )]
+    Recursive {
+        /// The reference.
+        pointer: String,
+        /// How many references were followed before it came back.
+        through: usize,
+    },
+    /// More than [`MAX_REF_CHAIN`] references followed in a row.
+    #[error("it follows more than {MAX_REF_CHAIN} `$ref`s in a row")]
+    RefChain,
+    /// A `$ref` to a place that does not exist.
+    #[error("`$ref` {0:?} points at nothing in the schema")]
+    Dangling(String),
+    /// More than [`MAX_EXPANDED`] subschemas once expanded.
+    #[error("it expands to more than {MAX_EXPANDED} subschemas once its `$ref`s are followed")]
+    TooBig,
+}
+
 /// Checks `schema` against the budgets above.
 ///
 /// # Errors
-/// A message naming the first budget exceeded.
-pub fn check(schema: &Value) -> Result<(), String> {
+/// The first budget exceeded.
+pub fn check(schema: &Value) -> Result<(), BudgetError> {
     check_shape(schema)?;
     let mut walk = Walk { root: schema, memo: HashMap::new(), chain: Vec::new() };
     walk.cost(schema).map(|_| ())
 }
 
 /// Depth and reference forms, without following references (iterative: no recursion on input).
-fn check_shape(schema: &Value) -> Result<(), String> {
+fn check_shape(schema: &Value) -> Result<(), BudgetError> {
     let mut stack = vec![(schema, 0usize, true)];
     while let Some((value, depth, is_root)) = stack.pop() {
         if depth > MAX_DEPTH {
-            return Err(format!("it nests deeper than {MAX_DEPTH} levels"));
+            return Err(BudgetError::TooDeep);
         }
         match value {
             Value::Object(map) => {
@@ -45,21 +86,14 @@ fn check_shape(schema: &Value) -> Result<(), String> {
                     match key.as_str() {
                         "$ref" => match child.as_str() {
                             Some(r) if r == "#" || r.starts_with("#/") => {}
-                            Some(r) => {
-                                return Err(format!(
-                                    "`$ref` {:?} is not a local JSON Pointer (`#/...`); a config schema must be self-contained",
-                                    qpf_core::text::escape(&shorten(r))
-                                ));
-                            }
-                            None => return Err("a `$ref` that is not a string".to_owned()),
+                            Some(r) => return Err(BudgetError::RemoteRef(quote(r))),
+                            None => return Err(BudgetError::RefNotString),
                         },
                         "$dynamicRef" | "$recursiveRef" | "$dynamicAnchor" | "$recursiveAnchor" | "$anchor" => {
-                            return Err(format!(
-                                "`{key}` is not supported in a budgeted schema; use `$ref: \"#/...\"`"
-                            ));
+                            return Err(BudgetError::Unsupported(key.clone()));
                         }
                         "$id" if !is_root => {
-                            return Err("a nested `$id` is not supported in a budgeted schema".to_owned());
+                            return Err(BudgetError::NestedId);
                         }
                         _ => {}
                     }
@@ -73,8 +107,9 @@ fn check_shape(schema: &Value) -> Result<(), String> {
     Ok(())
 }
 
-fn shorten(s: &str) -> String {
-    s.chars().take(80).collect()
+/// A piece of the schema to quote in an error: cut to 80 characters, escaped for a terminal.
+fn quote(s: &str) -> String {
+    qpf_core::text::escape(&s.chars().take(80).collect::<String>()).into_owned()
 }
 
 /// A compiler message cut to 1 KiB and made safe for a terminal (it may quote the schema).
@@ -95,7 +130,7 @@ struct Walk<'a> {
 impl<'a> Walk<'a> {
     /// The number of subschemas (JSON values) `value` expands to. The recursion is bounded by
     /// `MAX_DEPTH` per value (checked first) times `MAX_REF_CHAIN` references.
-    fn cost(&mut self, value: &'a Value) -> Result<u64, String> {
+    fn cost(&mut self, value: &'a Value) -> Result<u64, BudgetError> {
         let mut total: u64 = 1;
         match value {
             Value::Object(map) => {
@@ -108,7 +143,7 @@ impl<'a> Walk<'a> {
                         total = total.saturating_add(self.cost(child)?);
                     }
                     if total > MAX_EXPANDED {
-                        return Err(too_big());
+                        return Err(BudgetError::TooBig);
                     }
                 }
             }
@@ -116,7 +151,7 @@ impl<'a> Walk<'a> {
                 for child in items {
                     total = total.saturating_add(self.cost(child)?);
                     if total > MAX_EXPANDED {
-                        return Err(too_big());
+                        return Err(BudgetError::TooBig);
                     }
                 }
             }
@@ -125,24 +160,18 @@ impl<'a> Walk<'a> {
         Ok(total)
     }
 
-    fn reference(&mut self, pointer: &'a str) -> Result<u64, String> {
+    fn reference(&mut self, pointer: &'a str) -> Result<u64, BudgetError> {
         if let Some(cost) = self.memo.get(pointer) {
             return Ok(*cost);
         }
         if self.chain.contains(&pointer) {
-            return Err(format!(
-                "`$ref` {:?} refers to itself through {} reference(s); a budgeted schema may not be recursive",
-                qpf_core::text::escape(&shorten(pointer)),
-                self.chain.len()
-            ));
+            return Err(BudgetError::Recursive { pointer: quote(pointer), through: self.chain.len() });
         }
         if self.chain.len() >= MAX_REF_CHAIN {
-            return Err(format!("it follows more than {MAX_REF_CHAIN} `$ref`s in a row"));
+            return Err(BudgetError::RefChain);
         }
         let fragment = &pointer[1..];
-        let target = self.root.pointer(&decode(fragment)).ok_or_else(|| {
-            format!("`$ref` {:?} points at nothing in the schema", qpf_core::text::escape(&shorten(pointer)))
-        })?;
+        let target = self.root.pointer(&decode(fragment)).ok_or_else(|| BudgetError::Dangling(quote(pointer)))?;
         self.chain.push(pointer);
         let cost = self.cost(target);
         self.chain.pop();
@@ -150,10 +179,6 @@ impl<'a> Walk<'a> {
         self.memo.insert(pointer, cost);
         Ok(cost)
     }
-}
-
-fn too_big() -> String {
-    format!("it expands to more than {MAX_EXPANDED} subschemas once its `$ref`s are followed")
 }
 
 /// A URI fragment's percent-escapes decoded (`%25` → `%`), as JSON Pointers in `$ref` use them.
@@ -208,23 +233,25 @@ mod tests {
 
     #[test]
     fn exponential_reference_fans_are_refused() {
-        let err = check(&doubling(40)).unwrap_err();
-        assert!(err.contains("expands to more than"), "{err}");
+        assert_eq!(check(&doubling(40)), Err(BudgetError::TooBig));
+        assert!(BudgetError::TooBig.to_string().contains("expands to more than 20000 subschemas"));
     }
 
     #[test]
     fn cycles_remote_refs_and_deep_nesting_are_refused() {
         let cycle =
             json!({ "$defs": { "a": { "$ref": "#/$defs/b" }, "b": { "$ref": "#/$defs/a" } }, "$ref": "#/$defs/a" });
-        assert!(check(&cycle).unwrap_err().contains("refers to itself"));
-        assert!(check(&json!({ "$ref": "https://example.com/s.json" })).unwrap_err().contains("not a local"));
-        assert!(check(&json!({ "$dynamicRef": "#x" })).unwrap_err().contains("$dynamicRef"));
-        assert!(check(&json!({ "$ref": "#/nowhere" })).unwrap_err().contains("points at nothing"));
+        assert!(check(&cycle).unwrap_err().to_string().contains("refers to itself"));
+        let remote = check(&json!({ "$ref": "https://example.com/s.json" })).unwrap_err();
+        assert_eq!(remote, BudgetError::RemoteRef("https://example.com/s.json".into()));
+        assert!(remote.to_string().contains("not a local"), "{remote}");
+        assert_eq!(check(&json!({ "$dynamicRef": "#x" })), Err(BudgetError::Unsupported("$dynamicRef".into())));
+        assert!(check(&json!({ "$ref": "#/nowhere" })).unwrap_err().to_string().contains("points at nothing"));
         let mut deep = json!({});
         for _ in 0..100 {
             deep = json!({ "not": deep });
         }
-        assert!(check(&deep).unwrap_err().contains("deeper than"));
+        assert_eq!(check(&deep), Err(BudgetError::TooDeep));
     }
 
     #[test]
@@ -235,6 +262,7 @@ mod tests {
         }
         defs.insert("a100".into(), json!({}));
         let err = check(&json!({ "$ref": "#/$defs/a0", "$defs": defs })).unwrap_err();
-        assert!(err.contains("in a row"), "{err}");
+        assert_eq!(err, BudgetError::RefChain);
+        assert!(err.to_string().contains("in a row"), "{err}");
     }
 }

@@ -75,7 +75,7 @@ pub fn check<'a>(before: &[Schema], now: impl IntoIterator<Item = &'a Schema>) -
             semver::Version::parse(&old.doc.metadata.version),
             semver::Version::parse(&schema.doc.metadata.version),
         ) {
-            (Ok(a), Ok(b)) => diff::check_version(&a, &b, &changes),
+            (Ok(a), Ok(b)) => crate::bump::check_version(&a, &b, &changes).map_err(|e| e.to_string()),
             _ => Err("a version is not semver".to_owned()),
         };
         results.push(SchemaCheck {
@@ -83,7 +83,7 @@ pub fn check<'a>(before: &[Schema], now: impl IntoIterator<Item = &'a Schema>) -
             was: Some(old.id()),
             status: if verdict.is_ok() { Status::Ok } else { Status::NeedsBump },
             message: verdict.err(),
-            required_bump: Some(diff::required_bump(&changes).to_string()),
+            required_bump: Some(crate::bump::required(&changes).to_string()),
             changes,
         });
     }

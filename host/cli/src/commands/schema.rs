@@ -168,13 +168,13 @@ fn diff_cmd(project: &Path, old: &str, new: &str, format: Format) -> Result<Exit
             say!(
                 "{} changes, {b} breaking; needs at least a {} version bump{note}",
                 changes.len(),
-                diff::required_bump(&changes)
+                qpf_schema::bump::required(&changes)
             );
         }
         Format::Json => crate::term::out_json(
             &serde_json::json!({
                 "old": old_schema.id(), "new": new_schema.id(),
-                "required_bump": diff::required_bump(&changes).to_string(),
+                "required_bump": qpf_schema::bump::required(&changes).to_string(),
                 "changes": changes,
             }),
             false,

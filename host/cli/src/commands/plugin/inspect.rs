@@ -18,10 +18,9 @@ pub struct Args {
     format: Format,
 }
 
-/// Loads `file` in a sandbox like `qpf extract`.s.
+/// Loads `file` in a sandbox like `qpf extract`'s.
 pub(super) fn inspect(file: &Path) -> Result<qpf_runtime::Inspection> {
-    let runtime = super::runtime()?;
-    Ok(runtime.inspect(file)?)
+    Ok(super::workbench()?.inspect(file)?)
 }
 
 /// The `qpf:extractor@x.y.z` world a component targets, from its imports and exports.
@@ -59,7 +58,7 @@ pub fn run(args: &Args) -> Result<Exit> {
                 "file": args.file, "size": i.size, "digest": i.digest,
                 "world": version.as_ref().map(|v| format!("qpf:extractor/extractor@{v}")),
                 "imports": i.imports, "exports": i.exports, "refused": i.refused,
-                "info": info, "error": i.info.as_ref().err(), "runs": runs,
+                "info": info, "error": i.info.as_ref().err().map(ToString::to_string), "runs": runs,
             });
             crate::term::out_json(&v, true);
         }

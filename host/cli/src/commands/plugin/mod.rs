@@ -98,23 +98,11 @@ fn default_wasm(dir: &Path, m: &Manifest) -> PathBuf {
     dir.join("dist").join(format!("{}.wasm", m.name))
 }
 
-/// A runtime for the plugin commands: one invocation at a time, with the compiled-component cache
-/// of the user (`$XDG_CACHE_HOME/qpf/compiled` or `~/.cache/qpf/compiled`): artifacts are keyed by
-/// the component's digest and the engine, and verified on load, so every project may share them.
-fn runtime() -> Result<qpf_runtime::Runtime> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .map(|c| c.join("qpf/compiled"));
-    qpf_runtime::Runtime::new(&qpf_runtime::RuntimeOptions {
-        compiled_cache: cache
-            .map(|dir| qpf_runtime::CompiledCacheOptions { dir, secret: qpf_engine::secret::user_secret() }),
-        load_limits: qpf_runtime::LoadLimits::default(),
-        max_memory_bytes: qpf_runtime::Limits::default().memory_bytes,
-        max_concurrency: 1,
-        pooling: false,
-    })
-    .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))
+/// The workbench of the plugin commands: one invocation at a time, default limits, and the
+/// user's compiled-component cache ([`qpf_engine::standalone::user_compiled_cache`]).
+fn workbench() -> Result<qpf_engine::standalone::Workbench> {
+    qpf_engine::standalone::Workbench::new(qpf_engine::standalone::user_compiled_cache())
+        .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))
 }
 
 /// The QPF checkout holding `wit/` and `sdk/`.

@@ -71,12 +71,8 @@ fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
 }
 
 /// Runs one case against the loaded plugin.
-fn run_case(
-    runtime: &qpf_runtime::Runtime,
-    plugin: &qpf_runtime::Plugin,
-    config_schema: Option<&qpf_schema::kinds::JsonSchema>,
-    case: &Path,
-) -> Result<Outcome> {
+fn run_case(loaded: &qpf_engine::standalone::Loaded<'_>, case: &Path) -> Result<Outcome> {
+    let plugin = loaded.plugin();
     let input =
         read_value(case, "input")?.with_context(|| format!("{} has no input.json or input.yaml", case.display()))?;
     let config = read_value(case, "config")?.unwrap_or_else(|| serde_json::json!({}));
@@ -94,16 +90,8 @@ fn run_case(
         config: qpf_engine::canonical::to_string(&config),
         context: context.to_string(),
     };
-    let limits = qpf_runtime::Limits::default();
     // The same checks as `qpf extract` (kinds, config schema, sandbox, output rules), without a cache.
-    let invoker = qpf_engine::Invoker { runtime, plugin, name: plugin.name(), config_schema, limits: &limits };
-    let key = qpf_engine::cache_key::compute(&qpf_engine::cache_key::KeyInputs {
-        abi: qpf_runtime::ABI_VERSION,
-        plugin_digest: plugin.digest(),
-        request: &request,
-        limits: &limits,
-    });
-    let call = invoker.invoke(&request, &key);
+    let call = loaded.invoke(&request);
     match call.result {
         Err(e) if e.kind == FailureKind::Plugin => {
             let mut message = e.message.clone();
@@ -174,19 +162,8 @@ pub fn run(args: &Args) -> Result<Exit> {
     if !wasm.is_file() {
         bail!("`{}` does not exist: run `qpf plugin build {}` first", wasm.display(), args.dir.display());
     }
-    let runtime = super::runtime()?;
-    let plugin = runtime.load(&wasm, None, &qpf_runtime::Limits::default())?;
-    let config_schema = match plugin.info().config_schema.as_str() {
-        "" => None,
-        text => {
-            let value: serde_json::Value = serde_json::from_str(text)
-                .map_err(|e| anyhow!("plugin `{}` declares a config schema that is not JSON: {e}", plugin.name()))?;
-            Some(
-                qpf_schema::kinds::JsonSchema::compile(&value)
-                    .map_err(|e| anyhow!("plugin `{}`: {e}", plugin.name()))?,
-            )
-        }
-    };
+    let bench = super::workbench()?;
+    let loaded = bench.load(&wasm)?;
     let cases_dir = args.dir.join("tests/cases");
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&cases_dir)
         .with_context(|| format!("no cases: `{}` does not exist", cases_dir.display()))?
@@ -202,7 +179,7 @@ pub fn run(args: &Args) -> Result<Exit> {
     let mut failed = 0;
     for case in &cases {
         let name = case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let outcome = match run_case(&runtime, &plugin, config_schema.as_ref(), case) {
+        let outcome = match run_case(&loaded, case) {
             Ok(o) => o,
             Err(e) => {
                 failed += 1;
@@ -239,7 +216,7 @@ pub fn run(args: &Args) -> Result<Exit> {
         "{} cases, {} passed, {failed} failed ({} {})",
         cases.len(),
         cases.len() - failed,
-        plugin.name(),
+        loaded.plugin().name(),
         wasm.display()
     );
     if failed > 0 && !blessing {

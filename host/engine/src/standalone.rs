@@ -1,0 +1,115 @@
+//! A plugin on its own, outside any project: what `qpf plugin inspect|build|test` drive. One
+//! invocation at a time, with the default sandbox limits and the user's compiled-component cache;
+//! every call goes through the same [`Invoker`] as `qpf extract`, so a case passes here only if the
+//! entry would pass in a project (kinds, config schema, sandbox limits, output rules).
+
+use std::path::{Path, PathBuf};
+
+use qpf_runtime::{Inspection, Limits, LoadError, Plugin, Request, Runtime, RuntimeError, RuntimeOptions};
+use qpf_schema::kinds::JsonSchema;
+
+use crate::Invoker;
+use crate::invoker::Call;
+use crate::plugin_config::ConfigError;
+
+/// The user's compiled-component cache: `$XDG_CACHE_HOME/qpf/compiled`, else `~/.cache/qpf/compiled`.
+/// Artifacts are keyed by the component's digest and the engine, and authenticated on load with the
+/// user's secret ([`crate::secret::user_secret`]).
+pub fn user_compiled_cache() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|c| c.join("qpf/compiled"))
+}
+
+/// Why a component could not be made ready for cases.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StandaloneError {
+    /// The component does not load (see [`LoadError`]).
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Its config schema is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// A runtime for plugins on their own.
+#[derive(Debug)]
+pub struct Workbench {
+    runtime: Runtime,
+    limits: Limits,
+}
+
+impl Workbench {
+    /// A runtime with the default limits and the compiled cache at `compiled_cache` (none: compile
+    /// every time).
+    ///
+    /// # Errors
+    /// When the wasm engine cannot be created.
+    pub fn new(compiled_cache: Option<PathBuf>) -> Result<Self, RuntimeError> {
+        let limits = Limits::default();
+        let runtime = Runtime::new(&RuntimeOptions {
+            compiled_cache: compiled_cache
+                .map(|dir| qpf_runtime::CompiledCacheOptions { dir, secret: crate::secret::user_secret() }),
+            load_limits: qpf_runtime::LoadLimits::default(),
+            max_memory_bytes: limits.memory_bytes,
+            max_concurrency: 1,
+            pooling: false,
+        })?;
+        Ok(Workbench { runtime, limits })
+    }
+
+    /// What a component is and whether this sandbox runs it (see [`Runtime::inspect`]).
+    ///
+    /// # Errors
+    /// When the file cannot be read or is not a component.
+    pub fn inspect(&self, path: &Path) -> Result<Inspection, LoadError> {
+        self.runtime.inspect(path)
+    }
+
+    /// Loads a component and compiles its config schema, ready to run cases.
+    ///
+    /// # Errors
+    /// See [`StandaloneError`].
+    pub fn load(&self, path: &Path) -> Result<Loaded<'_>, StandaloneError> {
+        let plugin = self.runtime.load(path, None, &self.limits)?;
+        let config_schema = crate::plugin_config::schema(&plugin)?;
+        Ok(Loaded { bench: self, plugin, config_schema })
+    }
+}
+
+/// A component loaded into a [`Workbench`].
+#[derive(Debug)]
+pub struct Loaded<'a> {
+    bench: &'a Workbench,
+    plugin: Plugin,
+    config_schema: Option<JsonSchema>,
+}
+
+impl Loaded<'_> {
+    /// The plugin (its info and digest).
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// Runs one request with every check of `qpf extract`, without a cache; randomness is seeded
+    /// from the request's cache key, as in a project.
+    pub fn invoke(&self, request: &Request) -> Call {
+        let limits = &self.bench.limits;
+        let key = crate::cache_key::compute(&crate::cache_key::KeyInputs {
+            abi: qpf_runtime::ABI_VERSION,
+            plugin_digest: self.plugin.digest(),
+            request,
+            limits,
+        });
+        let invoker = Invoker {
+            runtime: &self.bench.runtime,
+            plugin: &self.plugin,
+            name: self.plugin.name(),
+            config_schema: self.config_schema.as_ref(),
+            limits,
+        };
+        invoker.invoke(request, &key)
+    }
+}
