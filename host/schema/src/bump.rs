@@ -84,7 +84,7 @@ pub fn check_version(old: &Version, new: &Version, changes: &[Change]) -> Result
         Bump::Minor => Version::new(old.major, old.minor + 1, 0),
         _ => Version::new(old.major, old.minor, old.patch + 1),
     };
-    let first = changes.iter().find(|c| class_bump(c.class) == required).cloned();
+    let first = changes.iter().find(|c| class_bump(c.class) == required).cloned().map(Box::new);
     Err(VersionError::TooSmall { old: old.clone(), new: new.clone(), made: actual, needed, suggestion, first })
 }
 
@@ -118,7 +118,7 @@ pub enum VersionError {
         /// The smallest version that would do.
         suggestion: Version,
         /// The first change of the class that drives the requirement.
-        first: Option<Change>,
+        first: Option<Box<Change>>,
     },
 }
 
