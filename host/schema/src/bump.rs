@@ -65,9 +65,9 @@ pub fn actual(old: &Version, new: &Version) -> Bump {
 ///
 /// # Errors
 /// [`VersionError`] when the version goes down or does not go up enough.
-pub fn check_version(old: &Version, new: &Version, changes: &[Change]) -> Result<(), VersionError> {
+pub fn check_version(old: &Version, new: &Version, changes: &[Change]) -> Result<(), Box<VersionError>> {
     if new.cmp_precedence(old) == Ordering::Less {
-        return Err(VersionError::Lower { old: old.clone(), new: new.clone() });
+        return Err(Box::new(VersionError::Lower { old: old.clone(), new: new.clone() }));
     }
     let required = required(changes);
     let needed = match (old.major, required) {
@@ -84,8 +84,15 @@ pub fn check_version(old: &Version, new: &Version, changes: &[Change]) -> Result
         Bump::Minor => Version::new(old.major, old.minor + 1, 0),
         _ => Version::new(old.major, old.minor, old.patch + 1),
     };
-    let first = changes.iter().find(|c| class_bump(c.class) == required).cloned().map(Box::new);
-    Err(VersionError::TooSmall { old: old.clone(), new: new.clone(), made: actual, needed, suggestion, first })
+    let first = changes.iter().find(|c| class_bump(c.class) == required).cloned();
+    Err(Box::new(VersionError::TooSmall {
+        old: old.clone(),
+        new: new.clone(),
+        made: actual,
+        needed,
+        suggestion,
+        first,
+    }))
 }
 
 /// Why a version change does not fit the changes.
@@ -118,7 +125,7 @@ pub enum VersionError {
         /// The smallest version that would do.
         suggestion: Version,
         /// The first change of the class that drives the requirement.
-        first: Option<Box<Change>>,
+        first: Option<Change>,
     },
 }
 
