@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use qpf_runtime::{Request, SchemaId};
-use qpf_schema::{SchemaError, SchemaSet};
+use qpf_schema::{Schema, SchemaError, SchemaSet};
 use serde::Serialize;
 
 use crate::cache_key::{self, KeyInputs};
@@ -102,20 +102,7 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
                     invocations.iter().position(|i: &PlannedInvocation| i.entry == *need && i.schema == schema_id)
                 })
                 .collect();
-            let mut context = serde_json::json!({
-                "schema": {
-                    "apiVersion": schema.doc.api_version,
-                    "kind": schema.doc.kind,
-                    "metadata": { "name": meta.name, "version": meta.version, "labels": meta.labels },
-                }
-            });
-            if !upstream.is_empty() {
-                let needs: serde_json::Map<String, serde_json::Value> = upstream
-                    .iter()
-                    .map(|&u| (invocations[u].entry.clone(), serde_json::Value::String(invocations[u].key.clone())))
-                    .collect();
-                context["needs"] = serde_json::Value::Object(needs);
-            }
+            let context = context(schema, upstream.iter().map(|&u| &invocations[u]));
             let request = Request {
                 entry: entry.id.clone(),
                 schema: SchemaId {
@@ -151,6 +138,25 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
         }
     }
     if errors.is_empty() { Ok(Plan { invocations }) } else { Err(errors) }
+}
+
+/// The context object of an invocation: the schema's envelope, and the cache keys of the upstream
+/// invocations it needs (by entry), which determine their outputs.
+fn context<'a>(schema: &Schema, upstream: impl ExactSizeIterator<Item = &'a PlannedInvocation>) -> serde_json::Value {
+    let meta = &schema.doc.metadata;
+    let mut context = serde_json::json!({
+        "schema": {
+            "apiVersion": schema.doc.api_version,
+            "kind": schema.doc.kind,
+            "metadata": { "name": meta.name, "version": meta.version, "labels": meta.labels },
+        }
+    });
+    if upstream.len() > 0 {
+        let needs: serde_json::Map<String, serde_json::Value> =
+            upstream.map(|u| (u.entry.clone(), serde_json::Value::String(u.key.clone()))).collect();
+        context["needs"] = serde_json::Value::Object(needs);
+    }
+    context
 }
 
 /// Entries ordered so that every entry comes after the entries it `needs` (map order otherwise).

@@ -207,6 +207,66 @@ pub fn needs_cycle(entries: &[Entry]) -> Option<Vec<String>> {
     entries.iter().find_map(|e| visit(&e.id, entries, &mut Vec::new(), &mut done))
 }
 
+/// The map's entries against the project file: unique well-formed ids, declared plugins, JSON
+/// Pointer inputs, spawn ceilings, and `needs` that name entries and form no cycle.
+fn check_map(file: &ProjectFile, map: &MapFile) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in &map.entries {
+        let problem = if !seen.insert(entry.id.as_str()) {
+            Some(format!("entry id `{}` is used twice; ids must be unique", entry.id))
+        } else if entry.id.is_empty()
+            || !entry.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            Some(format!("entry id `{}` must be lower-case letters, digits and `-`", entry.id))
+        } else if !file.plugins.contains_key(&entry.plugin) {
+            Some(format!(
+                "entry `{}` uses plugin `{}`, which `{PROJECT_FILE}` does not declare (declared: {})",
+                entry.id,
+                entry.plugin,
+                file.plugins.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            ))
+        } else if !entry.input.is_empty() && !entry.input.starts_with('/') {
+            Some(format!(
+                "entry `{}`: `input` `{}` is not a JSON Pointer (it must start with `/`)",
+                entry.id, entry.input
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            return Err(message);
+        }
+    }
+    for entry in &map.entries {
+        if entry.spawn.max_depth > MAX_SPAWN_DEPTH || entry.spawn.max_count > MAX_SPAWN_COUNT {
+            return Err(format!(
+                "entry `{}`: `spawn.max-depth` may be at most {MAX_SPAWN_DEPTH} and `spawn.max-count` at most {MAX_SPAWN_COUNT} (got {} and {})",
+                entry.id, entry.spawn.max_depth, entry.spawn.max_count
+            ));
+        }
+        if let Some(p) = entry.spawn.plugins.iter().find(|p| !file.plugins.contains_key(*p)) {
+            return Err(format!(
+                "entry `{}` allows spawning plugin `{p}`, which `{PROJECT_FILE}` does not declare",
+                entry.id
+            ));
+        }
+        for need in &entry.needs {
+            if !seen.contains(need.as_str()) {
+                let ids: Vec<&str> = seen.iter().copied().collect();
+                return Err(format!(
+                    "entry `{}` needs `{need}`, which is not an entry{}",
+                    entry.id,
+                    qpf_schema::document::suggest(need, &ids)
+                ));
+            }
+        }
+    }
+    if let Some(cycle) = needs_cycle(&map.entries) {
+        return Err(format!("`needs` form a cycle: {}", cycle.join(" → ")));
+    }
+    Ok(())
+}
+
 impl Project {
     /// Reads `qpf.yaml` and the map from `root`, and checks that they agree.
     ///
@@ -236,72 +296,7 @@ impl Project {
             }
         }
         let map: MapFile = qpf_schema::yaml::read_file(&root.join(&file.map), &file.map)?;
-        let mut seen = std::collections::BTreeSet::new();
-        for entry in &map.entries {
-            let problem = if !seen.insert(entry.id.as_str()) {
-                Some(format!("entry id `{}` is used twice; ids must be unique", entry.id))
-            } else if entry.id.is_empty()
-                || !entry.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            {
-                Some(format!("entry id `{}` must be lower-case letters, digits and `-`", entry.id))
-            } else if !file.plugins.contains_key(&entry.plugin) {
-                Some(format!(
-                    "entry `{}` uses plugin `{}`, which `{PROJECT_FILE}` does not declare (declared: {})",
-                    entry.id,
-                    entry.plugin,
-                    file.plugins.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
-                ))
-            } else if !entry.input.is_empty() && !entry.input.starts_with('/') {
-                Some(format!(
-                    "entry `{}`: `input` `{}` is not a JSON Pointer (it must start with `/`)",
-                    entry.id, entry.input
-                ))
-            } else {
-                None
-            };
-            if let Some(message) = problem {
-                return Err(SchemaError::file(&file.map, message).into());
-            }
-        }
-        for entry in &map.entries {
-            if entry.spawn.max_depth > MAX_SPAWN_DEPTH || entry.spawn.max_count > MAX_SPAWN_COUNT {
-                return Err(SchemaError::file(
-                    &file.map,
-                    format!(
-                        "entry `{}`: `spawn.max-depth` may be at most {MAX_SPAWN_DEPTH} and `spawn.max-count` at most {MAX_SPAWN_COUNT} (got {} and {})",
-                        entry.id, entry.spawn.max_depth, entry.spawn.max_count
-                    ),
-                )
-                .into());
-            }
-            if let Some(p) = entry.spawn.plugins.iter().find(|p| !file.plugins.contains_key(*p)) {
-                return Err(SchemaError::file(
-                    &file.map,
-                    format!(
-                        "entry `{}` allows spawning plugin `{p}`, which `{PROJECT_FILE}` does not declare",
-                        entry.id
-                    ),
-                )
-                .into());
-            }
-            for need in &entry.needs {
-                if !seen.contains(need.as_str()) {
-                    let ids: Vec<&str> = seen.iter().copied().collect();
-                    return Err(SchemaError::file(
-                        &file.map,
-                        format!(
-                            "entry `{}` needs `{need}`, which is not an entry{}",
-                            entry.id,
-                            qpf_schema::document::suggest(need, &ids)
-                        ),
-                    )
-                    .into());
-                }
-            }
-        }
-        if let Some(cycle) = needs_cycle(&map.entries) {
-            return Err(SchemaError::file(&file.map, format!("`needs` form a cycle: {}", cycle.join(" → "))).into());
-        }
+        check_map(&file, &map).map_err(|message| SchemaError::file(&file.map, message))?;
         Ok(Project { root: root.to_owned(), file, map })
     }
 

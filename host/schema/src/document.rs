@@ -157,95 +157,9 @@ impl RawDocument {
             ));
         }
         expect_str(path, get(entries, "apiVersion").unwrap_or(kind_node), "`apiVersion`")?;
-        let meta_node = get(entries, "metadata").unwrap_or(root);
-        let meta = expect_map(path, meta_node, "`metadata`")?;
-        check_keys(path, meta, METADATA_KEYS, "`metadata`")?;
-        let name_node = get(meta, "name")
-            .ok_or_else(|| at(path, meta_node.line, meta_node.column, "missing `metadata.name`".into()))?;
-        let name = expect_str(path, name_node, "`metadata.name`")?.to_owned();
-        if name.is_empty()
-            || name.len() > 63
-            || name.starts_with('-')
-            || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            return Err(at(
-                path,
-                name_node.line,
-                name_node.column,
-                format!(
-                    "`metadata.name` `{name}` must be 1-63 lower-case letters, digits or `-`, not starting with `-`"
-                ),
-            ));
-        }
-        let version_node = get(meta, "version")
-            .ok_or_else(|| at(path, meta_node.line, meta_node.column, "missing `metadata.version`".into()))?;
-        let version_text = match &version_node.value {
-            NodeValue::String(s) => s.clone(),
-            NodeValue::Number(n) => n.to_string(),
-            _ => {
-                return Err(at(
-                    path,
-                    version_node.line,
-                    version_node.column,
-                    "`metadata.version` must be a string".into(),
-                ));
-            }
-        };
-        let version = semver::Version::parse(&version_text).map_err(|e| {
-            at(
-                path,
-                version_node.line,
-                version_node.column,
-                format!("`metadata.version` `{version_text}` is not a semantic version like `1.2.0`: {e}"),
-            )
-        })?;
-        if let Some(labels) = get(meta, "labels") {
-            for (k, v) in expect_map(path, labels, "`metadata.labels`")? {
-                expect_str(path, v, &format!("label `{}`", k.value))?;
-            }
-        }
-
-        let mut imports = Vec::new();
-        if let Some(node) = get(entries, "imports") {
-            for (alias, target) in expect_map(path, node, "`imports` (alias: path or name@range)")? {
-                let text = expect_str(path, target, &format!("import `{}`", alias.value))?;
-                let target_parsed = parse_target(text)
-                    .map_err(|m| at(path, target.line, target.column, format!("import `{}`: {m}", alias.value)))?;
-                imports.push(Import {
-                    alias: alias.value.clone(),
-                    target: target_parsed,
-                    origin: Origin::new(path, target.line, target.column),
-                });
-            }
-        }
-        let mut extends = Vec::new();
-        if let Some(node) = get(entries, "extends") {
-            let items: Vec<&Node> = match &node.value {
-                NodeValue::String(_) => vec![node],
-                NodeValue::Seq(items) => items.iter().collect(),
-                _ => {
-                    return Err(at(
-                        path,
-                        node.line,
-                        node.column,
-                        "`extends` must be an import alias or a list of them".into(),
-                    ));
-                }
-            };
-            for item in items {
-                let alias = expect_str(path, item, "an `extends` item")?;
-                if !imports.iter().any(|i| i.alias == alias) {
-                    let aliases: Vec<&str> = imports.iter().map(|i| i.alias.as_str()).collect();
-                    return Err(at(
-                        path,
-                        item.line,
-                        item.column,
-                        format!("`extends` names `{alias}`, which is not an import alias{}", suggest(alias, &aliases)),
-                    ));
-                }
-                extends.push((alias.to_owned(), Origin::new(path, item.line, item.column)));
-            }
-        }
+        let (name, version) = metadata(path, get(entries, "metadata").unwrap_or(root))?;
+        let imports = imports(path, get(entries, "imports"))?;
+        let extends = extends(path, get(entries, "extends"), &imports)?;
 
         let mut provenance = Provenance::new();
         let mut body = root.to_json(path, "", &mut provenance);
@@ -269,6 +183,101 @@ pub fn labels_of(body: &serde_json::Value) -> BTreeMap<String, String> {
         .and_then(|l| l.as_object())
         .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect())
         .unwrap_or_default()
+}
+
+/// `metadata`: its keys, a valid `name` and a semantic `version`, and string labels.
+fn metadata(path: &Path, meta_node: &Node) -> Result<(String, semver::Version), SchemaError> {
+    let meta = expect_map(path, meta_node, "`metadata`")?;
+    check_keys(path, meta, METADATA_KEYS, "`metadata`")?;
+    let name_node = get(meta, "name")
+        .ok_or_else(|| at(path, meta_node.line, meta_node.column, "missing `metadata.name`".into()))?;
+    let name = expect_str(path, name_node, "`metadata.name`")?.to_owned();
+    if name.is_empty()
+        || name.len() > 63
+        || name.starts_with('-')
+        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(at(
+            path,
+            name_node.line,
+            name_node.column,
+            format!("`metadata.name` `{name}` must be 1-63 lower-case letters, digits or `-`, not starting with `-`"),
+        ));
+    }
+    let version_node = get(meta, "version")
+        .ok_or_else(|| at(path, meta_node.line, meta_node.column, "missing `metadata.version`".into()))?;
+    let version_text = match &version_node.value {
+        NodeValue::String(s) => s.clone(),
+        NodeValue::Number(n) => n.to_string(),
+        _ => {
+            return Err(at(path, version_node.line, version_node.column, "`metadata.version` must be a string".into()));
+        }
+    };
+    let version = semver::Version::parse(&version_text).map_err(|e| {
+        at(
+            path,
+            version_node.line,
+            version_node.column,
+            format!("`metadata.version` `{version_text}` is not a semantic version like `1.2.0`: {e}"),
+        )
+    })?;
+    if let Some(labels) = get(meta, "labels") {
+        for (k, v) in expect_map(path, labels, "`metadata.labels`")? {
+            expect_str(path, v, &format!("label `{}`", k.value))?;
+        }
+    }
+    Ok((name, version))
+}
+
+/// `imports`: alias → path or `name@range`.
+fn imports(path: &Path, node: Option<&Node>) -> Result<Vec<Import>, SchemaError> {
+    let mut imports = Vec::new();
+    if let Some(node) = node {
+        for (alias, target) in expect_map(path, node, "`imports` (alias: path or name@range)")? {
+            let text = expect_str(path, target, &format!("import `{}`", alias.value))?;
+            let target_parsed = parse_target(text)
+                .map_err(|m| at(path, target.line, target.column, format!("import `{}`: {m}", alias.value)))?;
+            imports.push(Import {
+                alias: alias.value.clone(),
+                target: target_parsed,
+                origin: Origin::new(path, target.line, target.column),
+            });
+        }
+    }
+    Ok(imports)
+}
+
+/// `extends`: one import alias or a list of them, each declared in `imports`.
+fn extends(path: &Path, node: Option<&Node>, imports: &[Import]) -> Result<Vec<(String, Origin)>, SchemaError> {
+    let mut extends = Vec::new();
+    if let Some(node) = node {
+        let items: Vec<&Node> = match &node.value {
+            NodeValue::String(_) => vec![node],
+            NodeValue::Seq(items) => items.iter().collect(),
+            _ => {
+                return Err(at(
+                    path,
+                    node.line,
+                    node.column,
+                    "`extends` must be an import alias or a list of them".into(),
+                ));
+            }
+        };
+        for item in items {
+            let alias = expect_str(path, item, "an `extends` item")?;
+            if !imports.iter().any(|i| i.alias == alias) {
+                let aliases: Vec<&str> = imports.iter().map(|i| i.alias.as_str()).collect();
+                return Err(at(
+                    path,
+                    item.line,
+                    item.column,
+                    format!("`extends` names `{alias}`, which is not an import alias{}", suggest(alias, &aliases)),
+                ));
+            }
+            extends.push((alias.to_owned(), Origin::new(path, item.line, item.column)));
+        }
+    }
+    Ok(extends)
 }
 
 #[cfg(test)]

@@ -99,42 +99,8 @@ impl SchemaSet {
         files.sort();
         files.dedup();
         let mut sources = Sources::default();
+        let docs = load_all(root, &files, &mut sources)?;
         let mut errors = Vec::new();
-        let mut docs: Vec<RawDocument> = Vec::new();
-        for rel in &files {
-            let absolute = root.join(rel);
-            match load_document(&absolute, rel) {
-                Ok((doc, text)) => {
-                    sources.add(rel, &text);
-                    docs.push(doc);
-                }
-                Err(e) => {
-                    // For the excerpt; `read_text` applies the same size cap as parsing.
-                    if let Ok(text) = crate::yaml::read_text(&absolute, rel) {
-                        sources.add(rel, &text);
-                    }
-                    errors.push(e.with_excerpt(&sources));
-                }
-            }
-        }
-        let mut by_id: BTreeMap<String, &RawDocument> = BTreeMap::new();
-        for doc in &docs {
-            if let Some(first) = by_id.get(&doc.id()) {
-                errors.push(SchemaError::file(
-                    &doc.path,
-                    format!(
-                        "`{}` is already defined in `{}`; bump `metadata.version` or rename one of them",
-                        doc.id(),
-                        first.path.display()
-                    ),
-                ));
-            } else {
-                by_id.insert(doc.id(), doc);
-            }
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
         let mut schemas = BTreeMap::new();
         let mut resolved_all = Vec::new();
         {
@@ -157,22 +123,7 @@ impl SchemaSet {
             };
             let schema = Schema { path, doc, provenance: resolved.provenance, depends_on: resolved.depends_on };
             if let Err(found) = kinds.validate(&schema, &sources) {
-                // A value shared through `extends` or `$ref` fails once, wherever it is used.
-                for mut e in found {
-                    let note = format!("in `{}` ({})", schema.id(), schema.path.display());
-                    match errors
-                        .iter_mut()
-                        .find(|o| (&o.path, o.line, o.column, &o.message) == (&e.path, e.line, e.column, &e.message))
-                    {
-                        Some(existing) => existing.notes.push(note),
-                        None => {
-                            if e.path != schema.path {
-                                e.notes.push(note);
-                            }
-                            errors.push(e);
-                        }
-                    }
-                }
+                merge_violations(&mut errors, &schema, found);
                 continue;
             }
             schemas.insert(id, schema);
@@ -238,5 +189,63 @@ impl SchemaSet {
     /// A schema by id.
     pub fn get(&self, id: &str) -> Option<&Schema> {
         self.schemas.get(id)
+    }
+}
+
+/// Parses every file, adding its text to `sources`, and refuses duplicate ids.
+fn load_all(root: &Path, files: &[PathBuf], sources: &mut Sources) -> Result<Vec<RawDocument>, Vec<SchemaError>> {
+    let mut errors = Vec::new();
+    let mut docs: Vec<RawDocument> = Vec::new();
+    for rel in files {
+        let absolute = root.join(rel);
+        match load_document(&absolute, rel) {
+            Ok((doc, text)) => {
+                sources.add(rel, &text);
+                docs.push(doc);
+            }
+            Err(e) => {
+                // For the excerpt; `read_text` applies the same size cap as parsing.
+                if let Ok(text) = crate::yaml::read_text(&absolute, rel) {
+                    sources.add(rel, &text);
+                }
+                errors.push(e.with_excerpt(sources));
+            }
+        }
+    }
+    let mut by_id: BTreeMap<String, &RawDocument> = BTreeMap::new();
+    for doc in &docs {
+        if let Some(first) = by_id.get(&doc.id()) {
+            errors.push(SchemaError::file(
+                &doc.path,
+                format!(
+                    "`{}` is already defined in `{}`; bump `metadata.version` or rename one of them",
+                    doc.id(),
+                    first.path.display()
+                ),
+            ));
+        } else {
+            by_id.insert(doc.id(), doc);
+        }
+    }
+    if errors.is_empty() { Ok(docs) } else { Err(errors) }
+}
+
+/// Adds a schema's kind violations to `errors`: a value shared through `extends` or `$ref` fails
+/// once, wherever it is used, with a note per schema that uses it.
+fn merge_violations(errors: &mut Vec<SchemaError>, schema: &Schema, found: Vec<SchemaError>) {
+    for mut e in found {
+        let note = format!("in `{}` ({})", schema.id(), schema.path.display());
+        match errors
+            .iter_mut()
+            .find(|o| (&o.path, o.line, o.column, &o.message) == (&e.path, e.line, e.column, &e.message))
+        {
+            Some(existing) => existing.notes.push(note),
+            None => {
+                if e.path != schema.path {
+                    e.notes.push(note);
+                }
+                errors.push(e);
+            }
+        }
     }
 }

@@ -62,33 +62,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         json.push(b'\n');
         std::fs::write(path, json).with_context(|| format!("cannot write the report to `{}`", path.display()))?;
     }
-    for warning in &report.warnings {
-        esay!("warning: {}", crate::term::block(warning));
-    }
-    for inv in &report.invocations {
-        for d in &inv.diagnostics {
-            let severity = format!("{:?}", d.severity).to_lowercase();
-            let at = match (&d.location, &d.pointer) {
-                (Some(loc), _) => format!("{loc}: "),
-                (None, Some(p)) => format!("`{p}`: "),
-                (None, None) => String::new(),
-            };
-            esay!(
-                "{severity}: {}{} (entry `{}`, schema `{}`, plugin `{}`)",
-                crate::term::one(&at),
-                crate::term::block(&d.message),
-                inv.entry,
-                inv.schema,
-                inv.plugin
-            );
-            if let Some(excerpt) = &d.excerpt {
-                esay!("{excerpt}");
-            }
-            for via in &d.via {
-                esay!("  = note: via {via}");
-            }
-        }
-    }
+    print_diagnostics(&report);
     let s = &report.summary;
     for inv in report.invocations.iter().filter(|i| i.outcome != qpf_engine::report::Outcome::Ok) {
         if let Some(e) = &inv.error {
@@ -129,4 +103,35 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         return Ok(Exit::Failure);
     }
     Ok(Exit::Success)
+}
+
+/// The run's warnings and every plugin diagnostic, with where it points and what it came through.
+fn print_diagnostics(report: &qpf_engine::report::Report) {
+    for warning in &report.warnings {
+        esay!("warning: {}", crate::term::block(warning));
+    }
+    for inv in &report.invocations {
+        for d in &inv.diagnostics {
+            let severity = format!("{:?}", d.severity).to_lowercase();
+            let at = match (&d.location, &d.pointer) {
+                (Some(loc), _) => format!("{loc}: "),
+                (None, Some(p)) => format!("`{p}`: "),
+                (None, None) => String::new(),
+            };
+            esay!(
+                "{severity}: {}{} (entry `{}`, schema `{}`, plugin `{}`)",
+                crate::term::one(&at),
+                crate::term::block(&d.message),
+                inv.entry,
+                inv.schema,
+                inv.plugin
+            );
+            if let Some(excerpt) = &d.excerpt {
+                esay!("{excerpt}");
+            }
+            for via in &d.via {
+                esay!("  = note: via {via}");
+            }
+        }
+    }
 }

@@ -1,0 +1,330 @@
+//! The [`Runtime`]: one wasmtime `Engine`, one linker, the epoch ticker, and [`Runtime::invoke`],
+//! which runs one invocation in a fresh `Store` under its [`Limits`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::bindings::Extractor;
+use crate::compiled_cache::CompiledCache;
+use crate::log::{LogLevel, LogLine};
+use crate::log_sink::LogSink;
+use crate::plugin::Plugin;
+use crate::random::SeededStream;
+use crate::{Invocation, Limits, LoadLimits, Request, RuntimeError, SandboxError};
+
+mod load;
+mod store;
+
+pub use load::Inspection;
+pub(crate) use store::StoreState;
+use store::{Denied, EpochTicker, FrozenClock, Limiter, LogBudget};
+
+/// How often the epoch ticker advances the engine's epoch (the deadline's resolution).
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Extra hostcall fuel beyond `max_output_bytes`, for paths, diagnostics and record overhead.
+const HOSTCALL_SLACK: u64 = 1 << 20;
+
+/// Maximum elements of one table in the instance pool (the per-invocation total is
+/// `limits.table-elements`), and instances, tables and memories one plugin instance may create.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+const MAX_INSTANCES: usize = 64;
+const MAX_TABLES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+
+/// Where compiled plugins are kept, and the secret that authenticates them.
+#[derive(Clone)]
+pub struct CompiledCacheOptions {
+    /// The folder. It should be one that no plugin output can reach (see `docs/security.md`);
+    /// artifacts are authenticated anyway, so a forged one is recompiled, never loaded.
+    pub dir: PathBuf,
+    /// The key of the artifacts' MACs. It must not be stored where a project or a plugin can
+    /// read or write it.
+    pub secret: [u8; 32],
+}
+
+impl std::fmt::Debug for CompiledCacheOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledCacheOptions").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+/// How to build a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// The compiled-plugin cache; `None` compiles every plugin on every load.
+    pub compiled_cache: Option<CompiledCacheOptions>,
+    /// What loading one plugin may cost.
+    pub load_limits: LoadLimits,
+    /// The largest `Limits::memory_bytes` any invocation will use (sizes the instance pool).
+    pub max_memory_bytes: u64,
+    /// How many invocations may run at once (sizes the instance pool).
+    pub max_concurrency: u32,
+    /// Use the pooling allocator when the machine can reserve it (falls back otherwise).
+    pub pooling: bool,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            compiled_cache: None,
+            load_limits: LoadLimits::default(),
+            max_memory_bytes: Limits::default().memory_bytes,
+            max_concurrency: 16,
+            pooling: true,
+        }
+    }
+}
+
+/// One wasmtime engine and everything needed to load and run plugins on it. Cheap to share across
+/// threads (`&Runtime` is `Sync`); holds no process-global state.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    cache: Option<CompiledCache>,
+    load_limits: LoadLimits,
+    pooling: bool,
+    _ticker: EpochTicker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("pooling", &self.pooling).finish_non_exhaustive()
+    }
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.consume_fuel(true);
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    config
+}
+
+fn pooling_config(options: &RuntimeOptions) -> PoolingAllocationConfig {
+    let slots = options.max_concurrency.clamp(1, 256) * 2;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        // Components from componentize-py hold dozens of core instances and several memories and
+        // tables; a slot must fit the largest plugin, or concurrent invocations exhaust the pool.
+        .total_core_instances(slots * MAX_INSTANCES as u32)
+        .total_memories(slots * 8)
+        .total_tables(slots * 8)
+        .max_memories_per_component(MAX_MEMORIES as u32)
+        .max_tables_per_component(MAX_TABLES as u32)
+        .max_core_instances_per_component(MAX_INSTANCES as u32)
+        .max_memory_size(usize::try_from(options.max_memory_bytes).unwrap_or(usize::MAX))
+        .table_elements(MAX_TABLE_ELEMENTS)
+        // Keeping a little of each slot resident avoids the mmap/madvise contention that made
+        // two threads slower than one (MEASURED.md).
+        .linear_memory_keep_resident(16 << 20)
+        .table_keep_resident(64 << 10);
+    pool
+}
+
+impl Runtime {
+    /// Creates the engine (pooling allocator if it can reserve its pool, on-demand otherwise), the
+    /// linker with the sandbox's imports, and the epoch ticker.
+    ///
+    /// # Errors
+    /// When wasmtime cannot create an engine at all, or the ticker thread cannot start.
+    pub fn new(options: &RuntimeOptions) -> Result<Self, RuntimeError> {
+        let mut engine = None;
+        let mut pooling = false;
+        if options.pooling {
+            let mut config = base_config();
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(options)));
+            match Engine::new(&config) {
+                Ok(e) => {
+                    engine = Some(e);
+                    pooling = true;
+                }
+                Err(e) => tracing::warn!("pooling allocator unavailable, using on-demand allocation: {e:#}"),
+            }
+        }
+        let engine = match engine {
+            Some(e) => e,
+            None => Engine::new(&base_config()).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?,
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError::Link { what: "WASI", message: format!("{e:#}") })?;
+        Extractor::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Link { what: "the log interface", message: format!("{e:#}") })?;
+        let cache = options.compiled_cache.as_ref().map(|c| CompiledCache::new(&c.dir, &c.secret));
+        let ticker = EpochTicker::start(&engine).map_err(|e| RuntimeError::Ticker(e.to_string()))?;
+        Ok(Runtime { engine, linker, cache, load_limits: options.load_limits.clone(), pooling, _ticker: ticker })
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn is_pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The wasmtime engine (for benchmarks and tools).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A fresh store under `limits`, whose randomness derives from `seed` (see [`crate::random`]).
+    fn new_store(&self, limits: &Limits, seed: &[u8; 32]) -> (Store<StoreState>, LogSink, LogSink) {
+        let capacity = limits.max_log_bytes as usize;
+        let stdout = LogSink::new(capacity);
+        let stderr = LogSink::new(capacity);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .secure_random(SeededStream::new("qpf sandbox secure random v1", seed))
+            .insecure_random(SeededStream::new("qpf sandbox insecure random v1", seed))
+            .insecure_random_seed(SeededStream::seed_u128("qpf sandbox insecure seed v1", seed))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = StoreState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter::new(limits),
+            logs: Vec::new(),
+            log_budget: LogBudget { remaining: capacity, dropped_lines: 0, dropped_bytes: 0 },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Fuel is enabled in the engine config, so these cannot fail.
+        let _ = store.set_fuel(limits.fuel);
+        store.set_epoch_deadline(limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1));
+        store.epoch_deadline_trap();
+        store.set_hostcall_fuel(
+            usize::try_from(limits.max_output_bytes.saturating_add(HOSTCALL_SLACK)).unwrap_or(usize::MAX),
+        );
+        (store, stdout, stderr)
+    }
+
+    /// Calls `info()` under the project's limits; one call may carry at most
+    /// [`crate::budgets::INFO_TRANSFER_BYTES`].
+    fn call_info(
+        &self,
+        pre: &crate::bindings::ExtractorPre<StoreState>,
+        digest: &str,
+        limits: &Limits,
+    ) -> Result<crate::PluginInfo, SandboxError> {
+        let limits = Limits {
+            max_output_bytes: limits.max_output_bytes.min(crate::budgets::INFO_TRANSFER_BYTES),
+            ..limits.clone()
+        };
+        let seed =
+            *blake3::Hasher::new_derive_key("qpf sandbox info seed v1").update(digest.as_bytes()).finalize().as_bytes();
+        let (mut store, _, _) = self.new_store(&limits, &seed);
+        store.set_hostcall_fuel(crate::budgets::INFO_TRANSFER_BYTES as usize);
+        let instance = pre.instantiate(&mut store).map_err(|e| classify(e, &store, &limits, Phase::Instantiate))?;
+        let info = instance.call_info(&mut store).map_err(|e| classify(e, &store, &limits, Phase::Call))?;
+        Ok(crate::plugin::info_from_wit(info))
+    }
+
+    /// Runs one invocation in a fresh instance under `limits`, its randomness seeded by `seed`
+    /// (use [`crate::Seed::from_key`] with the invocation's cache key).
+    ///
+    /// Returns the plugin's answer (its response or its own `extract-error`) with the fuel it
+    /// consumed and its bounded logs.
+    ///
+    /// # Errors
+    /// A [`SandboxError`] when the plugin did not return normally: fuel, memory, deadline or output
+    /// limit exceeded, or a trap.
+    pub fn invoke(
+        &self,
+        plugin: &Plugin,
+        request: &Request,
+        limits: &Limits,
+        seed: &crate::Seed,
+    ) -> Result<Invocation, SandboxError> {
+        let _span =
+            tracing::debug_span!("invoke", plugin = %plugin.name(), entry = %request.entry, schema = %request.schema)
+                .entered();
+        let (mut store, stdout, stderr) = self.new_store(limits, &seed.0);
+        let instance =
+            plugin.pre().instantiate(&mut store).map_err(|e| classify(e, &store, limits, Phase::Instantiate))?;
+        let wit_request = crate::plugin::request_to_wit(request);
+        let result = instance.call_extract(&mut store, &wit_request);
+        let fuel_consumed = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let result = result.map_err(|e| classify(e, &store, limits, Phase::Call))?;
+        let mut logs = std::mem::take(&mut store.data_mut().logs);
+        for (sink, level) in [(stdout, LogLevel::Stdout), (stderr, LogLevel::Stderr)] {
+            let (bytes, dropped) = sink.take();
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                logs.push(LogLine { level, message: line.to_owned() });
+            }
+            if dropped > 0 {
+                logs.push(LogLine {
+                    level,
+                    message: format!("[{dropped} more bytes dropped: `limits.max-log-bytes`]"),
+                });
+            }
+        }
+        let budget = &store.data().log_budget;
+        if budget.dropped_lines > 0 {
+            logs.push(LogLine {
+                level: LogLevel::Warn,
+                message: format!(
+                    "[{} more log lines ({} bytes) dropped: `limits.max-log-bytes`]",
+                    budget.dropped_lines, budget.dropped_bytes
+                ),
+            });
+        }
+        Ok(Invocation { result: crate::plugin::result_from_wit(result), fuel_consumed, logs })
+    }
+}
+
+/// Where a wasmtime error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Instantiate,
+    Call,
+}
+
+/// Turns a wasmtime error into the sandbox error that explains it.
+fn classify(error: wasmtime::Error, store: &Store<StoreState>, limits: &Limits, phase: Phase) -> SandboxError {
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        match trap {
+            Trap::OutOfFuel => return SandboxError::OutOfFuel { limit: limits.fuel },
+            Trap::Interrupt => return SandboxError::Deadline { limit_ms: limits.deadline_ms },
+            _ => {}
+        }
+    }
+    match store.data().limiter.denied {
+        Some(Denied::Memory(requested)) => return SandboxError::Memory { limit: limits.memory_bytes, requested },
+        Some(Denied::Table(requested)) => return SandboxError::Table { limit: limits.table_elements, requested },
+        None => {}
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return SandboxError::Exited { code: exit.0 };
+    }
+    let message = format!("{error:#}");
+    // wasmtime's `HostcallFuelExhausted` is private; its message is the only way to recognise it.
+    // With guest frames on the stack, the plugin was calling the host (a log line, a write);
+    // without, the host was taking the plugin's result.
+    if message.contains("fuel allocated for hostcalls has been exhausted") {
+        let in_guest = error.downcast_ref::<wasmtime::WasmBacktrace>().is_some_and(|bt| !bt.frames().is_empty());
+        return if in_guest {
+            SandboxError::Transfer { limit: limits.max_output_bytes }
+        } else {
+            SandboxError::OutputTooLarge { limit: limits.max_output_bytes }
+        };
+    }
+    let budget = crate::budgets::MAX_MESSAGE_BYTES;
+    if error.downcast_ref::<Trap>().is_some() {
+        let detail = error.downcast_ref::<wasmtime::WasmBacktrace>().map(|bt| format!("\n{bt}")).unwrap_or_default();
+        return SandboxError::Trap { message: crate::budgets::truncate(format!("{message}{detail}"), budget) };
+    }
+    let message = crate::budgets::truncate(message, budget);
+    match phase {
+        Phase::Instantiate => SandboxError::Instantiate { message },
+        Phase::Call => SandboxError::Call { message },
+    }
+}
