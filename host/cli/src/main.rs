@@ -47,6 +47,8 @@ enum Command {
     Schema(commands::schema::Args),
     /// Plugin authoring: new, build, inspect, test (Rust, Python or JavaScript).
     Plugin(commands::plugin::Args),
+    /// Serve sandboxed multi-tenant extraction over HTTP.
+    Serve(commands::serve::Args),
 }
 
 fn init_tracing() {
@@ -84,6 +86,7 @@ fn main() -> std::process::ExitCode {
         Command::Digest(args) => commands::digest::run(args),
         Command::Schema(args) => commands::schema::run(&cli.project, args),
         Command::Plugin(args) => commands::plugin::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(code) => code.into(),

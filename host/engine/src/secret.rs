@@ -22,7 +22,11 @@ pub fn secret_path() -> Option<PathBuf> {
     Some(config.join("qpf").join("secret"))
 }
 
-fn random_bytes() -> std::io::Result<[u8; 32]> {
+/// 32 bytes from the operating system's random source (`/dev/urandom`).
+///
+/// # Errors
+/// When the source cannot be read.
+pub fn random_bytes() -> std::io::Result<[u8; 32]> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes)
@@ -57,7 +61,12 @@ fn ephemeral() -> [u8; 32] {
     })
 }
 
-fn load_or_create(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+/// The secret in the file at `path`, created (0600, published atomically) when absent: what the
+/// user's secret uses, and what `qpf serve` uses for its own in its state folder.
+///
+/// # Errors
+/// An unreadable file or one that does not hold 64 hex digits; no randomness to create one.
+pub fn load_or_create(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
     match qpf_core::fs::read_regular(path, 1024) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);

@@ -8,6 +8,7 @@ pub mod impact;
 pub mod plan;
 pub mod plugin;
 pub mod schema;
+pub mod serve;
 pub mod validate;
 pub mod watch;
 

@@ -1,0 +1,290 @@
+//! The HTTP API v1 (see docs/openapi.json): routes, bearer authentication, quotas, bodies read
+//! within the tenant's cap and a time limit, and blocking work (compiling, invoking) run on a
+//! bounded pool behind a fair, two-level queue: a tenant's requests first wait for one of its
+//! `concurrent` slots, then, in arrival order with every other tenant's, for a worker. A tenant
+//! flooding the service therefore holds at most `concurrent` places in the shared queue.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::metrics::Metrics;
+use crate::problem::Problem;
+use crate::store::{Store, UploadError};
+use crate::tenants::{Tenant, Tenants};
+
+/// How long a client may take to send its body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The OpenAPI 3.1 document of this API.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// The service's shared state.
+#[derive(Debug)]
+pub struct App {
+    tenants: RwLock<Arc<Tenants>>,
+    /// The plugin stores.
+    pub store: Store,
+    workers: Arc<Semaphore>,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// Set once SIGTERM arrived: `/readyz` answers 503.
+    pub draining: AtomicBool,
+}
+
+impl App {
+    /// The state for `tenants`, running blocking work on `workers` threads at once.
+    pub fn new(tenants: Tenants, store: Store, workers: usize) -> App {
+        App {
+            tenants: RwLock::new(Arc::new(tenants)),
+            store,
+            workers: Arc::new(Semaphore::new(workers.max(1))),
+            metrics: Metrics::default(),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// The current tenants.
+    pub fn tenants(&self) -> Arc<Tenants> {
+        self.tenants.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Replaces the tenants (SIGHUP); requests in flight keep the ones they started with.
+    pub fn replace_tenants(&self, tenants: Tenants) {
+        *self.tenants.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(tenants);
+    }
+}
+
+type Shared = State<Arc<App>>;
+
+/// The router of API v1.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/plugins", post(upload).get(list))
+        .route("/v1/invoke", post(invoke))
+        .route("/v1/audit", get(audit))
+        .fallback(|| async { Problem::not_found("no such route").into_response() })
+        .with_state(app)
+}
+
+async fn readyz(State(app): Shared) -> Response {
+    if app.draining.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
+/// The bearer token of a request.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The tenant a request acts as, after its per-minute quota.
+fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<Tenant>, Problem> {
+    let token = bearer(headers).ok_or_else(Problem::unauthorized)?;
+    let tenant = app.tenants().authenticate(token).ok_or_else(Problem::unauthorized)?;
+    tenant.admit_request().map_err(|q| {
+        let mut p = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "over-quota",
+            "Over quota",
+            format!("the tenant's `{}` is spent", q.quota),
+        );
+        p.retry_after = Some(q.retry_after.as_secs().max(1));
+        p
+    })?;
+    Ok(tenant)
+}
+
+/// Reads a body within `limit` bytes and [`BODY_TIMEOUT`].
+async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, Problem> {
+    let too_large = || Problem::too_large(format!("the body is over the tenant's `max-request-bytes` of {limit}"));
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "The request took too long",
+            format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
+        )),
+        Ok(Err(e)) if format!("{e:?}").contains("LengthLimit") => Err(too_large()),
+        Ok(Err(e)) => Err(Problem::bad_request(format!("cannot read the body: {e}"))),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+/// Runs blocking work for `tenant` behind the two-level queue.
+async fn blocking<T: Send + 'static>(
+    app: &Arc<App>,
+    tenant: &Arc<Tenant>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Problem> {
+    let closed = |_| Problem::internal("the service is shutting down");
+    let _slot = tenant.concurrency.clone().acquire_owned().await.map_err(closed)?;
+    app.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
+    let worker = app.workers.clone().acquire_owned().await;
+    app.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+    let _worker = worker.map_err(closed)?;
+    tokio::task::spawn_blocking(work).await.map_err(|e| Problem::internal(format!("a worker failed: {e}")))
+}
+
+/// Counts the answer in the metrics.
+fn finish(app: &App, tenant: Option<&Tenant>, route: &'static str, result: Result<Response, Problem>) -> Response {
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    app.metrics.request(tenant.map_or("-", |t| t.id.as_str()), route, response.status().as_u16());
+    response
+}
+
+async fn metrics(State(app): Shared, headers: HeaderMap) -> Response {
+    let operator = bearer(&headers).is_some_and(|t| app.tenants().is_operator(t));
+    let result = if operator {
+        Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response())
+    } else {
+        Err(Problem::unauthorized())
+    };
+    finish(&app, None, "metrics", result)
+}
+
+async fn openapi(State(app): Shared, headers: HeaderMap) -> Response {
+    let result =
+        authenticate(&app, &headers).map(|_| ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response());
+    finish(&app, None, "openapi", result)
+}
+
+async fn upload(State(app): Shared, headers: HeaderMap, body: Body) -> Response {
+    let tenant = match authenticate(&app, &headers) {
+        Ok(t) => t,
+        Err(p) => return finish(&app, None, "plugins", Err(p)),
+    };
+    let result = async {
+        let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if kind != "application/wasm" {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "upload the component as `Content-Type: application/wasm`",
+            ));
+        }
+        let bytes = read_body(&headers, body, tenant.config.quotas.max_request_bytes).await?;
+        let (a, t) = (app.clone(), tenant.clone());
+        let uploaded = blocking(&app, &tenant, move || a.store.upload(&t, &bytes)).await?;
+        match uploaded {
+            Ok((digest, info)) => {
+                Ok((StatusCode::CREATED, axum::Json(json!({"digest": digest, "info": info_json(&info)})))
+                    .into_response())
+            }
+            Err(e @ UploadError::OverQuota { .. }) => Err(Problem::too_large(e.to_string())),
+            Err(UploadError::Invalid(why)) => {
+                Err(Problem::new(StatusCode::BAD_REQUEST, "invalid-plugin", "Not a component this service runs", why))
+            }
+            Err(e @ UploadError::Io(_)) => Err(Problem::internal(e.to_string())),
+        }
+    }
+    .await;
+    finish(&app, Some(&tenant), "plugins", result)
+}
+
+fn info_json(info: &qpf_runtime::PluginInfo) -> serde_json::Value {
+    json!({"name": info.name, "version": info.version, "description": info.description, "kinds": info.kinds})
+}
+
+async fn list(State(app): Shared, headers: HeaderMap) -> Response {
+    let tenant = match authenticate(&app, &headers) {
+        Ok(t) => t,
+        Err(p) => return finish(&app, None, "plugins", Err(p)),
+    };
+    let plugins: Vec<serde_json::Value> = app
+        .store
+        .list(&tenant)
+        .into_iter()
+        .map(|(digest, info)| json!({"digest": digest, "info": info.as_ref().map(info_json)}))
+        .collect();
+    finish(&app, Some(&tenant), "plugins", Ok(axum::Json(json!({"plugins": plugins})).into_response()))
+}
+
+async fn invoke(State(app): Shared, headers: HeaderMap, body: Body) -> Response {
+    let tenant = match authenticate(&app, &headers) {
+        Ok(t) => t,
+        Err(p) => return finish(&app, None, "invoke", Err(p)),
+    };
+    let started = Instant::now();
+    let result = async {
+        let bytes = read_body(&headers, body, tenant.config.quotas.max_request_bytes).await?;
+        let parsed: crate::invoke::InvokeBody = serde_json::from_slice(&bytes)
+            .map_err(|e| Problem::bad_request(format!("the body is not an invocation: {e}")))?;
+        let (a, t) = (app.clone(), tenant.clone());
+        let answer = blocking(&app, &tenant, move || crate::invoke::invoke(&a.store, &t, &parsed)).await?;
+        let outcome = if answer.result.is_ok() { "ok" } else { "failed" };
+        app.metrics.invocation(&tenant.id, outcome, answer.hit, answer.fuel, started.elapsed());
+        answer.result.map(|v| axum::Json(v).into_response())
+    }
+    .await;
+    finish(&app, Some(&tenant), "invoke", result)
+}
+
+/// `since`: the first record to return (0-based); `limit`: at most this many (default and cap 1000).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    #[serde(default)]
+    since: u64,
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+async fn audit(
+    State(app): Shared,
+    headers: HeaderMap,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let tenant = match authenticate(&app, &headers) {
+        Ok(t) => t,
+        Err(p) => return finish(&app, None, "audit", Err(p)),
+    };
+    let result = async {
+        let Query(page) = page.map_err(|e| Problem::bad_request(e.body_text()))?;
+        let limit = page.limit.unwrap_or(1000).min(1000);
+        let path = tenant.dir.join("audit.jsonl");
+        let records = blocking(&app, &tenant, move || read_page(&path, page.since, limit)).await?;
+        let next = page.since + records.len() as u64;
+        Ok(axum::Json(json!({"records": records, "next": next})).into_response())
+    }
+    .await;
+    finish(&app, Some(&tenant), "audit", result)
+}
+
+fn read_page(path: &std::path::Path, since: u64, limit: u64) -> Vec<serde_json::Value> {
+    use std::io::BufRead;
+    let Ok(file) = std::fs::File::open(path) else { return Vec::new() };
+    std::io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .skip(usize::try_from(since).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect()
+}

@@ -1,0 +1,244 @@
+//! `POST /v1/invoke`: one invocation for a tenant, through the engine's [`qpf_engine::Invoker`]
+//! (kinds, config schema, sandbox limits, output rules), with the tenant's own cache and audit log.
+
+use std::time::Instant;
+
+use base64::Engine as _;
+use qpf_engine::cache::{CachedFile, InvocationCache, MANIFEST_FORMAT, Manifest};
+use qpf_runtime::{Request, SchemaId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::problem::Problem;
+use crate::store::Store;
+use crate::tenants::Tenant;
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeBody {
+    /// The plugin's digest.
+    pub plugin: String,
+    /// The selected input.
+    pub input: Value,
+    /// The entry's config (default `{}`).
+    #[serde(default = "empty_object")]
+    pub config: Value,
+    /// The schema the input comes from.
+    pub schema: SchemaBody,
+    /// The entry id (default `invoke`).
+    #[serde(default = "default_entry")]
+    pub entry: String,
+}
+
+/// `{"kind", "name", "version"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaBody {
+    kind: String,
+    name: String,
+    version: String,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+fn default_entry() -> String {
+    "invoke".to_owned()
+}
+
+fn plain(text: &str, max: usize) -> bool {
+    !text.is_empty()
+        && text.len() <= max
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
+}
+
+impl InvokeBody {
+    fn check(&self) -> Result<(), Problem> {
+        if !plain(&self.entry, 63) {
+            return Err(Problem::bad_request("`entry` must be 1 to 63 ASCII letters, digits, `-`, `_`, `.` or `+`"));
+        }
+        for (field, value) in
+            [("kind", &self.schema.kind), ("name", &self.schema.name), ("version", &self.schema.version)]
+        {
+            if !plain(value, 128) {
+                return Err(Problem::bad_request(format!(
+                    "`schema.{field}` must be 1 to 128 ASCII letters, digits, `-`, `_`, `.` or `+`"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn request(&self) -> Request {
+        let context = json!({"schema": {"kind": self.schema.kind, "metadata": {"name": self.schema.name, "version": self.schema.version}}});
+        Request {
+            entry: self.entry.clone(),
+            schema: SchemaId {
+                kind: self.schema.kind.clone(),
+                name: self.schema.name.clone(),
+                version: self.schema.version.clone(),
+            },
+            input: qpf_engine::canonical::to_string(&self.input),
+            config: qpf_engine::canonical::to_string(&self.config),
+            context: qpf_engine::canonical::to_string(&context),
+        }
+    }
+}
+
+/// What an invocation answered, with what the metrics and the audit log need.
+#[derive(Debug)]
+pub struct Answer {
+    /// 200 body or the problem.
+    pub result: Result<Value, Problem>,
+    /// Whether it came from the cache.
+    pub hit: bool,
+    /// Fuel consumed (0 on a hit).
+    pub fuel: u64,
+}
+
+/// Runs one invocation for `tenant` (blocking: it may compile and run a plugin).
+pub fn invoke(store: &Store, tenant: &Tenant, body: &InvokeBody) -> Answer {
+    let fail = |p: Problem| Answer { result: Err(p), hit: false, fuel: 0 };
+    if let Err(p) = body.check() {
+        return fail(p);
+    }
+    let ready = match store.get(tenant, &body.plugin) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return fail(Problem::not_found(format!(
+                "no plugin `{}` for this tenant",
+                qpf_core::text::escape(&body.plugin)
+            )));
+        }
+        Err(e) => return fail(Problem::internal(format!("the stored plugin no longer loads: {e}"))),
+    };
+    let started = Instant::now();
+    let request = body.request();
+    let key = qpf_engine::cache_key::compute(&qpf_engine::cache_key::KeyInputs {
+        abi: qpf_runtime::ABI_VERSION,
+        plugin_digest: ready.plugin.digest(),
+        request: &request,
+        limits: &tenant.limits,
+    });
+    let salted = tenant.salted_key(&key);
+    if let Some((manifest, files)) = cached(tenant, &salted) {
+        let answered = answer(&files, &manifest.diagnostics, "hit", 0, started);
+        audit(tenant, body_audit(&request, ready.plugin.digest(), &salted, "hit", 0, &files));
+        return Answer { result: Ok(answered), hit: true, fuel: 0 };
+    }
+    if let Err(q) = tenant.admit_fuel() {
+        let mut p = Problem::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "over-quota",
+            "Over quota",
+            format!("the tenant's `{}` is spent", q.quota),
+        );
+        p.retry_after = Some(q.retry_after.as_secs().max(1));
+        return fail(p);
+    }
+    let invoker = qpf_engine::Invoker {
+        runtime: store.runtime(),
+        plugin: &ready.plugin,
+        name: ready.plugin.name(),
+        config_schema: ready.config_schema.as_ref(),
+        limits: &tenant.limits,
+    };
+    let call = invoker.invoke(&request, &key);
+    tenant.charge_fuel(call.fuel);
+    match call.result {
+        Ok(files) => {
+            let manifest = Manifest {
+                format: MANIFEST_FORMAT,
+                key: salted.clone(),
+                files: files
+                    .iter()
+                    .map(|(path, digest, bytes)| CachedFile {
+                        path: path.clone(),
+                        digest: digest.clone(),
+                        size: bytes.len() as u64,
+                    })
+                    .collect(),
+                diagnostics: call.diagnostics.clone(),
+                fuel: call.fuel,
+                spawns: Vec::new(),
+            };
+            let blobs: Vec<(&str, &[u8])> = files.iter().map(|(_, d, b)| (d.as_str(), b.as_slice())).collect();
+            if let Err(e) = tenant.cache.put(&manifest, &blobs) {
+                tracing::warn!(tenant = %tenant.id, "cannot store an invocation in the cache: {e}");
+            }
+            let answered = answer(&files, &call.diagnostics, "miss", call.fuel, started);
+            audit(tenant, body_audit(&request, ready.plugin.digest(), &salted, "miss", call.fuel, &files));
+            Answer { result: Ok(answered), hit: false, fuel: call.fuel }
+        }
+        Err(e) => {
+            let diagnostics = serde_json::to_value(&call.diagnostics).unwrap_or_default();
+            let p = Problem::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "plugin-failed",
+                "The plugin failed",
+                format!("plugin `{}`: {} error: {}", ready.plugin.name(), e.kind, e.message),
+            )
+            .with("kind", json!(e.kind.to_string()))
+            .with("diagnostics", diagnostics)
+            .with("fuel", json!(call.fuel));
+            audit(tenant, body_audit(&request, ready.plugin.digest(), &salted, "failed", call.fuel, &[]));
+            Answer { result: Err(p), hit: false, fuel: call.fuel }
+        }
+    }
+}
+
+/// A file an invocation produced: path, digest, bytes.
+type File = (String, String, Vec<u8>);
+
+/// A verified cache entry of the tenant: its manifest and every file's bytes.
+fn cached(tenant: &Tenant, key: &str) -> Option<(Manifest, Vec<File>)> {
+    let manifest = tenant.cache.manifest(key).ok().flatten()?;
+    let mut files = Vec::with_capacity(manifest.files.len());
+    for f in &manifest.files {
+        files.push((f.path.clone(), f.digest.clone(), tenant.cache.blob(&f.digest).ok()?));
+    }
+    Some((manifest, files))
+}
+
+fn answer(files: &[File], diagnostics: &[qpf_runtime::Diagnostic], cache: &str, fuel: u64, started: Instant) -> Value {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    json!({
+        "files": files.iter().map(|(path, digest, bytes)| json!({"path": path, "contents_base64": b64.encode(bytes), "digest": digest})).collect::<Vec<_>>(),
+        "diagnostics": diagnostics,
+        "cache": cache,
+        "fuel": fuel,
+        "duration_us": u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    })
+}
+
+fn body_audit(request: &Request, plugin: &str, key: &str, cache: &str, fuel: u64, files: &[File]) -> Value {
+    let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    json!({
+        "time": time,
+        "entry": request.entry,
+        "schema": request.schema.to_string(),
+        "plugin": plugin,
+        "key": key,
+        "cache": cache,
+        "fuel": fuel,
+        "files": files.iter().map(|(p, d, _)| json!({"path": p, "digest": d})).collect::<Vec<_>>(),
+    })
+}
+
+/// Appends a record to the tenant's audit log (`data/tenants/<id>/audit.jsonl`), one line per
+/// invocation, written whole with one `write` under the tenant's lock.
+fn audit(tenant: &Tenant, record: Value) {
+    let mut line = serde_json::to_vec(&record).unwrap_or_default();
+    line.push(b'\n');
+    let _guard = tenant.audit_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&tenant.dir)?;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(tenant.dir.join("audit.jsonl"))?;
+        std::io::Write::write_all(&mut f, &line)
+    };
+    if let Err(e) = write() {
+        tracing::warn!(tenant = %tenant.id, "cannot append to the audit log: {e}");
+    }
+}

@@ -1,0 +1,155 @@
+//! `qpf serve`: sandboxed multi-tenant extraction over HTTP, built on the engine library.
+//!
+//! Every guarantee of `qpf extract` holds per tenant: each invocation runs through
+//! [`qpf_engine::Invoker`] (fresh sandbox, limits under the tenant's ceilings, output rules), and
+//! each tenant has its own plugin store, invocation cache (separate folder, MAC key and salted
+//! keys) and audit log. See docs/serve.md.
+
+pub mod api;
+pub mod config;
+pub mod invoke;
+pub mod metrics;
+pub mod problem;
+pub mod store;
+pub mod tenants;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+pub use config::ServeConfig;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The config file is missing or invalid.
+    #[error("{0}")]
+    Config(#[from] qpf_schema::SchemaError),
+    /// The state folder, the secret or the listening socket.
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The wasm runtime.
+    #[error("cannot start the wasm runtime: {0}")]
+    Runtime(#[from] qpf_runtime::RuntimeError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let what = what.into();
+    move |source| ServeError::Io { what, source }
+}
+
+/// A new random bearer token and the digest to put in the config (`blake3:<hex>`).
+///
+/// # Errors
+/// When the operating system's random source cannot be read.
+pub fn new_token() -> std::io::Result<(String, String)> {
+    let token = format!("qpf_{}", blake3::Hash::from_bytes(qpf_engine::secret::random_bytes()?).to_hex());
+    let digest = qpf_core::digest_of(token.as_bytes());
+    Ok((token, digest))
+}
+
+/// Runs the service until SIGTERM or SIGINT: prints `listening on http://ADDR:PORT` as its first
+/// line of stdout, reloads tenants on SIGHUP, and on SIGTERM stops accepting, lets requests in
+/// flight finish within `grace-ms`, and returns.
+///
+/// # Errors
+/// See [`ServeError`].
+pub fn run(config_path: &Path) -> Result<(), ServeError> {
+    let config = ServeConfig::load(config_path)?;
+    let workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(workers * 2 + 4)
+        .build()
+        .map_err(io("cannot start the async runtime"))?;
+    rt.block_on(serve(config, config_path, workers))
+}
+
+async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.data).map_err(io(format!("cannot create `{}`", config.data.display())))?;
+    let secret = qpf_engine::secret::load_or_create(&config.data.join("secret"))
+        .map_err(io("cannot read or create the service's secret"))?;
+    let max_memory = config
+        .tenants
+        .iter()
+        .map(|t| t.limits.apply(&qpf_runtime::Limits::default()).memory_bytes)
+        .max()
+        .unwrap_or(qpf_runtime::Limits::default().memory_bytes);
+    let runtime = qpf_runtime::Runtime::new(&qpf_runtime::RuntimeOptions {
+        compiled_cache: Some(qpf_runtime::CompiledCacheOptions { dir: config.data.join("compiled"), secret }),
+        load_limits: qpf_runtime::LoadLimits::default(),
+        max_memory_bytes: max_memory,
+        max_concurrency: u32::try_from(workers).unwrap_or(u32::MAX),
+        pooling: true,
+    })?;
+    let store = store::Store::new(runtime, &config.data);
+    let app = Arc::new(api::App::new(tenants::Tenants::new(&config, &secret), store, workers));
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(io(format!("cannot listen on `{}`", config.listen)))?;
+    let addr = listener.local_addr().map_err(io("cannot read the listening address"))?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on http://{addr}");
+        let _ = out.flush();
+    }
+    tracing::info!("listening on http://{addr}");
+
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let server = axum::serve(listener, api::router(app.clone())).with_graceful_shutdown({
+        let stop = stop.clone();
+        async move { stop.notified().await }
+    });
+    let mut server = tokio::spawn(async move { server.await });
+    let reload = {
+        let (app, path, data) = (app.clone(), config_path.to_owned(), config.data.clone());
+        move || match ServeConfig::load(&path) {
+            Ok(mut fresh) => {
+                if fresh.data != data {
+                    tracing::warn!("`data` changes only on restart; keeping `{}`", data.display());
+                    fresh.data = data.clone();
+                }
+                app.replace_tenants(tenants::Tenants::new(&fresh, &secret));
+                tracing::info!("reloaded {} tenants", fresh.tenants.len());
+            }
+            Err(e) => tracing::error!("reload refused, keeping the running configuration: {e}"),
+        }
+    };
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(),
+            ended = &mut server => {
+                return match ended {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(ServeError::Io { what: "the server stopped".into(), source: e }),
+                    Err(e) => Err(ServeError::Io { what: "the server stopped".into(), source: std::io::Error::other(e) }),
+                };
+            }
+        }
+    }
+    app.draining.store(true, Ordering::Relaxed);
+    stop.notify_one();
+    let grace = Duration::from_millis(config.grace_ms);
+    if tokio::time::timeout(grace, &mut server).await.is_err() {
+        tracing::warn!("requests still in flight after {} ms; stopping them", config.grace_ms);
+        server.abort();
+    }
+    Ok(())
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, ServeError> {
+    tokio::signal::unix::signal(kind).map_err(io("cannot install a signal handler"))
+}

@@ -1,0 +1,199 @@
+//! Tenants: who a bearer token acts as, and each tenant's quotas.
+//!
+//! A token is compared by its blake3 digest (constant-time equality) against every configured
+//! digest, without stopping at the first match, so neither the clear token nor the timing of a
+//! failed guess tells anything. Each tenant gets its own plugin store, invocation cache (its own
+//! folder and MAC key, and keys salted with the tenant: no cross-tenant hit, no way to learn what
+//! another tenant ran) and audit log under `data/tenants/<id>/`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use qpf_engine::cache::LocalCache;
+use tokio::sync::Semaphore;
+
+use crate::config::{ServeConfig, TenantConfig};
+
+/// One tenant, with its state for the life of one configuration.
+#[derive(Debug)]
+pub struct Tenant {
+    /// The tenant's id.
+    pub id: String,
+    /// Its configuration.
+    pub config: TenantConfig,
+    /// Its sandbox limits (the defaults under its ceilings).
+    pub limits: qpf_runtime::Limits,
+    /// `data/tenants/<id>`.
+    pub dir: PathBuf,
+    /// Its invocation cache.
+    pub cache: LocalCache,
+    /// The salt mixed into its cache keys.
+    pub salt: [u8; 32],
+    /// Its requests served at once.
+    pub concurrency: Arc<Semaphore>,
+    /// Serialises appends to its audit log.
+    pub audit_lock: Mutex<()>,
+    requests: Mutex<Bucket>,
+    fuel: Mutex<Bucket>,
+}
+
+/// A token bucket refilled continuously: `capacity` per minute.
+#[derive(Debug)]
+struct Bucket {
+    capacity: f64,
+    level: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(per_minute: f64) -> Self {
+        Bucket { capacity: per_minute, level: per_minute, at: Instant::now() }
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let rate = self.capacity / 60.0;
+        self.level = (self.level + rate * now.duration_since(self.at).as_secs_f64()).min(self.capacity);
+        self.at = now;
+    }
+
+    /// How long until `amount` is available, if it is not now.
+    fn wait_for(&self, amount: f64) -> Duration {
+        let missing = (amount - self.level).max(0.0);
+        Duration::from_secs_f64((missing / (self.capacity / 60.0)).min(3600.0))
+    }
+}
+
+/// A request over quota: retry after this long.
+#[derive(Debug, Clone, Copy)]
+pub struct OverQuota {
+    /// Which quota.
+    pub quota: &'static str,
+    /// When to retry.
+    pub retry_after: Duration,
+}
+
+impl Tenant {
+    fn new(config: &TenantConfig, data: &std::path::Path, secret: &[u8; 32]) -> Tenant {
+        let dir = data.join("tenants").join(&config.id);
+        let tenant_secret = blake3::Hasher::new_derive_key("qpf serve tenant secret v1")
+            .update(secret)
+            .update(config.id.as_bytes())
+            .finalize();
+        let salt = *blake3::Hasher::new_derive_key("qpf serve tenant key salt v1")
+            .update(tenant_secret.as_bytes())
+            .finalize()
+            .as_bytes();
+        Tenant {
+            id: config.id.clone(),
+            limits: config.limits.apply(&qpf_runtime::Limits::default()),
+            cache: LocalCache::new(&dir.join("cache"), tenant_secret.as_bytes()),
+            salt,
+            dir,
+            concurrency: Arc::new(Semaphore::new(config.quotas.concurrent as usize)),
+            requests: Mutex::new(Bucket::new(f64::from(config.quotas.requests_per_minute))),
+            fuel: Mutex::new(Bucket::new(config.quotas.fuel_per_minute as f64)),
+            audit_lock: Mutex::new(()),
+            config: config.clone(),
+        }
+    }
+
+    /// Takes one request from the per-minute quota.
+    ///
+    /// # Errors
+    /// [`OverQuota`] when the bucket is empty.
+    pub fn admit_request(&self) -> Result<(), OverQuota> {
+        let mut b = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        b.refill();
+        if b.level >= 1.0 {
+            b.level -= 1.0;
+            Ok(())
+        } else {
+            Err(OverQuota { quota: "requests-per-minute", retry_after: b.wait_for(1.0) })
+        }
+    }
+
+    /// Checks that the fuel quota is not spent (an invocation may then consume up to its limit).
+    ///
+    /// # Errors
+    /// [`OverQuota`] while the fuel spent in the last minute is at the quota.
+    pub fn admit_fuel(&self) -> Result<(), OverQuota> {
+        let mut b = self.fuel.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        b.refill();
+        if b.level > 0.0 { Ok(()) } else { Err(OverQuota { quota: "fuel-per-minute", retry_after: b.wait_for(1.0) }) }
+    }
+
+    /// Charges fuel an invocation consumed.
+    pub fn charge_fuel(&self, fuel: u64) {
+        let mut b = self.fuel.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        b.refill();
+        b.level -= fuel as f64;
+    }
+
+    /// The invocation key of this tenant for a plan-level key: salted, so that equal requests of
+    /// two tenants never share an entry, and a key seen by one tells nothing about another's.
+    pub fn salted_key(&self, key: &str) -> String {
+        let h = blake3::keyed_hash(&self.salt, key.as_bytes());
+        format!("blake3:{}", h.to_hex())
+    }
+
+    /// `data/tenants/<id>/plugins`.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir.join("plugins")
+    }
+}
+
+/// Every tenant of one configuration, and the token digests that act as them.
+#[derive(Debug)]
+pub struct Tenants {
+    tokens: Vec<(blake3::Hash, Arc<Tenant>)>,
+    operators: Vec<blake3::Hash>,
+}
+
+fn parse_digest(digest: &str) -> Option<blake3::Hash> {
+    digest.strip_prefix("blake3:").and_then(|hex| blake3::Hash::from_hex(hex).ok())
+}
+
+impl Tenants {
+    /// The tenants of `config`, their state under `config.data`.
+    pub fn new(config: &ServeConfig, secret: &[u8; 32]) -> Tenants {
+        let mut tokens = Vec::new();
+        for t in &config.tenants {
+            let tenant = Arc::new(Tenant::new(t, &config.data, secret));
+            // Checked by ServeConfig::load.
+            tokens.extend(t.tokens.iter().filter_map(|d| parse_digest(d)).map(|h| (h, tenant.clone())));
+        }
+        Tenants { tokens, operators: config.operators.iter().filter_map(|d| parse_digest(d)).collect() }
+    }
+
+    /// Whether a bearer token is an operator's (constant-time comparisons, no early exit).
+    pub fn is_operator(&self, token: &str) -> bool {
+        let presented = blake3::hash(token.as_bytes());
+        self.operators.iter().fold(false, |found, d| found | (*d == presented))
+    }
+
+    /// The tenant a bearer token acts as. Every digest is compared (constant-time equality), with
+    /// no early exit.
+    pub fn authenticate(&self, token: &str) -> Option<Arc<Tenant>> {
+        let presented = blake3::hash(token.as_bytes());
+        let mut found = None;
+        for (digest, tenant) in &self.tokens {
+            if *digest == presented {
+                found = Some(tenant.clone());
+            }
+        }
+        found
+    }
+
+    /// Every tenant once.
+    pub fn all(&self) -> Vec<Arc<Tenant>> {
+        let mut out: Vec<Arc<Tenant>> = Vec::new();
+        for (_, t) in &self.tokens {
+            if !out.iter().any(|o| Arc::ptr_eq(o, t)) {
+                out.push(t.clone());
+            }
+        }
+        out
+    }
+}
