@@ -17,5 +17,6 @@ mod recovery;
 mod report;
 mod sandbox;
 mod schema;
+mod serve;
 mod support;
 mod watch;

@@ -238,8 +238,10 @@ async fn invoke(State(app): Shared, headers: HeaderMap, body: Body) -> Response 
             .map_err(|e| Problem::bad_request(format!("the body is not an invocation: {e}")))?;
         let (a, t) = (app.clone(), tenant.clone());
         let answer = blocking(&app, &tenant, move || crate::invoke::invoke(&a.store, &t, &parsed)).await?;
-        let outcome = if answer.result.is_ok() { "ok" } else { "failed" };
-        app.metrics.invocation(&tenant.id, outcome, answer.hit, answer.fuel, started.elapsed());
+        if answer.ran {
+            let outcome = if answer.result.is_ok() { "ok" } else { "failed" };
+            app.metrics.invocation(&tenant.id, outcome, answer.hit, answer.fuel, started.elapsed());
+        }
         answer.result.map(|v| axum::Json(v).into_response())
     }
     .await;

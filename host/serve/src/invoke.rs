@@ -96,11 +96,13 @@ pub struct Answer {
     pub hit: bool,
     /// Fuel consumed (0 on a hit).
     pub fuel: u64,
+    /// Whether it reached the cache or the sandbox (not refused before).
+    pub ran: bool,
 }
 
 /// Runs one invocation for `tenant` (blocking: it may compile and run a plugin).
 pub fn invoke(store: &Store, tenant: &Tenant, body: &InvokeBody) -> Answer {
-    let fail = |p: Problem| Answer { result: Err(p), hit: false, fuel: 0 };
+    let fail = |p: Problem| Answer { result: Err(p), hit: false, fuel: 0, ran: false };
     if let Err(p) = body.check() {
         return fail(p);
     }
@@ -126,7 +128,7 @@ pub fn invoke(store: &Store, tenant: &Tenant, body: &InvokeBody) -> Answer {
     if let Some((manifest, files)) = cached(tenant, &salted) {
         let answered = answer(&files, &manifest.diagnostics, "hit", 0, started);
         audit(tenant, body_audit(&request, ready.plugin.digest(), &salted, "hit", 0, &files));
-        return Answer { result: Ok(answered), hit: true, fuel: 0 };
+        return Answer { result: Ok(answered), hit: true, fuel: 0, ran: true };
     }
     if let Err(q) = tenant.admit_fuel() {
         let mut p = Problem::new(
@@ -170,7 +172,7 @@ pub fn invoke(store: &Store, tenant: &Tenant, body: &InvokeBody) -> Answer {
             }
             let answered = answer(&files, &call.diagnostics, "miss", call.fuel, started);
             audit(tenant, body_audit(&request, ready.plugin.digest(), &salted, "miss", call.fuel, &files));
-            Answer { result: Ok(answered), hit: false, fuel: call.fuel }
+            Answer { result: Ok(answered), hit: false, fuel: call.fuel, ran: true }
         }
         Err(e) => {
             let diagnostics = serde_json::to_value(&call.diagnostics).unwrap_or_default();
@@ -184,7 +186,7 @@ pub fn invoke(store: &Store, tenant: &Tenant, body: &InvokeBody) -> Answer {
             .with("diagnostics", diagnostics)
             .with("fuel", json!(call.fuel));
             audit(tenant, body_audit(&request, ready.plugin.digest(), &salted, "failed", call.fuel, &[]));
-            Answer { result: Err(p), hit: false, fuel: call.fuel }
+            Answer { result: Err(p), hit: false, fuel: call.fuel, ran: true }
         }
     }
 }

@@ -212,8 +212,54 @@ impl Extractor for Hostile {
                 Ok(Response::new().file("noisy.txt", "done\n"))
             }
             "probe" => Ok(Response::new().file("probe.json", probe().to_string())),
+            "plant" => {
+                plant(&config.path);
+                Ok(Response::new().file("planted.txt", "planted\n"))
+            }
+            "scan" => {
+                // `bytes: 1` plants first: the control that shows the scan finds what is there.
+                if config.bytes == 1 {
+                    plant(&config.path);
+                }
+                let found = memory::scan(&config.path);
+                Ok(Response::new().file("scan.txt", if found { "found\n" } else { "clean\n" }))
+            }
             other => Err(ExtractError::new(format!("unknown mode `{other}`"))),
         }
+    }
+}
+
+/// Writes `secret` (each byte XOR 0x5A, so the pattern is never in a request or the data segment)
+/// 64 Ki times into a buffer that is leaked: it stays in linear memory after the call.
+fn plant(secret: &str) {
+    let pattern: Vec<u8> = secret.bytes().map(|b| b ^ 0x5A).collect();
+    let mut buf = Vec::with_capacity(pattern.len() * 65_536);
+    for _ in 0..65_536 {
+        buf.extend_from_slice(&pattern);
+    }
+    std::mem::forget(std::hint::black_box(buf));
+}
+
+/// Reading the instance's whole linear memory needs raw pointers: the point of this guest.
+#[allow(unsafe_code)]
+mod memory {
+    /// Whether linear memory anywhere holds `secret` XOR 0x5A, compared byte by byte (the pattern
+    /// is never materialised, so the scanner's own memory cannot match itself).
+    pub fn scan(secret: &str) -> bool {
+        let want = secret.as_bytes();
+        if want.is_empty() {
+            return false;
+        }
+        #[cfg(target_arch = "wasm32")]
+        let end = core::arch::wasm32::memory_size::<0>() * 65_536;
+        #[cfg(not(target_arch = "wasm32"))]
+        let end = 0usize;
+        let at = |i: usize| -> u8 {
+            // SAFETY: every address below the memory size is readable in wasm linear memory;
+            // volatile, so the reads are not optimised away.
+            unsafe { core::ptr::read_volatile(i as *const u8) }
+        };
+        (1..end.saturating_sub(want.len())).any(|i| want.iter().enumerate().all(|(j, w)| at(i + j) == w ^ 0x5A))
     }
 }
 

@@ -1,0 +1,385 @@
+//! `qpf serve`: the real server process, started on loopback by each test and driven over real
+//! HTTP: tenants that never see each other, bad input answered with problem bodies, quotas, the
+//! memory-reuse probe, SIGTERM drain and SIGHUP reload.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::support;
+
+/// A tenant's bearer token in these tests, and the digest the config stores.
+fn token(name: &str) -> String {
+    format!("token-of-{name}")
+}
+
+fn digest_of_token(name: &str) -> String {
+    format!("blake3:{}", blake3::hash(token(name).as_bytes()).to_hex())
+}
+
+fn tenant(id: &str, extra: &str) -> String {
+    format!("  - id: {id}\n    tokens: [{}]\n{extra}", digest_of_token(id))
+}
+
+/// A running `qpf serve`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    /// The folder of the config and the state.
+    dir: std::path::PathBuf,
+    _owned: Option<tempfile::TempDir>,
+    agent: ureq::Agent,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(tenants: &[String]) -> String {
+    format!(
+        "listen: 127.0.0.1:0\ndata: state\ngrace-ms: 5000\noperators: [{}]\ntenants:\n{}",
+        digest_of_token("operator"),
+        tenants.join("")
+    )
+}
+
+impl Server {
+    fn start(config_text: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Self::start_in(dir.path(), config_text);
+        server._owned = Some(dir);
+        server
+    }
+
+    fn start_in(dir: &Path, config_text: &str) -> Server {
+        std::fs::write(dir.join("serve.yaml"), config_text).expect("config");
+        let mut child = Command::new(support::qpf_bin())
+            .args(["serve", "--config"])
+            .arg(dir.join("serve.yaml"))
+            .env("QPF_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("qpf serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut first = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut first).expect("first line");
+        let base =
+            first.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("first line: {first:?}")).to_owned();
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Server { child, base, dir: dir.to_owned(), _owned: None, agent }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([&format!("-{name}"), &self.pid()]).status().expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// (status, headers, body) of a request.
+    fn call(&self, method: &str, path: &str, who: Option<&str>, body: Option<(&str, Vec<u8>)>) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let mut req = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(who) = who {
+            req = req.header("Authorization", format!("Bearer {}", token(who)));
+        }
+        let response = match body {
+            Some((kind, bytes)) => {
+                let req = req.header("Content-Type", kind).body(bytes).expect("request");
+                self.agent.run(req)
+            }
+            None => self.agent.run(req.body(()).expect("request")),
+        };
+        let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.body_mut().with_config().limit(64 << 20).read_to_string().unwrap_or_default();
+        Reply { status, headers, text }
+    }
+
+    fn upload(&self, who: &str, wasm: &[u8]) -> Reply {
+        self.call("POST", "/v1/plugins", Some(who), Some(("application/wasm", wasm.to_vec())))
+    }
+
+    fn invoke(&self, who: &str, body: &Value) -> Reply {
+        self.call("POST", "/v1/invoke", Some(who), Some(("application/json", body.to_string().into_bytes())))
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: ureq::http::HeaderMap,
+    text: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    /// A problem body of the expected status and type.
+    fn problem(&self, status: u16, slug: &str) -> Value {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert_eq!(
+            self.headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
+        let v = self.json();
+        assert_eq!(v["type"], format!("https://qpf.dev/problems/{slug}"), "{v}");
+        assert_eq!(v["status"], status, "{v}");
+        v
+    }
+}
+
+fn hostile() -> (Vec<u8>, String) {
+    let bytes = std::fs::read(support::wasm("qpf_hostile")).expect("hostile guest");
+    let digest = format!("blake3:{}", blake3::hash(&bytes).to_hex());
+    (bytes, digest)
+}
+
+fn echo(plugin: &str, input: Value) -> Value {
+    json!({"plugin": plugin, "input": input, "config": {"mode": "echo"}, "schema": {"kind": "Probe", "name": "p", "version": "1.0.0"}})
+}
+
+fn file_text(reply: &Value, index: usize) -> String {
+    use base64::Engine as _;
+    let b64 = reply["files"][index]["contents_base64"].as_str().expect("contents");
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).expect("base64")).expect("utf-8")
+}
+
+#[test]
+fn tenants_never_see_each_others_plugins_caches_audit_or_outputs_under_load() {
+    let server = Server::start(&config(&[tenant("team-a", ""), tenant("team-b", "")]));
+    let (wasm, digest) = hostile();
+    let up = server.upload("team-a", &wasm);
+    assert_eq!(up.status, 201, "{}", up.text);
+    assert_eq!(up.json()["digest"], digest.as_str());
+    assert_eq!(up.json()["info"]["name"], "hostile");
+
+    // B cannot see or run A's upload: the answers equal those for a digest nobody uploaded.
+    assert_eq!(server.call("GET", "/v1/plugins", Some("team-b"), None).json(), json!({"plugins": []}));
+    let listed = server.call("GET", "/v1/plugins", Some("team-a"), None).json();
+    assert_eq!(listed["plugins"][0]["digest"], digest.as_str(), "{listed}");
+    let theirs = server.invoke("team-b", &echo(&digest, json!({"x": 1}))).problem(404, "not-found");
+    let nobody = format!("blake3:{}", "0".repeat(64));
+    let missing = server.invoke("team-b", &echo(&nobody, json!({"x": 1}))).problem(404, "not-found");
+    assert_eq!(
+        theirs["detail"].as_str().map(|d| d.replace(&digest, "D")),
+        missing["detail"].as_str().map(|d| d.replace(&nobody, "D"))
+    );
+
+    // A: a miss, then a hit.
+    let first = server.invoke("team-a", &echo(&digest, json!({"who": "a"})));
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.json()["cache"], "miss");
+    assert_eq!(server.invoke("team-a", &echo(&digest, json!({"who": "a"}))).json()["cache"], "hit");
+    // B uploads the same component and asks the same: its own cache, so a miss.
+    assert_eq!(server.upload("team-b", &wasm).status, 201);
+    let b = server.invoke("team-b", &echo(&digest, json!({"who": "a"})));
+    assert_eq!(b.json()["cache"], "miss", "no cross-tenant hit: {}", b.text);
+
+    // Concurrent load from both: every answer is the caller's own.
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (server, digest) = (&server, &digest);
+            s.spawn(move || {
+                let who = if t % 2 == 0 { "team-a" } else { "team-b" };
+                for i in 0..15 {
+                    let input = json!({"who": who, "i": i % 5, "t": t});
+                    let reply = server.invoke(who, &echo(digest, input.clone()));
+                    assert_eq!(reply.status, 200, "{}", reply.text);
+                    let got: Value = serde_json::from_str(&file_text(&reply.json(), 0)).expect("echo");
+                    assert_eq!(got, input, "an answer of another request");
+                }
+            });
+        }
+    });
+
+    // Audit logs: each tenant's own records only, and keys differ between tenants.
+    let audit_a = server.call("GET", "/v1/audit?since=0", Some("team-a"), None).json();
+    let audit_b = server.call("GET", "/v1/audit?since=0", Some("team-b"), None).json();
+    let records = |v: &Value| v["records"].as_array().cloned().unwrap_or_default();
+    assert_eq!(records(&audit_a).len(), 2 + 4 * 15, "{audit_a}");
+    assert_eq!(records(&audit_b).len(), 1 + 4 * 15);
+    assert!(records(&audit_b).iter().all(|r| r["schema"] == "Probe/p@1.0.0"));
+    assert_ne!(records(&audit_a)[0]["key"], records(&audit_b)[0]["key"], "keys are salted per tenant");
+    let page = server.call("GET", "/v1/audit?since=60&limit=10", Some("team-a"), None).json();
+    assert_eq!((records(&page).len(), page["next"].as_u64()), (2, Some(62)));
+    assert!(server.dir.join("state/tenants/team-a/audit.jsonl").is_file());
+}
+
+#[test]
+fn bad_requests_are_problem_bodies_and_nothing_is_stored() {
+    let tiny = "    quotas: { requests-per-minute: 1000, max-request-bytes: 4096, max-stored-bytes: 1000 }\n";
+    let server = Server::start(&config(&[tenant("team-a", ""), tenant("tiny", tiny)]));
+    let (wasm, digest) = hostile();
+
+    let none = server.call("GET", "/v1/plugins", None, None);
+    none.problem(401, "unauthorized");
+    assert_eq!(none.headers.get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Bearer"));
+    server.call("GET", "/v1/plugins", Some("stranger"), None).problem(401, "unauthorized");
+    assert_eq!(server.call("GET", "/healthz", None, None).status, 200);
+    assert_eq!(server.call("GET", "/readyz", None, None).status, 200);
+
+    let not_wasm = server.upload("team-a", b"\0asm but not really a component".to_vec().as_slice());
+    let v = not_wasm.problem(400, "invalid-plugin");
+    assert!(v["detail"].as_str().is_some_and(|d| d.contains("not a valid WebAssembly component")), "{v}");
+    assert!(!v["detail"].as_str().unwrap_or("").contains(&server.dir.display().to_string()), "no server paths: {v}");
+    server
+        .call("POST", "/v1/plugins", Some("team-a"), Some(("text/plain", wasm.clone())))
+        .problem(415, "unsupported-media-type");
+    server.upload("tiny", &wasm).problem(413, "too-large");
+    server
+        .call("POST", "/v1/invoke", Some("tiny"), Some(("application/json", vec![b' '; 5000])))
+        .problem(413, "too-large");
+    server
+        .call("POST", "/v1/invoke", Some("team-a"), Some(("application/json", b"{not json".to_vec())))
+        .problem(400, "bad-request");
+    let mut unknown = echo(&digest, json!({}));
+    unknown["surprise"] = json!(1);
+    let v = server.invoke("team-a", &unknown).problem(400, "bad-request");
+    assert!(v["detail"].as_str().is_some_and(|d| d.contains("surprise")), "{v}");
+    let mut bad_entry = echo(&digest, json!({}));
+    bad_entry["entry"] = json!("a\u{1b}[2J");
+    server.invoke("team-a", &bad_entry).problem(400, "bad-request");
+    server.invoke("team-a", &echo("blake3:nope", json!({}))).problem(404, "not-found");
+    server.call("GET", "/v1/nothing-here", Some("team-a"), None).problem(404, "not-found");
+    server.call("GET", "/v1/audit?since=x", Some("team-a"), None).problem(400, "bad-request");
+
+    // A plugin failure is 422 with its kind.
+    assert_eq!(server.upload("team-a", &wasm).status, 201);
+    let mut failing = echo(&digest, json!({}));
+    failing["config"] = json!({"mode": "loop"});
+    let v = server.invoke("team-a", &failing).problem(422, "plugin-failed");
+    assert_eq!(v["kind"], "sandbox", "{v}");
+    // Nothing of the refused uploads was kept.
+    let stored: Vec<_> =
+        std::fs::read_dir(server.dir.join("state/tenants/team-a/plugins")).expect("store").flatten().collect();
+    assert_eq!(stored.len(), 1, "only the valid upload: {stored:?}");
+    assert!(!server.dir.join("state/tenants/tiny/plugins").read_dir().is_ok_and(|mut d| d.next().is_some()));
+
+    // /metrics: operators only; labelled by tenant.
+    server.call("GET", "/metrics", Some("team-a"), None).problem(401, "unauthorized");
+    let metrics = server.call("GET", "/metrics", Some("operator"), None);
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.text.contains("qpf_requests_total{tenant=\"team-a\",route=\"invoke\",status=\"422\"} 1"),
+        "{}",
+        metrics.text
+    );
+    assert!(metrics.text.contains("qpf_invocations_total{tenant=\"team-a\",outcome=\"failed\"} 1"), "{}", metrics.text);
+    let openapi = server.call("GET", "/v1/openapi.json", Some("team-a"), None);
+    assert_eq!(openapi.json()["openapi"], "3.1.0");
+}
+
+#[test]
+fn quotas_answer_429_with_retry_after() {
+    let slow = "    quotas: { requests-per-minute: 3 }\n";
+    let server = Server::start(&config(&[tenant("slow", slow), tenant("other", "")]));
+    for _ in 0..3 {
+        assert_eq!(server.call("GET", "/v1/plugins", Some("slow"), None).status, 200);
+    }
+    let over = server.call("GET", "/v1/plugins", Some("slow"), None);
+    over.problem(429, "over-quota");
+    let retry: u64 = over
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(server.call("GET", "/v1/plugins", Some("other"), None).status, 200, "another tenant is not affected");
+}
+
+#[test]
+fn a_plugin_never_reads_what_another_tenants_plugin_left_in_memory() {
+    let server = Server::start(&config(&[tenant("team-a", ""), tenant("team-b", "")]));
+    let (wasm, digest) = hostile();
+    assert_eq!(server.upload("team-a", &wasm).status, 201);
+    assert_eq!(server.upload("team-b", &wasm).status, 201);
+    let call = |who: &str, mode: &str, secret: &str, control: usize| {
+        let body = json!({"plugin": digest, "input": {"n": control}, "config": {"mode": mode, "path": secret, "bytes": control},
+            "schema": {"kind": "Probe", "name": "p", "version": "1.0.0"}});
+        let reply = server.invoke(who, &body);
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        file_text(&reply.json(), 0)
+    };
+    let secret = "tenant-a-secret-4f1c9a";
+    // The control: a scan finds what its own invocation planted.
+    assert_eq!(call("team-b", "scan", secret, 1), "found\n");
+    for round in 0..4 {
+        assert_eq!(call("team-a", "plant", secret, round + 10), "planted\n");
+        assert_eq!(call("team-b", "scan", secret, round + 20), "clean\n", "round {round}");
+        assert_eq!(call("team-a", "scan", secret, round + 30), "clean\n", "round {round}: not even the same tenant");
+    }
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_0() {
+    let mut server = Server::start(&config(&[tenant("team-a", "")]));
+    let (wasm, digest) = hostile();
+    assert_eq!(server.upload("team-a", &wasm).status, 201);
+    // A slow request in flight when SIGTERM arrives still gets its answer.
+    let mut slow = echo(&digest, json!({}));
+    slow["config"] = json!({"mode": "noisy"});
+    let reply = std::thread::scope(|s| {
+        let handle = s.spawn(|| server.invoke("team-a", &slow));
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        server.signal("TERM");
+        handle.join().expect("request thread")
+    });
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let status = server.child.wait().expect("exit status");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn sighup_reloads_tenants_without_a_restart() {
+    let server = Server::start(&config(&[tenant("team-a", "")]));
+    server.call("GET", "/v1/plugins", Some("team-c"), None).problem(401, "unauthorized");
+    std::fs::write(server.dir.join("serve.yaml"), config(&[tenant("team-a", ""), tenant("team-c", "")]))
+        .expect("rewrite");
+    server.signal("HUP");
+    let mut status = 0;
+    for _ in 0..100 {
+        status = server.call("GET", "/v1/plugins", Some("team-c"), None).status;
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(status, 200, "team-c is served after SIGHUP");
+    // A broken config is refused and the running one kept.
+    std::fs::write(server.dir.join("serve.yaml"), "listen: [").expect("rewrite");
+    server.signal("HUP");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(server.call("GET", "/v1/plugins", Some("team-a"), None).status, 200);
+}
+
+#[test]
+fn a_restart_keeps_plugins_caches_and_audit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = config(&[tenant("team-a", "")]);
+    let (wasm, digest) = hostile();
+    let mut first = Server::start_in(dir.path(), &text);
+    assert_eq!(first.upload("team-a", &wasm).status, 201);
+    assert_eq!(first.invoke("team-a", &echo(&digest, json!({"k": 1}))).json()["cache"], "miss");
+    // kill -9: no drain, no goodbye.
+    first.signal("KILL");
+    let _ = first.child.wait();
+    let second = Server::start_in(dir.path(), &text);
+    assert_eq!(second.invoke("team-a", &echo(&digest, json!({"k": 1}))).json()["cache"], "hit");
+    let audit = second.call("GET", "/v1/audit", Some("team-a"), None).json();
+    assert_eq!(audit["records"].as_array().map(Vec::len), Some(2), "{audit}");
+    assert!(dir.path().join("state/secret").is_file());
+}
