@@ -280,6 +280,12 @@ fn bad_requests_are_problem_bodies_and_nothing_is_stored() {
     assert!(metrics.text.contains("qpf_invocations_total{tenant=\"team-a\",outcome=\"failed\"} 1"), "{}", metrics.text);
     let openapi = server.call("GET", "/v1/openapi.json", Some("team-a"), None);
     assert_eq!(openapi.json()["openapi"], "3.1.0");
+    let committed =
+        std::fs::read_to_string(support::workspace_root().join("docs/openapi.json")).expect("docs/openapi.json");
+    assert_eq!(openapi.text, committed, "the served document is the committed one");
+    for route in ["/healthz", "/readyz", "/metrics", "/v1/openapi.json", "/v1/plugins", "/v1/invoke", "/v1/audit"] {
+        assert!(openapi.json()["paths"][route].is_object(), "{route} is documented");
+    }
 }
 
 #[test]
