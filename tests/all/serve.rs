@@ -389,3 +389,126 @@ fn a_restart_keeps_plugins_caches_and_audit() {
     assert_eq!(audit["records"].as_array().map(Vec::len), Some(2), "{audit}");
     assert!(dir.path().join("state/secret").is_file());
 }
+
+/// A gzip-compressed tar of every file under `dir` (relative paths), plus `extra` entries.
+fn bundle(dir: &Path, extra: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for file in support::walk(dir) {
+        let rel = file.strip_prefix(dir).expect("under dir").to_string_lossy().into_owned();
+        let bytes = std::fs::read(&file).expect("read");
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        builder.append_data(&mut h, &rel, bytes.as_slice()).expect("append");
+    }
+    for (path, bytes) in extra {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_cksum();
+        builder.append(&h, *bytes).expect("append raw");
+    }
+    builder.into_inner().expect("tar").finish().expect("gzip")
+}
+
+#[test]
+fn a_project_bundle_runs_like_qpf_extract_and_its_report_is_kept() {
+    let server = Server::start(&config(&[tenant("team-a", ""), tenant("team-b", "")]));
+    let project = support::example_project();
+    let gz = bundle(project.path(), &[]);
+
+    // Its plugins are not uploaded yet: refused by name.
+    let v = server
+        .call("POST", "/v1/extract", Some("team-a"), Some(("application/gzip", gz.clone())))
+        .problem(404, "not-found");
+    assert!(v["detail"].as_str().is_some_and(|d| d.contains("upload it first")), "{v}");
+    for name in ["qpf_py_models", "qpf_md_docs"] {
+        let wasm = std::fs::read(support::wasm(name)).expect("plugin");
+        assert_eq!(server.upload("team-a", &wasm).status, 201);
+    }
+    let reply = server.call("POST", "/v1/extract", Some("team-a"), Some(("application/gzip", gz.clone())));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let v = reply.json();
+    assert_eq!(v["report"]["summary"]["failed"], 0, "{}", v["report"]);
+    assert_eq!(v["report"]["output"], "out");
+
+    // The same files as a local `qpf extract` of the same project.
+    let out = support::qpf(&["extract", "--project", project.path().to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", support::show(&out));
+    let local = support::tree(&project.path().join("out"));
+    let served: Vec<(std::path::PathBuf, Vec<u8>)> = v["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (std::path::PathBuf::from(f["path"].as_str().expect("path")), file_text(&v, i).into_bytes()))
+        .collect();
+    assert_eq!(served.len(), local.len());
+    assert_eq!(served, local, "byte-identical to the CLI's outputs");
+
+    // The report is kept for this tenant only; nothing else of the run is.
+    let id = v["run"].as_str().expect("run id");
+    let kept = server.call("GET", &format!("/v1/runs/{id}"), Some("team-a"), None);
+    assert_eq!(kept.json()["summary"], v["report"]["summary"]);
+    let theirs = server.call("GET", &format!("/v1/runs/{id}"), Some("team-b"), None).problem(404, "not-found");
+    let nobody =
+        server.call("GET", &format!("/v1/runs/{}", "0".repeat(32)), Some("team-b"), None).problem(404, "not-found");
+    assert_eq!(theirs["title"], nobody["title"]);
+    let run_dir = server.dir.join("state/tenants/team-a/runs").join(id);
+    assert_eq!(std::fs::read_dir(&run_dir).expect("run folder").count(), 1, "only report.json stays");
+
+    // A second run of the same bundle hits the tenant's cache; as a tar it holds the same files.
+    let again = server.call("POST", "/v1/extract", Some("team-a"), Some(("application/gzip", gz.clone()))).json();
+    assert_eq!(again["report"]["summary"]["misses"], 0, "{}", again["report"]["summary"]);
+    let url = format!("{}/v1/extract", server.base);
+    let req = ureq::http::Request::post(&url)
+        .header("Authorization", format!("Bearer {}", token("team-a")))
+        .header("Content-Type", "application/gzip")
+        .header("Accept", "application/gzip")
+        .body(gz)
+        .expect("request");
+    let mut tar_reply = server.agent.run(req).expect("tar reply");
+    assert_eq!(tar_reply.status(), 200);
+    let bytes = tar_reply.body_mut().with_config().limit(64 << 20).read_to_vec().expect("body");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+    let names: Vec<String> = archive
+        .entries()
+        .expect("tar")
+        .map(|e| e.expect("entry").path().expect("path").to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), local.len() + 1, "{names:?}");
+    assert!(names.contains(&"report.json".to_owned()));
+}
+
+#[test]
+fn hostile_bundles_are_refused_and_nothing_leaves_the_tenants_storage() {
+    let server = Server::start(&config(&[tenant("team-a", "")]));
+    let project = support::example_project();
+    for (extra, slug) in [
+        (vec![("../escape.txt", b"x".as_slice())], "bad-bundle"),
+        (vec![("/tmp/qpf-escape.txt", b"x".as_slice())], "bad-bundle"),
+        (vec![("qpf.yaml", b"version: 1\n".as_slice())], "bad-bundle"),
+    ] {
+        let gz = bundle(project.path(), &extra);
+        server.call("POST", "/v1/extract", Some("team-a"), Some(("application/gzip", gz))).problem(400, slug);
+    }
+    assert!(!server.dir.join("escape.txt").exists() && !server.dir.join("state/escape.txt").exists());
+    assert!(!Path::new("/tmp/qpf-escape.txt").exists());
+    server
+        .call("POST", "/v1/extract", Some("team-a"), Some(("application/gzip", b"not gzip".to_vec())))
+        .problem(400, "bad-bundle");
+    server
+        .call("POST", "/v1/extract", Some("team-a"), Some(("application/x-tar", vec![0; 10])))
+        .problem(415, "unsupported-media-type");
+    // A malformed qpf.yaml: the problem names the file, line and column.
+    let broken = tempfile::tempdir().expect("temp dir");
+    std::fs::write(broken.path().join("qpf.yaml"), "version: 1\nschemas: [\n").expect("write");
+    let v = server
+        .call("POST", "/v1/extract", Some("team-a"), Some(("application/gzip", bundle(broken.path(), &[]))))
+        .problem(400, "invalid-project");
+    assert!(v["detail"].as_str().is_some_and(|d| d.contains("qpf.yaml:")), "{v}");
+    // Failed runs leave nothing behind.
+    let runs = server.dir.join("state/tenants/team-a/runs");
+    assert_eq!(std::fs::read_dir(&runs).map(|d| d.count()).unwrap_or(0), 0);
+}

@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod serve;
+
 use qpf_runtime::{CompiledCacheOptions, Limits, Request, Runtime, RuntimeOptions, SchemaId, Seed};
 
 fn target_dir() -> PathBuf {
@@ -374,5 +376,9 @@ fn main() {
         let _ = child.kill();
         let _ = child.wait();
         println!("{:<52} {:>12}", "watch: save-to-written latency, one schema (20 ms poll)", fmt(latency));
+    }
+
+    if wanted("serve") {
+        serve::run(Path::new(env!("CARGO_BIN_EXE_qpf")), &target_dir().join("wasm32-wasip2/guest/qpf_hostile.wasm"));
     }
 }

@@ -99,13 +99,45 @@ struct RunContext<'a, 'p> {
     limits: &'a qpf_runtime::Limits,
 }
 
+/// Where an embedder keeps what a CLI run keeps in the project's `.qpf/`: the caches, their
+/// secret, and the plugin files (a service maps declared plugins to its own stores).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Keys the caches' MACs (default: the user's secret, [`crate::secret::user_secret`]).
+    pub secret: Option<[u8; 32]>,
+    /// The invocation cache's folder (default `.qpf/cache/invocations`).
+    pub invocation_cache: Option<PathBuf>,
+    /// Compiled plugins: folder and MAC secret (default `QPF_COMPILED_CACHE` or
+    /// `.qpf/cache/compiled`, with [`Settings::secret`]).
+    pub compiled_cache: Option<qpf_runtime::CompiledCacheOptions>,
+    /// The file of a declared plugin, by name, instead of its `path` in `qpf.yaml` (its digest is
+    /// still checked).
+    pub plugin_paths: std::collections::BTreeMap<String, PathBuf>,
+    /// Ceilings over the project's `limits` and `load-limits` (a service's tenant may ask for less,
+    /// never for more).
+    pub ceilings: Option<(qpf_runtime::Limits, qpf_runtime::LoadLimits)>,
+}
+
+/// `limits` lowered, field by field, to `ceiling`.
+fn lower(limits: &mut qpf_runtime::Limits, ceiling: &qpf_runtime::Limits) {
+    limits.fuel = limits.fuel.min(ceiling.fuel);
+    limits.memory_bytes = limits.memory_bytes.min(ceiling.memory_bytes);
+    limits.table_elements = limits.table_elements.min(ceiling.table_elements);
+    limits.deadline_ms = limits.deadline_ms.min(ceiling.deadline_ms);
+    limits.max_files = limits.max_files.min(ceiling.max_files);
+    limits.max_output_bytes = limits.max_output_bytes.min(ceiling.max_output_bytes);
+    limits.max_path_len = limits.max_path_len.min(ceiling.max_path_len);
+    limits.max_log_bytes = limits.max_log_bytes.min(ceiling.max_log_bytes);
+}
+
 /// A loaded, planned project.
 pub struct Engine {
     project: Project,
     schemas: SchemaSet,
     plan: Plan,
-    /// The user's secret (see [`crate::secret`]): keys the caches' MACs.
+    /// Keys the caches' MACs (see [`crate::secret`]).
     secret: [u8; 32],
+    settings: Settings,
 }
 
 impl std::fmt::Debug for Engine {
@@ -120,27 +152,58 @@ impl Engine {
     /// # Errors
     /// [`EngineError::Project`] or [`EngineError::Invalid`] with every problem found.
     pub fn load(root: &Path) -> Result<Engine, EngineError> {
+        Self::load_with(root, Settings::default())
+    }
+
+    /// [`Engine::load`] with an embedder's [`Settings`].
+    ///
+    /// # Errors
+    /// As [`Engine::load`]; a `plugin_paths` name the project does not declare is ignored.
+    pub fn load_with(root: &Path, settings: Settings) -> Result<Engine, EngineError> {
         let _span = tracing::info_span!("load_project", root = %root.display()).entered();
-        let project = Project::load(root)?;
+        let mut project = Project::load(root)?;
+        for (name, path) in &settings.plugin_paths {
+            if let Some(plugin) = project.file.plugins.get_mut(name) {
+                plugin.path.clone_from(path);
+            }
+        }
+        if let Some((limits, load)) = &settings.ceilings {
+            lower(&mut project.file.limits, limits);
+            let l = &mut project.file.load_limits;
+            l.max_component_bytes = l.max_component_bytes.min(load.max_component_bytes);
+            l.max_functions = l.max_functions.min(load.max_functions);
+            l.compile_ms = l.compile_ms.min(load.compile_ms);
+        }
         let kinds = qpf_schema::KindRegistry::load(root, &project.file.kinds).map_err(EngineError::Invalid)?;
         let schemas = SchemaSet::load(root, &project.file.schemas, &kinds).map_err(EngineError::Invalid)?;
         let plan = crate::plan::plan(&project, &schemas).map_err(EngineError::Invalid)?;
-        Ok(Engine { project, schemas, plan, secret: crate::secret::user_secret() })
-    }
-
-    /// The user's secret (keys the caches' MACs).
-    pub(crate) fn secret(&self) -> [u8; 32] {
-        self.secret
+        let secret = settings.secret.unwrap_or_else(crate::secret::user_secret);
+        Ok(Engine { project, schemas, plan, secret, settings })
     }
 
     /// The project's invocation cache (`.qpf/cache/invocations`), sealed with the user's secret.
     pub fn invocation_cache(&self) -> LocalCache {
-        LocalCache::new(&self.project.state_dir().join("cache").join("invocations"), &self.secret)
+        let dir = self.settings.invocation_cache.clone();
+        LocalCache::new(
+            &dir.unwrap_or_else(|| self.project.state_dir().join("cache").join("invocations")),
+            &self.secret,
+        )
+    }
+
+    /// The compiled-plugin cache: its folder and the secret that authenticates its artifacts.
+    pub fn compiled_cache(&self) -> qpf_runtime::CompiledCacheOptions {
+        self.settings.compiled_cache.clone().unwrap_or_else(|| qpf_runtime::CompiledCacheOptions {
+            dir: self.compiled_cache_dir(),
+            secret: self.secret,
+        })
     }
 
     /// The folder of compiled plugins: `QPF_COMPILED_CACHE` when set (shared between projects),
     /// else `.qpf/cache/compiled`. Artifacts are authenticated either way.
     pub fn compiled_cache_dir(&self) -> PathBuf {
+        if let Some(c) = &self.settings.compiled_cache {
+            return c.dir.clone();
+        }
         std::env::var_os("QPF_COMPILED_CACHE")
             .map(PathBuf::from)
             .unwrap_or_else(|| self.project.state_dir().join("cache").join("compiled"))

@@ -121,10 +121,7 @@ impl<'a> Plugins<'a> {
         let options = RuntimeOptions {
             // `QPF_COMPILED_CACHE` shares compiled plugins between projects (they are keyed by
             // digest and engine, and authenticated on load); by default each project keeps its own.
-            compiled_cache: Some(qpf_runtime::CompiledCacheOptions {
-                dir: engine.compiled_cache_dir(),
-                secret: engine.secret(),
-            }),
+            compiled_cache: Some(engine.compiled_cache()),
             load_limits: project.file.load_limits.clone(),
             max_memory_bytes: project.file.limits.memory_bytes,
             max_concurrency: u32::try_from(jobs).unwrap_or(u32::MAX),

@@ -83,7 +83,7 @@ mod spawner;
 pub mod standalone;
 pub mod writer;
 
-pub use extract::{Engine, EngineError, Event, ExtractOptions};
+pub use extract::{Engine, EngineError, Event, ExtractOptions, Settings};
 pub use invoker::{Call, Invoker};
 /// Canonical JSON and output-path rules live in `qpf-core` (pure, fuzzed); re-exported here.
 pub use qpf_core::{canonical, output_path};

@@ -75,6 +75,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/plugins", post(upload).get(list))
         .route("/v1/invoke", post(invoke))
+        .route("/v1/extract", post(extract))
+        .route("/v1/runs/{id}", get(run))
         .route("/v1/audit", get(audit))
         .fallback(|| async { Problem::not_found("no such route").into_response() })
         .with_state(app)
@@ -246,6 +248,64 @@ async fn invoke(State(app): Shared, headers: HeaderMap, body: Body) -> Response 
     }
     .await;
     finish(&app, Some(&tenant), "invoke", result)
+}
+
+async fn extract(State(app): Shared, headers: HeaderMap, body: Body) -> Response {
+    let tenant = match authenticate(&app, &headers) {
+        Ok(t) => t,
+        Err(p) => return finish(&app, None, "extract", Err(p)),
+    };
+    let result = async {
+        let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if kind != "application/gzip" {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "send the project as a gzip-compressed tar, `Content-Type: application/gzip`",
+            ));
+        }
+        tenant.admit_fuel().map_err(|q| {
+            let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, "over-quota", "Over quota", format!("the tenant's `{}` is spent", q.quota));
+            p.retry_after = Some(q.retry_after.as_secs().max(1));
+            p
+        })?;
+        let bytes = read_body(&headers, body, tenant.config.quotas.max_request_bytes).await?;
+        let (a, t) = (app.clone(), tenant.clone());
+        let run = blocking(&app, &tenant, move || crate::extract::extract(&a.store, &t, &bytes)).await??;
+        let wants_tar = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/gzip"));
+        if wants_tar {
+            let tar = crate::extract::tar_gz(&run).map_err(|e| Problem::internal(e.to_string()))?;
+            return Ok(([(header::CONTENT_TYPE, "application/gzip".to_owned()), (header::HeaderName::from_static("x-qpf-run"), run.id)], tar)
+                .into_response());
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let files: Vec<serde_json::Value> = run
+            .files
+            .iter()
+            .map(|(path, bytes)| {
+                json!({"path": path, "contents_base64": base64::Engine::encode(&b64, bytes), "digest": qpf_core::digest_of(bytes)})
+            })
+            .collect();
+        Ok(axum::Json(json!({"run": run.id, "report": run.report, "files": files})).into_response())
+    }
+    .await;
+    finish(&app, Some(&tenant), "extract", result)
+}
+
+async fn run(State(app): Shared, headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    let tenant = match authenticate(&app, &headers) {
+        Ok(t) => t,
+        Err(p) => return finish(&app, None, "runs", Err(p)),
+    };
+    let report = crate::extract::run_dir(&tenant, &id)
+        .and_then(|dir| qpf_core::fs::read_regular(&dir.join("report.json"), 256 << 20).ok())
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+    let result = match report {
+        Some(report) => Ok(axum::Json(report).into_response()),
+        None => Err(Problem::not_found(format!("no run `{}` for this tenant", qpf_core::text::escape(&id)))),
+    };
+    finish(&app, Some(&tenant), "runs", result)
 }
 
 /// `since`: the first record to return (0-based); `limit`: at most this many (default and cap 1000).

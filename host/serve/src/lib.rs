@@ -6,7 +6,9 @@
 //! keys) and audit log. See docs/serve.md.
 
 pub mod api;
+pub mod bundle;
 pub mod config;
+pub mod extract;
 pub mod invoke;
 pub mod metrics;
 pub mod problem;
@@ -83,14 +85,15 @@ async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Resul
         .map(|t| t.limits.apply(&qpf_runtime::Limits::default()).memory_bytes)
         .max()
         .unwrap_or(qpf_runtime::Limits::default().memory_bytes);
+    let compiled = qpf_runtime::CompiledCacheOptions { dir: config.data.join("compiled"), secret };
     let runtime = qpf_runtime::Runtime::new(&qpf_runtime::RuntimeOptions {
-        compiled_cache: Some(qpf_runtime::CompiledCacheOptions { dir: config.data.join("compiled"), secret }),
+        compiled_cache: Some(compiled.clone()),
         load_limits: qpf_runtime::LoadLimits::default(),
         max_memory_bytes: max_memory,
         max_concurrency: u32::try_from(workers).unwrap_or(u32::MAX),
         pooling: true,
     })?;
-    let store = store::Store::new(runtime, &config.data);
+    let store = store::Store::new(runtime, &config.data, compiled);
     let app = Arc::new(api::App::new(tenants::Tenants::new(&config, &secret), store, workers));
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

@@ -47,6 +47,8 @@ pub enum UploadError {
 #[derive(Debug)]
 pub struct Store {
     runtime: Runtime,
+    /// The shared compiled-plugin cache (for the engines of `/v1/extract`).
+    pub compiled: qpf_runtime::CompiledCacheOptions,
     shared: PathBuf,
     ready: Mutex<HashMap<String, Arc<Ready>>>,
 }
@@ -61,8 +63,8 @@ fn valid_digest(digest: &str) -> bool {
 
 impl Store {
     /// Stores under `data`, loading with `runtime`.
-    pub fn new(runtime: Runtime, data: &Path) -> Store {
-        Store { runtime, shared: data.join("plugins"), ready: Mutex::new(HashMap::new()) }
+    pub fn new(runtime: Runtime, data: &Path, compiled: qpf_runtime::CompiledCacheOptions) -> Store {
+        Store { runtime, compiled, shared: data.join("plugins"), ready: Mutex::new(HashMap::new()) }
     }
 
     /// The runtime plugins run in.
@@ -71,7 +73,7 @@ impl Store {
     }
 
     /// Where `tenant` may find `digest`: its own store, else the shared store if it lists it.
-    fn path_for(&self, tenant: &Tenant, digest: &str) -> Option<PathBuf> {
+    pub fn path_for(&self, tenant: &Tenant, digest: &str) -> Option<PathBuf> {
         if !valid_digest(digest) {
             return None;
         }

@@ -30,6 +30,8 @@ pub struct Tenant {
     pub cache: LocalCache,
     /// The salt mixed into its cache keys.
     pub salt: [u8; 32],
+    /// Keys the MACs of its caches.
+    pub secret: [u8; 32],
     /// Its requests served at once.
     pub concurrency: Arc<Semaphore>,
     /// Serialises appends to its audit log.
@@ -90,6 +92,7 @@ impl Tenant {
             limits: config.limits.apply(&qpf_runtime::Limits::default()),
             cache: LocalCache::new(&dir.join("cache"), tenant_secret.as_bytes()),
             salt,
+            secret: *tenant_secret.as_bytes(),
             dir,
             concurrency: Arc::new(Semaphore::new(config.quotas.concurrent as usize)),
             requests: Mutex::new(Bucket::new(f64::from(config.quotas.requests_per_minute))),
