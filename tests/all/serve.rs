@@ -238,7 +238,10 @@ fn bad_requests_are_problem_bodies_and_nothing_is_stored() {
     server
         .call("POST", "/v1/plugins", Some("team-a"), Some(("text/plain", wasm.clone())))
         .problem(415, "unsupported-media-type");
-    server.upload("tiny", &wasm).problem(413, "too-large");
+    // Under `max-request-bytes` (4096) but over `max-stored-bytes` (1000): refused before it is
+    // even validated.
+    let v = server.upload("tiny", &[0u8; 3000]).problem(413, "too-large");
+    assert!(v["detail"].as_str().is_some_and(|d| d.contains("max-stored-bytes")), "{v}");
     server
         .call("POST", "/v1/invoke", Some("tiny"), Some(("application/json", vec![b' '; 5000])))
         .problem(413, "too-large");
@@ -511,4 +514,21 @@ fn hostile_bundles_are_refused_and_nothing_leaves_the_tenants_storage() {
     // Failed runs leave nothing behind.
     let runs = server.dir.join("state/tenants/team-a/runs");
     assert_eq!(std::fs::read_dir(&runs).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+#[test]
+fn a_client_that_sends_its_headers_too_slowly_is_disconnected() {
+    let text = config(&[tenant("team-a", "")]).replace("grace-ms: 5000\n", "grace-ms: 5000\nheader-timeout-ms: 300\n");
+    let server = Server::start(&text);
+    let addr = server.base.trim_start_matches("http://");
+    let mut slow = std::net::TcpStream::connect(addr).expect("connect");
+    std::io::Write::write_all(&mut slow, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").expect("partial headers");
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = std::io::Read::read_to_end(&mut slow, &mut buf);
+    assert!(read.is_ok(), "the server closed the connection: {read:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "closed by the header deadline");
+    // Meanwhile others are served.
+    assert_eq!(server.call("GET", "/healthz", None, None).status, 200);
 }

@@ -1,8 +1,9 @@
 //! The HTTP API v1 (see docs/openapi.json): routes, bearer authentication, quotas, bodies read
 //! within the tenant's cap and a time limit, and blocking work (compiling, invoking) run on a
 //! bounded pool behind a fair, two-level queue: a tenant's requests first wait for one of its
-//! `concurrent` slots, then, in arrival order with every other tenant's, for a worker. A tenant
-//! flooding the service therefore holds at most `concurrent` places in the shared queue.
+//! `concurrent` slots, then for a worker, which goes round-robin to the tenants with requests
+//! waiting ([`crate::fair`]). A tenant flooding the service delays another by at most one of its
+//! invocations per worker.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -15,7 +16,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
 use crate::problem::Problem;
@@ -34,7 +34,7 @@ pub struct App {
     tenants: RwLock<Arc<Tenants>>,
     /// The plugin stores.
     pub store: Store,
-    workers: Arc<Semaphore>,
+    workers: Arc<crate::fair::FairPool>,
     /// The metrics.
     pub metrics: Metrics,
     /// Set once SIGTERM arrived: `/readyz` answers 503.
@@ -47,7 +47,7 @@ impl App {
         App {
             tenants: RwLock::new(Arc::new(tenants)),
             store,
-            workers: Arc::new(Semaphore::new(workers.max(1))),
+            workers: crate::fair::FairPool::new(workers),
             metrics: Metrics::default(),
             draining: AtomicBool::new(false),
         }
@@ -147,10 +147,11 @@ async fn blocking<T: Send + 'static>(
     let closed = |_| Problem::internal("the service is shutting down");
     let _slot = tenant.concurrency.clone().acquire_owned().await.map_err(closed)?;
     app.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
-    let worker = app.workers.clone().acquire_owned().await;
+    let worker = app.workers.acquire(&tenant.id).await;
     app.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-    let _worker = worker.map_err(closed)?;
-    tokio::task::spawn_blocking(work).await.map_err(|e| Problem::internal(format!("a worker failed: {e}")))
+    let result = tokio::task::spawn_blocking(work).await;
+    drop(worker);
+    result.map_err(|e| Problem::internal(format!("a worker failed: {e}")))
 }
 
 /// Counts the answer in the metrics.

@@ -5,6 +5,7 @@
 //! listen: 127.0.0.1:8080
 //! data: /var/lib/qpf
 //! grace-ms: 10000
+//! header-timeout-ms: 10000
 //! operators: [blake3:…]         # tokens that may read /metrics
 //! tenants:
 //!   - id: team-a
@@ -34,6 +35,10 @@ pub struct ServeConfig {
     /// How long SIGTERM waits for in-flight requests before cancelling them, in milliseconds.
     #[serde(default = "default_grace_ms")]
     pub grace_ms: u64,
+    /// How long a client may take to send a request's headers, in milliseconds; slower ones are
+    /// disconnected.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
     /// Digests of the operators' bearer tokens: only they may read `/metrics`, which covers every
     /// tenant.
     #[serde(default)]
@@ -43,6 +48,10 @@ pub struct ServeConfig {
 }
 
 fn default_grace_ms() -> u64 {
+    10_000
+}
+
+fn default_header_timeout_ms() -> u64 {
     10_000
 }
 

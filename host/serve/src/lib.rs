@@ -9,6 +9,7 @@ pub mod api;
 pub mod bundle;
 pub mod config;
 pub mod extract;
+pub mod fair;
 pub mod invoke;
 pub mod metrics;
 pub mod problem;
@@ -107,11 +108,8 @@ async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Resul
     tracing::info!("listening on http://{addr}");
 
     let stop = Arc::new(tokio::sync::Notify::new());
-    let server = axum::serve(listener, api::router(app.clone())).with_graceful_shutdown({
-        let stop = stop.clone();
-        async move { stop.notified().await }
-    });
-    let mut server = tokio::spawn(async move { server.await });
+    let header_timeout = Duration::from_millis(config.header_timeout_ms);
+    let mut server = tokio::spawn(accept(listener, api::router(app.clone()), header_timeout, stop.clone()));
     let reload = {
         let (app, path, data) = (app.clone(), config_path.to_owned(), config.data.clone());
         move || match ServeConfig::load(&path) {
@@ -135,11 +133,8 @@ async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Resul
             _ = int.recv() => break,
             _ = hup.recv() => reload(),
             ended = &mut server => {
-                return match ended {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(ServeError::Io { what: "the server stopped".into(), source: e }),
-                    Err(e) => Err(ServeError::Io { what: "the server stopped".into(), source: std::io::Error::other(e) }),
-                };
+                let source = std::io::Error::other(ended.err().map_or_else(|| "the accept loop ended".to_owned(), |e| e.to_string()));
+                return Err(ServeError::Io { what: "the server stopped".into(), source });
             }
         }
     }
@@ -151,6 +146,44 @@ async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Resul
         server.abort();
     }
     Ok(())
+}
+
+/// Accepts connections until `stop`, then waits for the connections in flight to finish their
+/// requests. Each connection is HTTP/1.1 with a deadline on reading request headers (slow
+/// clients are closed; bodies have their own deadline in the API).
+async fn accept(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    header_timeout: Duration,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout).max_headers(64);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!("connection closed: {e}");
+                        }
+                    });
+                }
+                // Out of file descriptors and the like: wait a little rather than spin.
+                Err(e) => {
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = stop.notified() => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, ServeError> {
