@@ -93,11 +93,26 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
 
 /// Writes a file atomically: the bytes go to a temporary sibling, which is synced and renamed over
 /// `path`, so a reader or a crash sees the old bytes or the new ones, never a mix. The one atomic
-/// writer of QPF's own state (caches, the lock, migrated schemas).
+/// writer of QPF's own state (the lock, migrated schemas, compiled plugins; the caches use
+/// [`write_atomic_unsynced`]).
 ///
 /// # Errors
 /// I/O errors.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, bytes, true)
+}
+
+/// [`write_atomic`] without the `fsync`: for data that is verified when read (the caches check
+/// every blob's digest and every manifest's MAC), where a write lost to a power failure is just a
+/// miss. A crash of the process still leaves the whole file or none.
+///
+/// # Errors
+/// As [`write_atomic`].
+pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, bytes, false)
+}
+
+fn write_atomic_with(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     use std::io::Write;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -106,7 +121,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
+    if sync {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

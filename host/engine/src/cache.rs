@@ -109,8 +109,10 @@ fn hex(digest: &str) -> String {
 
 use crate::writer::digest_of;
 
+/// Cache files are verified when read (digests, MACs): a write lost to a power failure is a miss,
+/// so they are not synced.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    crate::writer::write_file_atomic(path, bytes).map_err(|source| CacheError::Io { path: path.to_owned(), source })
+    qpf_core::fs::write_atomic_unsynced(path, bytes).map_err(|source| CacheError::Io { path: path.to_owned(), source })
 }
 
 /// A manifest file is `qpf-manifest/<format> mac:<hex>\n<manifest JSON>`: the MAC (keyed blake3)

@@ -21,7 +21,6 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     qpf_core::fs::write_atomic(path, bytes)
 }
 
-/// What a file under the root is, for messages.
 /// Something on disk in the way of a file QPF is about to write (paths escaped for a terminal).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -46,6 +45,7 @@ pub enum InTheWay {
     },
 }
 
+/// What a file under the root is, for messages.
 fn describe(meta: &cap_std::fs::Metadata) -> &'static str {
     let t = meta.file_type();
     if t.is_dir() {

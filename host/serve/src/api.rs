@@ -42,12 +42,14 @@ pub struct App {
 }
 
 impl App {
-    /// The state for `tenants`, running blocking work on `workers` threads at once.
+    /// The state for `tenants`, running blocking work on `workers` threads at once; with more
+    /// than one tenant, one worker stays out of any single tenant's reach.
     pub fn new(tenants: Tenants, store: Store, workers: usize) -> App {
+        let cap = if tenants.all().len() > 1 { workers.saturating_sub(1).max(1) } else { workers };
         App {
             tenants: RwLock::new(Arc::new(tenants)),
             store,
-            workers: crate::fair::FairPool::new(workers),
+            workers: crate::fair::FairPool::new(workers, cap),
             metrics: Metrics::default(),
             draining: AtomicBool::new(false),
         }
@@ -138,7 +140,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes,
     }
 }
 
-/// Runs blocking work for `tenant` behind the two-level queue.
+/// Runs heavy blocking work (compiling, the sandbox) for `tenant` behind the two-level queue.
 async fn blocking<T: Send + 'static>(
     app: &Arc<App>,
     tenant: &Arc<Tenant>,
@@ -146,6 +148,15 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Problem> {
     let closed = |_| Problem::internal("the service is shutting down");
     let _slot = tenant.concurrency.clone().acquire_owned().await.map_err(closed)?;
+    on_worker(app, tenant, work).await
+}
+
+/// Runs `work` on a worker of the fair pool (the caller holds one of the tenant's slots).
+async fn on_worker<T: Send + 'static>(
+    app: &Arc<App>,
+    tenant: &Arc<Tenant>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Problem> {
     app.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
     let worker = app.workers.acquire(&tenant.id).await;
     app.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
@@ -183,6 +194,9 @@ async fn upload(State(app): Shared, headers: HeaderMap, body: Body) -> Response 
         Err(p) => return finish(&app, None, "plugins", Err(p)),
     };
     let result = async {
+        // The body is read first (within its cap), so that a client still sending it gets the
+        // answer rather than a broken pipe.
+        let bytes = read_body(&headers, body, tenant.config.quotas.max_request_bytes).await?;
         let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if kind != "application/wasm" {
             return Err(Problem::new(
@@ -192,7 +206,6 @@ async fn upload(State(app): Shared, headers: HeaderMap, body: Body) -> Response 
                 "upload the component as `Content-Type: application/wasm`",
             ));
         }
-        let bytes = read_body(&headers, body, tenant.config.quotas.max_request_bytes).await?;
         let (a, t) = (app.clone(), tenant.clone());
         let uploaded = blocking(&app, &tenant, move || a.store.upload(&t, &bytes)).await?;
         match uploaded {
@@ -239,8 +252,20 @@ async fn invoke(State(app): Shared, headers: HeaderMap, body: Body) -> Response 
         let bytes = read_body(&headers, body, tenant.config.quotas.max_request_bytes).await?;
         let parsed: crate::invoke::InvokeBody = serde_json::from_slice(&bytes)
             .map_err(|e| Problem::bad_request(format!("the body is not an invocation: {e}")))?;
+        let closed = |_| Problem::internal("the service is shutting down");
+        let _slot = tenant.concurrency.clone().acquire_owned().await.map_err(closed)?;
+        // The cache lookup needs no worker: a hit never waits behind another tenant's sandbox.
         let (a, t) = (app.clone(), tenant.clone());
-        let answer = blocking(&app, &tenant, move || crate::invoke::invoke(&a.store, &t, &parsed)).await?;
+        let looked = tokio::task::spawn_blocking(move || crate::invoke::lookup(&a.store, &t, &parsed))
+            .await
+            .map_err(|e| Problem::internal(format!("a lookup failed: {e}")))?;
+        let answer = match looked {
+            Err(answer) => answer,
+            Ok(miss) => {
+                let (a, t) = (app.clone(), tenant.clone());
+                on_worker(&app, &tenant, move || crate::invoke::run(&t, &a.store, miss)).await?
+            }
+        };
         if answer.ran {
             let outcome = if answer.result.is_ok() { "ok" } else { "failed" };
             app.metrics.invocation(&tenant.id, outcome, answer.hit, answer.fuel, started.elapsed());
@@ -257,6 +282,7 @@ async fn extract(State(app): Shared, headers: HeaderMap, body: Body) -> Response
         Err(p) => return finish(&app, None, "extract", Err(p)),
     };
     let result = async {
+        let bytes = read_body(&headers, body, tenant.config.quotas.max_request_bytes).await?;
         let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if kind != "application/gzip" {
             return Err(Problem::new(
@@ -271,7 +297,6 @@ async fn extract(State(app): Shared, headers: HeaderMap, body: Body) -> Response
             p.retry_after = Some(q.retry_after.as_secs().max(1));
             p
         })?;
-        let bytes = read_body(&headers, body, tenant.config.quotas.max_request_bytes).await?;
         let (a, t) = (app.clone(), tenant.clone());
         let run = blocking(&app, &tenant, move || crate::extract::extract(&a.store, &t, &bytes)).await??;
         let wants_tar = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/gzip"));

@@ -100,9 +100,21 @@ pub struct Answer {
     pub ran: bool,
 }
 
-/// Runs one invocation for `tenant` (blocking: it may compile and run a plugin).
-pub fn invoke(store: &Store, tenant: &Tenant, body: &InvokeBody) -> Answer {
-    let fail = |p: Problem| Answer { result: Err(p), hit: false, fuel: 0, ran: false };
+/// An invocation that missed the cache, ready to run in the sandbox.
+#[derive(Debug)]
+pub struct Miss {
+    ready: std::sync::Arc<crate::store::Ready>,
+    request: Request,
+    key: String,
+    salted: String,
+    started: Instant,
+}
+
+/// The first step of an invocation: checks, the plugin, the cache (blocking, but short: it does
+/// not run the sandbox, so it does not take a worker). A hit or a refusal is the answer; a miss is
+/// run with [`run`] on a worker.
+pub fn lookup(store: &Store, tenant: &Tenant, body: &InvokeBody) -> Result<Miss, Answer> {
+    let fail = |p: Problem| Err(Answer { result: Err(p), hit: false, fuel: 0, ran: false });
     if let Err(p) = body.check() {
         return fail(p);
     }
@@ -128,7 +140,7 @@ pub fn invoke(store: &Store, tenant: &Tenant, body: &InvokeBody) -> Answer {
     if let Some((manifest, files)) = cached(tenant, &salted) {
         let answered = answer(&files, &manifest.diagnostics, "hit", 0, started);
         audit(tenant, body_audit(&request, ready.plugin.digest(), &salted, "hit", 0, &files));
-        return Answer { result: Ok(answered), hit: true, fuel: 0, ran: true };
+        return Err(Answer { result: Ok(answered), hit: true, fuel: 0, ran: true });
     }
     if let Err(q) = tenant.admit_fuel() {
         let mut p = Problem::new(
@@ -140,6 +152,12 @@ pub fn invoke(store: &Store, tenant: &Tenant, body: &InvokeBody) -> Answer {
         p.retry_after = Some(q.retry_after.as_secs().max(1));
         return fail(p);
     }
+    Ok(Miss { ready, request, key, salted, started })
+}
+
+/// Runs a [`Miss`] in the sandbox (blocking), stores it in the tenant's cache and audits it.
+pub fn run(tenant: &Tenant, store: &Store, miss: Miss) -> Answer {
+    let Miss { ready, request, key, salted, started } = miss;
     let invoker = qpf_engine::Invoker {
         runtime: store.runtime(),
         plugin: &ready.plugin,

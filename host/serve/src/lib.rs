@@ -100,6 +100,10 @@ async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Resul
         .await
         .map_err(io(format!("cannot listen on `{}`", config.listen)))?;
     let addr = listener.local_addr().map_err(io("cannot read the listening address"))?;
+    // Installed before the first line: a client that reads it may signal at once.
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on http://{addr}");
@@ -124,9 +128,6 @@ async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Resul
             Err(e) => tracing::error!("reload refused, keeping the running configuration: {e}"),
         }
     };
-    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = term.recv() => break,
