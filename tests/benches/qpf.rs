@@ -18,6 +18,12 @@ fn target_dir() -> PathBuf {
     exe.ancestors().nth(3).expect("<target>/<profile>/deps/bench").to_owned()
 }
 
+/// The `qpf` binary the project benchmarks run: `QPF_BENCH_QPF` (e.g. a build of an older commit,
+/// for a before/after comparison in one session), else the one cargo built with this benchmark.
+fn qpf_bin() -> PathBuf {
+    std::env::var_os("QPF_BENCH_QPF").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_qpf")), PathBuf::from)
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -69,7 +75,7 @@ fn throughput(rt: &Runtime, plugin: &qpf_runtime::Plugin, threads: usize, calls_
 }
 
 fn qpf(args: &[&str]) {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_qpf"));
+    let bin = qpf_bin();
     let out = std::process::Command::new(&bin).args(args).output().expect("qpf runs (build it first: ./dev build)");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -340,7 +346,7 @@ fn main() {
     if wanted("watch") {
         let project = example_project();
         let p = project.path().to_str().expect("utf-8 path");
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_qpf"));
+        let bin = qpf_bin();
         let mut child = std::process::Command::new(&bin)
             .args(["watch", "--project", p, "--interval", "20"])
             .stdout(std::process::Stdio::null())
@@ -379,6 +385,6 @@ fn main() {
     }
 
     if wanted("serve") {
-        serve::run(Path::new(env!("CARGO_BIN_EXE_qpf")), &target_dir().join("wasm32-wasip2/guest/qpf_hostile.wasm"));
+        serve::run(&qpf_bin(), &target_dir().join("wasm32-wasip2/guest/qpf_hostile.wasm"));
     }
 }

@@ -25,7 +25,12 @@ fn digest(token: &str) -> String {
 }
 
 fn start(qpf: &Path) -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
+    // `QPF_BENCH_SERVE_DIR` puts the service's state elsewhere (e.g. on tmpfs, to separate the
+    // service's own cost from the file system's).
+    let dir = match std::env::var_os("QPF_BENCH_SERVE_DIR") {
+        Some(base) => tempfile::tempdir_in(base).expect("temp dir"),
+        None => tempfile::tempdir().expect("temp dir"),
+    };
     // Tenant A's plugins burn 50 M fuel (about 20 ms) each; quotas high enough not to interfere.
     let quotas = "    quotas: { concurrent: 8, requests-per-minute: 100000000, fuel-per-minute: 100000000000000 }\n";
     let config = format!(
