@@ -93,12 +93,20 @@ fn a_corrupted_cache_entry_is_reported_and_treated_as_a_miss_never_served() {
     let p = project.path();
     assert!(qpf(&["extract", "--project", p.to_str().unwrap()]).status.success());
     let cache = p.join(".qpf/cache/invocations");
-    // Flip one byte of every blob and truncate every manifest, then delete the outputs so that the
-    // cache would have to serve them.
+    // Flip one byte of every blob, and of every manifest's body (small files live inside their
+    // manifest), then delete the outputs so that the cache would have to serve them.
     for blob in blobs(&cache) {
         let mut bytes = std::fs::read(&blob).unwrap();
         bytes[0] ^= 0x20;
         std::fs::write(&blob, bytes).unwrap();
+    }
+    let manifests = support::walk(&cache.join("manifests"));
+    assert_eq!(manifests.len(), 10);
+    for manifest in manifests {
+        let mut bytes = std::fs::read(&manifest).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0x20;
+        std::fs::write(&manifest, bytes).unwrap();
     }
     std::fs::remove_dir_all(p.join("out")).unwrap();
     let report_path = p.join("r.json");

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use qpf_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
 
-/// Version of the manifest format (3: sealed with a MAC). Entries of another format are misses,
-/// not errors.
-pub const MANIFEST_FORMAT: u32 = 3;
+/// Version of the manifest format (3: sealed with a MAC; 4: small files inline). Entries of
+/// another format are misses, not errors.
+pub const MANIFEST_FORMAT: u32 = 4;
 
 /// Largest manifest read, in bytes.
 const MAX_MANIFEST_BYTES: u64 = 64 << 20;
@@ -33,7 +33,15 @@ pub struct CachedFile {
     pub digest: String,
     /// Size in bytes.
     pub size: u64,
+    /// The contents themselves, for a small UTF-8 file ([`INLINE_MAX_BYTES`]): one file per
+    /// cache entry instead of one per output (creating files dominates a miss on ext4). Verified
+    /// against `digest` when read, like a blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
 }
+
+/// Largest file kept inside its manifest rather than as a blob.
+pub const INLINE_MAX_BYTES: usize = 4096;
 
 /// What a successful invocation produced, without the bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +96,18 @@ pub trait InvocationCache: Send + Sync {
     /// # Errors
     /// I/O failures.
     fn put(&self, manifest: &Manifest, blobs: &[(&str, &[u8])]) -> Result<(), CacheError>;
+
+    /// The verified bytes of one file of a manifest: inline, or its blob.
+    ///
+    /// # Errors
+    /// Missing or corrupted contents.
+    fn file(&self, file: &CachedFile) -> Result<Vec<u8>, CacheError> {
+        match &file.inline {
+            Some(text) if digest_of(text.as_bytes()) == file.digest => Ok(text.clone().into_bytes()),
+            Some(_) => Err(CacheError::Corrupted(file.digest.clone())),
+            None => self.blob(&file.digest),
+        }
+    }
 }
 
 /// The cache in a local folder (`.qpf/cache/invocations`).
@@ -215,7 +235,18 @@ impl InvocationCache for LocalCache {
     }
 
     fn put(&self, manifest: &Manifest, blobs: &[(&str, &[u8])]) -> Result<(), CacheError> {
-        for (digest, bytes) in blobs {
+        let mut manifest = manifest.clone();
+        let mut inlined = std::collections::BTreeSet::new();
+        for f in &mut manifest.files {
+            let small = blobs.iter().find(|(d, b)| *d == f.digest && b.len() <= INLINE_MAX_BYTES);
+            if let Some((digest, bytes)) = small
+                && let Ok(text) = std::str::from_utf8(bytes)
+            {
+                f.inline = Some(text.to_owned());
+                inlined.insert(*digest);
+            }
+        }
+        for (digest, bytes) in blobs.iter().filter(|(d, _)| !inlined.contains(d)) {
             let path = self.blob_path(digest);
             // An existing blob is reused only if it is intact: a corrupted one is replaced.
             let intact = std::fs::read(&path).is_ok_and(|old| digest_of(&old) == *digest);
@@ -224,7 +255,7 @@ impl InvocationCache for LocalCache {
             }
         }
         let json =
-            serde_json::to_vec(manifest).map_err(|e| CacheError::Io { path: self.root.clone(), source: e.into() })?;
+            serde_json::to_vec(&manifest).map_err(|e| CacheError::Io { path: self.root.clone(), source: e.into() })?;
         let bytes = seal(&self.key, &json);
         write_atomic(&self.manifest_path(&manifest.key), &bytes)
     }
@@ -234,12 +265,21 @@ impl InvocationCache for LocalCache {
 mod tests {
     use super::*;
 
+    /// A manifest of one file too large to be inlined, so that it is stored as a blob.
     fn sample() -> (Manifest, Vec<u8>) {
-        let contents = b"print('hi')\n".to_vec();
+        sample_of("print('hi')\n".repeat(500).into_bytes())
+    }
+
+    fn sample_of(contents: Vec<u8>) -> (Manifest, Vec<u8>) {
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             key: "blake3:abcd".into(),
-            files: vec![CachedFile { path: "a.py".into(), digest: digest_of(&contents), size: contents.len() as u64 }],
+            files: vec![CachedFile {
+                path: "a.py".into(),
+                digest: digest_of(&contents),
+                size: contents.len() as u64,
+                inline: None,
+            }],
             diagnostics: vec![],
             fuel: 42,
             spawns: vec![],
@@ -308,5 +348,21 @@ mod tests {
         forger.put(&m, &[(&m.files[0].digest, &c)]).unwrap();
         let ours = LocalCache::new(tmp.path(), &[2; 32]);
         assert!(matches!(ours.manifest(&m.key), Err(CacheError::Corrupted(_))));
+    }
+
+    #[test]
+    fn small_text_files_live_inside_their_manifest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = LocalCache::new(tmp.path(), &[7; 32]);
+        let (m, c) = sample_of(b"print('hi')\n".to_vec());
+        cache.put(&m, &[(&m.files[0].digest, &c)]).unwrap();
+        assert!(!cache.blob_path(&m.files[0].digest).exists(), "no blob for a small file");
+        let read = cache.manifest(&m.key).unwrap().unwrap();
+        assert_eq!(read.files[0].inline.as_deref(), Some("print('hi')\n"));
+        assert_eq!(cache.file(&read.files[0]).ok(), Some(c));
+        // Inline contents are verified like blobs.
+        let mut forged = read.files[0].clone();
+        forged.inline = Some("import os\n".into());
+        assert!(matches!(cache.file(&forged), Err(CacheError::Corrupted(_))));
     }
 }

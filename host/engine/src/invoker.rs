@@ -282,7 +282,7 @@ pub(crate) fn replay(
         let contents = if root.digest_of(&rel).as_deref() == Some(f.digest.as_str()) {
             None
         } else {
-            match cache.blob(&f.digest) {
+            match cache.file(f) {
                 Ok(bytes) => Some(bytes),
                 Err(e) => {
                     warnings.push(format!(
@@ -430,6 +430,7 @@ pub(crate) fn run_plugin(
                     path: path.clone(),
                     digest: digest.clone(),
                     size: c.len() as u64,
+                    inline: None,
                 })
                 .collect(),
             diagnostics: worked.diagnostics.clone(),

@@ -178,6 +178,7 @@ pub fn run(tenant: &Tenant, store: &Store, miss: Miss) -> Answer {
                         path: path.clone(),
                         digest: digest.clone(),
                         size: bytes.len() as u64,
+                        inline: None,
                     })
                     .collect(),
                 diagnostics: call.diagnostics.clone(),
@@ -217,7 +218,7 @@ fn cached(tenant: &Tenant, key: &str) -> Option<(Manifest, Vec<File>)> {
     let manifest = tenant.cache.manifest(key).ok().flatten()?;
     let mut files = Vec::with_capacity(manifest.files.len());
     for f in &manifest.files {
-        files.push((f.path.clone(), f.digest.clone(), tenant.cache.blob(&f.digest).ok()?));
+        files.push((f.path.clone(), f.digest.clone(), tenant.cache.file(f).ok()?));
     }
     Some((manifest, files))
 }
