@@ -532,3 +532,61 @@ fn a_client_that_sends_its_headers_too_slowly_is_disconnected() {
     // Meanwhile others are served.
     assert_eq!(server.call("GET", "/healthz", None, None).status, 200);
 }
+
+#[test]
+fn kill_9_under_load_then_restart_leaves_stores_caches_and_audit_consistent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = config(&[tenant("team-a", ""), tenant("team-b", "")]);
+    let (wasm, digest) = hostile();
+    let mut first = Server::start_in(dir.path(), &text);
+    assert_eq!(first.upload("team-a", &wasm).status, 201);
+    assert_eq!(first.upload("team-b", &wasm).status, 201);
+    // Load from both tenants, killed in the middle of it.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for t in 0..6 {
+            let (first, digest, stop) = (&first, &digest, &stop);
+            s.spawn(move || {
+                let who = if t % 2 == 0 { "team-a" } else { "team-b" };
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let url = format!("{}/v1/invoke", first.base);
+                    let body = echo(digest, json!({"t": t, "i": i})).to_string();
+                    let req = ureq::http::Request::post(&url)
+                        .header("Authorization", format!("Bearer {}", token(who)))
+                        .body(body.into_bytes())
+                        .expect("request");
+                    // Requests cut by the kill fail; that is the point.
+                    let _ = first.agent.run(req);
+                    i += 1;
+                }
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        first.signal("KILL");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let _ = first.child.wait();
+
+    let second = Server::start_in(dir.path(), &text);
+    for who in ["team-a", "team-b"] {
+        let listed = second.call("GET", "/v1/plugins", Some(who), None).json();
+        assert_eq!(listed["plugins"][0]["digest"], digest.as_str(), "{who}: the store survived");
+        let log = std::fs::read_to_string(dir.path().join(format!("state/tenants/{who}/audit.jsonl"))).expect("audit");
+        assert!(log.is_empty() || log.ends_with('\n'), "{who}: whole records only");
+        assert!(log.lines().all(|l| serde_json::from_str::<Value>(l).is_ok()), "{who}: every record parses");
+        let records =
+            second.call("GET", "/v1/audit?since=0", Some(who), None).json()["records"].as_array().map_or(0, Vec::len);
+        assert_eq!(records, log.lines().count(), "{who}");
+        assert!(records > 0, "{who}: the load ran");
+        // Every cached entry verifies: each input the load used is answered, hit or miss, with
+        // the right file.
+        let t = if who == "team-a" { 0 } else { 1 };
+        for i in 0..5 {
+            let input = json!({"t": t, "i": i});
+            let reply = second.invoke(who, &echo(&digest, input.clone()));
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            assert_eq!(serde_json::from_str::<Value>(&file_text(&reply.json(), 0)).expect("echo"), input);
+        }
+    }
+}

@@ -95,7 +95,9 @@ async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Resul
         pooling: true,
     })?;
     let store = store::Store::new(runtime, &config.data, compiled);
-    let app = Arc::new(api::App::new(tenants::Tenants::new(&config, &secret), store, workers));
+    let tenants = tenants::Tenants::new(&config, &secret);
+    repair(&tenants);
+    let app = Arc::new(api::App::new(tenants, store, workers));
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(io(format!("cannot listen on `{}`", config.listen)))?;
@@ -122,6 +124,7 @@ async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Resul
                     tracing::warn!("`data` changes only on restart; keeping `{}`", data.display());
                     fresh.data = data.clone();
                 }
+                // No audit repair here: requests in flight may be appending.
                 app.replace_tenants(tenants::Tenants::new(&fresh, &secret));
                 tracing::info!("reloaded {} tenants", fresh.tenants.len());
             }
@@ -147,6 +150,17 @@ async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Resul
         server.abort();
     }
     Ok(())
+}
+
+/// Cuts every tenant's audit log back to its last whole record (after a `kill -9`); at start only,
+/// before any request can append.
+fn repair(tenants: &tenants::Tenants) {
+    for t in tenants.all() {
+        let path = t.dir.join("audit.jsonl");
+        if let Err(e) = tenants::repair_audit(&path) {
+            tracing::error!("cannot repair `{}`: {e}", path.display());
+        }
+    }
 }
 
 /// Accepts connections until `stop`, then waits for the connections in flight to finish their
