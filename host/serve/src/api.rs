@@ -105,16 +105,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<Tenant>, Problem> {
     let token = bearer(headers).ok_or_else(Problem::unauthorized)?;
     let tenant = app.tenants().authenticate(token).ok_or_else(Problem::unauthorized)?;
-    tenant.admit_request().map_err(|q| {
-        let mut p = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "over-quota",
-            "Over quota",
-            format!("the tenant's `{}` is spent", q.quota),
-        );
-        p.retry_after = Some(q.retry_after.as_secs().max(1));
-        p
-    })?;
+    tenant.admit_request().map_err(|q| Problem::over_quota(q.quota, q.retry_after))?;
     Ok(tenant)
 }
 
@@ -199,12 +190,7 @@ async fn upload(State(app): Shared, headers: HeaderMap, body: Body) -> Response 
         let bytes = read_body(&headers, body, tenant.config.quotas.max_request_bytes).await?;
         let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if kind != "application/wasm" {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-                "upload the component as `Content-Type: application/wasm`",
-            ));
+            return Err(Problem::media_type("application/wasm", "the component"));
         }
         let (a, t) = (app.clone(), tenant.clone());
         let uploaded = blocking(&app, &tenant, move || a.store.upload(&t, &bytes)).await?;
@@ -285,32 +271,28 @@ async fn extract(State(app): Shared, headers: HeaderMap, body: Body) -> Response
         let bytes = read_body(&headers, body, tenant.config.quotas.max_request_bytes).await?;
         let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if kind != "application/gzip" {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-                "send the project as a gzip-compressed tar, `Content-Type: application/gzip`",
-            ));
+            return Err(Problem::media_type("application/gzip", "the project as a gzip-compressed tar"));
         }
-        tenant.admit_fuel().map_err(|q| {
-            let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, "over-quota", "Over quota", format!("the tenant's `{}` is spent", q.quota));
-            p.retry_after = Some(q.retry_after.as_secs().max(1));
-            p
-        })?;
+        tenant.admit_fuel().map_err(|q| Problem::over_quota(q.quota, q.retry_after))?;
         let (a, t) = (app.clone(), tenant.clone());
         let run = blocking(&app, &tenant, move || crate::extract::extract(&a.store, &t, &bytes)).await??;
-        let wants_tar = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/gzip"));
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        let wants_tar = accept.is_some_and(|v| v.contains("application/gzip"));
         if wants_tar {
             let tar = crate::extract::tar_gz(&run).map_err(|e| Problem::internal(e.to_string()))?;
-            return Ok(([(header::CONTENT_TYPE, "application/gzip".to_owned()), (header::HeaderName::from_static("x-qpf-run"), run.id)], tar)
-                .into_response());
+            let headers = [
+                (header::CONTENT_TYPE, "application/gzip".to_owned()),
+                (header::HeaderName::from_static("x-qpf-run"), run.id),
+            ];
+            return Ok((headers, tar).into_response());
         }
         let b64 = base64::engine::general_purpose::STANDARD;
         let files: Vec<serde_json::Value> = run
             .files
             .iter()
             .map(|(path, bytes)| {
-                json!({"path": path, "contents_base64": base64::Engine::encode(&b64, bytes), "digest": qpf_core::digest_of(bytes)})
+                let contents = base64::Engine::encode(&b64, bytes);
+                json!({"path": path, "contents_base64": contents, "digest": qpf_core::digest_of(bytes)})
             })
             .collect();
         Ok(axum::Json(json!({"run": run.id, "report": run.report, "files": files})).into_response())

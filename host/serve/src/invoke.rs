@@ -143,14 +143,7 @@ pub fn lookup(store: &Store, tenant: &Tenant, body: &InvokeBody) -> Result<Miss,
         return Err(Answer { result: Ok(answered), hit: true, fuel: 0, ran: true });
     }
     if let Err(q) = tenant.admit_fuel() {
-        let mut p = Problem::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "over-quota",
-            "Over quota",
-            format!("the tenant's `{}` is spent", q.quota),
-        );
-        p.retry_after = Some(q.retry_after.as_secs().max(1));
-        return fail(p);
+        return fail(Problem::over_quota(q.quota, q.retry_after));
     }
     Ok(Miss { ready, request, key, salted, started })
 }

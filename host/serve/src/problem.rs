@@ -65,6 +65,28 @@ impl Problem {
         Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "The service failed", detail)
     }
 
+    /// 429: a quota is spent; retry after `retry_after` (at least one second).
+    pub fn over_quota(quota: &str, retry_after: std::time::Duration) -> Problem {
+        let mut p = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "over-quota",
+            "Over quota",
+            format!("the tenant's `{quota}` is spent"),
+        );
+        p.retry_after = Some(retry_after.as_secs().max(1));
+        p
+    }
+
+    /// 415: a body of another media type than `expected`.
+    pub fn media_type(expected: &str, what: &str) -> Problem {
+        Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!("send {what} as `Content-Type: {expected}`"),
+        )
+    }
+
     /// Adds a member.
     pub fn with(mut self, key: &str, value: serde_json::Value) -> Problem {
         self.extra.push((key.to_owned(), value));
