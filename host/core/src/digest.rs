@@ -26,6 +26,11 @@ impl Digest {
         Digest(*hash.as_bytes())
     }
 
+    /// As a blake3 hash, whose `==` runs in constant time (for comparing secrets' digests).
+    pub fn to_hash(&self) -> blake3::Hash {
+        blake3::Hash::from_bytes(self.0)
+    }
+
     /// The 64 hex digits, without the prefix (file names in caches).
     pub fn hex(&self) -> String {
         blake3::Hash::from_bytes(self.0).to_hex().to_string()

@@ -101,6 +101,24 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    /// The plugin file the error is about.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            LoadError::Read { path, .. }
+            | LoadError::DigestMismatch { path, .. }
+            | LoadError::Compile { path, .. }
+            | LoadError::Link { path, .. }
+            | LoadError::TooLarge { path, .. }
+            | LoadError::TooManyFunctions { path, .. }
+            | LoadError::CompileTimeout { path, .. }
+            | LoadError::OverLimits { path, .. }
+            | LoadError::BadInfo { path, .. }
+            | LoadError::Info { path, .. } => path,
+        }
+    }
+}
+
 /// A host-side failure of one invocation: the plugin did not return normally. (A plugin that returns
 /// its own `extract-error` is not a sandbox error.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

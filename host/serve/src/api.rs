@@ -148,9 +148,7 @@ async fn on_worker<T: Send + 'static>(
     tenant: &Arc<Tenant>,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Problem> {
-    app.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
     let worker = app.workers.acquire(&tenant.id).await;
-    app.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
     let result = tokio::task::spawn_blocking(work).await;
     drop(worker);
     result.map_err(|e| Problem::internal(format!("a worker failed: {e}")))
@@ -166,7 +164,8 @@ fn finish(app: &App, tenant: Option<&Tenant>, route: &'static str, result: Resul
 async fn metrics(State(app): Shared, headers: HeaderMap) -> Response {
     let operator = bearer(&headers).is_some_and(|t| app.tenants().is_operator(t));
     let result = if operator {
-        Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response())
+        Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render(app.workers.waiting()))
+            .into_response())
     } else {
         Err(Problem::unauthorized())
     };

@@ -126,7 +126,10 @@ pub fn lookup(store: &Store, tenant: &Tenant, body: &InvokeBody) -> Result<Miss,
                 qpf_core::text::escape(&body.plugin)
             )));
         }
-        Err(e) => return fail(Problem::internal(format!("the stored plugin no longer loads: {e}"))),
+        Err(e) => {
+            let shown = qpf_core::text::escape(&body.plugin);
+            return fail(Problem::internal(format!("the stored plugin `{shown}` no longer loads: {e}")));
+        }
     };
     let started = Instant::now();
     let request = body.request();

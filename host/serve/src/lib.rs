@@ -5,16 +5,16 @@
 //! each tenant has its own plugin store, invocation cache (separate folder, MAC key and salted
 //! keys) and audit log. See docs/serve.md.
 
-pub mod api;
-pub mod bundle;
-pub mod config;
-pub mod extract;
-pub mod fair;
-pub mod invoke;
-pub mod metrics;
-pub mod problem;
-pub mod store;
-pub mod tenants;
+mod api;
+mod bundle;
+mod config;
+mod extract;
+mod fair;
+mod invoke;
+mod metrics;
+mod problem;
+mod store;
+mod tenants;
 
 use std::io::Write;
 use std::path::Path;

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -29,8 +28,6 @@ struct Counters {
 #[derive(Debug, Default)]
 pub struct Metrics {
     counters: Mutex<Counters>,
-    /// Requests waiting for a worker.
-    pub queue_depth: AtomicI64,
 }
 
 impl Metrics {
@@ -63,8 +60,9 @@ impl Metrics {
         });
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition; `queue_depth` is the number of requests waiting for a
+    /// worker now.
+    pub fn render(&self, queue_depth: usize) -> String {
         use std::fmt::Write;
         let mut out = String::new();
         self.with(|c| {
@@ -101,8 +99,7 @@ impl Metrics {
                 let _ = writeln!(out, "qpf_invoke_seconds_count{{tenant=\"{tenant}\"}} {}", h.count);
             }
         });
-        let _ =
-            writeln!(out, "# TYPE qpf_queue_depth gauge\nqpf_queue_depth {}", self.queue_depth.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# TYPE qpf_queue_depth gauge\nqpf_queue_depth {}", queue_depth);
         out
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use qpf_core::Digest;
 use qpf_runtime::{LoadError, Plugin, PluginInfo, Runtime};
 use qpf_schema::kinds::JsonSchema;
 
@@ -53,12 +54,9 @@ pub struct Store {
     ready: Mutex<HashMap<String, Arc<Ready>>>,
 }
 
-fn hex(digest: &str) -> &str {
-    digest.strip_prefix("blake3:").unwrap_or(digest)
-}
-
-fn valid_digest(digest: &str) -> bool {
-    qpf_core::Digest::parse(digest).is_ok()
+/// The file name of a component in a store: its digest's hex digits, `.wasm`.
+fn file_name(digest: &Digest) -> String {
+    format!("{}.wasm", digest.hex())
 }
 
 impl Store {
@@ -74,14 +72,12 @@ impl Store {
 
     /// Where `tenant` may find `digest`: its own store, else the shared store if it lists it.
     pub fn path_for(&self, tenant: &Tenant, digest: &str) -> Option<PathBuf> {
-        if !valid_digest(digest) {
-            return None;
-        }
-        let own = tenant.plugin_dir().join(format!("{}.wasm", hex(digest)));
+        let name = file_name(&Digest::parse(digest).ok()?);
+        let own = tenant.plugin_dir().join(&name);
         if own.is_file() {
             return Some(own);
         }
-        let shared = self.shared.join(format!("{}.wasm", hex(digest)));
+        let shared = self.shared.join(&name);
         (tenant.config.plugins.iter().any(|p| p == digest) && shared.is_file()).then_some(shared)
     }
 
@@ -114,9 +110,10 @@ impl Store {
     /// # Errors
     /// See [`UploadError`].
     pub fn upload(&self, tenant: &Tenant, bytes: &[u8]) -> Result<(String, PluginInfo), UploadError> {
-        let digest = qpf_core::digest_of(bytes);
+        let parsed = Digest::of(bytes);
+        let digest = parsed.to_string();
         let dir = tenant.plugin_dir();
-        let target = dir.join(format!("{}.wasm", hex(&digest)));
+        let target = dir.join(file_name(&parsed));
         if !target.is_file() {
             let stored = stored_bytes(&dir);
             let limit = tenant.config.quotas.max_stored_bytes;
@@ -140,11 +137,13 @@ impl Store {
             .into_iter()
             .flatten()
             .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".wasm")).map(|h| format!("blake3:{h}")))
-            .filter(|d| valid_digest(d))
+            .filter_map(|e| {
+                let hex = e.file_name().to_str()?.strip_suffix(".wasm")?.to_owned();
+                Digest::parse(&format!("{}{hex}", qpf_core::digest::PREFIX)).ok().map(|d| d.to_string())
+            })
             .collect();
         for d in &tenant.config.plugins {
-            if self.shared.join(format!("{}.wasm", hex(d))).is_file() && !digests.contains(d) {
+            if self.path_for(tenant, d).is_some() && !digests.contains(d) {
                 digests.push(d.clone());
             }
         }
@@ -162,16 +161,9 @@ impl Store {
 
 /// A load error without the server's own paths (a client sees its upload, not our folders).
 fn clean(e: &LoadError) -> String {
-    let text = e.to_string();
     match e {
         LoadError::Read { .. } => "the component cannot be read".to_owned(),
-        _ => {
-            // Every LoadError message starts with "plugin `<path>`"; the path is ours, not theirs.
-            match (text.find("plugin `"), text.find("` ")) {
-                (Some(0), Some(end)) => format!("the component{}", &text[end + 1..]),
-                _ => text,
-            }
-        }
+        _ => e.to_string().replace(&format!("plugin `{}`", e.path().display()), "the component"),
     }
 }
 

@@ -137,8 +137,7 @@ impl Tenant {
     /// The invocation key of this tenant for a plan-level key: salted, so that equal requests of
     /// two tenants never share an entry, and a key seen by one tells nothing about another's.
     pub fn salted_key(&self, key: &str) -> String {
-        let h = blake3::keyed_hash(&self.salt, key.as_bytes());
-        format!("blake3:{}", h.to_hex())
+        qpf_core::Digest::from_hash(blake3::keyed_hash(&self.salt, key.as_bytes())).to_string()
     }
 
     /// `data/tenants/<id>/plugins`.
@@ -150,24 +149,27 @@ impl Tenant {
 /// Every tenant of one configuration, and the token digests that act as them.
 #[derive(Debug)]
 pub struct Tenants {
+    all: Vec<Arc<Tenant>>,
     tokens: Vec<(blake3::Hash, Arc<Tenant>)>,
     operators: Vec<blake3::Hash>,
 }
 
+/// A configured digest as a hash with constant-time `==` (checked by `ServeConfig::load`).
 fn parse_digest(digest: &str) -> Option<blake3::Hash> {
-    digest.strip_prefix("blake3:").and_then(|hex| blake3::Hash::from_hex(hex).ok())
+    qpf_core::Digest::parse(digest).ok().map(|d| d.to_hash())
 }
 
 impl Tenants {
     /// The tenants of `config`, their state under `config.data`.
     pub fn new(config: &ServeConfig, secret: &[u8; 32]) -> Tenants {
-        let mut tokens = Vec::new();
-        for t in &config.tenants {
-            let tenant = Arc::new(Tenant::new(t, &config.data, secret));
-            // Checked by ServeConfig::load.
-            tokens.extend(t.tokens.iter().filter_map(|d| parse_digest(d)).map(|h| (h, tenant.clone())));
-        }
-        Tenants { tokens, operators: config.operators.iter().filter_map(|d| parse_digest(d)).collect() }
+        let all: Vec<Arc<Tenant>> =
+            config.tenants.iter().map(|t| Arc::new(Tenant::new(t, &config.data, secret))).collect();
+        let tokens = all
+            .iter()
+            .flat_map(|tenant| tenant.config.tokens.iter().filter_map(|d| parse_digest(d)).map(|h| (h, tenant.clone())))
+            .collect();
+        let operators = config.operators.iter().filter_map(|d| parse_digest(d)).collect();
+        Tenants { all, tokens, operators }
     }
 
     /// Whether a bearer token is an operator's (constant-time comparisons, no early exit).
@@ -189,15 +191,9 @@ impl Tenants {
         found
     }
 
-    /// Every tenant once.
-    pub fn all(&self) -> Vec<Arc<Tenant>> {
-        let mut out: Vec<Arc<Tenant>> = Vec::new();
-        for (_, t) in &self.tokens {
-            if !out.iter().any(|o| Arc::ptr_eq(o, t)) {
-                out.push(t.clone());
-            }
-        }
-        out
+    /// Every tenant, in configuration order.
+    pub fn all(&self) -> &[Arc<Tenant>] {
+        &self.all
     }
 }
 
