@@ -61,6 +61,30 @@ pub struct Manifest {
     pub spawns: Vec<qpf_runtime::SpawnRequest>,
 }
 
+impl Manifest {
+    /// The manifest of a successful invocation under `key`: its checked files (path, digest,
+    /// bytes), diagnostics, fuel and spawn requests. Whether a file goes inline is the cache's
+    /// choice ([`InvocationCache::put`]).
+    pub fn of_files(
+        key: &str,
+        files: &[(String, String, Vec<u8>)],
+        diagnostics: Vec<Diagnostic>,
+        fuel: u64,
+        spawns: Vec<qpf_runtime::SpawnRequest>,
+    ) -> Manifest {
+        let files = files
+            .iter()
+            .map(|(path, digest, bytes)| CachedFile {
+                path: path.clone(),
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+                inline: None,
+            })
+            .collect();
+        Manifest { format: MANIFEST_FORMAT, key: key.to_owned(), files, diagnostics, fuel, spawns }
+    }
+}
+
 /// A cache problem that is worth telling the user about (the run goes on without the cache).
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -96,6 +120,15 @@ pub trait InvocationCache: Send + Sync {
     /// # Errors
     /// I/O failures.
     fn put(&self, manifest: &Manifest, blobs: &[(&str, &[u8])]) -> Result<(), CacheError>;
+
+    /// Stores a manifest made by [`Manifest::of_files`] with the contents of those files.
+    ///
+    /// # Errors
+    /// I/O failures.
+    fn put_files(&self, manifest: &Manifest, files: &[(String, String, Vec<u8>)]) -> Result<(), CacheError> {
+        let blobs: Vec<(&str, &[u8])> = files.iter().map(|(_, d, b)| (d.as_str(), b.as_slice())).collect();
+        self.put(manifest, &blobs)
+    }
 
     /// The verified bytes of one file of a manifest: inline, or its blob.
     ///

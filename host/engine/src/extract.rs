@@ -118,18 +118,6 @@ pub struct Settings {
     pub ceilings: Option<(qpf_runtime::Limits, qpf_runtime::LoadLimits)>,
 }
 
-/// `limits` lowered, field by field, to `ceiling`.
-fn lower(limits: &mut qpf_runtime::Limits, ceiling: &qpf_runtime::Limits) {
-    limits.fuel = limits.fuel.min(ceiling.fuel);
-    limits.memory_bytes = limits.memory_bytes.min(ceiling.memory_bytes);
-    limits.table_elements = limits.table_elements.min(ceiling.table_elements);
-    limits.deadline_ms = limits.deadline_ms.min(ceiling.deadline_ms);
-    limits.max_files = limits.max_files.min(ceiling.max_files);
-    limits.max_output_bytes = limits.max_output_bytes.min(ceiling.max_output_bytes);
-    limits.max_path_len = limits.max_path_len.min(ceiling.max_path_len);
-    limits.max_log_bytes = limits.max_log_bytes.min(ceiling.max_log_bytes);
-}
-
 /// A loaded, planned project.
 pub struct Engine {
     project: Project,
@@ -168,11 +156,8 @@ impl Engine {
             }
         }
         if let Some((limits, load)) = &settings.ceilings {
-            lower(&mut project.file.limits, limits);
-            let l = &mut project.file.load_limits;
-            l.max_component_bytes = l.max_component_bytes.min(load.max_component_bytes);
-            l.max_functions = l.max_functions.min(load.max_functions);
-            l.compile_ms = l.compile_ms.min(load.compile_ms);
+            project.file.limits = project.file.limits.capped_by(limits);
+            project.file.load_limits = project.file.load_limits.capped_by(load);
         }
         let kinds = qpf_schema::KindRegistry::load(root, &project.file.kinds).map_err(EngineError::Invalid)?;
         let schemas = SchemaSet::load(root, &project.file.schemas, &kinds).map_err(EngineError::Invalid)?;

@@ -11,7 +11,7 @@ use qpf_runtime::{Limits, Plugin, Runtime, RuntimeOptions};
 use qpf_schema::kinds::JsonSchema;
 
 use crate::Engine;
-use crate::cache::{CachedFile, InvocationCache, MANIFEST_FORMAT, Manifest};
+use crate::cache::{InvocationCache, Manifest};
 use crate::plan::PlannedInvocation;
 use crate::project::Project;
 use crate::report::{ErrorReport, FailureKind};
@@ -421,24 +421,9 @@ pub(crate) fn run_plugin(
     worked.spawns = call.spawns;
     let checked = call.result?;
     if let Some(cache) = cache {
-        let manifest = Manifest {
-            format: MANIFEST_FORMAT,
-            key: inv.key.clone(),
-            files: checked
-                .iter()
-                .map(|(path, digest, c)| CachedFile {
-                    path: path.clone(),
-                    digest: digest.clone(),
-                    size: c.len() as u64,
-                    inline: None,
-                })
-                .collect(),
-            diagnostics: worked.diagnostics.clone(),
-            fuel: worked.fuel,
-            spawns: worked.spawns.clone(),
-        };
-        let blobs: Vec<(&str, &[u8])> = checked.iter().map(|(_, d, c)| (d.as_str(), c.as_slice())).collect();
-        if let Err(e) = cache.put(&manifest, &blobs) {
+        let manifest =
+            Manifest::of_files(&inv.key, &checked, worked.diagnostics.clone(), worked.fuel, worked.spawns.clone());
+        if let Err(e) = cache.put_files(&manifest, &checked) {
             worked.warnings.push(format!("entry `{}`, schema `{}`: {e}", inv.entry, inv.schema));
         }
     }

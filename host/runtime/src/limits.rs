@@ -46,6 +46,23 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// These limits, each lowered to the same field of `ceiling` (a host's policy over what a
+    /// project or a tenant asks for: less, never more).
+    pub fn capped_by(&self, ceiling: &Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.min(ceiling.fuel),
+            memory_bytes: self.memory_bytes.min(ceiling.memory_bytes),
+            table_elements: self.table_elements.min(ceiling.table_elements),
+            deadline_ms: self.deadline_ms.min(ceiling.deadline_ms),
+            max_files: self.max_files.min(ceiling.max_files),
+            max_output_bytes: self.max_output_bytes.min(ceiling.max_output_bytes),
+            max_path_len: self.max_path_len.min(ceiling.max_path_len),
+            max_log_bytes: self.max_log_bytes.min(ceiling.max_log_bytes),
+        }
+    }
+}
+
 /// What loading one plugin may cost the host before any invocation limit applies: the size of the
 /// component, the number of functions Cranelift must compile, and the compile time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -57,6 +74,17 @@ pub struct LoadLimits {
     pub max_functions: u64,
     /// Maximum wall-clock time of one compilation, in milliseconds.
     pub compile_ms: u64,
+}
+
+impl LoadLimits {
+    /// These limits, each lowered to the same field of `ceiling`.
+    pub fn capped_by(&self, ceiling: &LoadLimits) -> LoadLimits {
+        LoadLimits {
+            max_component_bytes: self.max_component_bytes.min(ceiling.max_component_bytes),
+            max_functions: self.max_functions.min(ceiling.max_functions),
+            compile_ms: self.compile_ms.min(ceiling.compile_ms),
+        }
+    }
 }
 
 impl Default for LoadLimits {

@@ -285,14 +285,10 @@ async fn extract(State(app): Shared, headers: HeaderMap, body: Body) -> Response
             ];
             return Ok((headers, tar).into_response());
         }
-        let b64 = base64::engine::general_purpose::STANDARD;
         let files: Vec<serde_json::Value> = run
             .files
             .iter()
-            .map(|(path, bytes)| {
-                let contents = base64::Engine::encode(&b64, bytes);
-                json!({"path": path, "contents_base64": contents, "digest": qpf_core::digest_of(bytes)})
-            })
+            .map(|(path, bytes)| crate::invoke::file_json(path, &qpf_core::digest_of(bytes), bytes))
             .collect();
         Ok(axum::Json(json!({"run": run.id, "report": run.report, "files": files})).into_response())
     }

@@ -92,16 +92,19 @@ pub struct LimitCeilings {
 }
 
 impl LimitCeilings {
-    /// The sandbox limits for this tenant: each default lowered to its ceiling.
+    /// The sandbox limits for this tenant: each of `base` lowered to its ceiling.
     pub fn apply(&self, base: &qpf_runtime::Limits) -> qpf_runtime::Limits {
-        let mut l = base.clone();
-        let low = |v: u64, c: Option<u64>| c.map_or(v, |c| v.min(c));
-        l.fuel = low(l.fuel, self.fuel);
-        l.memory_bytes = low(l.memory_bytes, self.memory_bytes);
-        l.deadline_ms = low(l.deadline_ms, self.deadline_ms);
-        l.max_files = self.max_files.map_or(l.max_files, |c| l.max_files.min(c));
-        l.max_output_bytes = low(l.max_output_bytes, self.max_output_bytes);
-        l
+        let unlimited = |c: Option<u64>| c.unwrap_or(u64::MAX);
+        base.capped_by(&qpf_runtime::Limits {
+            fuel: unlimited(self.fuel),
+            memory_bytes: unlimited(self.memory_bytes),
+            deadline_ms: unlimited(self.deadline_ms),
+            max_files: self.max_files.unwrap_or(u32::MAX),
+            max_output_bytes: unlimited(self.max_output_bytes),
+            table_elements: u64::MAX,
+            max_path_len: u32::MAX,
+            max_log_bytes: u32::MAX,
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use base64::Engine as _;
-use qpf_engine::cache::{CachedFile, InvocationCache, MANIFEST_FORMAT, Manifest};
+use qpf_engine::cache::{InvocationCache, Manifest};
 use qpf_runtime::{Request, SchemaId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -165,24 +165,8 @@ pub fn run(tenant: &Tenant, store: &Store, miss: Miss) -> Answer {
     tenant.charge_fuel(call.fuel);
     match call.result {
         Ok(files) => {
-            let manifest = Manifest {
-                format: MANIFEST_FORMAT,
-                key: salted.clone(),
-                files: files
-                    .iter()
-                    .map(|(path, digest, bytes)| CachedFile {
-                        path: path.clone(),
-                        digest: digest.clone(),
-                        size: bytes.len() as u64,
-                        inline: None,
-                    })
-                    .collect(),
-                diagnostics: call.diagnostics.clone(),
-                fuel: call.fuel,
-                spawns: Vec::new(),
-            };
-            let blobs: Vec<(&str, &[u8])> = files.iter().map(|(_, d, b)| (d.as_str(), b.as_slice())).collect();
-            if let Err(e) = tenant.cache.put(&manifest, &blobs) {
+            let manifest = Manifest::of_files(&salted, &files, call.diagnostics.clone(), call.fuel, Vec::new());
+            if let Err(e) = tenant.cache.put_files(&manifest, &files) {
                 tracing::warn!(tenant = %tenant.id, "cannot store an invocation in the cache: {e}");
             }
             let answered = answer(&files, &call.diagnostics, "miss", call.fuel, started);
@@ -219,10 +203,14 @@ fn cached(tenant: &Tenant, key: &str) -> Option<(Manifest, Vec<File>)> {
     Some((manifest, files))
 }
 
+/// One file of an answer: `{"path", "contents_base64", "digest"}`.
+pub(crate) fn file_json(path: &str, digest: &str, bytes: &[u8]) -> Value {
+    json!({"path": path, "contents_base64": base64::engine::general_purpose::STANDARD.encode(bytes), "digest": digest})
+}
+
 fn answer(files: &[File], diagnostics: &[qpf_runtime::Diagnostic], cache: &str, fuel: u64, started: Instant) -> Value {
-    let b64 = base64::engine::general_purpose::STANDARD;
     json!({
-        "files": files.iter().map(|(path, digest, bytes)| json!({"path": path, "contents_base64": b64.encode(bytes), "digest": digest})).collect::<Vec<_>>(),
+        "files": files.iter().map(|(path, digest, bytes)| file_json(path, digest, bytes)).collect::<Vec<_>>(),
         "diagnostics": diagnostics,
         "cache": cache,
         "fuel": fuel,
