@@ -66,11 +66,20 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("qpf serve starts");
+        // The first line, read on a thread so that a server that hangs fails the test in time.
         let stdout = child.stdout.take().expect("stdout");
-        let mut first = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut first).expect("first line");
-        let base =
-            first.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("first line: {first:?}")).to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut first = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut first);
+            let _ = tx.send(first);
+        });
+        let first = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap_or_default();
+        let Some(base) = first.trim().strip_prefix("listening on ").map(str::to_owned) else {
+            let _ = child.kill();
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            panic!("qpf serve did not start within 60 s ({status}; its stderr is above); first line: {first:?}");
+        };
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Server { child, base, dir: dir.to_owned(), _owned: None, agent }
     }
@@ -245,6 +254,23 @@ fn bad_requests_are_problem_bodies_and_nothing_is_stored() {
     server
         .call("POST", "/v1/invoke", Some("tiny"), Some(("application/json", vec![b' '; 5000])))
         .problem(413, "too-large");
+    // Without a Content-Length (chunked), the cap holds while the body is read.
+    let addr = server.base.trim_start_matches("http://");
+    let mut raw = std::net::TcpStream::connect(addr).expect("connect");
+    let head = format!(
+        "POST /v1/invoke HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        token("tiny")
+    );
+    std::io::Write::write_all(&mut raw, head.as_bytes()).expect("head");
+    for _ in 0..5 {
+        std::io::Write::write_all(&mut raw, format!("400\r\n{}\r\n", " ".repeat(1024)).as_bytes()).expect("chunk");
+    }
+    let _ = std::io::Write::write_all(&mut raw, b"0\r\n\r\n");
+    raw.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut raw, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("max-request-bytes"), "{answer}");
     server
         .call("POST", "/v1/invoke", Some("team-a"), Some(("application/json", b"{not json".to_vec())))
         .problem(400, "bad-request");
@@ -575,8 +601,16 @@ fn kill_9_under_load_then_restart_leaves_stores_caches_and_audit_consistent() {
         let log = std::fs::read_to_string(dir.path().join(format!("state/tenants/{who}/audit.jsonl"))).expect("audit");
         assert!(log.is_empty() || log.ends_with('\n'), "{who}: whole records only");
         assert!(log.lines().all(|l| serde_json::from_str::<Value>(l).is_ok()), "{who}: every record parses");
-        let records =
-            second.call("GET", "/v1/audit?since=0", Some(who), None).json()["records"].as_array().map_or(0, Vec::len);
+        // Every record, page by page (a page holds at most 1000).
+        let mut records = 0;
+        loop {
+            let page = second.call("GET", &format!("/v1/audit?since={records}"), Some(who), None).json();
+            let n = page["records"].as_array().map_or(0, Vec::len);
+            if n == 0 {
+                break;
+            }
+            records += n;
+        }
         assert_eq!(records, log.lines().count(), "{who}");
         assert!(records > 0, "{who}: the load ran");
         // Every cached entry verifies: each input the load used is answered, hit or miss, with

@@ -31,7 +31,7 @@ fn start(qpf: &Path) -> Server {
         Some(base) => tempfile::tempdir_in(base).expect("temp dir"),
         None => tempfile::tempdir().expect("temp dir"),
     };
-    // Tenant A's plugins burn 50 M fuel (about 20 ms) each; quotas high enough not to interfere.
+    // Tenant A's plugins burn 50 M fuel (a few milliseconds) each; quotas high enough not to interfere.
     let quotas = "    quotas: { concurrent: 8, requests-per-minute: 100000000, fuel-per-minute: 100000000000000 }\n";
     let config = format!(
         "listen: 127.0.0.1:0\ndata: state\ntenants:\n  - id: a\n    tokens: [{}]\n    limits: {{ fuel: 50000000 }}\n{quotas}  - id: b\n    tokens: [{}]\n{quotas}",
@@ -46,34 +46,21 @@ fn start(qpf: &Path) -> Server {
         .spawn()
         .expect("qpf serve");
     let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("line");
-    let base = first.trim().trim_start_matches("listening on ").to_owned();
+    let _ = std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first);
+    let Some(base) = first.trim().strip_prefix("listening on ").map(str::to_owned) else {
+        let _ = child.kill();
+        panic!("qpf serve did not start ({:?}); its stderr is above", child.wait());
+    };
     Server { child, base, _dir: dir }
 }
 
 fn upload(base: &str, token: &str, wasm: &[u8]) {
-    let out = Command::new("curl")
-        .args([
-            "-sf",
-            "-o",
-            "/dev/null",
-            "-H",
-            &format!("Authorization: Bearer {token}"),
-            "-H",
-            "Content-Type: application/wasm",
-        ])
-        .arg("--data-binary")
-        .arg("@-")
-        .arg(format!("{base}/v1/plugins"))
-        .stdin(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            std::io::Write::write_all(c.stdin.as_mut().expect("stdin"), wasm)?;
-            drop(c.stdin.take());
-            c.wait()
-        })
-        .expect("curl");
-    assert!(out.success(), "upload");
+    let status = ureq::post(format!("{base}/v1/plugins"))
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "application/wasm")
+        .send(wasm)
+        .map(|r| r.status().as_u16());
+    assert!(matches!(status, Ok(201)), "upload: {status:?}");
 }
 
 /// A wrk script posting an invocation; `unique` makes every request a different input (a miss).

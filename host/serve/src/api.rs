@@ -125,8 +125,14 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes,
             "The request took too long",
             format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
         )),
-        Ok(Err(e)) if format!("{e:?}").contains("LengthLimit") => Err(too_large()),
-        Ok(Err(e)) => Err(Problem::bad_request(format!("cannot read the body: {e}"))),
+        Ok(Err(e)) => {
+            let e = e.into_inner();
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(too_large())
+            } else {
+                Err(Problem::bad_request(format!("cannot read the body: {e}")))
+            }
+        }
         Ok(Ok(bytes)) => Ok(bytes),
     }
 }
