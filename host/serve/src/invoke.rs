@@ -233,17 +233,11 @@ fn body_audit(request: &Request, plugin: &str, key: &str, cache: &str, fuel: u64
 }
 
 /// Appends a record to the tenant's audit log (`data/tenants/<id>/audit.jsonl`), one line per
-/// invocation, written whole with one `write` under the tenant's lock.
+/// invocation.
 fn audit(tenant: &Tenant, record: Value) {
     let mut line = serde_json::to_vec(&record).unwrap_or_default();
     line.push(b'\n');
-    let _guard = tenant.audit_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(&tenant.dir)?;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(tenant.dir.join("audit.jsonl"))?;
-        std::io::Write::write_all(&mut f, &line)
-    };
-    if let Err(e) = write() {
+    if let Err(e) = tenant.append_audit(&line) {
         tracing::warn!(tenant = %tenant.id, "cannot append to the audit log: {e}");
     }
 }

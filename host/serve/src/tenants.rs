@@ -34,8 +34,9 @@ pub struct Tenant {
     pub secret: [u8; 32],
     /// Its requests served at once.
     pub concurrency: Arc<Semaphore>,
-    /// Serialises appends to its audit log.
-    pub audit_lock: Mutex<()>,
+    /// Its audit log, opened for appending on first use and kept open; the lock serialises
+    /// appends.
+    audit: Mutex<Option<std::fs::File>>,
     requests: Mutex<Bucket>,
     fuel: Mutex<Bucket>,
 }
@@ -97,7 +98,7 @@ impl Tenant {
             concurrency: Arc::new(Semaphore::new(config.quotas.concurrent as usize)),
             requests: Mutex::new(Bucket::new(f64::from(config.quotas.requests_per_minute))),
             fuel: Mutex::new(Bucket::new(config.quotas.fuel_per_minute as f64)),
-            audit_lock: Mutex::new(()),
+            audit: Mutex::new(None),
             config: config.clone(),
         }
     }
@@ -138,6 +139,22 @@ impl Tenant {
     /// two tenants never share an entry, and a key seen by one tells nothing about another's.
     pub fn salted_key(&self, key: &str) -> String {
         qpf_core::Digest::from_hash(blake3::keyed_hash(&self.salt, key.as_bytes())).to_string()
+    }
+
+    /// Appends one whole record (a line) to `data/tenants/<id>/audit.jsonl`, with one `write`.
+    ///
+    /// # Errors
+    /// When the log cannot be opened or written.
+    pub fn append_audit(&self, line: &[u8]) -> std::io::Result<()> {
+        let mut file = self.audit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if file.is_none() {
+            std::fs::create_dir_all(&self.dir)?;
+            *file = Some(std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("audit.jsonl"))?);
+        }
+        match file.as_mut() {
+            Some(f) => std::io::Write::write_all(f, line),
+            None => Ok(()),
+        }
     }
 
     /// `data/tenants/<id>/plugins`.
