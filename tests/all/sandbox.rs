@@ -46,6 +46,31 @@ fn endless_loop_with_unlimited_fuel_is_stopped_by_the_deadline() {
 }
 
 #[test]
+fn a_yielding_runtime_keeps_the_deadline_and_changes_no_result() {
+    // `yield_every` (what `qpf serve` uses): the deadline is then kept by the clock at each yield.
+    let rt = Runtime::new(&RuntimeOptions {
+        yield_every: Some(std::time::Duration::from_millis(1)),
+        ..RuntimeOptions::default()
+    })
+    .expect("runtime");
+    let plugin = hostile(&rt);
+    let limits = Limits { fuel: u64::MAX / 2, deadline_ms: 200, ..Limits::default() };
+    let err = rt.invoke(&plugin, &request(serde_json::json!({"mode": "loop"})), &limits, &Seed::from_key("t"));
+    assert_eq!(err.unwrap_err(), SandboxError::Deadline { limit_ms: 200 });
+    // Fuel runs out the same way, with the same count, and a normal answer is byte-identical.
+    let limits = Limits { fuel: 100_000_000, ..Limits::default() };
+    let err = rt.invoke(&plugin, &request(serde_json::json!({"mode": "loop"})), &limits, &Seed::from_key("t"));
+    assert_eq!(err.unwrap_err(), SandboxError::OutOfFuel { limit: 100_000_000 });
+    let echo = request(serde_json::json!({"mode": "echo"}));
+    let yielding = rt.invoke(&plugin, &echo, &Limits::default(), &Seed::from_key("t")).expect("runs");
+    let plain = runtime();
+    let plain_plugin = hostile(&plain);
+    let reference = plain.invoke(&plain_plugin, &echo, &Limits::default(), &Seed::from_key("t")).expect("runs");
+    assert_eq!(format!("{:?}", yielding.result), format!("{:?}", reference.result));
+    assert_eq!(yielding.fuel_consumed, reference.fuel_consumed);
+}
+
+#[test]
 fn growing_memory_hits_the_memory_limit() {
     let limits = Limits { memory_bytes: 64 << 20, ..Limits::default() };
     match run(serde_json::json!({"mode": "grow"}), &limits).unwrap_err() {

@@ -116,6 +116,9 @@ pub struct Settings {
     /// Ceilings over the project's `limits` and `load-limits` (a service's tenant may ask for less,
     /// never for more).
     pub ceilings: Option<(qpf_runtime::Limits, qpf_runtime::LoadLimits)>,
+    /// How often a running plugin gives its core back to the operating system (see
+    /// [`qpf_runtime::RuntimeOptions::yield_every`]); `None` never yields.
+    pub yield_every: Option<std::time::Duration>,
 }
 
 /// A loaded, planned project.
@@ -173,6 +176,11 @@ impl Engine {
             &dir.unwrap_or_else(|| self.project.state_dir().join("cache").join("invocations")),
             &self.secret,
         )
+    }
+
+    /// How often a running plugin yields its core ([`Settings::yield_every`]).
+    pub fn yield_every(&self) -> Option<std::time::Duration> {
+        self.settings.yield_every
     }
 
     /// The compiled-plugin cache: its folder and the secret that authenticates its artifacts.

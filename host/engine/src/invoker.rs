@@ -126,6 +126,7 @@ impl<'a> Plugins<'a> {
             max_memory_bytes: project.file.limits.memory_bytes,
             max_concurrency: u32::try_from(jobs).unwrap_or(u32::MAX),
             pooling: true,
+            yield_every: engine.yield_every(),
         };
         let loaded = plan.plugins().into_keys().map(|name| (name, OnceLock::new())).collect();
         let config_schemas = plan.plugins().into_keys().map(|name| (name, OnceLock::new())).collect();

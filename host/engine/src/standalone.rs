@@ -56,6 +56,7 @@ impl Workbench {
             max_memory_bytes: limits.memory_bytes,
             max_concurrency: 1,
             pooling: false,
+            yield_every: None,
         })?;
         Ok(Workbench { runtime, limits })
     }

@@ -35,6 +35,7 @@ pub struct App {
     /// The plugin stores.
     pub store: Store,
     workers: Arc<crate::fair::FairPool>,
+    lanes: Arc<crate::lanes::Lanes>,
     /// The metrics.
     pub metrics: Metrics,
     /// Set once SIGTERM arrived: `/readyz` answers 503.
@@ -44,12 +45,13 @@ pub struct App {
 impl App {
     /// The state for `tenants`, running blocking work on `workers` threads at once; with more
     /// than one tenant, one worker stays out of any single tenant's reach.
-    pub fn new(tenants: Tenants, store: Store, workers: usize) -> App {
+    pub fn new(tenants: Tenants, store: Store, workers: usize, lanes: Arc<crate::lanes::Lanes>) -> App {
         let cap = if tenants.all().len() > 1 { workers.saturating_sub(1).max(1) } else { workers };
         App {
             tenants: RwLock::new(Arc::new(tenants)),
             store,
             workers: crate::fair::FairPool::new(workers, cap),
+            lanes,
             metrics: Metrics::default(),
             draining: AtomicBool::new(false),
         }
@@ -144,20 +146,30 @@ async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Problem> {
     let closed = |_| Problem::internal("the service is shutting down");
-    let _slot = tenant.concurrency.clone().acquire_owned().await.map_err(closed)?;
-    on_worker(app, tenant, work).await
+    let slot = tenant.concurrency.clone().acquire_owned().await.map_err(closed)?;
+    on_worker(app, tenant, slot, work).await
 }
 
-/// Runs `work` on a worker of the fair pool (the caller holds one of the tenant's slots).
+/// Runs `work` on a worker of the fair pool, on the lane its tenant's recent use calls for. The
+/// worker and the tenant's `slot` are given back when the work ends, not when the request does:
+/// a client that goes away does not free them while its plugin still runs.
 async fn on_worker<T: Send + 'static>(
     app: &Arc<App>,
     tenant: &Arc<Tenant>,
+    slot: tokio::sync::OwnedSemaphorePermit,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Problem> {
     let worker = app.workers.acquire(&tenant.id).await;
-    let result = tokio::task::spawn_blocking(work).await;
-    drop(worker);
-    result.map_err(|e| Problem::internal(format!("a worker failed: {e}")))
+    let low = worker.low();
+    if low {
+        app.metrics.low(&tenant.id);
+    }
+    let held = move || {
+        let value = work();
+        drop((worker, slot));
+        value
+    };
+    app.lanes.run(low, held).await.map_err(|e| Problem::internal(e.to_string()))
 }
 
 /// Counts the answer in the metrics.
@@ -244,7 +256,7 @@ async fn invoke(State(app): Shared, headers: HeaderMap, body: Body) -> Response 
         let parsed: crate::invoke::InvokeBody = serde_json::from_slice(&bytes)
             .map_err(|e| Problem::bad_request(format!("the body is not an invocation: {e}")))?;
         let closed = |_| Problem::internal("the service is shutting down");
-        let _slot = tenant.concurrency.clone().acquire_owned().await.map_err(closed)?;
+        let slot = tenant.concurrency.clone().acquire_owned().await.map_err(closed)?;
         // The cache lookup needs no worker: a hit never waits behind another tenant's sandbox.
         let (a, t) = (app.clone(), tenant.clone());
         let looked = tokio::task::spawn_blocking(move || crate::invoke::lookup(&a.store, &t, &parsed))
@@ -254,7 +266,7 @@ async fn invoke(State(app): Shared, headers: HeaderMap, body: Body) -> Response 
             Err(answer) => answer,
             Ok(miss) => {
                 let (a, t) = (app.clone(), tenant.clone());
-                on_worker(&app, &tenant, move || crate::invoke::run(&t, &a.store, miss)).await?
+                on_worker(&app, &tenant, slot, move || crate::invoke::run(&t, &a.store, miss)).await?
             }
         };
         if answer.ran {

@@ -99,6 +99,7 @@ fn run(store: &Store, tenant: &Tenant, gz: &[u8], dir: &Path, id: &str) -> Resul
         compiled_cache: Some(store.compiled.clone()),
         plugin_paths,
         ceilings: Some((tenant.limits.clone(), qpf_runtime::LoadLimits::default())),
+        yield_every: Some(crate::YIELD_EVERY),
     };
     let engine = Engine::load_with(&project, settings).map_err(|e| invalid_project(&e))?;
     let spawnable = engine.project().map.entries.iter().flat_map(|e| e.spawn.plugins.iter().map(String::as_str));

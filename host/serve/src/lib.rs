@@ -11,10 +11,15 @@ mod config;
 mod extract;
 mod fair;
 mod invoke;
+mod lanes;
 mod metrics;
 mod problem;
 mod store;
 mod tenants;
+
+/// How often a running plugin gives its core back, so that a short request waiting for a core
+/// never waits for a long invocation's whole time slice (docs/serve.md, "Fairness").
+const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
 
 use std::io::Write;
 use std::path::Path;
@@ -93,11 +98,13 @@ async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Resul
         max_memory_bytes: max_memory,
         max_concurrency: u32::try_from(workers).unwrap_or(u32::MAX),
         pooling: true,
+        yield_every: Some(YIELD_EVERY),
     })?;
     let store = store::Store::new(runtime, &config.data, compiled);
     let tenants = tenants::Tenants::new(&config, &secret);
     repair(&tenants);
-    let app = Arc::new(api::App::new(tenants, store, workers));
+    let lanes = lanes::Lanes::start(workers).map_err(io("cannot start the low-priority workers"))?;
+    let app = Arc::new(api::App::new(tenants, store, workers, lanes));
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(io(format!("cannot listen on `{}`", config.listen)))?;

@@ -1,5 +1,6 @@
 //! Prometheus text metrics, labelled by tenant: requests by route and status, `/v1/invoke`
-//! latency, invocations by outcome, cache hits, fuel, and the depth of the worker queue.
+//! latency, invocations by outcome, cache hits, fuel, work run at low priority, and the depth of
+//! the worker queue.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -21,6 +22,7 @@ struct Counters {
     invocations: BTreeMap<(String, &'static str), u64>,
     cache_hits: BTreeMap<String, u64>,
     fuel: BTreeMap<String, u64>,
+    low: BTreeMap<String, u64>,
     latency: BTreeMap<String, Histogram>,
 }
 
@@ -38,6 +40,11 @@ impl Metrics {
     /// Counts one answered request.
     pub fn request(&self, tenant: &str, route: &'static str, status: u16) {
         self.with(|c| *c.requests.entry((tenant.to_owned(), route, status)).or_default() += 1);
+    }
+
+    /// Counts one piece of work run at low priority (see `crate::fair`).
+    pub fn low(&self, tenant: &str) {
+        self.with(|c| *c.low.entry(tenant.to_owned()).or_default() += 1);
     }
 
     /// Counts one invocation (`ok`, `failed`), its cache state, fuel and latency.
@@ -84,6 +91,10 @@ impl Metrics {
             out.push_str("# TYPE qpf_fuel_total counter\n");
             for (tenant, n) in &c.fuel {
                 let _ = writeln!(out, "qpf_fuel_total{{tenant=\"{tenant}\"}} {n}");
+            }
+            out.push_str("# TYPE qpf_low_priority_work_total counter\n");
+            for (tenant, n) in &c.low {
+                let _ = writeln!(out, "qpf_low_priority_work_total{{tenant=\"{tenant}\"}} {n}");
             }
             out.push_str("# TYPE qpf_invoke_seconds histogram\n");
             for (tenant, h) in &c.latency {

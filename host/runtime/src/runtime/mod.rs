@@ -26,6 +26,9 @@ use store::{Denied, EpochTicker, FrozenClock, Limiter, LogBudget};
 /// How often the epoch ticker advances the engine's epoch (the deadline's resolution).
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// The shortest period between two yields of a running invocation.
+const MIN_YIELD: Duration = Duration::from_millis(1);
+
 /// Extra hostcall fuel beyond `max_output_bytes`, for paths, diagnostics and record overhead.
 const HOSTCALL_SLACK: u64 = 1 << 20;
 
@@ -66,6 +69,12 @@ pub struct RuntimeOptions {
     pub max_concurrency: u32,
     /// Use the pooling allocator when the machine can reserve it (falls back otherwise).
     pub pooling: bool,
+    /// A running invocation gives its core back to the operating system (`sched_yield`) this
+    /// often (at least 1 ms), so that a thread waiting for a core gets it within that time even
+    /// when the scheduler would let the plugin finish a longer time slice: for services where
+    /// short requests share the cores with long ones. `None` (the default) never yields. It
+    /// changes no result: only when the plugin's thread runs.
+    pub yield_every: Option<Duration>,
 }
 
 impl Default for RuntimeOptions {
@@ -76,6 +85,7 @@ impl Default for RuntimeOptions {
             max_memory_bytes: Limits::default().memory_bytes,
             max_concurrency: 16,
             pooling: true,
+            yield_every: None,
         }
     }
 }
@@ -88,6 +98,10 @@ pub struct Runtime {
     cache: Option<CompiledCache>,
     load_limits: LoadLimits,
     pooling: bool,
+    /// The epoch ticker's period.
+    tick: Duration,
+    /// Ticks between two yields, when invocations yield.
+    yield_ticks: Option<u64>,
     _ticker: EpochTicker,
 }
 
@@ -157,8 +171,20 @@ impl Runtime {
         Extractor::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Link { what: "the log interface", message: format!("{e:#}") })?;
         let cache = options.compiled_cache.as_ref().map(|c| CompiledCache::new(&c.dir, &c.secret));
-        let ticker = EpochTicker::start(&engine).map_err(|e| RuntimeError::Ticker(e.to_string()))?;
-        Ok(Runtime { engine, linker, cache, load_limits: options.load_limits.clone(), pooling, _ticker: ticker })
+        let every = options.yield_every.map(|d| d.max(MIN_YIELD));
+        let tick = every.map_or(EPOCH_TICK, |d| d.min(EPOCH_TICK));
+        let yield_ticks = every.map(|d| (d.as_micros() / tick.as_micros()).max(1) as u64);
+        let ticker = EpochTicker::start(&engine, tick).map_err(|e| RuntimeError::Ticker(e.to_string()))?;
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            load_limits: options.load_limits.clone(),
+            pooling,
+            tick,
+            yield_ticks,
+            _ticker: ticker,
+        })
     }
 
     /// Whether the pooling allocator is in use.
@@ -199,8 +225,24 @@ impl Runtime {
         store.limiter(|s| &mut s.limiter);
         // Fuel is enabled in the engine config, so these cannot fail.
         let _ = store.set_fuel(limits.fuel);
-        store.set_epoch_deadline(limits.deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1));
-        store.epoch_deadline_trap();
+        match self.yield_ticks {
+            None => {
+                store.set_epoch_deadline(limits.deadline_ms.div_ceil(self.tick.as_millis() as u64).max(1));
+                store.epoch_deadline_trap();
+            }
+            Some(ticks) => {
+                // The deadline is then kept by the clock, checked at every yield.
+                let deadline = std::time::Instant::now() + Duration::from_millis(limits.deadline_ms);
+                store.set_epoch_deadline(ticks);
+                store.epoch_deadline_callback(move |_| {
+                    if std::time::Instant::now() >= deadline {
+                        return Ok(wasmtime::UpdateDeadline::Interrupt);
+                    }
+                    std::thread::yield_now();
+                    Ok(wasmtime::UpdateDeadline::Continue(ticks))
+                });
+            }
+        }
         store.set_hostcall_fuel(
             usize::try_from(limits.max_output_bytes.saturating_add(HOSTCALL_SLACK)).unwrap_or(usize::MAX),
         );

@@ -9,7 +9,7 @@ use wasmtime::Engine;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::{EPOCH_TICK, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
+use super::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
 use crate::Limits;
 use crate::log::{LogLevel, LogLine};
 
@@ -144,13 +144,13 @@ pub(super) struct EpochTicker {
 }
 
 impl EpochTicker {
-    pub(super) fn start(engine: &Engine) -> std::io::Result<Self> {
+    pub(super) fn start(engine: &Engine, tick: std::time::Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let flag = stop.clone();
         std::thread::Builder::new().name("qpf-epoch".to_owned()).spawn(move || {
             while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
+                std::thread::sleep(tick);
                 match weak.upgrade() {
                     Some(engine) => engine.increment_epoch(),
                     None => break,
