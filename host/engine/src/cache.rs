@@ -228,18 +228,11 @@ impl LocalCache {
         let h = hex(digest);
         self.root.join("blobs").join(&h[..2.min(h.len())]).join(h)
     }
-}
 
-impl InvocationCache for LocalCache {
-    fn manifest(&self, key: &str) -> Result<Option<Manifest>, CacheError> {
-        let path = self.manifest_path(key);
-        let bytes = match qpf_core::fs::read_regular(&path, MAX_MANIFEST_BYTES) {
-            Ok(b) => b,
-            Err(qpf_core::fs::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(qpf_core::fs::ReadError::Io(source)) => return Err(CacheError::Io { path, source }),
-            Err(_) => return Err(CacheError::Corrupted(key.to_owned())),
-        };
-        let json = match unseal(&self.key, &bytes) {
+    /// The manifest in `sealed` (a stored manifest's bytes), verified against the MAC and `key`;
+    /// `None` for another format.
+    pub(crate) fn open_sealed(&self, key: &str, sealed: &[u8]) -> Result<Option<Manifest>, CacheError> {
+        let json = match unseal(&self.key, sealed) {
             Unsealed::Current(json) => json,
             Unsealed::OtherFormat => return Ok(None),
             Unsealed::Corrupted => return Err(CacheError::Corrupted(key.to_owned())),
@@ -248,26 +241,16 @@ impl InvocationCache for LocalCache {
         if manifest.key != key || manifest.format != MANIFEST_FORMAT {
             return Err(CacheError::Corrupted(key.to_owned()));
         }
-        // A hit refreshes the manifest's time: `qpf cache gc` removes the least recently used first.
-        if let Ok(file) = std::fs::File::options().write(true).open(&path) {
-            let _ = file.set_modified(std::time::SystemTime::now());
-        }
         Ok(Some(manifest))
     }
 
-    fn blob(&self, digest: &str) -> Result<Vec<u8>, CacheError> {
-        let path = self.blob_path(digest);
-        let bytes = qpf_core::fs::read_regular(&path, MAX_BLOB_BYTES).map_err(|e| match e {
-            qpf_core::fs::ReadError::Io(source) => CacheError::Io { path, source },
-            _ => CacheError::Corrupted(digest.to_owned()),
-        })?;
-        if digest_of(&bytes) != digest {
-            return Err(CacheError::Corrupted(digest.to_owned()));
-        }
-        Ok(bytes)
-    }
-
-    fn put(&self, manifest: &Manifest, blobs: &[(&str, &[u8])]) -> Result<(), CacheError> {
+    /// Stores the blobs of `manifest` that do not go inline, and returns the sealed manifest
+    /// (small UTF-8 files inside it) for the caller to store.
+    pub(crate) fn store_blobs_and_seal(
+        &self,
+        manifest: &Manifest,
+        blobs: &[(&str, &[u8])],
+    ) -> Result<Vec<u8>, CacheError> {
         let mut manifest = manifest.clone();
         let mut inlined = std::collections::BTreeSet::new();
         for f in &mut manifest.files {
@@ -289,8 +272,42 @@ impl InvocationCache for LocalCache {
         }
         let json =
             serde_json::to_vec(&manifest).map_err(|e| CacheError::Io { path: self.root.clone(), source: e.into() })?;
-        let bytes = seal(&self.key, &json);
-        write_atomic(&self.manifest_path(&manifest.key), &bytes)
+        Ok(seal(&self.key, &json))
+    }
+}
+
+impl InvocationCache for LocalCache {
+    fn manifest(&self, key: &str) -> Result<Option<Manifest>, CacheError> {
+        let path = self.manifest_path(key);
+        let bytes = match qpf_core::fs::read_regular(&path, MAX_MANIFEST_BYTES) {
+            Ok(b) => b,
+            Err(qpf_core::fs::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(qpf_core::fs::ReadError::Io(source)) => return Err(CacheError::Io { path, source }),
+            Err(_) => return Err(CacheError::Corrupted(key.to_owned())),
+        };
+        let Some(manifest) = self.open_sealed(key, &bytes)? else { return Ok(None) };
+        // A hit refreshes the manifest's time: `qpf cache gc` removes the least recently used first.
+        if let Ok(file) = std::fs::File::options().write(true).open(&path) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
+        Ok(Some(manifest))
+    }
+
+    fn blob(&self, digest: &str) -> Result<Vec<u8>, CacheError> {
+        let path = self.blob_path(digest);
+        let bytes = qpf_core::fs::read_regular(&path, MAX_BLOB_BYTES).map_err(|e| match e {
+            qpf_core::fs::ReadError::Io(source) => CacheError::Io { path, source },
+            _ => CacheError::Corrupted(digest.to_owned()),
+        })?;
+        if digest_of(&bytes) != digest {
+            return Err(CacheError::Corrupted(digest.to_owned()));
+        }
+        Ok(bytes)
+    }
+
+    fn put(&self, manifest: &Manifest, blobs: &[(&str, &[u8])]) -> Result<(), CacheError> {
+        let sealed = self.store_blobs_and_seal(manifest, blobs)?;
+        write_atomic(&self.manifest_path(&manifest.key), &sealed)
     }
 }
 

@@ -71,6 +71,7 @@ pub mod extract;
 pub mod impact;
 mod invoker;
 pub mod lock;
+pub mod pack_cache;
 pub mod plan;
 pub mod plugin_config;
 pub mod project;

@@ -44,6 +44,14 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// A tenant's invocation cache cannot be opened.
+    #[error("cannot open the invocation cache of tenant `{tenant}`: {source}")]
+    Cache {
+        /// The tenant.
+        tenant: String,
+        /// Why.
+        source: qpf_engine::cache::CacheError,
+    },
     /// The wasm runtime.
     #[error("cannot start the wasm runtime: {0}")]
     Runtime(#[from] qpf_runtime::RuntimeError),
@@ -101,7 +109,8 @@ async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Resul
         yield_every: Some(YIELD_EVERY),
     })?;
     let store = store::Store::new(runtime, &config.data, compiled);
-    let tenants = tenants::Tenants::new(&config, &secret);
+    let tenants = tenants::Tenants::new(&config, &secret, None)
+        .map_err(|(tenant, source)| ServeError::Cache { tenant, source })?;
     repair(&tenants);
     let lanes = lanes::Lanes::start(workers).map_err(io("cannot start the low-priority workers"))?;
     let app = Arc::new(api::App::new(tenants, store, workers, lanes));
@@ -132,8 +141,15 @@ async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Resul
                     fresh.data = data.clone();
                 }
                 // No audit repair here: requests in flight may be appending.
-                app.replace_tenants(tenants::Tenants::new(&fresh, &secret));
-                tracing::info!("reloaded {} tenants", fresh.tenants.len());
+                match tenants::Tenants::new(&fresh, &secret, Some(&app.tenants())) {
+                    Ok(tenants) => {
+                        app.replace_tenants(tenants);
+                        tracing::info!("reloaded {} tenants", fresh.tenants.len());
+                    }
+                    Err((tenant, e)) => {
+                        tracing::error!("reload refused, keeping the running configuration: tenant `{tenant}`: {e}");
+                    }
+                }
             }
             Err(e) => tracing::error!("reload refused, keeping the running configuration: {e}"),
         }

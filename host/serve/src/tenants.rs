@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use qpf_engine::cache::LocalCache;
+use qpf_engine::pack_cache::PackCache;
 use tokio::sync::Semaphore;
 
 use crate::config::{ServeConfig, TenantConfig};
@@ -26,8 +26,8 @@ pub struct Tenant {
     pub limits: qpf_runtime::Limits,
     /// `data/tenants/<id>`.
     pub dir: PathBuf,
-    /// Its invocation cache.
-    pub cache: LocalCache,
+    /// Its invocation cache (opened once, kept across reloads).
+    pub cache: Arc<PackCache>,
     /// The salt mixed into its cache keys.
     pub salt: [u8; 32],
     /// Keys the MACs of its caches.
@@ -78,20 +78,33 @@ pub struct OverQuota {
 }
 
 impl Tenant {
-    fn new(config: &TenantConfig, data: &std::path::Path, secret: &[u8; 32]) -> Tenant {
+    fn new(
+        config: &TenantConfig,
+        data: &std::path::Path,
+        secret: &[u8; 32],
+        cache: Option<Arc<PackCache>>,
+    ) -> Result<Tenant, qpf_engine::cache::CacheError> {
         let dir = data.join("tenants").join(&config.id);
         let tenant_secret = blake3::Hasher::new_derive_key("qpf serve tenant secret v1")
             .update(secret)
             .update(config.id.as_bytes())
             .finalize();
+        let cache = match cache {
+            Some(c) => c,
+            None => Arc::new(PackCache::open(
+                &dir.join("cache"),
+                tenant_secret.as_bytes(),
+                qpf_engine::pack_cache::DEFAULT_PACK_BYTES,
+            )?),
+        };
         let salt = *blake3::Hasher::new_derive_key("qpf serve tenant key salt v1")
             .update(tenant_secret.as_bytes())
             .finalize()
             .as_bytes();
-        Tenant {
+        Ok(Tenant {
             id: config.id.clone(),
             limits: config.limits.apply(&qpf_runtime::Limits::default()),
-            cache: LocalCache::new(&dir.join("cache"), tenant_secret.as_bytes()),
+            cache,
             salt,
             secret: *tenant_secret.as_bytes(),
             dir,
@@ -100,7 +113,7 @@ impl Tenant {
             fuel: Mutex::new(Bucket::new(config.quotas.fuel_per_minute as f64)),
             audit: Mutex::new(None),
             config: config.clone(),
-        }
+        })
     }
 
     /// Takes one request from the per-minute quota.
@@ -177,16 +190,27 @@ fn parse_digest(digest: &str) -> Option<blake3::Hash> {
 }
 
 impl Tenants {
-    /// The tenants of `config`, their state under `config.data`.
-    pub fn new(config: &ServeConfig, secret: &[u8; 32]) -> Tenants {
-        let all: Vec<Arc<Tenant>> =
-            config.tenants.iter().map(|t| Arc::new(Tenant::new(t, &config.data, secret))).collect();
+    /// The tenants of `config`, their state under `config.data`; a tenant already in `previous`
+    /// (a reload) keeps its open cache.
+    ///
+    /// # Errors
+    /// When a tenant's cache cannot be opened: `(tenant id, why)`.
+    pub fn new(
+        config: &ServeConfig,
+        secret: &[u8; 32],
+        previous: Option<&Tenants>,
+    ) -> Result<Tenants, (String, qpf_engine::cache::CacheError)> {
+        let mut all = Vec::new();
+        for t in &config.tenants {
+            let open = previous.and_then(|p| p.all.iter().find(|old| old.id == t.id)).map(|old| old.cache.clone());
+            all.push(Arc::new(Tenant::new(t, &config.data, secret, open).map_err(|e| (t.id.clone(), e))?));
+        }
         let tokens = all
             .iter()
             .flat_map(|tenant| tenant.config.tokens.iter().filter_map(|d| parse_digest(d)).map(|h| (h, tenant.clone())))
             .collect();
         let operators = config.operators.iter().filter_map(|d| parse_digest(d)).collect();
-        Tenants { all, tokens, operators }
+        Ok(Tenants { all, tokens, operators })
     }
 
     /// Whether a bearer token is an operator's (constant-time comparisons, no early exit).
