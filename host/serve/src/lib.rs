@@ -19,7 +19,7 @@ mod tenants;
 
 /// How often a running plugin gives its core back, so that a short request waiting for a core
 /// never waits for a long invocation's whole time slice (docs/serve.md, "Fairness").
-const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
+const YIELD_EVERY: std::time::Duration = std::time::Duration::from_micros(500);
 
 use std::io::Write;
 use std::path::Path;

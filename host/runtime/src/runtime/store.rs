@@ -1,8 +1,8 @@
 //! What one invocation's `Store` holds: WASI with nothing granted, the resource limiter over the
 //! whole invocation, the bounded log, the frozen clock, and the epoch ticker behind deadlines.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use wasmtime::Engine;
@@ -15,6 +15,8 @@ use crate::log::{LogLevel, LogLine};
 
 /// Per-invocation store data: WASI with nothing granted, the resource limiter and the log.
 pub(crate) struct StoreState {
+    /// Keeps the epoch ticker ticking while this store lives.
+    pub(super) _running: Running,
     pub(super) wasi: WasiCtx,
     pub(super) table: ResourceTable,
     pub(super) limiter: Limiter,
@@ -138,18 +140,51 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
     }
 }
 
-/// Advances the engine's epoch until the runtime is dropped.
+/// Advances the engine's epoch every tick while an invocation runs, and sleeps otherwise (an idle
+/// service costs no wake-ups); stops when the runtime is dropped.
 pub(super) struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    shared: Arc<TickerShared>,
+}
+
+struct TickerShared {
+    stop: AtomicBool,
+    /// Stores alive now.
+    running: Mutex<usize>,
+    wake: Condvar,
+}
+
+impl TickerShared {
+    fn running(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Held by a store while it lives: the ticker ticks while any is held.
+pub(crate) struct Running(Arc<TickerShared>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        *self.0.running() -= 1;
+    }
 }
 
 impl EpochTicker {
-    pub(super) fn start(engine: &Engine, tick: std::time::Duration) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
+    pub(super) fn start(engine: &Engine, tick: Duration) -> std::io::Result<Self> {
+        let shared =
+            Arc::new(TickerShared { stop: AtomicBool::new(false), running: Mutex::new(0), wake: Condvar::new() });
         let weak = engine.weak();
-        let flag = stop.clone();
+        let ticker = shared.clone();
         std::thread::Builder::new().name("qpf-epoch".to_owned()).spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
+            loop {
+                {
+                    let mut running = ticker.running();
+                    while *running == 0 && !ticker.stop.load(Ordering::Relaxed) {
+                        running = ticker.wake.wait(running).unwrap_or_else(std::sync::PoisonError::into_inner);
+                    }
+                }
+                if ticker.stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 std::thread::sleep(tick);
                 match weak.upgrade() {
                     Some(engine) => engine.increment_epoch(),
@@ -157,13 +192,25 @@ impl EpochTicker {
                 }
             }
         })?;
-        Ok(EpochTicker { stop })
+        Ok(EpochTicker { shared })
+    }
+
+    /// Marks a store alive until the returned guard drops.
+    pub(super) fn running(&self) -> Running {
+        let mut running = self.shared.running();
+        *running += 1;
+        if *running == 1 {
+            self.shared.wake.notify_one();
+        }
+        Running(self.shared.clone())
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
+        let _guard = self.shared.running();
+        self.shared.wake.notify_one();
     }
 }
 
