@@ -50,6 +50,90 @@ fn a_malformed_schema_is_reported_at_file_line_and_column_with_exit_1() {
 }
 
 #[test]
+fn a_misspelt_plugin_name_in_the_map_gets_a_suggestion() {
+    let project = support::hostile_project(&[("x", serde_json::json!({}))], "  fuel: 100000000\n");
+    let p = project.path();
+    let map = std::fs::read_to_string(p.join("map.yaml")).unwrap().replace("plugin: hostile", "plugin: hostlie");
+    std::fs::write(p.join("map.yaml"), map).unwrap();
+    let out = qpf(&["validate", "--project", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("plugin `hostlie`, which `qpf.yaml` does not declare (did you mean `hostile`?)"),
+        "{stderr}"
+    );
+}
+
+/// A project with two plugins (both the hostile guest, the second patched to declare a config
+/// schema whose `mode` must be `a`s), each pinned to `pins[i]` (`None`: its real digest).
+fn two_plugin_project(pins: [Option<&str>; 2], second_config: &str) -> tempfile::TempDir {
+    let project = support::hostile_project(&[("x", serde_json::json!({"mode": "echo"}))], "  fuel: 100000000\n");
+    let p = project.path();
+    let mut bytes = std::fs::read(support::wasm("qpf_hostile")).unwrap();
+    let marker = b"QPF-HOSTILE-INFO:normal";
+    let at = bytes.windows(marker.len()).position(|w| w == marker).unwrap();
+    let mut patch = b"QPF-HOSTILE-INFO:backtracking-schema".to_vec();
+    patch.resize(64, b' ');
+    bytes[at..at + 64].copy_from_slice(&patch);
+    let second = p.join("second.wasm");
+    std::fs::write(&second, &bytes).unwrap();
+    let real = [support::digest(&support::wasm("qpf_hostile")), support::digest(&second)];
+    let pin = |i: usize| pins[i].map_or_else(|| real[i].clone(), str::to_owned);
+    let qpf_yaml = std::fs::read_to_string(p.join("qpf.yaml")).unwrap();
+    let qpf_yaml = qpf_yaml.replace(&real[0], &pin(0)).replace(
+        "plugins:\n",
+        &format!("plugins:\n  second:\n    path: {}\n    digest: {}\n", second.display(), pin(1)),
+    );
+    std::fs::write(p.join("qpf.yaml"), qpf_yaml).unwrap();
+    let map = std::fs::read_to_string(p.join("map.yaml")).unwrap();
+    let map =
+        format!("{map}  - id: y\n    plugin: second\n    input: /spec\n    out: y\n    config: {second_config}\n");
+    std::fs::write(p.join("map.yaml"), map).unwrap();
+    project
+}
+
+#[test]
+fn validate_and_plan_list_every_stale_pin_at_its_line() {
+    let stale = format!("blake3:{}", "1".repeat(64));
+    let project = two_plugin_project([Some(&stale), Some(&stale)], "{mode: aaa}");
+    let p = project.path().to_str().unwrap();
+    for command in ["validate", "plan"] {
+        let out = qpf(&[command, "--project", p]);
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Both plugins, each at its `digest:` line in qpf.yaml (`second` is declared first).
+        assert!(stderr.contains("qpf.yaml:9:13: plugin `second`: `"), "{command}: {stderr}");
+        assert!(stderr.contains("qpf.yaml:12:13: plugin `hostile`: `"), "{command}: {stderr}");
+        assert!(stderr.contains(&format!("but it is pinned to {stale}")), "{command}: {stderr}");
+    }
+    // With the pins right, both pass.
+    let project = two_plugin_project([None, None], "{mode: aaa}");
+    let p = project.path().to_str().unwrap();
+    for command in ["validate", "plan"] {
+        let out = qpf(&[command, "--project", p]);
+        assert_eq!(out.status.code(), Some(0), "{command}: {}", show(&out));
+    }
+}
+
+#[test]
+fn validate_checks_every_entry_config_against_its_plugins_schema_at_the_maps_line() {
+    let project = two_plugin_project([None, None], "{mode: bbb}");
+    let p = project.path().to_str().unwrap();
+    let out = qpf(&["validate", "--project", p]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The value at fault: `mode` in entry `y`'s config, on line 11 of map.yaml.
+    assert!(
+        stderr.contains("map.yaml:11:20: entry `y`: config at `/mode` does not match what plugin `second` accepts"),
+        "{stderr}"
+    );
+    let out = qpf(&["validate", "--project", p, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!((v["errors"][0]["line"].as_u64(), v["errors"][0]["column"].as_u64()), (Some(11), Some(20)));
+}
+
+#[test]
 fn an_unknown_top_level_key_is_reported_with_its_name() {
     let project = support::example_project();
     let p = project.path();

@@ -195,3 +195,57 @@ fn every_rust_reference_plugin_passes_its_own_golden_cases() {
     tested.sort();
     assert_eq!(tested.len(), 11, "the eleven Rust reference plugins: {tested:?}");
 }
+
+#[test]
+fn golden_cases_assert_diagnostics_and_match_errors_by_text_or_regex() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("probe");
+    let case = |name: &str, config: &str, files: &[(&str, &str)]| {
+        let case = dir.join("tests/cases").join(name);
+        std::fs::create_dir_all(&case).expect("case");
+        std::fs::write(case.join("input.json"), "{}").expect("input");
+        std::fs::write(case.join("config.json"), config).expect("config");
+        for (path, text) in files {
+            let to = case.join(path);
+            std::fs::create_dir_all(to.parent().expect("parent")).expect("dir");
+            std::fs::write(to, text).expect("file");
+        }
+    };
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("qpf-plugin.yaml"), "name: hostile\nlang: rust\n").expect("manifest");
+    let warns = r#"{"mode": "many-diagnostics", "bytes": 2}"#;
+    let fails = r#"{"mode": "error"}"#;
+    case("warns", warns, &[("expected/d.txt", "x"), ("expected-diagnostics.txt", "warning: w0\nwarning: w1\n")]);
+    case("fails-text", fails, &[("expected-error.txt", "the input has no `types`")]);
+    case("fails-regex", fails, &[("expected-error.regex", r"^the input has no `\w+`\nerror: expected a list")]);
+    let wasm = support::wasm("qpf_hostile");
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(support::qpf_bin());
+        cmd.args(["plugin", "test", "probe", "--wasm", wasm.to_str().expect("utf-8")])
+            .current_dir(tmp.path())
+            .env("XDG_CACHE_HOME", support::target_dir().join("qpf-test-cache"))
+            .env_remove("QPF_BLESS");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("qpf runs")
+    };
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&out).contains("case warns ... ok\n  warning: w0\n  warning: w1\n"), "{}", show(&out));
+    // A diagnostic that changed, an error that no longer matches: failures that say what differs.
+    std::fs::write(dir.join("tests/cases/warns/expected-diagnostics.txt"), "warning: w0\n").expect("edit");
+    std::fs::write(dir.join("tests/cases/fails-regex/expected-error.regex"), "^no such").expect("edit");
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(text.contains("the diagnostics differ"), "{text}");
+    assert!(text.contains("does not match `^no such`"), "{text}");
+    // Blessing stores the diagnostics, and only the first line of an error.
+    let out = run(&[("QPF_BLESS", "1")]);
+    assert!(out.status.success(), "{}", show(&out));
+    let read = |p: &str| std::fs::read_to_string(dir.join("tests/cases").join(p)).expect("blessed");
+    assert_eq!(read("warns/expected-diagnostics.txt"), "warning: w0\nwarning: w1\n");
+    assert_eq!(read("fails-regex/expected-error.txt"), "the input has no `types`\n");
+    assert!(!dir.join("tests/cases/fails-regex/expected-error.regex").exists());
+}

@@ -138,6 +138,10 @@ fn a_corrupted_cache_entry_is_reported_and_treated_as_a_miss_never_served() {
 fn cache_gc_trims_least_recently_used_entries_and_keeps_what_fits() {
     let project = support::example_project();
     let p = project.path().to_str().unwrap();
+    // A private compiled cache: this test counts and clears it.
+    let compiled = tempfile::tempdir().unwrap();
+    let env = [("QPF_COMPILED_CACHE", compiled.path())];
+    let qpf = |args: &[&str]| support::qpf_env(args, &env);
     assert!(qpf(&["extract", "--project", p]).status.success());
     let stats = |args: &[&str]| {
         let out = qpf(args);
@@ -157,22 +161,29 @@ fn cache_gc_trims_least_recently_used_entries_and_keeps_what_fits() {
     assert!(qpf(&["extract", "--project", p, "--report", report_path.to_str().unwrap()]).status.success());
     let report = support::report(&report_path);
     assert_eq!(report["summary"]["misses"].as_u64().unwrap(), gc["manifests_removed"].as_u64().unwrap());
+    assert_eq!(before["compiled_dir"], compiled.path().display().to_string());
     let cleared = stats(&["cache", "clear", "--project", p, "--format", "json"]);
     assert!(cleared["bytes_freed"].as_u64().unwrap() > 0);
-    assert_eq!(stats(&["cache", "stats", "--project", p, "--format", "json"])["manifests"], 0);
+    let after = stats(&["cache", "stats", "--project", p, "--format", "json"]);
+    assert_eq!((after["manifests"].as_u64(), after["compiled"].as_u64()), (Some(0), Some(0)));
 }
 
 #[test]
 fn cache_clear_waits_for_a_running_extraction() {
     let project = support::example_project();
     let p = project.path().to_str().unwrap();
-    assert!(qpf(&["extract", "--project", p]).status.success());
+    // A private compiled cache: `clear` deletes it.
+    let compiled = tempfile::tempdir().unwrap();
+    assert!(
+        support::qpf_env(&["extract", "--project", p], &[("QPF_COMPILED_CACHE", compiled.path())]).status.success()
+    );
     let cache_root = project.path().join(".qpf/cache");
     // Hold the shared lock as a running `qpf extract` does.
     let lock = std::fs::OpenOptions::new().write(true).open(cache_root.join(".lock")).unwrap();
     lock.lock_shared().unwrap();
     let mut child = std::process::Command::new(support::qpf_bin())
         .args(["cache", "clear", "--project", p])
+        .env("QPF_COMPILED_CACHE", compiled.path())
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -102,6 +102,18 @@ fn a_trap_is_reported_as_a_crash_with_a_backtrace() {
 }
 
 #[test]
+fn a_rust_panic_is_reported_with_its_message_and_location_first() {
+    // The SDK's panic hook logs the message and location; the host puts them at the head of the
+    // crash report (a panic aborts: it is a trap, not an `extract-error`).
+    let err = run(serde_json::json!({"mode": "trap"}), &Limits::default()).unwrap_err();
+    let SandboxError::Trap { message } = &err else { panic!("expected a trap, got {err:?}") };
+    let first = message.lines().next().unwrap_or_default();
+    assert!(first.starts_with("panicked at "), "{message}");
+    assert!(first.contains("src/lib.rs:"), "the location: {message}");
+    assert!(first.ends_with("hostile guest panics on purpose"), "the message: {message}");
+}
+
+#[test]
 fn a_plugin_error_is_not_a_trap() {
     let inv = run(serde_json::json!({"mode": "error"}), &Limits::default()).expect("the call itself succeeds");
     let err = inv.result.expect_err("the plugin says no");

@@ -62,7 +62,19 @@ pub fn digest(path: &Path) -> String {
 
 /// Runs `qpf` with arguments.
 pub fn qpf(args: &[&str]) -> Output {
-    std::process::Command::new(qpf_bin()).args(args).env("QPF_LOG", "warn").output().expect("qpf runs")
+    qpf_env(args, &[])
+}
+
+/// Runs `qpf` with arguments and environment variables (e.g. a private `QPF_COMPILED_CACHE`, for
+/// a test that counts or clears compiled plugins: the default is the user's cache, shared by
+/// every project and every test).
+pub fn qpf_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = std::process::Command::new(qpf_bin());
+    command.args(args).env("QPF_LOG", "warn");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("qpf runs")
 }
 
 /// The exit code, stdout and stderr of a run, for assertion messages.

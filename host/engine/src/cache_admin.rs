@@ -82,12 +82,13 @@ fn files(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
     out
 }
 
-/// Counts what the caches under `cache_root` (`.qpf/cache`) hold.
-pub fn stats(cache_root: &Path) -> CacheStats {
+/// Counts what the invocation cache under `cache_root` (`.qpf/cache`) and the compiled-plugin
+/// cache at `compiled_dir` hold.
+pub fn stats(cache_root: &Path, compiled_dir: &Path) -> CacheStats {
     let inv = cache_root.join("invocations");
     let manifests = files(&inv.join("manifests"));
     let blobs = files(&inv.join("blobs"));
-    let compiled = files(&cache_root.join("compiled"));
+    let compiled = files(compiled_dir);
     CacheStats {
         manifests: manifests.len() as u64,
         blobs: blobs.len() as u64,
@@ -155,14 +156,16 @@ pub fn gc(cache_root: &Path, max_bytes: u64) -> std::io::Result<GcReport> {
     Ok(report)
 }
 
-/// Removes both caches. Call with the exclusive lock held.
+/// Removes the invocation cache under `cache_root` and the compiled-plugin cache at
+/// `compiled_dir`. Call with the exclusive lock held.
 ///
 /// # Errors
 /// I/O errors while deleting.
-pub fn clear(cache_root: &Path) -> std::io::Result<u64> {
-    let before = stats(cache_root);
-    for sub in ["invocations", "compiled"] {
-        match std::fs::remove_dir_all(cache_root.join(sub)) {
+pub fn clear(cache_root: &Path, compiled_dir: &Path) -> std::io::Result<u64> {
+    let before = stats(cache_root, compiled_dir);
+    // The old per-project compiled cache too (`.qpf/cache/compiled`, the default before 0.2).
+    for dir in [cache_root.join("invocations"), compiled_dir.to_owned(), cache_root.join("compiled")] {
+        match std::fs::remove_dir_all(dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }

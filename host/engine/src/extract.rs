@@ -107,8 +107,8 @@ pub struct Settings {
     pub secret: Option<[u8; 32]>,
     /// The invocation cache's folder (default `.qpf/cache/invocations`).
     pub invocation_cache: Option<PathBuf>,
-    /// Compiled plugins: folder and MAC secret (default `QPF_COMPILED_CACHE` or
-    /// `.qpf/cache/compiled`, with [`Settings::secret`]).
+    /// Compiled plugins: folder and MAC secret (default: the user's compiled cache,
+    /// [`crate::standalone::user_compiled_cache`], with [`Settings::secret`]).
     pub compiled_cache: Option<qpf_runtime::CompiledCacheOptions>,
     /// The file of a declared plugin, by name, instead of its `path` in `qpf.yaml` (its digest is
     /// still checked).
@@ -191,14 +191,15 @@ impl Engine {
         })
     }
 
-    /// The folder of compiled plugins: `QPF_COMPILED_CACHE` when set (shared between projects),
-    /// else `.qpf/cache/compiled`. Artifacts are authenticated either way.
+    /// The folder of compiled plugins: the user's, shared by every project and by `qpf plugin
+    /// build|test` ([`crate::standalone::user_compiled_cache`]: `QPF_COMPILED_CACHE`, else the XDG
+    /// cache folder), or `.qpf/cache/compiled` without a home folder. Artifacts are authenticated
+    /// either way.
     pub fn compiled_cache_dir(&self) -> PathBuf {
         if let Some(c) = &self.settings.compiled_cache {
             return c.dir.clone();
         }
-        std::env::var_os("QPF_COMPILED_CACHE")
-            .map(PathBuf::from)
+        crate::standalone::user_compiled_cache()
             .unwrap_or_else(|| self.project.state_dir().join("cache").join("compiled"))
     }
 

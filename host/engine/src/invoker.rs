@@ -156,7 +156,7 @@ impl<'a> Plugins<'a> {
 
 impl Plugins<'_> {
     /// The JSON Schema the plugin declares for its config in `info()`, compiled once per plugin.
-    fn config_schema(&self, name: &str, plugin: &Plugin) -> Result<Option<&JsonSchema>, String> {
+    pub(crate) fn config_schema(&self, name: &str, plugin: &Plugin) -> Result<Option<&JsonSchema>, String> {
         let Some(slot) = self.config_schemas.get(name) else { return Ok(None) };
         slot.get_or_init(|| crate::plugin_config::schema(plugin))
             .as_ref()

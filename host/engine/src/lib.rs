@@ -74,6 +74,7 @@ pub mod lock;
 pub mod pack_cache;
 pub mod plan;
 pub mod plugin_config;
+pub mod preflight;
 pub mod project;
 pub mod protect;
 mod prune;

@@ -219,11 +219,13 @@ fn check_map(file: &ProjectFile, map: &MapFile) -> Result<(), String> {
         {
             Some(format!("entry id `{}` must be lower-case letters, digits and `-`", entry.id))
         } else if !file.plugins.contains_key(&entry.plugin) {
+            let declared: Vec<&str> = file.plugins.keys().map(String::as_str).collect();
             Some(format!(
-                "entry `{}` uses plugin `{}`, which `{PROJECT_FILE}` does not declare (declared: {})",
+                "entry `{}` uses plugin `{}`, which `{PROJECT_FILE}` does not declare{} (declared: {})",
                 entry.id,
                 entry.plugin,
-                file.plugins.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                qpf_schema::document::suggest(&entry.plugin, &declared),
+                declared.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
             ))
         } else if !entry.input.is_empty() && !entry.input.starts_with('/') {
             Some(format!(
@@ -245,9 +247,11 @@ fn check_map(file: &ProjectFile, map: &MapFile) -> Result<(), String> {
             ));
         }
         if let Some(p) = entry.spawn.plugins.iter().find(|p| !file.plugins.contains_key(*p)) {
+            let declared: Vec<&str> = file.plugins.keys().map(String::as_str).collect();
             return Err(format!(
-                "entry `{}` allows spawning plugin `{p}`, which `{PROJECT_FILE}` does not declare",
-                entry.id
+                "entry `{}` allows spawning plugin `{p}`, which `{PROJECT_FILE}` does not declare{}",
+                entry.id,
+                qpf_schema::document::suggest(p, &declared)
             ));
         }
         for need in &entry.needs {

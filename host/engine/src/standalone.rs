@@ -12,13 +12,19 @@ use crate::Invoker;
 use crate::invoker::Call;
 use crate::plugin_config::ConfigError;
 
-/// The user's compiled-component cache: `$XDG_CACHE_HOME/qpf/compiled`, else `~/.cache/qpf/compiled`.
-/// Artifacts are keyed by the component's digest and the engine, and authenticated on load with the
-/// user's secret ([`crate::secret::user_secret`]).
+/// The user's compiled-component cache, shared by `qpf plugin build|test`, `qpf extract` and every
+/// project: `QPF_COMPILED_CACHE` when set, else `$XDG_CACHE_HOME/qpf/compiled`, else
+/// `~/.cache/qpf/compiled` (`None` without a home folder). Artifacts are keyed by the component's
+/// digest and the engine, and authenticated on load with the user's secret
+/// ([`crate::secret::user_secret`]), so sharing them between projects is safe.
 pub fn user_compiled_cache() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("QPF_COMPILED_CACHE").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
     std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .or_else(|| std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache")))
         .map(|c| c.join("qpf/compiled"))
 }
 

@@ -295,11 +295,13 @@ macro_rules! export {
     ($ty:ident) => {
         impl $crate::bindings::Guest for $ty {
             fn info() -> $crate::bindings::PluginInfo {
+                $crate::__private::report_panics();
                 $crate::__private::info_to_wit(<$ty as $crate::Extractor>::info())
             }
             fn extract(
                 request: $crate::bindings::Request,
             ) -> ::core::result::Result<$crate::bindings::Response, $crate::bindings::ExtractError> {
+                $crate::__private::report_panics();
                 $crate::__private::result_to_wit(<$ty as $crate::Extractor>::extract(
                     $crate::__private::request_from_wit(request),
                 ))
@@ -312,6 +314,28 @@ macro_rules! export {
 #[doc(hidden)]
 pub mod __private {
     use super::*;
+
+    /// Makes a panic log its message and location at error level before the plugin aborts: the
+    /// host puts that line at the head of the crash report (a panic is a trap, not an
+    /// `extract-error`, so nothing else would carry the message).
+    pub fn report_panics() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                let payload = info.payload();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(a panic without a message)".to_owned());
+                let location = info
+                    .location()
+                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                    .unwrap_or_else(|| "an unknown location".to_owned());
+                crate::log::error(&format!("panicked at {location}: {message}"));
+            }));
+        });
+    }
 
     fn severity(s: Severity) -> wit::Severity {
         match s {

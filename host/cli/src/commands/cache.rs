@@ -1,5 +1,6 @@
-//! `qpf cache stats | gc --max-size SIZE | clear`: the local caches under `.qpf/cache`, safe while
-//! another `qpf` runs (runs hold a shared lock; `gc` and `clear` wait for an exclusive one).
+//! `qpf cache stats | gc --max-size SIZE | clear`: the project's invocation cache under
+//! `.qpf/cache` and the user's compiled-plugin cache (shared by every project), safe while another
+//! `qpf` runs (runs hold a shared lock; `gc` and `clear` wait for an exclusive one).
 
 use crate::term::{esay, say};
 use std::path::Path;
@@ -23,7 +24,8 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Count entries and bytes of the invocation and compiled-plugin caches.
+    /// Count entries and bytes of the project's invocation cache and of the user's
+    /// compiled-plugin cache (and show where that one is).
     Stats,
     /// Shrink the invocation cache to SIZE, least recently used first (e.g. `500M`, `2GiB`).
     Gc {
@@ -31,7 +33,8 @@ enum Command {
         #[arg(long, value_name = "SIZE", value_parser = cache_admin::parse_size)]
         max_size: u64,
     },
-    /// Delete both caches.
+    /// Delete the project's invocation cache and the user's compiled-plugin cache (every
+    /// project then compiles its plugins again once).
     Clear,
 }
 
@@ -42,16 +45,19 @@ enum Command {
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     let project = Project::load(project)?;
     let root = project.state_dir().join("cache");
+    let compiled = qpf_engine::standalone::user_compiled_cache().unwrap_or_else(|| root.join("compiled"));
     let waiting = || esay!("waiting for another qpf to finish with the cache...");
     let json = args.format == Format::Json;
     match &args.command {
         Command::Stats => {
-            let s = cache_admin::stats(&root);
+            let s = cache_admin::stats(&root, &compiled);
             if json {
-                crate::term::out_json(&s, false);
+                let mut v = serde_json::to_value(&s).unwrap_or_default();
+                v["compiled_dir"] = serde_json::json!(compiled.display().to_string());
+                crate::term::out_json(&v, false);
             } else {
                 say!("invocations: {} entries, {} blobs, {} bytes", s.manifests, s.blobs, s.invocation_bytes);
-                say!("compiled plugins: {}, {} bytes", s.compiled, s.compiled_bytes);
+                say!("compiled plugins: {}, {} bytes, in {}", s.compiled, s.compiled_bytes, compiled.display());
             }
         }
         Command::Gc { max_size } => {
@@ -71,7 +77,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         }
         Command::Clear => {
             let _lock = cache_admin::lock_exclusive(&root, &waiting).context("cannot lock the cache")?;
-            let freed = cache_admin::clear(&root).context("cannot clear the cache")?;
+            let freed = cache_admin::clear(&root, &compiled).context("cannot clear the cache")?;
             if json {
                 crate::term::out_json(&serde_json::json!({"bytes_freed": freed}), false);
             } else {

@@ -1,4 +1,5 @@
-//! `qpf plan`: every invocation the project would run, with its cache state and, for a miss, why.
+//! `qpf plan`: every invocation the project would run, with its cache state and, for a miss, why;
+//! after the checks of `qpf validate` on plugin pins and configs ([`qpf_engine::preflight`]).
 
 use crate::term::say;
 use std::path::Path;
@@ -23,6 +24,10 @@ pub struct Args {
 /// A missing or invalid project.
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     let engine = Engine::load(project)?;
+    let problems = qpf_engine::preflight::check(&engine);
+    if !problems.is_empty() {
+        return Err(qpf_engine::EngineError::Invalid(problems).into());
+    }
     let reasons = engine.miss_reasons();
     let plan = &engine.plan().invocations;
     match args.format {

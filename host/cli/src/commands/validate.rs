@@ -1,4 +1,6 @@
-//! `qpf validate`: load qpf.yaml, the map and every schema, and plan, without running a plugin.
+//! `qpf validate`: load qpf.yaml, the map and every schema, plan, and check every plugin pin and
+//! every entry's config against its plugin's config schema ([`qpf_engine::preflight`]), without
+//! running an extraction.
 
 use crate::term::{esay, say};
 use std::path::Path;
@@ -22,7 +24,11 @@ pub struct Args {
 /// # Errors
 /// Only for a missing project (usage error); invalid input is reported and gives exit code 1.
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
-    match Engine::load(project) {
+    let loaded = Engine::load(project).and_then(|engine| {
+        let problems = qpf_engine::preflight::check(&engine);
+        if problems.is_empty() { Ok(engine) } else { Err(EngineError::Invalid(problems)) }
+    });
+    match loaded {
         Ok(engine) => {
             let (schemas, entries, invocations) =
                 (engine.schemas().len(), engine.project().map.entries.len(), engine.plan().invocations.len());

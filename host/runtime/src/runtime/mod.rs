@@ -265,10 +265,14 @@ impl Runtime {
         };
         let seed =
             *blake3::Hasher::new_derive_key("qpf sandbox info seed v1").update(digest.as_bytes()).finalize().as_bytes();
-        let (mut store, _, _) = self.new_store(&limits, &seed);
+        let (mut store, _, stderr) = self.new_store(&limits, &seed);
         store.set_hostcall_fuel(crate::budgets::INFO_TRANSFER_BYTES as usize);
-        let instance = pre.instantiate(&mut store).map_err(|e| classify(e, &store, &limits, Phase::Instantiate))?;
-        let info = instance.call_info(&mut store).map_err(|e| classify(e, &store, &limits, Phase::Call))?;
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| with_last_words(classify(e, &store, &limits, Phase::Instantiate), &store, &stderr))?;
+        let info = instance
+            .call_info(&mut store)
+            .map_err(|e| with_last_words(classify(e, &store, &limits, Phase::Call), &store, &stderr))?;
         Ok(crate::plugin::info_from_wit(info))
     }
 
@@ -292,12 +296,14 @@ impl Runtime {
             tracing::debug_span!("invoke", plugin = %plugin.name(), entry = %request.entry, schema = %request.schema)
                 .entered();
         let (mut store, stdout, stderr) = self.new_store(limits, &seed.0);
-        let instance =
-            plugin.pre().instantiate(&mut store).map_err(|e| classify(e, &store, limits, Phase::Instantiate))?;
+        let instance = plugin
+            .pre()
+            .instantiate(&mut store)
+            .map_err(|e| with_last_words(classify(e, &store, limits, Phase::Instantiate), &store, &stderr))?;
         let wit_request = crate::plugin::request_to_wit(request);
         let result = instance.call_extract(&mut store, &wit_request);
         let fuel_consumed = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let result = result.map_err(|e| classify(e, &store, limits, Phase::Call))?;
+        let result = result.map_err(|e| with_last_words(classify(e, &store, limits, Phase::Call), &store, &stderr))?;
         let mut logs = std::mem::take(&mut store.data_mut().logs);
         for (sink, level) in [(stdout, LogLevel::Stdout), (stderr, LogLevel::Stderr)] {
             let (bytes, dropped) = sink.take();
@@ -323,6 +329,35 @@ impl Runtime {
         }
         Ok(Invocation { result: crate::plugin::result_from_wit(result), fuel_consumed, logs })
     }
+}
+
+/// Most bytes of a crashing plugin's stderr kept in its trap report.
+const LAST_WORDS_BYTES: usize = 2048;
+
+/// Puts what a crashing plugin said last at the head of its trap report: its error-level log lines
+/// (the Rust SDK logs a panic's message and location there) and the end of its stderr (where a
+/// panic hook of the standard library writes). Other errors are returned as they are.
+fn with_last_words(error: SandboxError, store: &Store<StoreState>, stderr: &LogSink) -> SandboxError {
+    let SandboxError::Trap { message } = error else { return error };
+    let mut words = String::new();
+    let errors = store.data().logs.iter().filter(|l| l.level == LogLevel::Error);
+    for line in errors.rev().take(5).collect::<Vec<_>>().into_iter().rev() {
+        words.push_str(&line.message);
+        words.push('\n');
+    }
+    let (bytes, _) = stderr.take();
+    let tail = &bytes[bytes.len().saturating_sub(LAST_WORDS_BYTES)..];
+    let text = String::from_utf8_lossy(tail);
+    let text = text.trim();
+    if !text.is_empty() && !words.contains(text) {
+        words.push_str(text);
+        words.push('\n');
+    }
+    if words.is_empty() {
+        return SandboxError::Trap { message };
+    }
+    let message = format!("{}{message}", words.trim_start());
+    SandboxError::Trap { message: crate::budgets::truncate(message, crate::budgets::MAX_MESSAGE_BYTES) }
 }
 
 /// Where a wasmtime error happened.

@@ -79,15 +79,38 @@ fn rust(dir: &Path, out: &Path) -> Result<()> {
     let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml"))
         .with_context(|| format!("a Rust plugin needs `{}`", dir.join("Cargo.toml").display()))?;
     let name = package_name(&cargo_toml).context("Cargo.toml has no `[package] name`")?;
-    run_tool(
-        Command::new("cargo").args(["build", "--release", "--target", "wasm32-wasip2"]).current_dir(dir),
-        "cargo build",
-    )?;
+    let mut cargo = Command::new("cargo");
+    cargo.args(["build", "--release", "--target", "wasm32-wasip2"]).current_dir(dir);
+    cargo.env("RUSTFLAGS", reproducible_rustflags(dir));
+    run_tool(&mut cargo, "cargo build")?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
     let target = if target.is_absolute() { target } else { dir.join(target) };
     let built = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
     std::fs::copy(&built, out).with_context(|| format!("cannot copy `{}` to `{}`", built.display(), out.display()))?;
     Ok(())
+}
+
+/// `RUSTFLAGS` (the caller's, if any, first) that remap the folders whose absolute paths would
+/// otherwise end up in the component (panic locations, debug names): the plugin's folder, cargo's
+/// home (registry sources) and the QPF checkout (a path dependency on the SDK). The same sources
+/// then give the same bytes on every machine, so the digest an author pins is the one others get.
+fn reproducible_rustflags(dir: &Path) -> String {
+    let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let remaps = [
+        (std::fs::canonicalize(dir).ok(), "/plugin"),
+        (cargo_home, "/cargo"),
+        (super::qpf_root().ok().and_then(|r| std::fs::canonicalize(r).ok()), "/qpf"),
+    ];
+    for (from, to) in remaps {
+        // A path with spaces cannot be passed through RUSTFLAGS (space-separated); it stays.
+        if let Some(from) = from.and_then(|f| f.to_str().map(str::to_owned)).filter(|f| !f.contains(' ')) {
+            flags.push_str(&format!(" --remap-path-prefix={from}={to}"));
+        }
+    }
+    flags.trim().to_owned()
 }
 
 /// `name = "..."` of the `[package]` table.

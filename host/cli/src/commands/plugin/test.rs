@@ -9,9 +9,13 @@
 //! | `schema.json` | `{"kind", "name", "version"}` of the schema (default `Agent/example@1.0.0`) |
 //! | `context.json` | the context object (default `{}`) |
 //! | `expected/` | exactly the files the plugin must write |
+//! | `expected-diagnostics.txt` | with `expected/`: exactly the diagnostics of a success, one per line (`warning: message (at /pointer)`) |
 //! | `expected-error.txt` | or: text the plugin's error message must contain |
+//! | `expected-error.regex` | or: a regular expression the error message must match |
 //!
-//! `QPF_BLESS=1` accepts what the plugin does now as the expectation.
+//! `QPF_BLESS=1` accepts what the plugin does now as the expectation: the files and the
+//! diagnostics of a success; the first line of an error (its message, without diagnostics, so that
+//! a reworded detail does not break the case).
 
 use crate::term::say;
 use qpf_engine::report::FailureKind;
@@ -36,8 +40,16 @@ pub struct Args {
 
 /// What one case produced.
 enum Outcome {
-    Files(BTreeMap<String, Vec<u8>>),
+    /// The files, and the diagnostics as lines.
+    Files(BTreeMap<String, Vec<u8>>, Vec<String>),
+    /// The error message, then its diagnostics, one per line.
     Error(String),
+}
+
+/// A diagnostic as one line of `expected-diagnostics.txt`.
+fn diagnostic_line(d: &qpf_runtime::Diagnostic) -> String {
+    let at = d.pointer.as_ref().map(|p| format!(" (at `{p}`)")).unwrap_or_default();
+    format!("{}: {}{at}", format!("{:?}", d.severity).to_lowercase(), d.message)
 }
 
 fn read_value(dir: &Path, stem: &str) -> Result<Option<serde_json::Value>> {
@@ -96,14 +108,17 @@ fn run_case(loaded: &qpf_engine::standalone::Loaded<'_>, case: &Path) -> Result<
         Err(e) if e.kind == FailureKind::Plugin => {
             let mut message = e.message.clone();
             for d in &call.diagnostics {
-                let at = d.pointer.as_ref().map(|p| format!(" (at `{p}`)")).unwrap_or_default();
-                message.push_str(&format!("\n{}: {}{at}", format!("{:?}", d.severity).to_lowercase(), d.message));
+                message.push('\n');
+                message.push_str(&diagnostic_line(d));
             }
             Ok(Outcome::Error(message))
         }
         Err(e) if e.kind == FailureKind::Config => Ok(Outcome::Error(format!("config error: {}", e.message))),
         Err(e) => bail!("plugin `{}`: {} error: {}", plugin.name(), e.kind, e.message),
-        Ok(files) => Ok(Outcome::Files(files.into_iter().map(|(path, _, contents)| (path, contents)).collect())),
+        Ok(files) => Ok(Outcome::Files(
+            files.into_iter().map(|(path, _, contents)| (path, contents)).collect(),
+            call.diagnostics.iter().map(diagnostic_line).collect(),
+        )),
     }
 }
 
@@ -138,18 +153,86 @@ fn compare(expected: &BTreeMap<String, Vec<u8>>, actual: &BTreeMap<String, Vec<u
 fn bless(case: &Path, outcome: &Outcome) -> Result<()> {
     let expected = case.join("expected");
     let _ = std::fs::remove_dir_all(&expected);
-    let _ = std::fs::remove_file(case.join("expected-error.txt"));
+    for stale in ["expected-error.txt", "expected-error.regex", "expected-diagnostics.txt"] {
+        let _ = std::fs::remove_file(case.join(stale));
+    }
     match outcome {
-        Outcome::Error(message) => std::fs::write(case.join("expected-error.txt"), format!("{message}\n"))?,
-        Outcome::Files(files) => {
+        Outcome::Error(message) => {
+            let first = message.lines().next().unwrap_or_default();
+            std::fs::write(case.join("expected-error.txt"), format!("{first}\n"))?;
+        }
+        Outcome::Files(files, diagnostics) => {
             for (path, bytes) in files {
                 let to = expected.join(path);
                 std::fs::create_dir_all(to.parent().unwrap_or(&expected))?;
                 std::fs::write(&to, bytes)?;
             }
+            if !diagnostics.is_empty() {
+                std::fs::write(case.join("expected-diagnostics.txt"), diagnostics.join("\n") + "\n")?;
+            }
         }
     }
     Ok(())
+}
+
+/// What `expected` means in a case: an error (`expected-error.txt` as text it contains, or
+/// `expected-error.regex` as a pattern it matches), or files (`expected/`) and, when given,
+/// exactly the diagnostics in `expected-diagnostics.txt`.
+enum Expectation {
+    Contains(String),
+    Matches(regex::Regex),
+    Files { diagnostics: Option<Vec<String>> },
+}
+
+fn expectation(case: &Path) -> Result<Expectation> {
+    if let Ok(pattern) = std::fs::read_to_string(case.join("expected-error.regex")) {
+        let regex = regex::RegexBuilder::new(pattern.trim()).size_limit(1 << 20).build().with_context(|| {
+            format!("`{}`: not a valid regular expression", case.join("expected-error.regex").display())
+        })?;
+        return Ok(Expectation::Matches(regex));
+    }
+    if let Ok(text) = std::fs::read_to_string(case.join("expected-error.txt")) {
+        return Ok(Expectation::Contains(text.trim().to_owned()));
+    }
+    let diagnostics = std::fs::read_to_string(case.join("expected-diagnostics.txt"))
+        .ok()
+        .map(|t| t.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect());
+    Ok(Expectation::Files { diagnostics })
+}
+
+/// The ways `outcome` differs from what the case expects (empty: the case passes).
+fn check(case: &Path, outcome: &Outcome) -> Result<Vec<String>> {
+    Ok(match (expectation(case)?, outcome) {
+        (Expectation::Contains(want), Outcome::Error(message)) if message.contains(&want) => Vec::new(),
+        (Expectation::Contains(want), Outcome::Error(message)) => {
+            vec![format!("the error `{message}` does not contain `{want}`")]
+        }
+        (Expectation::Matches(re), Outcome::Error(message)) if re.is_match(message) => Vec::new(),
+        (Expectation::Matches(re), Outcome::Error(message)) => {
+            vec![format!("the error `{message}` does not match `{}`", re.as_str())]
+        }
+        (Expectation::Contains(want), Outcome::Files(..)) => {
+            vec![format!("expected an error containing `{want}`, but the plugin succeeded")]
+        }
+        (Expectation::Matches(re), Outcome::Files(..)) => {
+            vec![format!("expected an error matching `{}`, but the plugin succeeded", re.as_str())]
+        }
+        (Expectation::Files { .. }, Outcome::Error(message)) => vec![format!("the plugin failed: {message}")],
+        (Expectation::Files { diagnostics }, Outcome::Files(files, actual)) => {
+            let mut problems = compare(&read_tree(&case.join("expected"))?, files);
+            if let Some(want) = diagnostics
+                && &want != actual
+            {
+                let show = |d: &[String]| if d.is_empty() { "(none)".to_owned() } else { d.join("\n    ") };
+                problems.push(format!(
+                    "the diagnostics differ:\n  expected:\n    {}\n  actual:\n    {}",
+                    show(&want),
+                    show(actual)
+                ));
+            }
+            problems
+        }
+    })
 }
 
 /// Runs the command: exit 0 when every case passes, 1 otherwise.
@@ -187,20 +270,18 @@ pub fn run(args: &Args) -> Result<Exit> {
                 continue;
             }
         };
-        let expected_error = std::fs::read_to_string(case.join("expected-error.txt")).ok();
-        let problems = match (&outcome, expected_error) {
-            (Outcome::Error(message), Some(want)) if message.contains(want.trim()) => Vec::new(),
-            (Outcome::Error(message), Some(want)) => {
-                vec![format!("the error `{message}` does not contain `{}`", want.trim())]
-            }
-            (Outcome::Files(_), Some(want)) => {
-                vec![format!("expected an error containing `{}`, but the plugin succeeded", want.trim())]
-            }
-            (Outcome::Error(message), None) => vec![format!("the plugin failed: {message}")],
-            (Outcome::Files(files), None) => compare(&read_tree(&case.join("expected"))?, files),
+        let problems = match check(case, &outcome) {
+            Ok(p) => p,
+            Err(e) => vec![format!("{e:#}")],
         };
         if problems.is_empty() {
             say!("case {name} ... ok");
+            // Warnings and notes of a success are shown even when not asserted.
+            if let Outcome::Files(_, diagnostics) = &outcome {
+                for d in diagnostics {
+                    say!("  {d}");
+                }
+            }
         } else if blessing {
             bless(case, &outcome)?;
             say!("case {name} ... blessed");
