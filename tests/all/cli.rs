@@ -250,3 +250,53 @@ fn every_json_output_carries_a_format_version() {
         assert!(value["format"].is_u64(), "{args:?}: {value}");
     }
 }
+
+#[test]
+fn schema_show_prints_the_resolved_document_and_where_each_value_came_from() {
+    let project = support::example_project();
+    let p = project.path().to_str().unwrap();
+    // As written: the file's own text.
+    let out = qpf(&["schema", "show", "monitor", "--project", p]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("extends: base"), "{}", show(&out));
+    // Resolved, with provenance: a value from the base fragment names the fragment.
+    let out = qpf(&["schema", "show", "monitor", "--resolved", "--provenance", "--format", "json", "--project", p]);
+    assert!(out.status.success(), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id"], "Agent/monitor@0.9.0");
+    assert_eq!(v["value"]["metadata"]["name"], "monitor");
+    let provenance = v["provenance"].as_object().unwrap();
+    assert_eq!(provenance["/metadata/name"]["file"], "agents/monitor.yaml");
+    assert_eq!(provenance["/metadata/name"]["line"], 4);
+    let inherited = provenance.values().filter(|o| o["file"] == "fragments/base-agent.yaml").count();
+    assert!(inherited > 0, "values from the `extends` base are traced to it: {v}");
+    // One pointer, for humans.
+    let out =
+        qpf(&["schema", "show", "monitor", "--resolved", "--pointer", "/metadata", "--provenance", "--project", p]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"name\": \"monitor\""), "{text}");
+    assert!(text.contains("/metadata/name") && text.contains("agents/monitor.yaml:4:"), "{text}");
+    // A pointer that selects nothing, a misspelt name: clear errors.
+    let out = qpf(&["schema", "show", "monitor", "--resolved", "--pointer", "/nope", "--project", p]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`/nope` selects nothing"), "{}", show(&out));
+    let out = qpf(&["schema", "show", "monitr", "--project", p]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `monitor`"), "{}", show(&out));
+}
+
+#[test]
+fn plan_show_request_prints_exactly_what_the_plugin_receives() {
+    let project = support::hostile_project(&[("x", serde_json::json!({"mode": "echo"}))], "  fuel: 100000000\n");
+    let p = project.path().to_str().unwrap();
+    let out = qpf(&["plan", "--show-request", "x", "probe", "--project", p]);
+    assert!(out.status.success(), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["entry"], "x");
+    assert_eq!(v["schema"], serde_json::json!({"kind": "Probe", "name": "probe", "version": "1.0.0"}));
+    assert_eq!(v["input"], serde_json::json!({"greeting": "hello"}));
+    assert_eq!(v["config"], serde_json::json!({"mode": "echo"}));
+    assert!(v.get("format").is_none(), "the request as it is: {v}");
+    let out = qpf(&["plan", "--show-request", "y", "probe", "--project", p]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no invocation of entry `y`"), "{}", show(&out));
+}

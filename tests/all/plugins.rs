@@ -249,3 +249,35 @@ fn golden_cases_assert_diagnostics_and_match_errors_by_text_or_regex() {
     assert_eq!(read("fails-regex/expected-error.txt"), "the input has no `types`\n");
     assert!(!dir.join("tests/cases/fails-regex/expected-error.regex").exists());
 }
+
+#[test]
+fn a_case_can_take_its_request_from_a_project_through_plan_show_request() {
+    let project = support::hostile_project(&[("x", serde_json::json!({"mode": "echo"}))], "  fuel: 100000000\n");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("probe");
+    let case = dir.join("tests/cases/from-project");
+    std::fs::create_dir_all(&case).expect("case");
+    std::fs::write(dir.join("qpf-plugin.yaml"), "name: hostile\nlang: rust\n").expect("manifest");
+    let request =
+        support::qpf(&["plan", "--show-request", "x", "probe", "--project", project.path().to_str().unwrap()]);
+    assert!(request.status.success(), "{}", show(&request));
+    std::fs::write(case.join("request.json"), &request.stdout).expect("request.json");
+    let wasm = support::wasm("qpf_hostile");
+    let run = |bless: bool| {
+        let mut cmd = Command::new(support::qpf_bin());
+        cmd.args(["plugin", "test", "probe", "--wasm", wasm.to_str().expect("utf-8")])
+            .current_dir(tmp.path())
+            .env("XDG_CACHE_HOME", support::target_dir().join("qpf-test-cache"))
+            .env_remove("QPF_BLESS");
+        if bless {
+            cmd.env("QPF_BLESS", "1");
+        }
+        cmd.output().expect("qpf runs")
+    };
+    assert!(run(true).status.success());
+    let out = run(false);
+    assert!(out.status.success(), "{}", show(&out));
+    // The plugin received the project's input for that schema: the echo holds it.
+    let echoed = std::fs::read_to_string(case.join("expected/echo.json")).expect("echo");
+    assert!(echoed.contains("\"greeting\":\"hello\"") || echoed.contains("\"greeting\": \"hello\""), "{echoed}");
+}

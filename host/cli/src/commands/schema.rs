@@ -1,4 +1,7 @@
-//! `qpf schema diff | check | migrate`: schema versioning.
+//! `qpf schema show | diff | check | migrate`: a schema as a plugin sees it, and schema versioning.
+//!
+//! `show --resolved` prints a schema after its imports and `extends` are applied, the document the
+//! map's JSON Pointers select from, optionally one pointer of it and where each value came from.
 //!
 //! `diff` and `check` compare resolved schemas (imports and extends applied), so a change made in a
 //! shared fragment shows up in every schema that uses it. A side given as `REV:path` is read from
@@ -25,6 +28,23 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Print a schema: as written, or resolved (imports and `extends` applied) with `--resolved`.
+    Show {
+        /// The schema: its name, or `kind/name@version` when several versions exist.
+        name: String,
+        /// Print the resolved document (what the map's `input` pointers select from).
+        #[arg(long)]
+        resolved: bool,
+        /// Only the value at this JSON Pointer of the resolved document (e.g. `/spec/tools`).
+        #[arg(long, value_name = "P", requires = "resolved")]
+        pointer: Option<String>,
+        /// With each value's origin: file, line, column and the import or `extends` chain.
+        #[arg(long, requires = "resolved")]
+        provenance: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
     /// List every change between two versions of a schema, classified as breaking, non-breaking or cosmetic.
     Diff {
         /// The old version: a file, or `REV:path` read from git (e.g. `HEAD~1:schemas/agents/trainer.yaml`).
@@ -61,10 +81,93 @@ enum Command {
 /// Unreadable files, git failures, invalid schemas or migrations.
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     match &args.command {
+        Command::Show { name, resolved, pointer, provenance, format } => {
+            show_cmd(project, name, *resolved, pointer.as_deref(), *provenance, *format)
+        }
         Command::Diff { old, new, format } => diff_cmd(project, old, new, *format),
         Command::Check { against, format } => check_cmd(project, against, *format),
         Command::Migrate { files, write } => migrate_cmd(project, files, *write),
     }
+}
+
+/// The one schema `name` designates: an exact id, or the only schema with that name.
+fn find<'a>(set: &'a SchemaSet, name: &str) -> Result<&'a Schema> {
+    if let Some(s) = set.get(name) {
+        return Ok(s);
+    }
+    let named: Vec<&Schema> = set.iter().filter(|s| s.doc.metadata.name == name).collect();
+    match named.as_slice() {
+        [one] => Ok(one),
+        [] => {
+            let names: Vec<&str> = set.iter().map(|s| s.doc.metadata.name.as_str()).collect();
+            bail!("no schema named `{name}`{}", qpf_schema::document::suggest(name, &names))
+        }
+        several => bail!(
+            "{} schemas are named `{name}`; name one: {}",
+            several.len(),
+            several.iter().map(|s| format!("`{}`", s.id())).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn show_cmd(
+    project: &Path,
+    name: &str,
+    resolved: bool,
+    pointer: Option<&str>,
+    provenance: bool,
+    format: Format,
+) -> Result<Exit> {
+    let engine = qpf_engine::Engine::load(project)?;
+    let schema = find(engine.schemas(), name)?;
+    if !resolved {
+        let text = std::fs::read_to_string(project.join(&schema.path))
+            .with_context(|| format!("cannot read `{}`", schema.path.display()))?;
+        match format {
+            Format::Human => say!("{}", text.trim_end()),
+            Format::Json => {
+                crate::term::out_json(&serde_json::json!({"id": schema.id(), "path": schema.path, "text": text}), false)
+            }
+        }
+        return Ok(Exit::Success);
+    }
+    let pointer = pointer.unwrap_or("");
+    let doc = schema.to_json();
+    let value = doc.pointer(pointer).with_context(|| {
+        format!("`{pointer}` selects nothing in `{}` (a JSON Pointer starts with `/`, e.g. `/spec`)", schema.id())
+    })?;
+    let origins: Vec<(&String, &qpf_schema::Origin)> = schema
+        .provenance
+        .iter()
+        .filter(|(p, _)| pointer.is_empty() || *p == pointer || p.starts_with(&format!("{pointer}/")))
+        .collect();
+    match format {
+        Format::Human => {
+            say!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+            if provenance {
+                for (p, o) in &origins {
+                    let via = if o.via.is_empty() { String::new() } else { format!("  via {}", o.via.join(" → ")) };
+                    say!(
+                        "{:<40} {}:{}:{}{via}",
+                        if p.is_empty() { "/" } else { p.as_str() },
+                        o.file.display(),
+                        o.line,
+                        o.column
+                    );
+                }
+            }
+        }
+        Format::Json => {
+            let mut out =
+                serde_json::json!({"id": schema.id(), "path": schema.path, "pointer": pointer, "value": value});
+            if provenance {
+                out["provenance"] =
+                    serde_json::json!(origins.into_iter().collect::<std::collections::BTreeMap<_, _>>());
+            }
+            crate::term::out_json(&out, false);
+        }
+    }
+    Ok(Exit::Success)
 }
 
 fn schema_errors(errors: Vec<SchemaError>) -> anyhow::Error {

@@ -4,7 +4,8 @@
 //!
 //! | file | meaning |
 //! |---|---|
-//! | `input.json` or `input.yaml` | the selected input (required) |
+//! | `request.json` | the whole request, as `qpf plan --show-request ENTRY SCHEMA` prints it for a project (then the four files below are not read) |
+//! | `input.json` or `input.yaml` | the selected input (required without `request.json`) |
 //! | `config.json` or `config.yaml` | the entry's config (default `{}`), checked against the plugin's config schema |
 //! | `schema.json` | `{"kind", "name", "version"}` of the schema (default `Agent/example@1.0.0`) |
 //! | `context.json` | the context object (default `{}`) |
@@ -67,6 +68,17 @@ fn read_value(dir: &Path, stem: &str) -> Result<Option<serde_json::Value>> {
     Ok(None)
 }
 
+/// `request.json`: a whole request, as `qpf plan --show-request` prints it.
+fn read_request(case: &Path) -> Result<Option<serde_json::Value>> {
+    let path = case.join("request.json");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if !value.is_object() || value.get("input").is_none() {
+        bail!("{}: not a request (`qpf plan --show-request ENTRY SCHEMA` prints one)", path.display());
+    }
+    Ok(Some(value))
+}
+
 fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
     if !dir.is_dir() {
@@ -85,14 +97,23 @@ fn read_tree(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
 /// Runs one case against the loaded plugin.
 fn run_case(loaded: &qpf_engine::standalone::Loaded<'_>, case: &Path) -> Result<Outcome> {
     let plugin = loaded.plugin();
-    let input =
-        read_value(case, "input")?.with_context(|| format!("{} has no input.json or input.yaml", case.display()))?;
-    let config = read_value(case, "config")?.unwrap_or_else(|| serde_json::json!({}));
-    let context = read_value(case, "context")?.unwrap_or_else(|| serde_json::json!({}));
-    let schema = read_value(case, "schema")?.unwrap_or_else(|| serde_json::json!({}));
+    let request = read_request(case)?;
+    let (input, config, context, schema) = match &request {
+        Some(r) => (r["input"].clone(), r["config"].clone(), r["context"].clone(), r["schema"].clone()),
+        None => (
+            read_value(case, "input")?
+                .with_context(|| format!("{} has no request.json, input.json or input.yaml", case.display()))?,
+            read_value(case, "config")?.unwrap_or_else(|| serde_json::json!({})),
+            read_value(case, "context")?.unwrap_or_else(|| serde_json::json!({})),
+            read_value(case, "schema")?.unwrap_or_else(|| serde_json::json!({})),
+        ),
+    };
+    let config = if config.is_null() { serde_json::json!({}) } else { config };
+    let context = if context.is_null() { serde_json::json!({}) } else { context };
     let field = |k: &str, default: &str| schema.get(k).and_then(|v| v.as_str()).unwrap_or(default).to_owned();
+    let entry = request.as_ref().and_then(|r| r["entry"].as_str()).unwrap_or("test").to_owned();
     let request = qpf_runtime::Request {
-        entry: "test".to_owned(),
+        entry,
         schema: qpf_runtime::SchemaId {
             kind: field("kind", "Agent"),
             name: field("name", "example"),
