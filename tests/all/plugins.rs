@@ -42,6 +42,18 @@ fn a_new_plugin_builds_and_passes_its_own_test_in_every_language() {
         assert!(out.status.success(), "{}", show(&out));
         let dir = tmp.path().join(&name);
         assert!(dir.join("qpf-plugin.yaml").is_file() && dir.join("tests/cases/hello/expected/hello.txt").is_file());
+        if lang != "js" {
+            // No path of this machine in the scaffold: it builds wherever the SDK can be fetched.
+            let root = support::workspace_root().display().to_string();
+            for file in support::walk(&dir) {
+                let text = std::fs::read_to_string(&file).unwrap_or_default();
+                assert!(!text.contains(&root), "{lang}: `{}` holds the checkout's path", file.display());
+            }
+            if lang == "rust" {
+                let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
+                assert!(manifest.contains(&format!("qpf-sdk = \"{}\"", env!("CARGO_PKG_VERSION"))), "{manifest}");
+            }
+        }
 
         let out = plugin(&["build", &name], tmp.path());
         assert!(out.status.success(), "{lang}: {}", show(&out));

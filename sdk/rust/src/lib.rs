@@ -30,7 +30,7 @@ use serde::de::DeserializeOwned;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "extractor",
-        path: "../../wit/0.1.0",
+        path: "wit/0.1.0",
         pub_export_macro: true,
         export_macro_name: "__export_world",
         default_bindings_module: "qpf_sdk::bindings",

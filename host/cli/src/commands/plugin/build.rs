@@ -81,6 +81,13 @@ fn rust(dir: &Path, out: &Path) -> Result<()> {
     let name = package_name(&cargo_toml).context("Cargo.toml has no `[package] name`")?;
     let mut cargo = Command::new("cargo");
     cargo.args(["build", "--release", "--target", "wasm32-wasip2"]).current_dir(dir);
+    if let Some(sdk) = local_rust_sdk() {
+        // A path with a `"` cannot be written in the TOML string; cargo then uses crates.io.
+        if let Some(path) = sdk.to_str().filter(|p| !p.contains('"')) {
+            tracing::info!("building against the packaged SDK in `{path}`");
+            cargo.arg("--config").arg(format!("patch.crates-io.qpf-sdk.path=\"{path}\""));
+        }
+    }
     cargo.env("RUSTFLAGS", reproducible_rustflags(dir));
     run_tool(&mut cargo, "cargo build")?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
@@ -88,6 +95,19 @@ fn rust(dir: &Path, out: &Path) -> Result<()> {
     let built = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
     std::fs::copy(&built, out).with_context(|| format!("cannot copy `{}` to `{}`", built.display(), out.display()))?;
     Ok(())
+}
+
+/// The packaged Rust SDK of this `qpf`'s version, unpacked by `./dev` in a QPF checkout:
+/// `$QPF_SDK_DIR/rust/qpf-sdk-VERSION`, by default under `<QPF_ROOT>/target/sdk`. `None` when it
+/// is not there: cargo then takes `qpf-sdk` from crates.io, as on any other machine.
+fn local_rust_sdk() -> Option<PathBuf> {
+    let base = match std::env::var_os("QPF_SDK_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => qpf_root().ok()?.join("target/sdk"),
+    };
+    let dir = base.join("rust").join(format!("qpf-sdk-{}", env!("CARGO_PKG_VERSION")));
+    let dir = std::fs::canonicalize(dir).ok()?;
+    dir.join("Cargo.toml").is_file().then_some(dir)
 }
 
 /// `RUSTFLAGS` (the caller's, if any, first) that remap the folders whose absolute paths would

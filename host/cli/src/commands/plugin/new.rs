@@ -69,7 +69,7 @@ pub fn run(args: &Args) -> Result<Exit> {
         template
             .replace("{{name}}", &args.name)
             .replace("{{crate}}", &args.name)
-            .replace("{{sdk_rust}}", &root.join("sdk/rust").display().to_string())
+            .replace("{{sdk_version}}", env!("CARGO_PKG_VERSION"))
             .replace("{{sdk_js}}", &root.join("sdk/js").display().to_string())
     };
     let entry = match args.lang {
