@@ -57,6 +57,21 @@ fn a_new_plugin_builds_and_passes_its_own_test_in_every_language() {
 
         let out = plugin(&["build", &name], tmp.path());
         assert!(out.status.success(), "{lang}: {}", show(&out));
+        if lang == "python" {
+            // Without a QPF checkout: the SDK and its WIT come from the packaged wheel alone.
+            let target = support::target_dir();
+            let out = Command::new(support::qpf_bin())
+                .args(["plugin", "build", &name, "--out"])
+                .arg(tmp.path().join("no-checkout.wasm"))
+                .current_dir(tmp.path())
+                .env("QPF_ROOT", tmp.path())
+                .env("QPF_SDK_DIR", target.join("sdk"))
+                .env("QPF_TOOLS", target.join("qpf-tools"))
+                .env("XDG_CACHE_HOME", target.join("qpf-test-cache"))
+                .output()
+                .expect("qpf runs");
+            assert!(out.status.success(), "python without a checkout: {}", show(&out));
+        }
         let wasm = dir.join(format!("dist/{name}.wasm"));
         assert!(stdout(&out).starts_with("blake3:"), "{lang}: the digest to pin: {}", show(&out));
         assert_eq!(stdout(&out).split_whitespace().next(), Some(support::digest(&wasm).as_str()));

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Lang, Manifest, default_wasm, manifest, qpf_root, tool};
+use super::{Lang, Manifest, default_wasm, local_sdk_dir, manifest, qpf_root, tool};
 use crate::exit::Exit;
 
 /// Arguments of `qpf plugin build`.
@@ -40,11 +40,10 @@ pub fn run(args: &Args) -> Result<Exit> {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create `{}`", parent.display()))?;
     }
     let out = std::path::absolute(&out).unwrap_or(out);
-    let root = qpf_root()?;
     match m.lang {
         Lang::Rust => rust(&args.dir, &out),
-        Lang::Python => python(&root, &args.dir, &m, &out),
-        Lang::Js => js(&root, &args.dir, &m, &out),
+        Lang::Python => python(qpf_root().ok().as_deref(), &args.dir, &m, &out),
+        Lang::Js => js(&qpf_root()?, &args.dir, &m, &out),
     }
     .with_context(|| {
         format!("cannot build plugin `{}` in `{}` (the toolchain's output is above)", m.name, args.dir.display())
@@ -101,11 +100,7 @@ fn rust(dir: &Path, out: &Path) -> Result<()> {
 /// `$QPF_SDK_DIR/rust/qpf-sdk-VERSION`, by default under `<QPF_ROOT>/target/sdk`. `None` when it
 /// is not there: cargo then takes `qpf-sdk` from crates.io, as on any other machine.
 fn local_rust_sdk() -> Option<PathBuf> {
-    let base = match std::env::var_os("QPF_SDK_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => qpf_root().ok()?.join("target/sdk"),
-    };
-    let dir = base.join("rust").join(format!("qpf-sdk-{}", env!("CARGO_PKG_VERSION")));
+    let dir = local_sdk_dir()?.join("rust").join(format!("qpf-sdk-{}", env!("CARGO_PKG_VERSION")));
     let dir = std::fs::canonicalize(dir).ok()?;
     dir.join("Cargo.toml").is_file().then_some(dir)
 }
@@ -146,40 +141,88 @@ fn package_name(cargo_toml: &str) -> Option<String> {
     None
 }
 
-fn python(root: &Path, dir: &Path, m: &Manifest, out: &Path) -> Result<()> {
+/// The Python build: the requirements (the SDK among them) installed into `.qpf-build/deps`, then
+/// componentize-py with the WIT the SDK package carries. The SDK comes from the packaged SDKs of a
+/// QPF checkout when there are some (`QPF_SDK_DIR`), installed first and from there only (so that
+/// a package of the same name on an index can never replace it), else from the index like any
+/// other requirement. A plugin that does not list `qpf-sdk` gets the checkout's `sdk/python`.
+fn python(root: Option<&Path>, dir: &Path, m: &Manifest, out: &Path) -> Result<()> {
     let install = "run `./dev tools` in the QPF checkout, or `pip install componentize-py==0.25.1`";
     let componentize = tool(root, "python/bin/componentize-py", "componentize-py", install)?;
-    let mut cmd = Command::new(&componentize);
-    cmd.arg("-q").arg("-d").arg(root.join("wit/0.1.0")).args(["-w", "extractor", "componentize"]);
-    cmd.arg(m.entry.as_deref().unwrap_or("app")).arg("-p").arg(dir).arg("-p").arg(root.join("sdk/python"));
     let requirements = dir.join("requirements.txt");
     let wanted = std::fs::read_to_string(&requirements).unwrap_or_default();
-    if wanted.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')) {
-        let deps = dir.join(".qpf-build/deps");
+    let lines: Vec<&str> = wanted.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let is_sdk = |l: &&str| l.split(['=', '<', '>', '~', '!', ' ', '[']).next() == Some("qpf-sdk");
+    let wheels = local_sdk_dir().map(|d| d.join("python")).filter(|d| d.is_dir());
+    let deps = dir.join(".qpf-build/deps");
+    if !lines.is_empty() {
         let stamp = dir.join(".qpf-build/deps.requirements");
-        if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        // The stamp also names the local SDK wheels, so that a rebuilt SDK is installed again.
+        let mut state = wanted.clone();
+        if let Some(w) = &wheels {
+            for e in std::fs::read_dir(w).into_iter().flatten().flatten() {
+                let bytes = std::fs::read(e.path()).unwrap_or_default();
+                state.push_str(&format!(
+                    "\n# {} {}",
+                    e.file_name().to_string_lossy(),
+                    qpf_engine::writer::digest_of(&bytes)
+                ));
+            }
+        }
+        if std::fs::read_to_string(&stamp).ok().as_deref() != Some(state.as_str()) {
             let _ = std::fs::remove_dir_all(&deps);
             let pip = componentize.with_file_name("pip");
             let pip = if pip.is_file() { pip } else { PathBuf::from("pip") };
-            run_tool(
-                Command::new(pip)
-                    .args(["install", "--quiet", "--disable-pip-version-check", "--no-compile", "--target"])
-                    .arg(&deps)
-                    .arg("-r")
-                    .arg(&requirements),
-                "pip install -r requirements.txt",
-            )?;
-            std::fs::write(&stamp, &wanted).with_context(|| format!("cannot write `{}`", stamp.display()))?;
+            let pip_install = || {
+                let mut c = Command::new(&pip);
+                c.args(["install", "--quiet", "--disable-pip-version-check", "--no-compile", "--target"]).arg(&deps);
+                c
+            };
+            let (sdk, rest): (Vec<&str>, Vec<&str>) = lines.iter().copied().partition(is_sdk);
+            let rest = match (&wheels, sdk.is_empty()) {
+                (Some(w), false) => {
+                    run_tool(
+                        pip_install().args(["--no-index", "--find-links"]).arg(w).args(&sdk),
+                        "pip install qpf-sdk (the packaged SDK)",
+                    )?;
+                    rest
+                }
+                _ => lines.clone(),
+            };
+            if !rest.is_empty() {
+                let file = dir.join(".qpf-build/requirements.txt");
+                std::fs::write(&file, rest.join("\n") + "\n")
+                    .with_context(|| format!("cannot write `{}`", file.display()))?;
+                run_tool(pip_install().arg("-r").arg(&file), "pip install -r requirements.txt")?;
+            }
+            std::fs::write(&stamp, &state).with_context(|| format!("cannot write `{}`", stamp.display()))?;
         }
+    }
+    let packaged_wit = deps.join("qpf_sdk/wit/0.1.0");
+    let (wit, sdk_path) = if packaged_wit.join("extractor.wit").is_file() {
+        (packaged_wit, None)
+    } else {
+        let root = root.context(
+            "the plugin's requirements.txt does not list `qpf-sdk`, and there is no QPF checkout to take the SDK from \
+             (add `qpf-sdk` to requirements.txt, or set QPF_ROOT)",
+        )?;
+        (root.join("wit/0.1.0"), Some(root.join("sdk/python")))
+    };
+    let mut cmd = Command::new(&componentize);
+    cmd.arg("-q").arg("-d").arg(&wit).args(["-w", "extractor", "componentize"]);
+    cmd.arg(m.entry.as_deref().unwrap_or("app")).arg("-p").arg(dir);
+    if let Some(sdk) = sdk_path {
+        cmd.arg("-p").arg(sdk);
+    }
+    if !lines.is_empty() {
         cmd.arg("-p").arg(&deps);
     }
     cmd.arg("-o").arg(out).arg("--stub-wasi");
     run_tool(&mut cmd, "componentize-py")
 }
-
 fn js(root: &Path, dir: &Path, m: &Manifest, out: &Path) -> Result<()> {
     let install = "run `./dev tools` in the QPF checkout, or `npm install @bytecodealliance/jco@1.35.0`";
-    let jco = tool(root, "js/node_modules/.bin/jco", "jco", install)?;
+    let jco = tool(Some(root), "js/node_modules/.bin/jco", "jco", install)?;
     let package = std::fs::read_to_string(dir.join("package.json")).unwrap_or_default();
     let has_deps = serde_json::from_str::<serde_json::Value>(&package)
         .ok()

@@ -105,6 +105,14 @@ fn workbench() -> Result<qpf_engine::standalone::Workbench> {
         .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))
 }
 
+/// The packaged SDKs: `QPF_SDK_DIR`, by default `<QPF_ROOT>/target/sdk` (where `./dev` puts them).
+fn local_sdk_dir() -> Option<PathBuf> {
+    match std::env::var_os("QPF_SDK_DIR") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => qpf_root().ok().map(|r| r.join("target/sdk")),
+    }
+}
+
 /// The QPF checkout holding `wit/` and `sdk/`.
 fn qpf_root() -> Result<PathBuf> {
     let root = match std::env::var_os("QPF_ROOT") {
@@ -120,11 +128,13 @@ fn qpf_root() -> Result<PathBuf> {
     Ok(root.canonicalize().unwrap_or(root))
 }
 
-/// A toolchain program: under `QPF_TOOLS` (or `<root>/target/qpf-tools`) at `rel`, else on `PATH`.
-fn tool(root: &Path, rel: &str, program: &str, install: &str) -> Result<PathBuf> {
-    let tools = std::env::var_os("QPF_TOOLS").map(PathBuf::from).unwrap_or_else(|| root.join("target/qpf-tools"));
-    let local = tools.join(rel);
-    if local.is_file() {
+/// A toolchain program: under `QPF_TOOLS` (or `<root>/target/qpf-tools` in a checkout) at `rel`,
+/// else on `PATH`.
+fn tool(root: Option<&Path>, rel: &str, program: &str, install: &str) -> Result<PathBuf> {
+    let tools = std::env::var_os("QPF_TOOLS").map(PathBuf::from).or_else(|| root.map(|r| r.join("target/qpf-tools")));
+    if let Some(local) = tools.map(|t| t.join(rel))
+        && local.is_file()
+    {
         return Ok(local);
     }
     let on_path = std::env::var_os("PATH")
