@@ -43,7 +43,7 @@ pub fn run(args: &Args) -> Result<Exit> {
     match m.lang {
         Lang::Rust => rust(&args.dir, &out),
         Lang::Python => python(qpf_root().ok().as_deref(), &args.dir, &m, &out),
-        Lang::Js => js(&qpf_root()?, &args.dir, &m, &out),
+        Lang::Js => js(qpf_root().ok().as_deref(), &args.dir, &m, &out),
     }
     .with_context(|| {
         format!("cannot build plugin `{}` in `{}` (the toolchain's output is above)", m.name, args.dir.display())
@@ -171,6 +171,7 @@ fn python(root: Option<&Path>, dir: &Path, m: &Manifest, out: &Path) -> Result<(
         }
         if std::fs::read_to_string(&stamp).ok().as_deref() != Some(state.as_str()) {
             let _ = std::fs::remove_dir_all(&deps);
+            std::fs::create_dir_all(dir.join(".qpf-build")).context("cannot create .qpf-build")?;
             let pip = componentize.with_file_name("pip");
             let pip = if pip.is_file() { pip } else { PathBuf::from("pip") };
             let pip_install = || {
@@ -220,20 +221,40 @@ fn python(root: Option<&Path>, dir: &Path, m: &Manifest, out: &Path) -> Result<(
     cmd.arg("-o").arg(out).arg("--stub-wasi");
     run_tool(&mut cmd, "componentize-py")
 }
-fn js(root: &Path, dir: &Path, m: &Manifest, out: &Path) -> Result<()> {
+/// The JavaScript build: `npm install` of the dependencies (the SDK from the packaged SDKs of a
+/// QPF checkout when there is one, `QPF_SDK_DIR`, without touching `package.json`), then jco with
+/// the WIT the SDK package carries.
+fn js(root: Option<&Path>, dir: &Path, m: &Manifest, out: &Path) -> Result<()> {
     let install = "run `./dev tools` in the QPF checkout, or `npm install @bytecodealliance/jco@1.35.0`";
-    let jco = tool(Some(root), "js/node_modules/.bin/jco", "jco", install)?;
+    let jco = tool(root, "js/node_modules/.bin/jco", "jco", install)?;
     let package = std::fs::read_to_string(dir.join("package.json")).unwrap_or_default();
-    let has_deps = serde_json::from_str::<serde_json::Value>(&package)
+    let deps = serde_json::from_str::<serde_json::Value>(&package)
         .ok()
-        .and_then(|p| p.get("dependencies").and_then(|d| d.as_object()).map(|d| !d.is_empty()))
-        .unwrap_or(false);
-    if has_deps && !dir.join("node_modules").is_dir() {
-        run_tool(
-            Command::new("npm").args(["install", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(dir),
-            "npm install",
-        )?;
+        .and_then(|p| p.get("dependencies").and_then(|d| d.as_object()).cloned())
+        .unwrap_or_default();
+    if !deps.is_empty() && !dir.join("node_modules").is_dir() {
+        let mut npm = Command::new("npm");
+        npm.args(["install", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(dir);
+        // A version of the SDK (not a path) comes from the packaged tarball when there is one:
+        // `--no-save` installs it without writing its path into package.json.
+        let wants_version = deps.get("@qpf/sdk").and_then(|v| v.as_str()).is_some_and(|v| !v.starts_with("file:"));
+        let tarball = local_sdk_dir()
+            .map(|d| d.join(format!("js/qpf-sdk-{}.tgz", env!("CARGO_PKG_VERSION"))))
+            .filter(|t| t.is_file());
+        if let (true, Some(tarball)) = (wants_version, tarball) {
+            npm.arg("--no-save").arg(tarball);
+        }
+        run_tool(&mut npm, "npm install")?;
     }
+    let packaged_wit = dir.join("node_modules/@qpf/sdk/wit/0.1.0");
+    let wit = if packaged_wit.join("extractor.wit").is_file() {
+        std::path::absolute(&packaged_wit).unwrap_or(packaged_wit)
+    } else {
+        root.context(
+            "the installed @qpf/sdk carries no WIT, and there is no QPF checkout to take it from (set QPF_ROOT)",
+        )?
+        .join("wit/0.1.0")
+    };
     // The host's interfaces are imports of the component, not modules to bundle.
     let config = dir.join(".qpf-build/bundle.config.mjs");
     std::fs::create_dir_all(dir.join(".qpf-build")).context("cannot create .qpf-build")?;
@@ -244,7 +265,7 @@ fn js(root: &Path, dir: &Path, m: &Manifest, out: &Path) -> Result<()> {
         .arg("componentize")
         .arg(m.entry.as_deref().unwrap_or("index.js"))
         .arg("--wit")
-        .arg(root.join("wit/0.1.0"))
+        .arg(wit)
         .args(["--world-name", "extractor", "--disable", "all", "--bundle", "--bundle-config"])
         .arg(std::path::absolute(&config).unwrap_or(config))
         .arg("-o")

@@ -2,9 +2,12 @@
 //! Python or JavaScript against the one contract in `wit/`.
 //!
 //! A plugin folder holds `qpf-plugin.yaml` (`name`, `lang`, optional `entry`), its sources and
-//! `tests/cases/`. Building needs the QPF checkout (the WIT and the SDKs: `QPF_ROOT`, by default
-//! the checkout this binary was built from) and, for Python and JavaScript, the toolchains that
-//! `./dev tools` installs (`QPF_TOOLS`, by default `<root>/target/qpf-tools`; else `PATH`).
+//! `tests/cases/`. A scaffold names its SDK by version; each SDK package carries the WIT. Building
+//! takes the SDK from the packaged SDKs of a QPF checkout when there are some (`QPF_SDK_DIR`, by
+//! default `<QPF_ROOT>/target/sdk`), else from crates.io, PyPI or npm; a plugin that names the SDK
+//! by path uses the checkout's `sdk/` and `wit/` (`QPF_ROOT`, by default the checkout this binary
+//! was built from). Python and JavaScript also need the toolchains that `./dev tools` installs
+//! (`QPF_TOOLS`, by default `<root>/target/qpf-tools`; else `PATH`).
 
 mod build;
 mod inspect;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Lang, MANIFEST, qpf_root};
+use super::{Lang, MANIFEST};
 use crate::exit::Exit;
 
 /// Arguments of `qpf plugin new`.
@@ -64,13 +64,11 @@ pub fn run(args: &Args) -> Result<Exit> {
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("`{}` already exists and is not empty", dir.display());
     }
-    let root = qpf_root()?;
     let fill = |template: &str| {
         template
             .replace("{{name}}", &args.name)
             .replace("{{crate}}", &args.name)
             .replace("{{sdk_version}}", env!("CARGO_PKG_VERSION"))
-            .replace("{{sdk_js}}", &root.join("sdk/js").display().to_string())
     };
     let entry = match args.lang {
         Lang::Rust => "",
