@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub const MANIFEST_FORMAT: u32 = 4;
 
 /// Largest manifest read, in bytes.
-const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
 /// Largest blob read, in bytes: a file of one invocation, itself bounded by the project's
 /// `max-output-bytes` when it was stored (blobs are verified against their digest anyway).

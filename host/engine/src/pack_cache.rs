@@ -177,7 +177,9 @@ fn parse_header(header: &[u8]) -> Option<(String, usize)> {
     if key.is_empty() || key.contains(char::is_whitespace) {
         return None;
     }
-    Some((key.to_owned(), len.parse().ok()?))
+    // A record longer than any manifest the cache would read is damage, not an entry.
+    let len: usize = len.parse().ok()?;
+    (len as u64 <= crate::cache::MAX_MANIFEST_BYTES).then(|| (key.to_owned(), len))
 }
 
 /// Reads `buf.len()` bytes at `offset` without moving a shared cursor.
@@ -356,6 +358,13 @@ mod tests {
         }
         // Garbage instead of a header ends the scan the same way.
         std::fs::write(&path, [&whole[..], b"not a record\n"].concat()).unwrap();
+        let cache = PackCache::open(tmp.path(), &[1; 32], DEFAULT_PACK_BYTES).unwrap();
+        assert_eq!(cache.len(), 2);
+        assert_eq!(std::fs::read(&path).unwrap(), whole);
+        // So does a header claiming a record larger than any manifest (no huge allocation).
+        drop(cache);
+        let huge = format!("{RECORD_PREFIX}blake3:z {}\n", 1u64 << 40);
+        std::fs::write(&path, [&whole[..], huge.as_bytes(), &vec![b'x'; 100]].concat()).unwrap();
         let cache = PackCache::open(tmp.path(), &[1; 32], DEFAULT_PACK_BYTES).unwrap();
         assert_eq!(cache.len(), 2);
         assert_eq!(std::fs::read(&path).unwrap(), whole);
