@@ -308,3 +308,21 @@ fn a_case_can_take_its_request_from_a_project_through_plan_show_request() {
     let echoed = std::fs::read_to_string(case.join("expected/echo.json")).expect("echo");
     assert!(echoed.contains("\"greeting\":\"hello\"") || echoed.contains("\"greeting\": \"hello\""), "{echoed}");
 }
+
+#[test]
+fn a_rust_plugin_builds_to_the_same_digest_wherever_it_lives() {
+    // Two copies of the same plugin in two folders: `qpf plugin build` remaps the folders, so no
+    // machine-specific path ends up in the component.
+    let digests: Vec<String> = (0..2)
+        .map(|_| {
+            let tmp = tempfile::tempdir().expect("temp dir");
+            let out = plugin(&["new", "--lang", "rust", "repro"], tmp.path());
+            assert!(out.status.success(), "{}", show(&out));
+            let out = plugin(&["build", "repro"], tmp.path());
+            assert!(out.status.success(), "{}", show(&out));
+            stdout(&out).split_whitespace().next().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert!(digests[0].starts_with("blake3:"), "{digests:?}");
+    assert_eq!(digests[0], digests[1]);
+}
