@@ -106,6 +106,12 @@ fn validate_and_plan_list_every_stale_pin_at_its_line() {
         assert!(stderr.contains("qpf.yaml:12:13: plugin `hostile`: `"), "{command}: {stderr}");
         assert!(stderr.contains(&format!("but it is pinned to {stale}")), "{command}: {stderr}");
     }
+    // `qpf extract` refuses to run and names both plugins too, not only the first.
+    let out = qpf(&["extract", "--project", p]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("plugin `hostile` (declared in qpf.yaml)"), "{stderr}");
+    assert!(stderr.contains("plugin `second` (declared in qpf.yaml)"), "{stderr}");
     // With the pins right, both pass.
     let project = two_plugin_project([None, None], "{mode: aaa}");
     let p = project.path().to_str().unwrap();

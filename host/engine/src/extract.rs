@@ -73,6 +73,10 @@ pub enum EngineError {
         /// Why.
         source: LoadError,
     },
+    /// Several plugins' files are missing or do not match their pins: each one, as
+    /// [`EngineError::Plugin`].
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Plugins(Vec<EngineError>),
     /// The output root is unusable.
     #[error("output root `{}`: {message}", path.display())]
     Output {
@@ -304,33 +308,40 @@ impl Engine {
         }
     }
 
-    /// Checks that every plugin the plan uses exists and matches its pinned digest.
+    /// Checks that every plugin the plan uses exists and matches its pinned digest, and names
+    /// every one that does not (not only the first).
     fn verify_plugins(&self) -> Result<(), EngineError> {
+        let mut problems = Vec::new();
         for (name, digest) in self.plan.plugins() {
             let decl = &self.project.file.plugins[name];
             let path = self.project.root.join(&decl.path);
             let limit = self.project.file.load_limits.max_component_bytes;
-            let bytes = qpf_core::fs::read_regular(&path, limit).map_err(|e| EngineError::Plugin {
-                name: name.to_owned(),
-                source: match e {
-                    qpf_core::fs::ReadError::TooLarge { size, limit } => {
-                        LoadError::TooLarge { path: decl.path.clone(), size, limit }
-                    }
-                    qpf_core::fs::ReadError::Io(source) => LoadError::Read { path: decl.path.clone(), source },
-                    other => {
-                        LoadError::Read { path: decl.path.clone(), source: std::io::Error::other(other.to_string()) }
-                    }
-                },
-            })?;
-            let actual = digest_of(&bytes);
-            if actual != digest {
-                return Err(EngineError::Plugin {
-                    name: name.to_owned(),
-                    source: LoadError::DigestMismatch { path: decl.path.clone(), expected: digest.to_owned(), actual },
-                });
+            let failure = match qpf_core::fs::read_regular(&path, limit) {
+                Err(qpf_core::fs::ReadError::TooLarge { size, limit }) => {
+                    Some(LoadError::TooLarge { path: decl.path.clone(), size, limit })
+                }
+                Err(qpf_core::fs::ReadError::Io(source)) => Some(LoadError::Read { path: decl.path.clone(), source }),
+                Err(other) => {
+                    Some(LoadError::Read { path: decl.path.clone(), source: std::io::Error::other(other.to_string()) })
+                }
+                Ok(bytes) => {
+                    let actual = digest_of(&bytes);
+                    (actual != digest).then(|| LoadError::DigestMismatch {
+                        path: decl.path.clone(),
+                        expected: digest.to_owned(),
+                        actual,
+                    })
+                }
+            };
+            if let Some(source) = failure {
+                problems.push(EngineError::Plugin { name: name.to_owned(), source });
             }
         }
-        Ok(())
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            _ => Err(EngineError::Plugins(problems)),
+        }
     }
 
     fn open_output(&self, options: &ExtractOptions) -> Result<(PathBuf, String, OutputRoot), EngineError> {

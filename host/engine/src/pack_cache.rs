@@ -364,7 +364,7 @@ mod tests {
         // So does a header claiming a record larger than any manifest (no huge allocation).
         drop(cache);
         let huge = format!("{RECORD_PREFIX}blake3:z {}\n", 1u64 << 40);
-        std::fs::write(&path, [&whole[..], huge.as_bytes(), &vec![b'x'; 100]].concat()).unwrap();
+        std::fs::write(&path, [&whole[..], huge.as_bytes(), &[b'x'; 100]].concat()).unwrap();
         let cache = PackCache::open(tmp.path(), &[1; 32], DEFAULT_PACK_BYTES).unwrap();
         assert_eq!(cache.len(), 2);
         assert_eq!(std::fs::read(&path).unwrap(), whole);
