@@ -225,7 +225,9 @@ fn python(root: Option<&Path>, dir: &Path, m: &Manifest, out: &Path) -> Result<(
 /// QPF checkout when there is one, `QPF_SDK_DIR`, without touching `package.json`), then jco with
 /// the WIT the SDK package carries.
 fn js(root: Option<&Path>, dir: &Path, m: &Manifest, out: &Path) -> Result<()> {
-    let install = "run `./dev tools` in the QPF checkout, or `npm install @bytecodealliance/jco@1.35.0`";
+    let install = "run `./dev tools` in a QPF checkout, or install the pinned toolchain of \
+                   `sdk/toolchains/js/package.json` (jco 1.35.0, componentize-js 0.23.0, preview2-shim 0.26.0) \
+                   with npm and put its `jco` on PATH";
     let jco = tool(root, "js/node_modules/.bin/jco", "jco", install)?;
     let package = std::fs::read_to_string(dir.join("package.json")).unwrap_or_default();
     let deps = serde_json::from_str::<serde_json::Value>(&package)
