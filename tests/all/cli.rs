@@ -122,6 +122,21 @@ fn validate_and_plan_list_every_stale_pin_at_its_line() {
 }
 
 #[test]
+fn an_entry_that_selects_no_schema_passes_the_checks_before_running() {
+    // Its plugin is declared but in no planned invocation: it is checked, not called undeclared.
+    let project = support::hostile_project(&[("x", serde_json::json!({"mode": "echo"}))], "  fuel: 100000000\n");
+    let p = project.path();
+    let map = std::fs::read_to_string(p.join("map.yaml")).unwrap();
+    let map =
+        format!("{map}  - id: y\n    plugin: hostile\n    select: {{ kind: Nothing }}\n    input: /spec\n    out: y\n");
+    std::fs::write(p.join("map.yaml"), map).unwrap();
+    for command in ["validate", "plan"] {
+        let out = qpf(&[command, "--project", p.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{command}: {}", show(&out));
+    }
+}
+
+#[test]
 fn validate_checks_every_entry_config_against_its_plugins_schema_at_the_maps_line() {
     let project = two_plugin_project([None, None], "{mode: bbb}");
     let p = project.path().to_str().unwrap();

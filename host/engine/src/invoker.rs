@@ -117,10 +117,10 @@ pub(crate) struct Plugins<'a> {
 
 impl<'a> Plugins<'a> {
     pub(crate) fn new(engine: &'a Engine, jobs: usize) -> Self {
-        let (project, plan) = (engine.project(), engine.plan());
+        let project = engine.project();
         let options = RuntimeOptions {
-            // `QPF_COMPILED_CACHE` shares compiled plugins between projects (they are keyed by
-            // digest and engine, and authenticated on load); by default each project keeps its own.
+            // The user's compiled cache, shared by every project (artifacts are keyed by digest and
+            // engine, and authenticated on load).
             compiled_cache: Some(engine.compiled_cache()),
             load_limits: project.file.load_limits.clone(),
             max_memory_bytes: project.file.limits.memory_bytes,
@@ -128,8 +128,10 @@ impl<'a> Plugins<'a> {
             pooling: true,
             yield_every: engine.yield_every(),
         };
-        let loaded = plan.plugins().into_keys().map(|name| (name, OnceLock::new())).collect();
-        let config_schemas = plan.plugins().into_keys().map(|name| (name, OnceLock::new())).collect();
+        // A slot for every declared plugin (each is loaded on first use only): spawn targets and
+        // the plugin of an entry that selects no schema are declared without being in the plan.
+        let loaded = project.file.plugins.keys().map(|name| (name.as_str(), OnceLock::new())).collect();
+        let config_schemas = project.file.plugins.keys().map(|name| (name.as_str(), OnceLock::new())).collect();
         Plugins { project, options, runtime: OnceLock::new(), loaded, config_schemas }
     }
 
