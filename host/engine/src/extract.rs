@@ -311,37 +311,45 @@ impl Engine {
     /// Checks that every plugin the plan uses exists and matches its pinned digest, and names
     /// every one that does not (not only the first).
     fn verify_plugins(&self) -> Result<(), EngineError> {
-        let mut problems = Vec::new();
-        for (name, digest) in self.plan.plugins() {
-            let decl = &self.project.file.plugins[name];
-            let path = self.project.root.join(&decl.path);
-            let limit = self.project.file.load_limits.max_component_bytes;
-            let failure = match qpf_core::fs::read_regular(&path, limit) {
-                Err(qpf_core::fs::ReadError::TooLarge { size, limit }) => {
-                    Some(LoadError::TooLarge { path: decl.path.clone(), size, limit })
-                }
-                Err(qpf_core::fs::ReadError::Io(source)) => Some(LoadError::Read { path: decl.path.clone(), source }),
-                Err(other) => {
-                    Some(LoadError::Read { path: decl.path.clone(), source: std::io::Error::other(other.to_string()) })
-                }
-                Ok(bytes) => {
-                    let actual = digest_of(&bytes);
-                    (actual != digest).then(|| LoadError::DigestMismatch {
-                        path: decl.path.clone(),
-                        expected: digest.to_owned(),
-                        actual,
-                    })
-                }
-            };
-            if let Some(source) = failure {
-                problems.push(EngineError::Plugin { name: name.to_owned(), source });
-            }
-        }
+        let mut problems: Vec<EngineError> = self
+            .pin_problems(self.plan.plugins().into_keys())
+            .into_iter()
+            .map(|(name, source)| EngineError::Plugin { name: name.to_owned(), source })
+            .collect();
         match problems.len() {
             0 => Ok(()),
             1 => Err(problems.remove(0)),
             _ => Err(EngineError::Plugins(problems)),
         }
+    }
+
+    /// Reads each named plugin's file (within `load-limits.max-component-bytes`) and compares its
+    /// digest with its pin in `qpf.yaml`: one problem per plugin whose file is missing, unreadable,
+    /// too large or has another digest. Names `qpf.yaml` does not declare are skipped.
+    pub fn pin_problems<'n>(&self, names: impl IntoIterator<Item = &'n str>) -> Vec<(&'n str, LoadError)> {
+        let limit = self.project.file.load_limits.max_component_bytes;
+        let mut problems = Vec::new();
+        for name in names {
+            let Some(decl) = self.project.file.plugins.get(name) else { continue };
+            let path = decl.path.clone();
+            let problem = match qpf_core::fs::read_regular(&self.project.root.join(&decl.path), limit) {
+                Err(qpf_core::fs::ReadError::TooLarge { size, limit }) => {
+                    Some(LoadError::TooLarge { path, size, limit })
+                }
+                Err(qpf_core::fs::ReadError::Io(source)) => Some(LoadError::Read { path, source }),
+                Err(other) => Some(LoadError::Read { path, source: std::io::Error::other(other.to_string()) }),
+                Ok(bytes) => {
+                    let actual = digest_of(&bytes);
+                    (actual != decl.digest).then(|| LoadError::DigestMismatch {
+                        path,
+                        expected: decl.digest.clone(),
+                        actual,
+                    })
+                }
+            };
+            problems.extend(problem.map(|p| (name, p)));
+        }
+        problems
     }
 
     fn open_output(&self, options: &ExtractOptions) -> Result<(PathBuf, String, OutputRoot), EngineError> {

@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use qpf_runtime::LoadError;
 use qpf_schema::SchemaError;
 use qpf_schema::provenance::{Provenance, locate};
 
@@ -59,30 +60,19 @@ pub fn pins(engine: &Engine) -> Vec<SchemaError> {
 
 /// [`pins`], and the names of the plugins at fault.
 fn pins_and_stale(engine: &Engine) -> (Vec<SchemaError>, BTreeSet<String>) {
-    let project = engine.project();
     let file = Path::new(PROJECT_FILE);
-    let provenance = positions(&project.root, file);
-    let limit = project.file.load_limits.max_component_bytes;
+    let provenance = positions(&engine.project().root, file);
     let mut problems = Vec::new();
     let mut stale = BTreeSet::new();
-    for name in used(engine) {
-        let Some(decl) = project.file.plugins.get(name) else { continue };
+    for (name, problem) in engine.pin_problems(used(engine)) {
         let pointer = format!("/plugins/{}/digest", qpf_schema::provenance::escape_pointer(name));
-        let path = project.root.join(&decl.path);
-        let message = match qpf_core::fs::read_regular(&path, limit) {
-            Err(e) => format!("plugin `{name}`: cannot read `{}`: {e}", decl.path.display()),
-            Ok(bytes) => {
-                let actual = crate::writer::digest_of(&bytes);
-                if actual == decl.digest {
-                    continue;
-                }
-                format!(
-                    "plugin `{name}`: `{}` has digest {actual}, but it is pinned to {}; if the rebuild is \
-                     intended, pin the new digest in `{PROJECT_FILE}`",
-                    decl.path.display(),
-                    decl.digest
-                )
-            }
+        let message = match problem {
+            LoadError::DigestMismatch { path, expected, actual } => format!(
+                "plugin `{name}`: `{}` has digest {actual}, but it is pinned to {expected}; if the rebuild is \
+                 intended, pin the new digest in `{PROJECT_FILE}`",
+                path.display()
+            ),
+            other => format!("plugin `{name}`: {other}"),
         };
         problems.push(at(&provenance, file, &pointer, message));
         stale.insert(name.to_owned());
