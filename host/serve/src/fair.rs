@@ -5,10 +5,10 @@
 //! for the others: their requests wait for that worker's current request, not for the flood.
 //!
 //! The pool also keeps each tenant's recent use of the workers (busy time, decaying with a
-//! half-life of [`HALF_LIFE`]) and the typical length of its work. While another tenant holds or
-//! waits for a worker, a tenant's work is marked [`Worker::low`], to run at the lowest CPU
-//! priority ([`crate::lanes`]), when the tenant uses more than its share of the workers, or when
-//! its work is long (at least [`LONG`] lately): short requests then preempt long ones, as an
+//! half-life of [`HALF_LIFE`]) and the typical length of its work. While another tenant is active
+//! (it holds or waits for a worker, or used them lately), a tenant's work is marked
+//! [`Worker::low`], to run at the lowest CPU priority ([`crate::lanes`]), when the tenant uses
+//! more than its share of the workers, or when its work is long (at least [`LONG`] lately): short requests then preempt long ones, as an
 //! operating system favours interactive work over batch work, so a flood of long invocations
 //! cannot take the cores' time from the others' requests. Neither rule starves anyone: a low
 //! thread still gets every idle cycle, and a tenant whose short requests take more than their
@@ -89,29 +89,33 @@ impl State {
         self.usage.retain(|t, u| t == tenant || u.decayed(now) >= ACTIVE / 100.0);
     }
 
+    /// Whether `tenant` is active: it holds or waits for a worker now, or its recorded use is
+    /// at least [`ACTIVE`] (`busy`, decayed to now).
+    fn active(&self, tenant: &str, busy: f64) -> bool {
+        busy >= ACTIVE || self.held.contains_key(tenant) || self.waiting.contains_key(tenant)
+    }
+
     /// Whether `tenant`'s next work should run low: another tenant is active (without
     /// contention, priority changes nothing), and `tenant`'s work is long or it uses more than
     /// its share.
     fn low(&self, tenant: &str, now: Instant) -> bool {
-        let others_active = self.held.keys().chain(self.waiting.keys()).any(|t| t != tenant)
-            || self.usage.iter().any(|(t, u)| t != tenant && u.decayed(now) >= ACTIVE);
-        if !others_active {
+        let busy = |t: &str| self.usage.get(t).map_or(0.0, |u| u.decayed(now));
+        let mut others = self.held.keys().chain(self.waiting.keys()).chain(self.usage.keys());
+        if !others.any(|t| t != tenant && self.active(t, busy(t))) {
             return false;
         }
         let long = self.usage.get(tenant).is_some_and(|u| u.length >= LONG.as_secs_f64());
         long || self.over_share(tenant, now)
     }
 
-    /// Whether `tenant` uses more than its share while other tenants are active too (recently,
-    /// or holding or waiting for a worker now).
+    /// Whether `tenant` uses more than its share of all recorded use while other tenants are
+    /// active too.
     fn over_share(&self, tenant: &str, now: Instant) -> bool {
         let (mut total, mut active, mut own) = (0.0, 0usize, 0.0);
         for (t, u) in &self.usage {
             let busy = u.decayed(now);
             total += busy;
-            if busy >= ACTIVE || self.held.contains_key(t) || self.waiting.contains_key(t) {
-                active += 1;
-            }
+            active += usize::from(self.active(t, busy));
             if t == tenant {
                 own = busy;
             }

@@ -1,5 +1,6 @@
 //! Where a worker's blocking work runs: on tokio's blocking threads at the process's priority, or,
-//! for a tenant using more than its share of the workers (see [`crate::fair`]), on the low lane:
+//! for work the fair pool marks low (long work, or a tenant over its share, while others are
+//! active: see [`crate::fair`]), on the low lane:
 //! threads under Linux's idle scheduling policy (`SCHED_IDLE`), which the kernel preempts as soon
 //! as any other thread of the machine wakes up. A lower nice value is not enough: the scheduler
 //! lets a running nice-19 thread finish its time slice (~3–4 ms here) before a waking thread runs.
@@ -7,8 +8,9 @@
 //! Why not async wasmtime with epoch or fuel yielding: a yield hands the core back to an executor
 //! that knows nothing of tenants, so the flood's next slice comes as soon as the other tenant's
 //! request does; and the core is also shared with the HTTP threads and other processes, which only
-//! the kernel sees. Measured on 2 cores (docs/benchmarks.md), priority lanes are what closed the
-//! noisy-neighbour gap. A thread cannot raise its priority back without privileges, so the low
+//! the kernel sees. Measured on 2 cores (docs/benchmarks.md), the low lane together with the
+//! runtime's yields to the kernel (`RuntimeOptions::yield_every`) closed the noisy-neighbour gap;
+//! neither did alone. A thread cannot raise its priority back without privileges, so the low
 //! lane's threads stay low and only ever run demoted work.
 
 use std::panic::AssertUnwindSafe;
@@ -20,7 +22,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// The low lane: a fixed set of low-priority threads fed from one queue.
 #[derive(Debug)]
 pub struct Lanes {
-    low: Mutex<mpsc::Sender<Job>>,
+    low: mpsc::Sender<Job>,
 }
 
 /// Work that did not return: it panicked (a bug), or the service is going away.
@@ -49,7 +51,7 @@ impl Lanes {
                 }
             })?;
         }
-        Ok(Arc::new(Lanes { low: Mutex::new(tx) }))
+        Ok(Arc::new(Lanes { low: tx }))
     }
 
     /// Runs `work` on the low lane when `low`, else on tokio's blocking threads.
@@ -71,7 +73,7 @@ impl Lanes {
                 let _ = tx.send(value);
             }
         });
-        self.low.lock().unwrap_or_else(std::sync::PoisonError::into_inner).send(job).map_err(|_| Lost)?;
+        self.low.send(job).map_err(|_| Lost)?;
         rx.await.map_err(|_| Lost)
     }
 }
