@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::cache::{CacheError, InvocationCache, LocalCache, Manifest};
 
@@ -42,7 +42,9 @@ struct Position {
 #[derive(Debug)]
 struct Pack {
     generation: u64,
-    file: File,
+    /// Shared, so that a hit reads it (positioned reads) without holding the lock or duplicating
+    /// the descriptor.
+    file: Arc<File>,
     len: u64,
 }
 
@@ -132,7 +134,7 @@ impl PackCache {
 fn create(dir: &Path, generation: u64) -> Result<Pack, CacheError> {
     let path = pack_path(dir, generation);
     let file = File::options().create(true).append(true).read(true).open(&path).map_err(io(&path))?;
-    Ok(Pack { generation, file, len: 0 })
+    Ok(Pack { generation, file: Arc::new(file), len: 0 })
 }
 
 /// Reads a pack's records into `index`, and cuts the pack back to its last whole record.
@@ -168,7 +170,7 @@ fn scan(dir: &Path, generation: u64, index: &mut HashMap<String, Position>) -> R
         tracing::warn!("cache pack `{}`: cutting a damaged or unfinished record at byte {at}", path.display());
         file.set_len(at).map_err(io(&path))?;
     }
-    Ok(Pack { generation, file, len: at })
+    Ok(Pack { generation, file: Arc::new(file), len: at })
 }
 
 fn parse_header(header: &[u8]) -> Option<(String, usize)> {
@@ -215,8 +217,7 @@ impl InvocationCache for PackCache {
                     _ => return Ok(None),
                 }
             };
-            let file = pack.file.try_clone().map_err(io(&pack_path(&self.dir, pack.generation)))?;
-            (position, file)
+            (position, pack.file.clone())
         };
         let mut sealed = vec![0u8; position.len];
         read_at(&file, &mut sealed, position.offset).map_err(io(&pack_path(&self.dir, position.generation)))?;
@@ -251,8 +252,9 @@ impl InvocationCache for PackCache {
         // One write of the whole record to a file opened for appending; where it landed is read
         // back from the file, so another process appending to the same pack (a second instance
         // during a reload) cannot put the index off.
-        state.current.file.write_all(&record).map_err(io(&path))?;
-        let end = state.current.file.stream_position().map_err(io(&path))?;
+        let mut file = &*state.current.file;
+        file.write_all(&record).map_err(io(&path))?;
+        let end = file.stream_position().map_err(io(&path))?;
         let start = end.saturating_sub(record.len() as u64);
         let position = Position { generation: state.current.generation, offset: start + body, len: sealed.len() };
         state.current.len = end;

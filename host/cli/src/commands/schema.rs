@@ -121,8 +121,8 @@ fn show_cmd(
     let engine = qpf_engine::Engine::load(project)?;
     let schema = find(engine.schemas(), name)?;
     if !resolved {
-        let text = std::fs::read_to_string(project.join(&schema.path))
-            .with_context(|| format!("cannot read `{}`", schema.path.display()))?;
+        // Within the same budget (size, regular file, UTF-8) as when the schema was loaded.
+        let text = qpf_schema::yaml::read_text(&project.join(&schema.path), &schema.path)?;
         match format {
             Format::Human => say!("{}", text.trim_end()),
             Format::Json => {

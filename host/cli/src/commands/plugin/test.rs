@@ -300,7 +300,8 @@ pub fn run(args: &Args) -> Result<Exit> {
             // Warnings and notes of a success are shown even when not asserted.
             if let Outcome::Files(_, diagnostics) = &outcome {
                 for d in diagnostics {
-                    say!("  {d}");
+                    // Plugin text: continuation lines indented, so none passes for a case line.
+                    say!("  {}", crate::term::block(d));
                 }
             }
         } else if blessing {
