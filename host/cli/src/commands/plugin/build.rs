@@ -152,52 +152,9 @@ fn python(root: Option<&Path>, dir: &Path, m: &Manifest, out: &Path) -> Result<(
     let requirements = dir.join("requirements.txt");
     let wanted = std::fs::read_to_string(&requirements).unwrap_or_default();
     let lines: Vec<&str> = wanted.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
-    let is_sdk = |l: &&str| l.split(['=', '<', '>', '~', '!', ' ', '[']).next() == Some("qpf-sdk");
-    let wheels = local_sdk_dir().map(|d| d.join("python")).filter(|d| d.is_dir());
     let deps = dir.join(".qpf-build/deps");
     if !lines.is_empty() {
-        let stamp = dir.join(".qpf-build/deps.requirements");
-        // The stamp also names the local SDK wheels, so that a rebuilt SDK is installed again.
-        let mut state = wanted.clone();
-        if let Some(w) = &wheels {
-            for e in std::fs::read_dir(w).into_iter().flatten().flatten() {
-                let bytes = std::fs::read(e.path()).unwrap_or_default();
-                state.push_str(&format!(
-                    "\n# {} {}",
-                    e.file_name().to_string_lossy(),
-                    qpf_engine::writer::digest_of(&bytes)
-                ));
-            }
-        }
-        if std::fs::read_to_string(&stamp).ok().as_deref() != Some(state.as_str()) {
-            let _ = std::fs::remove_dir_all(&deps);
-            std::fs::create_dir_all(dir.join(".qpf-build")).context("cannot create .qpf-build")?;
-            let pip = componentize.with_file_name("pip");
-            let pip = if pip.is_file() { pip } else { PathBuf::from("pip") };
-            let pip_install = || {
-                let mut c = Command::new(&pip);
-                c.args(["install", "--quiet", "--disable-pip-version-check", "--no-compile", "--target"]).arg(&deps);
-                c
-            };
-            let (sdk, rest): (Vec<&str>, Vec<&str>) = lines.iter().copied().partition(is_sdk);
-            let rest = match (&wheels, sdk.is_empty()) {
-                (Some(w), false) => {
-                    run_tool(
-                        pip_install().args(["--no-index", "--find-links"]).arg(w).args(&sdk),
-                        "pip install qpf-sdk (the packaged SDK)",
-                    )?;
-                    rest
-                }
-                _ => lines.clone(),
-            };
-            if !rest.is_empty() {
-                let file = dir.join(".qpf-build/requirements.txt");
-                std::fs::write(&file, rest.join("\n") + "\n")
-                    .with_context(|| format!("cannot write `{}`", file.display()))?;
-                run_tool(pip_install().arg("-r").arg(&file), "pip install -r requirements.txt")?;
-            }
-            std::fs::write(&stamp, &state).with_context(|| format!("cannot write `{}`", stamp.display()))?;
-        }
+        install_requirements(&componentize, dir, &deps, &wanted, &lines)?;
     }
     let packaged_wit = deps.join("qpf_sdk/wit/0.1.0");
     let (wit, sdk_path) = if packaged_wit.join("extractor.wit").is_file() {
@@ -221,6 +178,56 @@ fn python(root: Option<&Path>, dir: &Path, m: &Manifest, out: &Path) -> Result<(
     cmd.arg("-o").arg(out).arg("--stub-wasi");
     run_tool(&mut cmd, "componentize-py")
 }
+/// Whether a requirement line names the SDK (the name compared as pip normalises it, so that
+/// `qpf_sdk` or `QPF.SDK` cannot slip past and be fetched from an index instead).
+fn is_sdk(line: &str) -> bool {
+    let name = line.split(['=', '<', '>', '~', '!', ' ', '[', ';', '@']).next().unwrap_or_default();
+    name.to_ascii_lowercase().replace(['_', '.'], "-") == "qpf-sdk"
+}
+
+/// Installs the requirements `lines` (the text of `requirements.txt`: `wanted`) into `deps`,
+/// unless they and the packaged SDK wheels are what the last build installed. The SDK comes from
+/// the packaged wheels only when there are some (`--no-index`), the rest from the index.
+fn install_requirements(componentize: &Path, dir: &Path, deps: &Path, wanted: &str, lines: &[&str]) -> Result<()> {
+    let wheels = local_sdk_dir().map(|d| d.join("python")).filter(|d| d.is_dir());
+    let stamp = dir.join(".qpf-build/deps.requirements");
+    // The stamp also names the local SDK wheels, so that a rebuilt SDK is installed again.
+    let mut state = wanted.to_owned();
+    for e in wheels.iter().flat_map(std::fs::read_dir).flatten().flatten() {
+        let bytes = std::fs::read(e.path()).unwrap_or_default();
+        let digest = qpf_engine::writer::digest_of(&bytes);
+        state.push_str(&format!("\n# {} {digest}", e.file_name().to_string_lossy()));
+    }
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(state.as_str()) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(deps);
+    std::fs::create_dir_all(dir.join(".qpf-build")).context("cannot create .qpf-build")?;
+    let pip = componentize.with_file_name("pip");
+    let pip = if pip.is_file() { pip } else { PathBuf::from("pip") };
+    let pip_install = || {
+        let mut c = Command::new(&pip);
+        c.args(["install", "--quiet", "--disable-pip-version-check", "--no-compile", "--target"]).arg(deps);
+        c
+    };
+    let (sdk, rest): (Vec<&str>, Vec<&str>) = lines.iter().copied().partition(|l| is_sdk(l));
+    let rest = match (&wheels, sdk.is_empty()) {
+        (Some(w), false) => {
+            let mut c = pip_install();
+            c.args(["--no-index", "--find-links"]).arg(w).args(&sdk);
+            run_tool(&mut c, "pip install qpf-sdk (the packaged SDK)")?;
+            rest
+        }
+        _ => lines.to_vec(),
+    };
+    if !rest.is_empty() {
+        let file = dir.join(".qpf-build/requirements.txt");
+        std::fs::write(&file, rest.join("\n") + "\n").with_context(|| format!("cannot write `{}`", file.display()))?;
+        run_tool(pip_install().arg("-r").arg(&file), "pip install -r requirements.txt")?;
+    }
+    std::fs::write(&stamp, &state).with_context(|| format!("cannot write `{}`", stamp.display()))
+}
+
 /// The JavaScript build: `npm install` of the dependencies (the SDK from the packaged SDKs of a
 /// QPF checkout when there is one, `QPF_SDK_DIR`, without touching `package.json`), then jco with
 /// the WIT the SDK package carries.
@@ -273,4 +280,19 @@ fn js(root: Option<&Path>, dir: &Path, m: &Manifest, out: &Path) -> Result<()> {
         .arg("-o")
         .arg(out);
     run_tool(&mut cmd, "jco componentize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdk_is_recognised_under_every_spelling_pip_accepts() {
+        for line in ["qpf-sdk==0.1.0", "qpf_sdk==0.1.0", "QPF.SDK>=0.1", "qpf-sdk [extra]", "qpf-sdk"] {
+            assert!(is_sdk(line), "{line}");
+        }
+        for line in ["qpf-sdkx==1", "jinja2==3.1.6", "my-qpf-sdk"] {
+            assert!(!is_sdk(line), "{line}");
+        }
+    }
 }
