@@ -12,6 +12,7 @@ mod cli;
 mod drift;
 mod extract;
 mod hardening;
+mod oci;
 mod plugins;
 mod recovery;
 mod report;

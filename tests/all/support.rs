@@ -226,3 +226,72 @@ pub fn assert_text_eq(expected: &str, actual: &str, what: &str) {
         diff.unified_diff().context_radius(3).header("expected", "actual")
     );
 }
+
+/// A real OCI registry on loopback (Debian's `docker-registry`, installed by `./dev tools`), with
+/// its storage in a temporary folder; stopped when dropped, and by `timeout` after 15 minutes if
+/// the test process dies first.
+pub struct Registry {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The registry's storage root.
+    pub storage: PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+/// `user` / `correct-horse` as an htpasswd line (bcrypt, cost 5), for registries that ask for a login.
+pub const REGISTRY_LOGIN: (&str, &str, &str) =
+    ("author", "correct-horse", "author:$2b$05$bB7nJo501s4IQzkuiT6HWucBD3T3tjK4zRUDiE1lvfUZQTJrYGGOe");
+
+impl Registry {
+    /// Starts a registry on a free loopback port; with `login`, only [`REGISTRY_LOGIN`] may read or write.
+    pub fn start(login: bool) -> Registry {
+        use std::io::BufRead;
+        tools();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = dir.path().join("storage");
+        let mut config = format!(
+            "version: 0.1\nlog: {{ level: info, accesslog: {{ disabled: true }} }}\n\
+             storage: {{ filesystem: {{ rootdirectory: {} }} }}\nhttp: {{ addr: \"127.0.0.1:0\" }}\n",
+            storage.display()
+        );
+        if login {
+            std::fs::write(dir.path().join("htpasswd"), format!("{}\n", REGISTRY_LOGIN.2)).expect("htpasswd");
+            config.push_str(&format!(
+                "auth: {{ htpasswd: {{ realm: qpf-test, path: {} }} }}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        std::fs::write(dir.path().join("config.yml"), config).expect("registry config");
+        let mut child = std::process::Command::new("timeout")
+            .args(["900", "docker-registry", "serve"])
+            .arg(dir.path().join("config.yml"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("docker-registry starts (./dev tools installs it)");
+        // The registry logs the port it bound; the rest of its log is drained in the background.
+        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let addr = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| l.split("listening on ").nth(1).map(|a| a.split(['"', ' ']).next().unwrap_or("").to_owned()))
+            .expect("the registry says where it listens");
+        std::thread::spawn(move || lines.for_each(drop));
+        Registry { addr, storage, child, _dir: dir }
+    }
+
+    /// Every blob file the registry stores (`…/blobs/sha256/xx/HEX/data`).
+    pub fn blobs(&self) -> Vec<PathBuf> {
+        walk(&self.storage.join("docker/registry/v2/blobs")).into_iter().filter(|p| p.ends_with("data")).collect()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // `timeout` passes SIGTERM on to the registry and exits with it.
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}

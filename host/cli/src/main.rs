@@ -45,7 +45,7 @@ enum Command {
     Digest(commands::digest::Args),
     /// Schema versioning: diff two versions, check version bumps against git, apply migrations.
     Schema(commands::schema::Args),
-    /// Plugin authoring: new, build, inspect, test (Rust, Python or JavaScript).
+    /// Plugin authoring: new, build, inspect, test, push, pull (Rust, Python or JavaScript).
     Plugin(commands::plugin::Args),
     /// Serve sandboxed multi-tenant extraction over HTTP.
     Serve(commands::serve::Args),

@@ -77,6 +77,17 @@ pub enum EngineError {
     /// [`EngineError::Plugin`].
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Plugins(Vec<EngineError>),
+    /// A plugin declared `oci:` is not in the plugin store and could not be fetched, or what was
+    /// fetched does not match its pin.
+    #[error("plugin `{name}` (oci: {reference}): {message}")]
+    Fetch {
+        /// Plugin name.
+        name: String,
+        /// Its OCI reference.
+        reference: String,
+        /// Why.
+        message: String,
+    },
     /// The output root is unusable.
     #[error("output root `{}`: {message}", path.display())]
     Output {
@@ -93,6 +104,57 @@ pub enum EngineError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// Points every `oci:` plugin at its file in the plugin store, fetching (with
+/// [`Settings::fetcher`]) the ones the store lacks; a fetched component that does not hash to its
+/// pin is refused. Every failure is reported, not just the first.
+fn resolve_oci_plugins(project: &mut Project, settings: &Settings) -> Result<(), EngineError> {
+    if project.file.plugins.values().all(|p| p.oci.is_none()) {
+        return Ok(());
+    }
+    let store = settings
+        .plugin_store
+        .clone()
+        .or_else(crate::plugin_store::user_plugin_store)
+        .map(crate::plugin_store::PluginStore::new);
+    let max_bytes = project.file.load_limits.max_component_bytes;
+    let mut failed = Vec::new();
+    for (name, decl) in &mut project.file.plugins {
+        let Some(reference) = decl.oci.clone() else { continue };
+        let fail = |message: String| EngineError::Fetch { name: name.clone(), reference: reference.clone(), message };
+        let Some(store) = &store else {
+            failed.push(fail("no plugin store: set QPF_PLUGIN_STORE (there is no home folder)".into()));
+            continue;
+        };
+        // The pin was checked when the project was read.
+        let Ok(digest) = qpf_core::Digest::parse(&decl.digest) else { continue };
+        if let Some(path) = store.get(&digest) {
+            decl.path = path;
+            continue;
+        }
+        let Some(fetcher) = &settings.fetcher else {
+            failed.push(fail(format!(
+                "not in the plugin store `{}`; pull it first (`qpf plugin pull {reference}`)",
+                store.dir().display()
+            )));
+            continue;
+        };
+        let _span = tracing::info_span!("fetch_plugin", plugin = %name, reference = %reference).entered();
+        match fetcher
+            .fetch(&reference, max_bytes)
+            .map_err(&fail)
+            .and_then(|bytes| store.put(&bytes, Some(&digest)).map_err(|e| fail(e.to_string())))
+        {
+            Ok((_, path)) => decl.path = path,
+            Err(e) => failed.push(e),
+        }
+    }
+    match failed.len() {
+        0 => Ok(()),
+        1 => Err(failed.remove(0)),
+        _ => Err(EngineError::Plugins(failed)),
+    }
 }
 
 /// What every invocation of a run shares.
@@ -123,6 +185,11 @@ pub struct Settings {
     /// How often a running plugin gives its core back to the operating system (see
     /// [`qpf_runtime::RuntimeOptions::yield_every`]); `None` never yields.
     pub yield_every: Option<std::time::Duration>,
+    /// Where plugins declared `oci:` are kept (default: [`crate::plugin_store::user_plugin_store`]).
+    pub plugin_store: Option<PathBuf>,
+    /// Brings an `oci:` plugin the store does not have yet; `None` (the default) opens no
+    /// connection, and such a plugin is then an error.
+    pub fetcher: Option<std::sync::Arc<dyn crate::plugin_store::PluginFetcher>>,
 }
 
 /// A loaded, planned project.
@@ -160,8 +227,10 @@ impl Engine {
         for (name, path) in &settings.plugin_paths {
             if let Some(plugin) = project.file.plugins.get_mut(name) {
                 plugin.path.clone_from(path);
+                plugin.oci = None;
             }
         }
+        resolve_oci_plugins(&mut project, &settings)?;
         if let Some((limits, load)) = &settings.ceilings {
             project.file.limits = project.file.limits.capped_by(limits);
             project.file.load_limits = project.file.load_limits.capped_by(load);

@@ -74,6 +74,7 @@ pub mod lock;
 pub mod pack_cache;
 pub mod plan;
 pub mod plugin_config;
+pub mod plugin_store;
 pub mod preflight;
 pub mod project;
 pub mod protect;

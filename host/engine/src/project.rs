@@ -43,11 +43,24 @@ pub struct ProjectFile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginDecl {
-    /// Path of the `.wasm` component, relative to the project root.
+    /// Path of the `.wasm` component, relative to the project root (empty when `oci` is given).
+    #[serde(default, skip_serializing_if = "is_empty_path")]
     pub path: PathBuf,
-    /// Expected `blake3:<hex>` digest of the component; loading fails when the file differs.
+    /// An OCI reference (`REGISTRY/REPOSITORY[:TAG|@sha256:…]`) the component is pulled from into
+    /// the user's plugin store ([`crate::plugin_store`]), once; instead of `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<String>,
+    /// Expected `blake3:<hex>` digest of the component; loading fails when the file differs, and a
+    /// pulled component that differs is refused.
     pub digest: String,
 }
+
+fn is_empty_path(p: &Path) -> bool {
+    p.as_os_str().is_empty()
+}
+
+/// The longest `oci:` reference accepted.
+const MAX_OCI_REFERENCE: usize = 512;
 
 /// The extractor map file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,6 +222,22 @@ pub fn needs_cycle(entries: &[Entry]) -> Option<Vec<String>> {
 
 /// The map's entries against the project file: unique well-formed ids, declared plugins, JSON
 /// Pointer inputs, spawn ceilings, and `needs` that name entries and form no cycle.
+/// What is wrong with where a plugin comes from: exactly one of `path` and `oci`, and an `oci`
+/// reference of printable characters without spaces.
+fn plugin_source_problem(plugin: &PluginDecl) -> Option<String> {
+    match (&plugin.oci, plugin.path.as_os_str().is_empty()) {
+        (Some(_), false) => Some("give `path` (a local component) or `oci` (a registry reference), not both".into()),
+        (None, true) => Some("needs `path` (a local component) or `oci` (a registry reference)".into()),
+        (Some(r), true) if r.is_empty() || r.len() > MAX_OCI_REFERENCE || r.chars().any(|c| !c.is_ascii_graphic()) => {
+            Some(format!(
+                "`oci` must be a reference like `ghcr.io/acme/plugin:1.0` (printable ASCII, no spaces, at most {MAX_OCI_REFERENCE} characters), got `{}`",
+                qpf_core::text::escape(&r.chars().take(80).collect::<String>())
+            ))
+        }
+        _ => None,
+    }
+}
+
 fn check_map(file: &ProjectFile, map: &MapFile) -> Result<(), String> {
     let mut seen = std::collections::BTreeSet::new();
     for entry in &map.entries {
@@ -291,6 +320,9 @@ impl Project {
             .into());
         }
         for (name, plugin) in &file.plugins {
+            if let Some(problem) = plugin_source_problem(plugin) {
+                return Err(SchemaError::file(PROJECT_FILE, format!("plugin `{name}`: {problem}")).into());
+            }
             if qpf_core::Digest::parse(&plugin.digest).is_err() {
                 return Err(SchemaError::file(
                     PROJECT_FILE,

@@ -21,11 +21,15 @@ pub fn user_compiled_cache() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("QPF_COMPILED_CACHE").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir));
     }
+    user_cache_dir().map(|c| c.join("qpf/compiled"))
+}
+
+/// The user's cache base folder: `$XDG_CACHE_HOME`, else `~/.cache` (`None` without a home folder).
+pub(crate) fn user_cache_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache")))
-        .map(|c| c.join("qpf/compiled"))
 }
 
 /// Why a component could not be made ready for cases.

@@ -100,6 +100,9 @@ fn run(store: &Store, tenant: &Tenant, gz: &[u8], dir: &Path, id: &str) -> Resul
         plugin_paths,
         ceilings: Some((tenant.limits.clone(), qpf_runtime::LoadLimits::default())),
         yield_every: Some(crate::YIELD_EVERY),
+        // A tenant's `oci:` plugins are mapped to the store above like any other: never fetched.
+        plugin_store: None,
+        fetcher: None,
     };
     let engine = Engine::load_with(&project, settings).map_err(|e| invalid_project(&e))?;
     let spawnable = engine.project().map.entries.iter().flat_map(|e| e.spawn.plugins.iter().map(String::as_str));

@@ -5,7 +5,6 @@ use crate::term::{esay, say};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use qpf_engine::Engine;
 use qpf_engine::drift::DriftReport;
 
 use super::Format;
@@ -48,7 +47,7 @@ fn print(report: &DriftReport, format: Format) {
 /// # Errors
 /// A missing or invalid project, or an unusable output root.
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
-    let engine = Engine::load(project)?;
+    let engine = crate::commands::load(project)?;
     let report = engine.drift(args.out.as_deref())?;
     if !args.fix || report.is_clean() {
         print(&report, args.format);

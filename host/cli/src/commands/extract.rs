@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use qpf_engine::{Engine, Event, ExtractOptions};
+use qpf_engine::{Event, ExtractOptions};
 
 use crate::exit::Exit;
 
@@ -38,7 +38,7 @@ pub struct Args {
 /// A missing or invalid project, a plugin that does not match its digest, an unusable output
 /// root, or an unwritable report.
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
-    let engine = Engine::load(project)?;
+    let engine = crate::commands::load(project)?;
     let jobs =
         args.jobs.map(|j| j as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let options = ExtractOptions { jobs, out: args.out.clone(), no_cache: args.no_cache, fail_fast: args.fail_fast };

@@ -4,7 +4,6 @@ use crate::term::say;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use qpf_engine::Engine;
 
 use super::Format;
 use crate::exit::Exit;
@@ -25,7 +24,7 @@ pub struct Args {
 /// # Errors
 /// A missing or invalid project, or a path outside it.
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
-    let engine = Engine::load(project)?;
+    let engine = crate::commands::load(project)?;
     let root = std::fs::canonicalize(project).with_context(|| format!("cannot open `{}`", project.display()))?;
     let mut rel = Vec::new();
     for p in &args.paths {

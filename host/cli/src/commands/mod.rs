@@ -12,6 +12,23 @@ pub mod serve;
 pub mod validate;
 pub mod watch;
 
+use std::path::Path;
+
+use qpf_engine::{Engine, EngineError};
+
+/// Loads a project as every command does: plugins declared `oci:` that the user's plugin store
+/// lacks are pulled from their registry ([`plugin::oci::Fetcher`]).
+///
+/// # Errors
+/// As [`Engine::load_with`].
+pub fn load(project: &Path) -> Result<Engine, EngineError> {
+    let settings = qpf_engine::Settings {
+        fetcher: Some(std::sync::Arc::new(plugin::oci::Fetcher::from_env())),
+        ..qpf_engine::Settings::default()
+    };
+    Engine::load_with(project, settings)
+}
+
 /// `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

@@ -27,7 +27,7 @@ pub struct Args {
 /// # Errors
 /// A missing or invalid project.
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
-    let engine = Engine::load(project)?;
+    let engine = crate::commands::load(project)?;
     let problems = qpf_engine::preflight::check(&engine);
     if !problems.is_empty() {
         return Err(qpf_engine::EngineError::Invalid(problems).into());

@@ -118,7 +118,7 @@ fn show_cmd(
     provenance: bool,
     format: Format,
 ) -> Result<Exit> {
-    let engine = qpf_engine::Engine::load(project)?;
+    let engine = crate::commands::load(project)?;
     let schema = find(engine.schemas(), name)?;
     if !resolved {
         // Within the same budget (size, regular file, UTF-8) as when the schema was loaded.

@@ -6,7 +6,7 @@ use crate::term::{esay, say};
 use std::path::Path;
 
 use anyhow::Result;
-use qpf_engine::{Engine, EngineError};
+use qpf_engine::EngineError;
 
 use super::Format;
 use crate::exit::Exit;
@@ -24,7 +24,7 @@ pub struct Args {
 /// # Errors
 /// Only for a missing project (usage error); invalid input is reported and gives exit code 1.
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
-    let loaded = Engine::load(project).and_then(|engine| {
+    let loaded = crate::commands::load(project).and_then(|engine| {
         let problems = qpf_engine::preflight::check(&engine);
         if problems.is_empty() { Ok(engine) } else { Err(EngineError::Invalid(problems)) }
     });

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use qpf_engine::{Engine, ExtractOptions};
+use qpf_engine::ExtractOptions;
 
 use crate::exit::Exit;
 
@@ -35,7 +35,7 @@ fn snapshot(project: &Path) -> BTreeMap<PathBuf, (SystemTime, u64)> {
     if let Ok(p) = qpf_engine::project::Project::load(project) {
         files.push(project.join(&p.file.map));
         files.extend(p.file.kinds.values().map(|k| project.join(k)));
-        files.extend(p.file.plugins.values().map(|d| project.join(&d.path)));
+        files.extend(p.file.plugins.values().filter(|d| d.oci.is_none()).map(|d| project.join(&d.path)));
         // Everything under the project that could be a schema or an imported fragment.
         let mut stack = vec![project.to_owned()];
         let out = p.output_root();
@@ -66,7 +66,7 @@ fn snapshot(project: &Path) -> BTreeMap<PathBuf, (SystemTime, u64)> {
 
 fn round(project: &Path, jobs: usize) {
     let started = std::time::Instant::now();
-    let engine = match Engine::load(project) {
+    let engine = match crate::commands::load(project) {
         Ok(e) => e,
         Err(e) => {
             esay!("error: {e}");

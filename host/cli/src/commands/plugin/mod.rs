@@ -1,5 +1,5 @@
-//! `qpf plugin new|build|inspect|test`: writing, building, inspecting and testing plugins in Rust,
-//! Python or JavaScript against the one contract in `wit/`.
+//! `qpf plugin new|build|inspect|test|push|pull`: writing, building, inspecting, testing and
+//! sharing plugins in Rust, Python or JavaScript against the one contract in `wit/`.
 //!
 //! A plugin folder holds `qpf-plugin.yaml` (`name`, `lang`, optional `entry`), its sources and
 //! `tests/cases/`. A scaffold names its SDK by version; each SDK package carries the WIT. Building
@@ -12,6 +12,7 @@
 mod build;
 mod inspect;
 mod new;
+pub mod oci;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,10 @@ enum Command {
     Inspect(inspect::Args),
     /// Run a plugin's golden cases (tests/cases/*): expected files or expected error; QPF_BLESS=1 accepts.
     Test(test::Args),
+    /// Push a built plugin to an OCI registry as a Wasm artifact; prints the lines to pin it.
+    Push(oci::PushArgs),
+    /// Pull a plugin from an OCI registry into the user's plugin store (QPF_PLUGIN_STORE).
+    Pull(oci::PullArgs),
 }
 
 /// Runs the command.
@@ -49,6 +54,8 @@ pub fn run(args: &Args) -> Result<Exit> {
         Command::Build(a) => build::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Test(a) => test::run(a),
+        Command::Push(a) => oci::push(a),
+        Command::Pull(a) => oci::pull(a),
     }
 }
 

@@ -1,0 +1,232 @@
+//! Plugins through a real OCI registry on loopback: `qpf plugin push|pull`, `oci:` plugins in
+//! `qpf.yaml` fetched once into the user's plugin store and then used offline, and every way it
+//! can go wrong (a tampered blob, a moved tag, a login refused, a missing tag, a registry down).
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::support::{self, REGISTRY_LOGIN, Registry, show};
+
+/// The hand-written plugin of the embedding example: writes `hello.txt` with "hi".
+fn hello_wasm(dir: &Path) -> std::path::PathBuf {
+    let wasm = wat::parse_str(include_str!("../guests/wat/hello.wat")).expect("hello.wat assembles");
+    let path = dir.join("hello.wasm");
+    std::fs::write(&path, wasm).expect("write hello.wasm");
+    path
+}
+
+/// `qpf` with a private plugin store and compiled cache, and optionally the registry login.
+fn qpf(args: &[&str], store: &Path, login: Option<(&str, &str)>) -> Output {
+    let mut command = std::process::Command::new(support::qpf_bin());
+    command
+        .args(args)
+        .env("QPF_LOG", "warn")
+        .env("QPF_PLUGIN_STORE", store.join("plugins"))
+        .env("QPF_COMPILED_CACHE", store.join("compiled"))
+        .env_remove("QPF_OCI_USERNAME")
+        .env_remove("QPF_OCI_PASSWORD");
+    if let Some((user, password)) = login {
+        command.env("QPF_OCI_USERNAME", user).env("QPF_OCI_PASSWORD", password);
+    }
+    command.output().expect("qpf runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A project with one schema and one entry whose plugin is `oci: REFERENCE` pinned to `digest`.
+fn project(dir: &Path, reference: &str, digest: &str) {
+    std::fs::create_dir_all(dir.join("notes")).expect("mkdir");
+    std::fs::write(
+        dir.join("notes/first.yaml"),
+        "apiVersion: example.dev/v1\nkind: Note\nmetadata: { name: first, version: 1.0.0 }\nspec: { text: hi }\n",
+    )
+    .expect("schema");
+    std::fs::write(dir.join("note.schema.json"), r#"{"type": "object"}"#).expect("kind");
+    std::fs::write(dir.join("map.yaml"), "entries:\n  - { id: hello, plugin: hello, input: /spec, out: \"{name}\" }\n")
+        .expect("map");
+    std::fs::write(
+        dir.join("qpf.yaml"),
+        format!(
+            "version: 1\nschemas: [\"notes/*.yaml\"]\nkinds: {{ Note: note.schema.json }}\nmap: map.yaml\noutput: out\n\
+             plugins:\n  hello:\n    oci: {reference}\n    digest: \"{digest}\"\n"
+        ),
+    )
+    .expect("qpf.yaml");
+}
+
+#[test]
+fn a_pushed_plugin_is_pulled_once_by_a_project_then_runs_with_the_registry_gone() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let wasm = hello_wasm(tmp.path());
+    let digest = support::digest(&wasm);
+    let registry = Registry::start(false);
+    let reference = format!("{}/acme/hello:1.0.0", registry.addr);
+
+    let out = qpf(&["plugin", "push", wasm.to_str().expect("utf-8"), &reference], tmp.path(), None);
+    assert!(out.status.success(), "{}", show(&out));
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (pushed_digest, pinned) = line.split_once("  ").expect("DIGEST  REPOSITORY@SHA256");
+    assert_eq!(pushed_digest, digest, "{line}");
+    assert!(pinned.starts_with(&format!("{}/acme/hello@sha256:", registry.addr)), "{line}");
+    assert!(stderr(&out).contains(&format!("oci: {pinned}")), "the lines to pin: {}", show(&out));
+    // The same bytes pushed again give the same manifest: pushes are reproducible.
+    let again = qpf(&["plugin", "push", wasm.to_str().expect("utf-8"), &reference], tmp.path(), None);
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), line, "{}", show(&again));
+
+    // `qpf plugin pull` checks the digest asked for and keeps the component in the store.
+    let out = qpf(&["plugin", "pull", &reference, "--digest", &digest], tmp.path(), None);
+    assert!(out.status.success(), "{}", show(&out));
+    let stored = tmp.path().join("plugins/blake3").join(format!("{}.wasm", &digest["blake3:".len()..]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(stored.to_str().expect("utf-8")), "{}", show(&out));
+    assert_eq!(std::fs::read(&stored).expect("stored"), std::fs::read(&wasm).expect("wasm"));
+
+    // A project pinning it by manifest digest: the first run fetches it (into an empty store).
+    std::fs::remove_dir_all(tmp.path().join("plugins")).expect("empty the store");
+    let proj = tmp.path().join("project");
+    project(&proj, pinned, &digest);
+    let p = proj.to_str().expect("utf-8");
+    let out = qpf(&["extract", "--project", p], tmp.path(), None);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(std::fs::read_to_string(proj.join("out/first/hello.txt")).expect("generated"), "hi\n");
+    assert!(stored.is_file(), "the plugin is in the store after the first run");
+
+    // The registry is gone: the store is enough, for every command.
+    drop(registry);
+    std::fs::remove_dir_all(proj.join("out")).expect("rm out");
+    for args in
+        [vec!["validate", "--project", p], vec!["plan", "--project", p], vec!["extract", "--project", p, "--no-cache"]]
+    {
+        let out = qpf(&args, tmp.path(), None);
+        assert!(out.status.success(), "{args:?} offline: {}", show(&out));
+    }
+    assert_eq!(std::fs::read_to_string(proj.join("out/first/hello.txt")).expect("generated"), "hi\n");
+}
+
+#[test]
+fn a_moved_tag_or_a_tampered_blob_is_refused_and_nothing_is_stored() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let wasm = hello_wasm(tmp.path());
+    let digest = support::digest(&wasm);
+    let registry = Registry::start(false);
+    let reference = format!("{}/acme/hello:latest", registry.addr);
+
+    // The tag now names another component than the one pinned: refused, with both digests.
+    let other = support::wasm("qpf_md_docs");
+    let out = qpf(&["plugin", "push", other.to_str().expect("utf-8"), &reference], tmp.path(), None);
+    assert!(out.status.success(), "{}", show(&out));
+    let proj = tmp.path().join("project");
+    project(&proj, &reference, &digest);
+    let p = proj.to_str().expect("utf-8");
+    for command in ["extract", "validate"] {
+        let out = qpf(&[command, "--project", p], tmp.path(), None);
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", show(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("plugin `hello` (oci: {reference})"))
+                && err.contains(&support::digest(&other))
+                && err.contains(&format!("not the pinned {digest}; refused")),
+            "{command}: {}",
+            show(&out)
+        );
+    }
+    assert!(!tmp.path().join("plugins/blake3").exists(), "nothing stored");
+    assert!(!proj.join("out").exists(), "nothing written");
+
+    // A blob changed in the registry's storage: its sha256 no longer matches the manifest's.
+    let out = qpf(&["plugin", "push", wasm.to_str().expect("utf-8"), &reference], tmp.path(), None);
+    assert!(out.status.success(), "{}", show(&out));
+    let size = std::fs::metadata(&wasm).expect("wasm").len();
+    let blob = registry.blobs().into_iter().find(|b| std::fs::metadata(b).is_ok_and(|m| m.len() == size));
+    let blob = blob.expect("the component's blob");
+    let mut bytes = std::fs::read(&blob).expect("blob");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blob, bytes).expect("tamper");
+    let out = qpf(&["plugin", "pull", &reference], tmp.path(), None);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains("does not match its digest (tampered or corrupt blob)"), "{}", show(&out));
+    let out = qpf(&["extract", "--project", p], tmp.path(), None);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains("tampered or corrupt blob"), "{}", show(&out));
+    assert!(!tmp.path().join("plugins/blake3").exists(), "nothing stored");
+}
+
+#[test]
+fn a_refused_login_a_missing_tag_and_a_registry_that_is_down_are_clear_errors() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let wasm = hello_wasm(tmp.path());
+    let digest = support::digest(&wasm);
+    let w = wasm.to_str().expect("utf-8");
+    let registry = Registry::start(true);
+    let reference = format!("{}/acme/hello:1.0.0", registry.addr);
+    let (user, password, _) = REGISTRY_LOGIN;
+
+    for login in [None, Some((user, "wrong"))] {
+        let out = qpf(&["plugin", "push", w, &reference], tmp.path(), login);
+        assert_eq!(out.status.code(), Some(1), "{login:?}: {}", show(&out));
+        assert!(
+            stderr(&out).contains(&format!("the registry `{}` refused access", registry.addr))
+                && stderr(&out).contains("QPF_OCI_USERNAME"),
+            "{login:?}: {}",
+            show(&out)
+        );
+    }
+    let out = qpf(&["plugin", "push", w, &reference], tmp.path(), Some((user, password)));
+    assert!(out.status.success(), "{}", show(&out));
+    let out = qpf(&["plugin", "pull", &reference], tmp.path(), None);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains("refused access"), "{}", show(&out));
+    let out = qpf(&["plugin", "pull", &reference], tmp.path(), Some((user, password)));
+    assert!(out.status.success(), "{}", show(&out));
+
+    let missing = format!("{}/acme/hello:2.0.0", registry.addr);
+    let out = qpf(&["plugin", "pull", &missing], tmp.path(), Some((user, password)));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains(&format!("`{missing}` does not exist in the registry")), "{}", show(&out));
+
+    // Down: a project whose plugin is not in the store names the registry and the plugin.
+    let addr = registry.addr.clone();
+    drop(registry);
+    std::fs::remove_dir_all(tmp.path().join("plugins")).expect("empty the store");
+    let proj = tmp.path().join("project");
+    project(&proj, &reference, &digest);
+    let out = qpf(&["extract", "--project", proj.to_str().expect("utf-8")], tmp.path(), Some((user, password)));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stderr(&out).contains(&format!("plugin `hello` (oci: {reference}): cannot reach the registry `{addr}`")),
+        "{}",
+        show(&out)
+    );
+    let out = qpf(&["plugin", "pull", &reference], tmp.path(), None);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains("cannot reach the registry"), "{}", show(&out));
+}
+
+#[test]
+fn a_plugin_declares_a_path_or_an_oci_reference_and_the_reference_names_its_registry() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let digest = support::digest(&hello_wasm(tmp.path()));
+    let proj = tmp.path().join("project");
+    let p = proj.to_str().expect("utf-8");
+    project(&proj, "localhost:5000/acme/hello:1", &digest);
+    let qpf_yaml = proj.join("qpf.yaml");
+    let text = std::fs::read_to_string(&qpf_yaml).expect("qpf.yaml");
+    let cases = [
+        (text.replace("    oci:", "    path: ../hello.wasm\n    oci:"), "give `path` (a local component) or `oci`"),
+        (text.replace("    oci: localhost:5000/acme/hello:1\n", ""), "needs `path` (a local component) or `oci`"),
+        (text.replace("localhost:5000/acme/hello:1", "\"a b\""), "`oci` must be a reference like"),
+    ];
+    for (yaml, expected) in cases {
+        std::fs::write(&qpf_yaml, &yaml).expect("qpf.yaml");
+        let out = qpf(&["validate", "--project", p], tmp.path(), None);
+        assert_eq!(out.status.code(), Some(1), "{yaml}: {}", show(&out));
+        assert!(stderr(&out).contains(&format!("plugin `hello`: {expected}")), "{yaml}: {}", show(&out));
+    }
+    // A reference without a registry is not sent to Docker Hub by default.
+    std::fs::write(&qpf_yaml, text.replace("localhost:5000/acme/hello:1", "acme/hello:1")).expect("qpf.yaml");
+    let out = qpf(&["validate", "--project", p], tmp.path(), None);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains("name the registry"), "{}", show(&out));
+}
