@@ -33,15 +33,31 @@ fn build_dir() -> PathBuf {
     dir
 }
 
+/// The author's whole loop, outside the repository, in every language: `new`, edit, `build`,
+/// `test`, `inspect`, `push` to a registry on loopback; then a second project pins the pushed
+/// plugins by `oci:` and digest, and `qpf extract` runs every one of them.
 #[test]
-fn a_new_plugin_builds_and_passes_its_own_test_in_every_language() {
+fn a_new_plugin_builds_passes_its_own_test_and_is_pushed_and_pulled_in_every_language() {
     let tmp = tempfile::tempdir().expect("temp dir");
+    let registry = support::Registry::start(false);
+    let mut pushed = Vec::new();
     for lang in ["rust", "python", "js"] {
         let name = format!("hello-{lang}");
         let out = plugin(&["new", "--lang", lang, &name], tmp.path());
         assert!(out.status.success(), "{}", show(&out));
         let dir = tmp.path().join(&name);
         assert!(dir.join("qpf-plugin.yaml").is_file() && dir.join("tests/cases/hello/expected/hello.txt").is_file());
+        // The author's edit: another greeting, in the code and in the case's expectation.
+        let source = dir.join(match lang {
+            "rust" => "src/lib.rs",
+            "python" => "app.py",
+            _ => "index.js",
+        });
+        for file in [source, dir.join("tests/cases/hello/expected/hello.txt")] {
+            let text = std::fs::read_to_string(&file).expect("scaffold file");
+            assert!(text.contains("hello, "), "{}", file.display());
+            std::fs::write(&file, text.replace("hello, ", "greetings, ")).expect("edit");
+        }
         {
             // No path of this machine in the scaffold: it builds wherever the SDK can be fetched.
             let root = support::workspace_root().display().to_string();
@@ -95,13 +111,70 @@ fn a_new_plugin_builds_and_passes_its_own_test_in_every_language() {
                 .filter(|i| i.as_str().unwrap_or("").starts_with("wasi:"));
             assert_eq!(wasi.count(), 0, "{lang} components have no WASI imports: {v}");
         }
+
+        // Published: the folder's built component goes to the registry.
+        let reference = format!("{}/authors/{name}:0.1.0", registry.addr);
+        let out = plugin(&["push", &name, &reference], tmp.path());
+        assert!(out.status.success(), "{lang}: {}", show(&out));
+        let line = stdout(&out);
+        let (digest, pinned) = line.trim().split_once("  ").expect("DIGEST  REPOSITORY@SHA256");
+        assert_eq!(digest, support::digest(&wasm), "{lang}: {line}");
+        pushed.push((name, pinned.to_owned(), digest.to_owned()));
     }
+
+    // Another team's project, elsewhere, with an empty plugin store: it pins the three plugins
+    // by registry and digest, pulls them on its first run and runs every invocation.
+    let project = tempfile::tempdir().expect("temp dir");
+    let p = project.path();
+    std::fs::create_dir_all(p.join("notes")).expect("mkdir");
+    for schema in ["first", "second"] {
+        std::fs::write(
+            p.join(format!("notes/{schema}.yaml")),
+            format!("apiVersion: example.dev/v1\nkind: Note\nmetadata: {{ name: {schema}, version: 1.0.0 }}\nspec: {{ description: d, owner: o }}\n"),
+        )
+        .expect("schema");
+    }
+    std::fs::write(p.join("note.schema.json"), r#"{"type": "object"}"#).expect("kind");
+    let mut map = String::from("entries:\n");
+    let mut plugins = String::new();
+    for (name, pinned, digest) in &pushed {
+        map.push_str(&format!("  - {{ id: {name}, plugin: {name}, input: /spec, out: \"{{name}}/{name}\" }}\n"));
+        plugins.push_str(&format!("  {name}:\n    oci: {pinned}\n    digest: \"{digest}\"\n"));
+    }
+    std::fs::write(p.join("map.yaml"), map).expect("map");
+    std::fs::write(
+        p.join("qpf.yaml"),
+        format!(
+            "version: 1\nschemas: [\"notes/*.yaml\"]\nkinds: {{ Note: note.schema.json }}\nmap: map.yaml\noutput: out\nplugins:\n{plugins}"
+        ),
+    )
+    .expect("qpf.yaml");
+    let out = Command::new(support::qpf_bin())
+        .args(["extract", "--project", p.to_str().expect("utf-8"), "--report"])
+        .arg(p.join("report.json"))
+        .env("QPF_LOG", "warn")
+        .env("QPF_PLUGIN_STORE", p.join(".store"))
+        .env("XDG_CACHE_HOME", support::target_dir().join("qpf-test-cache"))
+        .output()
+        .expect("qpf runs");
+    assert!(out.status.success(), "{}", show(&out));
+    let report = support::report(&p.join("report.json"));
+    let invocations = report["invocations"].as_array().expect("invocations");
+    assert_eq!(invocations.len(), 6, "{report}");
+    assert!(invocations.iter().all(|i| i["outcome"] == "ok"), "{report}");
+    for (name, _, _) in &pushed {
+        for schema in ["first", "second"] {
+            let text = std::fs::read_to_string(p.join(format!("out/{schema}/{name}/hello.txt"))).expect("generated");
+            assert_eq!(text, format!("greetings, {schema}\ninput keys: description, owner\n"), "{name}");
+        }
+    }
+    drop(registry);
     // A changed expectation is a failure with a diff, and QPF_BLESS=1 accepts it.
     let expected = tmp.path().join("hello-python/tests/cases/hello/expected/hello.txt");
     std::fs::write(&expected, "hello, someone else\ninput keys: description, owner\n").expect("edit");
     let out = plugin(&["test", "hello-python"], tmp.path());
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    assert!(stdout(&out).contains("-hello, someone else\n  +hello, example"), "{}", show(&out));
+    assert!(stdout(&out).contains("-hello, someone else\n  +greetings, example"), "{}", show(&out));
     let blessed = Command::new(support::qpf_bin())
         .args(["plugin", "test", "hello-python"])
         .current_dir(tmp.path())
@@ -112,7 +185,7 @@ fn a_new_plugin_builds_and_passes_its_own_test_in_every_language() {
     assert!(blessed.status.success(), "{}", show(&blessed));
     assert_eq!(
         std::fs::read_to_string(&expected).expect("blessed"),
-        "hello, example\ninput keys: description, owner\n"
+        "greetings, example\ninput keys: description, owner\n"
     );
 }
 
