@@ -1,5 +1,6 @@
 //! The dependency rule of the workspace, checked over `cargo metadata`: host crates form layers
-//! (cli → serve → engine → {schema, runtime} → core) and a crate may use only crates of lower layers;
+//! (cli → serve → engine → {schema, runtime} → core; `qpf-oci`, the registry client, is beside
+//! schema and runtime and used by the CLI alone) and a crate may use only crates of lower layers;
 //! `qpf-schema` and `qpf-runtime` never use each other; guests and SDKs never use host crates.
 
 use std::collections::BTreeMap;
@@ -7,8 +8,15 @@ use std::collections::BTreeMap;
 use crate::support;
 
 /// Host crates and their layer.
-const LAYERS: &[(&str, u32)] =
-    &[("qpf-core", 0), ("qpf-schema", 1), ("qpf-runtime", 1), ("qpf-engine", 2), ("qpf-serve", 3), ("qpf", 4)];
+const LAYERS: &[(&str, u32)] = &[
+    ("qpf-core", 0),
+    ("qpf-schema", 1),
+    ("qpf-runtime", 1),
+    ("qpf-oci", 1),
+    ("qpf-engine", 2),
+    ("qpf-serve", 3),
+    ("qpf", 4),
+];
 
 #[test]
 fn host_crates_depend_only_downwards_and_guests_never_on_the_host() {

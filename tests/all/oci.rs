@@ -16,17 +16,18 @@ fn hello_wasm(dir: &Path) -> std::path::PathBuf {
 }
 
 /// `qpf` with a private plugin store and compiled cache, and optionally the registry login.
-fn qpf(args: &[&str], store: &Path, login: Option<(&str, &str)>) -> Output {
+fn qpf(args: &[&str], store: &Path, login: Option<(&str, &str, &str)>) -> Output {
     let mut command = std::process::Command::new(support::qpf_bin());
     command
         .args(args)
         .env("QPF_LOG", "warn")
         .env("QPF_PLUGIN_STORE", store.join("plugins"))
         .env("QPF_COMPILED_CACHE", store.join("compiled"))
+        .env_remove("QPF_OCI_REGISTRY")
         .env_remove("QPF_OCI_USERNAME")
         .env_remove("QPF_OCI_PASSWORD");
-    if let Some((user, password)) = login {
-        command.env("QPF_OCI_USERNAME", user).env("QPF_OCI_PASSWORD", password);
+    if let Some((registry, user, password)) = login {
+        command.env("QPF_OCI_REGISTRY", registry).env("QPF_OCI_USERNAME", user).env("QPF_OCI_PASSWORD", password);
     }
     command.output().expect("qpf runs")
 }
@@ -91,6 +92,10 @@ fn a_pushed_plugin_is_pulled_once_by_a_project_then_runs_with_the_registry_gone(
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(std::fs::read_to_string(proj.join("out/first/hello.txt")).expect("generated"), "hi\n");
     assert!(stored.is_file(), "the plugin is in the store after the first run");
+    let out = qpf(&["cache", "stats", "--project", p, "--format", "json"], tmp.path(), None);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(stats["pulled"], 1, "{stats}");
+    assert_eq!(stats["pulled_bytes"], std::fs::metadata(&wasm).expect("wasm").len(), "{stats}");
 
     // The registry is gone: the store is enough, for every command.
     drop(registry);
@@ -162,37 +167,39 @@ fn a_refused_login_a_missing_tag_and_a_registry_that_is_down_are_clear_errors() 
     let registry = Registry::start(true);
     let reference = format!("{}/acme/hello:1.0.0", registry.addr);
     let (user, password, _) = REGISTRY_LOGIN;
+    let addr = registry.addr.clone();
+    let r = addr.as_str();
 
-    for login in [None, Some((user, "wrong"))] {
+    // No login, a wrong password, and the right login for another registry (never sent here).
+    for login in [None, Some((r, user, "wrong")), Some(("ghcr.io", user, password))] {
         let out = qpf(&["plugin", "push", w, &reference], tmp.path(), login);
         assert_eq!(out.status.code(), Some(1), "{login:?}: {}", show(&out));
         assert!(
             stderr(&out).contains(&format!("the registry `{}` refused access", registry.addr))
-                && stderr(&out).contains("QPF_OCI_USERNAME"),
+                && stderr(&out).contains(&format!("QPF_OCI_REGISTRY={}", registry.addr)),
             "{login:?}: {}",
             show(&out)
         );
     }
-    let out = qpf(&["plugin", "push", w, &reference], tmp.path(), Some((user, password)));
+    let out = qpf(&["plugin", "push", w, &reference], tmp.path(), Some((r, user, password)));
     assert!(out.status.success(), "{}", show(&out));
     let out = qpf(&["plugin", "pull", &reference], tmp.path(), None);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(stderr(&out).contains("refused access"), "{}", show(&out));
-    let out = qpf(&["plugin", "pull", &reference], tmp.path(), Some((user, password)));
+    let out = qpf(&["plugin", "pull", &reference], tmp.path(), Some((r, user, password)));
     assert!(out.status.success(), "{}", show(&out));
 
     let missing = format!("{}/acme/hello:2.0.0", registry.addr);
-    let out = qpf(&["plugin", "pull", &missing], tmp.path(), Some((user, password)));
+    let out = qpf(&["plugin", "pull", &missing], tmp.path(), Some((r, user, password)));
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(stderr(&out).contains(&format!("`{missing}` does not exist in the registry")), "{}", show(&out));
 
     // Down: a project whose plugin is not in the store names the registry and the plugin.
-    let addr = registry.addr.clone();
     drop(registry);
     std::fs::remove_dir_all(tmp.path().join("plugins")).expect("empty the store");
     let proj = tmp.path().join("project");
     project(&proj, &reference, &digest);
-    let out = qpf(&["extract", "--project", proj.to_str().expect("utf-8")], tmp.path(), Some((user, password)));
+    let out = qpf(&["extract", "--project", proj.to_str().expect("utf-8")], tmp.path(), Some((r, user, password)));
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(
         stderr(&out).contains(&format!("plugin `hello` (oci: {reference}): cannot reach the registry `{addr}`")),

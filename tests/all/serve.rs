@@ -511,6 +511,33 @@ fn a_project_bundle_runs_like_qpf_extract_and_its_report_is_kept() {
 }
 
 #[test]
+fn a_bundle_whose_plugins_are_oci_references_runs_from_the_tenants_store_and_never_pulls() {
+    let server = Server::start(&config(&[tenant("team-a", "")]));
+    let project = support::example_project();
+    // Every plugin named by a registry reference that nothing listens on: a pull would fail.
+    let qpf_yaml = project.path().join("qpf.yaml");
+    let text = std::fs::read_to_string(&qpf_yaml).expect("qpf.yaml");
+    let text: String = text
+        .lines()
+        .map(|l| if l.trim_start().starts_with("path:") { "    oci: 127.0.0.1:1/never/pulled:1" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&qpf_yaml, text).expect("qpf.yaml");
+    let gz = bundle(project.path(), &[]);
+    let v = server
+        .call("POST", "/v1/extract", Some("team-a"), Some(("application/gzip", gz.clone())))
+        .problem(404, "not-found");
+    assert!(v["detail"].as_str().is_some_and(|d| d.contains("upload it first")), "{v}");
+    for name in ["qpf_py_models", "qpf_md_docs"] {
+        let wasm = std::fs::read(support::wasm(name)).expect("plugin");
+        assert_eq!(server.upload("team-a", &wasm).status, 201);
+    }
+    let reply = server.call("POST", "/v1/extract", Some("team-a"), Some(("application/gzip", gz)));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json()["report"]["summary"]["failed"], 0, "{}", reply.text);
+}
+
+#[test]
 fn hostile_bundles_are_refused_and_nothing_leaves_the_tenants_storage() {
     let server = Server::start(&config(&[tenant("team-a", "")]));
     let project = support::example_project();

@@ -31,7 +31,8 @@ const MAX_MESSAGE_CHARS: usize = 300;
 /// How `push` and `pull` reach a registry.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Basic-auth credentials; `None` is anonymous access.
+    /// Basic-auth credentials for one registry; every other registry, and every registry when
+    /// `None`, is accessed anonymously.
     pub credentials: Option<Credentials>,
     /// Registries (`host` or `host:port`) spoken to over plain HTTP besides the loopback ones
     /// (`localhost`, `127.0.0.0/8`, `[::1]`), which always are.
@@ -46,9 +47,11 @@ impl Default for Options {
     }
 }
 
-/// A user name and password (or token) for a registry.
+/// A user name and password (or token) for one registry: they are sent to no other.
 #[derive(Clone)]
 pub struct Credentials {
+    /// The registry they are for, `host[:port]` as in references (`ghcr.io`, `localhost:5000`).
+    pub registry: String,
     /// The user name.
     pub username: String,
     /// The password or access token.
@@ -57,7 +60,10 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).finish_non_exhaustive()
+        f.debug_struct("Credentials")
+            .field("registry", &self.registry)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
     }
 }
 
@@ -112,7 +118,7 @@ pub enum OciError {
     },
     /// The registry refused the credentials, or asks for some.
     #[error(
-        "the registry `{registry}` refused access to `{reference}` (set QPF_OCI_USERNAME and QPF_OCI_PASSWORD, or check them): {message}"
+        "the registry `{registry}` refused access to `{reference}` (log in with QPF_OCI_REGISTRY={registry}, QPF_OCI_USERNAME and QPF_OCI_PASSWORD, or check them): {message}"
     )]
     Unauthorized {
         /// `host[:port]`.
@@ -231,7 +237,7 @@ pub fn push(component: &[u8], surface: &Surface, reference: &str, options: &Opti
     config.created = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
     let annotations = BTreeMap::from([("org.opencontainers.image.title".to_owned(), "plugin.wasm".to_owned())]);
     let client = client(&image, options);
-    let auth = auth(options);
+    let auth = auth(&image, options);
     let out = run(&image, options, async {
         client.push(&image, &auth, layer, config, Some(annotations)).await.map_err(|e| classify(&image, &e))
     })?;
@@ -247,7 +253,7 @@ pub fn push(component: &[u8], surface: &Surface, reference: &str, options: &Opti
 pub fn pull(reference: &str, options: &Options, max_bytes: u64) -> Result<Pulled, OciError> {
     let image = parse_reference(reference)?;
     let client = client(&image, options);
-    let auth = auth(options);
+    let auth = auth(&image, options);
     run(&image, options, async {
         let (manifest, _config, manifest_digest) =
             client.pull_manifest_and_config(&image, &auth).await.map_err(|e| classify(&image, &e))?;
@@ -299,10 +305,14 @@ fn client(image: &Reference, options: &Options) -> WasmClient {
     WasmClient::new(Client::new(config))
 }
 
-fn auth(options: &Options) -> RegistryAuth {
+/// The credentials when they are for `image`'s registry; anonymous otherwise, so that a reference
+/// a project chose cannot draw them to another registry.
+fn auth(image: &Reference, options: &Options) -> RegistryAuth {
     match &options.credentials {
-        Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
-        None => RegistryAuth::Anonymous,
+        Some(c) if c.registry == image.resolve_registry() || c.registry == image.registry() => {
+            RegistryAuth::Basic(c.username.clone(), c.password.clone())
+        }
+        _ => RegistryAuth::Anonymous,
     }
 }
 
@@ -480,6 +490,18 @@ mod tests {
         for bad in ["py-models:1.0", "acme/py-models", "ghcr.io/Acme/UPPER", ""] {
             let e = parse_reference(bad).expect_err(bad);
             assert!(matches!(e, OciError::BadReference { .. }), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn credentials_go_to_their_own_registry_only() {
+        let credentials = Credentials { registry: "ghcr.io".into(), username: "u".into(), password: "p".into() };
+        let options = Options { credentials: Some(credentials), ..Options::default() };
+        let ours = parse_reference("ghcr.io/acme/plugin:1").expect("reference");
+        assert!(matches!(auth(&ours, &options), RegistryAuth::Basic(..)));
+        for other in ["evil.example/acme/plugin:1", "ghcr.io.evil.example/acme/plugin:1", "localhost:5000/plugin:1"] {
+            let image = parse_reference(other).expect("reference");
+            assert!(matches!(auth(&image, &options), RegistryAuth::Anonymous), "{other}");
         }
     }
 

@@ -51,13 +51,21 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     match &args.command {
         Command::Stats => {
             let s = cache_admin::stats(&root, &compiled);
+            let store = qpf_engine::plugin_store::user_plugin_store();
+            let (pulled, pulled_bytes) = store.as_deref().map(pulled_plugins).unwrap_or_default();
             if json {
                 let mut v = serde_json::to_value(&s).unwrap_or_default();
                 v["compiled_dir"] = serde_json::json!(compiled.display().to_string());
+                v["pulled"] = serde_json::json!(pulled);
+                v["pulled_bytes"] = serde_json::json!(pulled_bytes);
+                v["plugin_store_dir"] = serde_json::json!(store.map(|d| d.display().to_string()));
                 crate::term::out_json(&v, false);
             } else {
                 say!("invocations: {} entries, {} blobs, {} bytes", s.manifests, s.blobs, s.invocation_bytes);
                 say!("compiled plugins: {}, {} bytes, in {}", s.compiled, s.compiled_bytes, compiled.display());
+                if let Some(dir) = &store {
+                    say!("pulled plugins: {pulled}, {pulled_bytes} bytes, in {} (kept by `clear`)", dir.display());
+                }
             }
         }
         Command::Gc { max_size } => {
@@ -86,4 +94,14 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         }
     }
     Ok(Exit::Success)
+}
+
+/// The components in the plugin store (`blake3/*.wasm`) and their bytes.
+fn pulled_plugins(store: &Path) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir(store.join("blake3")) else { return (0, 0) };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wasm"))
+        .filter_map(|e| e.metadata().ok().filter(std::fs::Metadata::is_file))
+        .fold((0, 0), |(n, bytes), m| (n + 1, bytes + m.len()))
 }

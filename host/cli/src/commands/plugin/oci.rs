@@ -1,7 +1,8 @@
 //! `qpf plugin push DIR|FILE REF` and `qpf plugin pull REF`: plugins through OCI registries, and
 //! the fetcher that brings a project's `oci:` plugins into the user's plugin store.
 //!
-//! Credentials come from `QPF_OCI_USERNAME` and `QPF_OCI_PASSWORD` (anonymous when unset);
+//! Credentials come from `QPF_OCI_USERNAME` and `QPF_OCI_PASSWORD` and are sent only to the
+//! registry named by `QPF_OCI_REGISTRY` (anonymous access everywhere else, and when unset);
 //! registries on loopback are spoken to over plain HTTP, others over HTTPS unless listed in
 //! `QPF_OCI_PLAIN_HTTP` (comma-separated `host[:port]`).
 
@@ -35,8 +36,8 @@ pub struct PullArgs {
 /// The registry options from the environment.
 fn options() -> qpf_oci::Options {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let credentials = match (var("QPF_OCI_USERNAME"), var("QPF_OCI_PASSWORD")) {
-        (Some(username), Some(password)) => Some(qpf_oci::Credentials { username, password }),
+    let credentials = match (var("QPF_OCI_REGISTRY"), var("QPF_OCI_USERNAME"), var("QPF_OCI_PASSWORD")) {
+        (Some(registry), Some(username), Some(password)) => Some(qpf_oci::Credentials { registry, username, password }),
         _ => None,
     };
     let plain_http = var("QPF_OCI_PLAIN_HTTP")
