@@ -82,6 +82,7 @@ mod prune;
 pub mod report;
 mod scheduler;
 pub mod secret;
+pub mod shard;
 mod spawner;
 pub mod standalone;
 pub mod writer;

@@ -39,8 +39,10 @@ enum Command {
     /// Run a plugin's golden cases (tests/cases/*): expected files or expected error; QPF_BLESS=1 accepts.
     Test(test::Args),
     /// Push a built plugin to an OCI registry as a Wasm artifact; prints the lines to pin it.
+    #[command(after_help = oci::ACCESS)]
     Push(oci::PushArgs),
     /// Pull a plugin from an OCI registry into the user's plugin store (QPF_PLUGIN_STORE).
+    #[command(after_help = oci::ACCESS)]
     Pull(oci::PullArgs),
 }
 

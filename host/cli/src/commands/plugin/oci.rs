@@ -14,6 +14,12 @@ use qpf_engine::plugin_store::{PluginStore, user_plugin_store};
 use crate::exit::Exit;
 use crate::term::{esay, say};
 
+/// Registry access, shown under `--help`.
+pub(super) const ACCESS: &str = "Registry login: QPF_OCI_REGISTRY (host[:port]), QPF_OCI_USERNAME and QPF_OCI_PASSWORD; \
+the login is sent to that registry only. Loopback registries and those in QPF_OCI_PLAIN_HTTP \
+(comma-separated host[:port]) use plain HTTP, others HTTPS. Pulled plugins are kept in \
+QPF_PLUGIN_STORE (default ~/.cache/qpf/plugins). See docs/publishing.md.";
+
 /// Arguments of `qpf plugin push`.
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
