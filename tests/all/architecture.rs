@@ -1,6 +1,7 @@
 //! The dependency rule of the workspace, checked over `cargo metadata`: host crates form layers
-//! (cli → serve → engine → {schema, runtime} → core; `qpf-oci`, the registry client, is beside
-//! schema and runtime and used by the CLI alone) and a crate may use only crates of lower layers;
+//! (cli → {serve, remote} → engine → {schema, runtime} → core; `qpf-oci`, the registry client, is
+//! beside schema and runtime and used by the CLI alone; `qpf-remote` implements the engine's
+//! remote-cache trait on object storage) and a crate may use only crates of lower layers;
 //! `qpf-schema` and `qpf-runtime` never use each other; guests and SDKs never use host crates.
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("qpf-oci", 1),
     ("qpf-engine", 2),
     ("qpf-serve", 3),
+    ("qpf-remote", 3),
     ("qpf", 4),
 ];
 

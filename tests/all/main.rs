@@ -15,6 +15,7 @@ mod hardening;
 mod oci;
 mod plugins;
 mod recovery;
+mod remote;
 mod report;
 mod sandbox;
 mod schema;

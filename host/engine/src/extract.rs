@@ -190,6 +190,8 @@ pub struct Settings {
     /// Brings an `oci:` plugin the store does not have yet; `None` (the default) opens no
     /// connection, and such a plugin is then an error.
     pub fetcher: Option<std::sync::Arc<dyn crate::plugin_store::PluginFetcher>>,
+    /// A shared remote cache behind the local one ([`crate::remote`]); `None`: local only.
+    pub remote: Option<crate::remote::RemoteSettings>,
 }
 
 /// A loaded, planned project.
@@ -308,6 +310,11 @@ impl Engine {
             out.push(Protected { path: secret, what: "the user's cache secret".into() });
         }
         out
+    }
+
+    /// Puts a remote cache behind the local one for the runs that follow (`None`: local only).
+    pub fn set_remote(&mut self, remote: Option<crate::remote::RemoteSettings>) {
+        self.settings.remote = remote;
     }
 
     /// The project.
@@ -492,8 +499,13 @@ impl Engine {
         // Held for the whole run: `qpf cache gc|clear` wait for it instead of deleting under us.
         let _lock = crate::cache_admin::lock_shared(&cache_root)
             .map_err(|source| EngineError::Io { path: cache_root.join(".lock"), source })?;
-        let cache = self.invocation_cache();
-        let cache: Option<&dyn InvocationCache> = if options.no_cache { None } else { Some(&cache) };
+        let local = self.invocation_cache();
+        let tier = self.settings.remote.clone().map(|r| crate::remote::Tiered::new(&local, r));
+        let cache: Option<&dyn InvocationCache> = match (&tier, options.no_cache) {
+            (_, true) => None,
+            (Some(tier), false) => Some(tier),
+            (None, false) => Some(&local),
+        };
         let plugins = Plugins::new(self, jobs);
         let limits = &self.project.file.limits;
         let invocations = &self.plan.invocations;
@@ -546,7 +558,12 @@ impl Engine {
             summary: commit.summary,
             invocations: commit.records.iter().map(InvocationRecord::report).collect(),
             removed,
-            warnings: commit.warnings,
+            remote: tier.as_ref().map(crate::remote::Tiered::summary),
+            warnings: commit
+                .warnings
+                .into_iter()
+                .chain(tier.iter().flat_map(crate::remote::Tiered::warnings))
+                .collect(),
         })
     }
 }

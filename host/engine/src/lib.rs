@@ -79,6 +79,7 @@ pub mod preflight;
 pub mod project;
 pub mod protect;
 mod prune;
+pub mod remote;
 pub mod report;
 mod scheduler;
 pub mod secret;

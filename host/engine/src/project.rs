@@ -37,6 +37,20 @@ pub struct ProjectFile {
     /// What loading one plugin may cost (component size, functions, compile time).
     #[serde(default, rename = "load-limits")]
     pub load_limits: LoadLimits,
+    /// A shared remote cache behind the local one (object storage; `--remote-cache` overrides).
+    #[serde(default, rename = "remote-cache", skip_serializing_if = "Option::is_none")]
+    pub remote_cache: Option<RemoteCacheDecl>,
+}
+
+/// `remote-cache:` in `qpf.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteCacheDecl {
+    /// `s3://BUCKET/PREFIX`, `gs://BUCKET/PREFIX` or `az://CONTAINER/PREFIX`.
+    pub url: String,
+    /// Mixed into every entry's name: change it to disown every entry written before.
+    #[serde(default)]
+    pub salt: String,
 }
 
 /// One plugin of the project.

@@ -112,6 +112,9 @@ pub struct Report {
     /// Files the previous run generated that no invocation produces any more, removed because
     /// they still held the bytes QPF wrote (an edited one is kept, with a warning).
     pub removed: Vec<String>,
+    /// What the remote cache did, when the run had one (`--remote-cache`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<crate::remote::RemoteSummary>,
     /// Problems that did not fail the run (for example a corrupted cache entry that was ignored).
     pub warnings: Vec<String>,
 }

@@ -103,6 +103,8 @@ fn run(store: &Store, tenant: &Tenant, gz: &[u8], dir: &Path, id: &str) -> Resul
         // A tenant's `oci:` plugins are mapped to the store above like any other: never fetched.
         plugin_store: None,
         fetcher: None,
+        // A tenant's results stay in its own cache namespace.
+        remote: None,
     };
     let engine = Engine::load_with(&project, settings).map_err(|e| invalid_project(&e))?;
     let spawnable = engine.project().map.entries.iter().flat_map(|e| e.spawn.plugins.iter().map(String::as_str));

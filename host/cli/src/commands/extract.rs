@@ -30,6 +30,40 @@ pub struct Args {
     /// Run every invocation whatever fails (the default).
     #[arg(long)]
     keep_going: bool,
+    /// A shared cache behind the local one: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX,
+    /// az://CONTAINER/PREFIX or file:///DIR (instead of `remote-cache` in qpf.yaml).
+    #[arg(long, value_name = "URL", env = "QPF_REMOTE_CACHE")]
+    remote_cache: Option<String>,
+    /// Read the remote cache, never write to it (builds of untrusted changes, e.g. pull requests).
+    #[arg(long, env = "QPF_REMOTE_READ_ONLY")]
+    remote_read_only: bool,
+}
+
+/// The remote cache of this run, if any: the flag's URL, else the project's.
+fn remote(engine: &qpf_engine::Engine, args: &Args) -> Result<Option<qpf_engine::remote::RemoteSettings>> {
+    let declared = engine.project().file.remote_cache.as_ref();
+    let (url, origin) = match (&args.remote_cache, declared) {
+        (Some(url), _) => (url.clone(), qpf_remote::Origin::User),
+        (None, Some(d)) => (d.url.clone(), qpf_remote::Origin::Project),
+        (None, None) => return Ok(None),
+    };
+    let store = qpf_remote::open(&url, origin).map_err(|e| anyhow::anyhow!("remote cache: {e}"))?;
+    let salt =
+        std::env::var("QPF_REMOTE_CACHE_SALT").ok().or_else(|| declared.map(|d| d.salt.clone())).unwrap_or_default();
+    let key = match std::env::var("QPF_REMOTE_CACHE_KEY") {
+        Ok(hex) => Some(
+            blake3::Hash::from_hex(hex.trim())
+                .map(|h| *h.as_bytes())
+                .map_err(|_| anyhow::anyhow!("QPF_REMOTE_CACHE_KEY must be 64 hex digits (32 bytes)"))?,
+        ),
+        Err(_) => None,
+    };
+    Ok(Some(qpf_engine::remote::RemoteSettings {
+        store: std::sync::Arc::new(store),
+        read_only: args.remote_read_only,
+        salt,
+        key,
+    }))
 }
 
 /// Runs the command.
@@ -38,7 +72,9 @@ pub struct Args {
 /// A missing or invalid project, a plugin that does not match its digest, an unusable output
 /// root, or an unwritable report.
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
-    let engine = crate::commands::load(project)?;
+    let mut engine = crate::commands::load(project)?;
+    let remote = remote(&engine, args)?;
+    engine.set_remote(remote);
     let jobs =
         args.jobs.map(|j| j as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let options = ExtractOptions { jobs, out: args.out.clone(), no_cache: args.no_cache, fail_fast: args.fail_fast };
@@ -88,6 +124,19 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         report.duration_us / 1000,
         report.output
     );
+    if let Some(r) = &report.remote {
+        say!(
+            "remote cache {}{}: {} hits, {} misses, {} results uploaded, {} refused, {} errors{}",
+            r.store,
+            if r.read_only { " (read-only)" } else { "" },
+            r.hits,
+            r.misses,
+            r.uploaded,
+            r.rejected,
+            r.errors,
+            if r.disabled { " (left alone after repeated failures)" } else { "" }
+        );
+    }
     if s.skipped > 0 {
         if args.fail_fast {
             esay!(

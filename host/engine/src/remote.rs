@@ -1,0 +1,613 @@
+//! The remote tier of the invocation cache: local first, then a shared remote store that CI and
+//! every developer read (object storage, a Remote Execution API cache); a remote hit fills the
+//! local cache.
+//!
+//! The remote is never trusted. Its entries are QPF's own manifests, each carried with its
+//! blake3 digest (and, with a team key, a MAC); every blob it serves is checked against the blake3
+//! digest the manifest names before anything is kept or written. A corrupt, truncated or missing
+//! entry or blob is a miss (the plugin runs locally) and a counted warning. A remote that fails is
+//! a counted warning too; after [`MAX_CONSECUTIVE_ERRORS`] failures in a row it is left alone for
+//! the rest of the run, so a remote that goes down costs a few timeouts, not one per invocation.
+//! What the remote did is in the report ([`RemoteSummary`]), so a remote that silently does
+//! nothing shows.
+//!
+//! The engine opens no connection itself: a [`RemoteStore`] is handed in by the embedder (the CLI
+//! builds one from `--remote-cache URL`).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+use serde::Serialize;
+
+use crate::cache::{CacheError, InvocationCache, MANIFEST_FORMAT, Manifest};
+
+/// Failures in a row after which the remote is not asked again during a run.
+pub const MAX_CONSECUTIVE_ERRORS: u32 = 3;
+
+/// The largest remote manifest read.
+pub const MAX_REMOTE_MANIFEST_BYTES: u64 = 16 << 20;
+
+/// The first line of a remote manifest: format, then `blake3:<hex>` of the JSON that follows, or
+/// `mac:<hex>` (keyed blake3) with a team key.
+const MAGIC: &str = "qpf-remote-manifest/1";
+
+/// A shared store of cache entries and blobs. Implementations move bytes; everything they return is
+/// checked here.
+pub trait RemoteStore: Send + Sync + std::fmt::Debug {
+    /// Where it is, for messages and the report, without credentials (e.g. `s3://bucket/prefix`).
+    fn describe(&self) -> String;
+
+    /// The entry stored under `name`, at most `limit` bytes (a larger one is an error).
+    ///
+    /// # Errors
+    /// The store failed or the entry is over `limit`.
+    fn get_entry(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, RemoteError>;
+
+    /// The blob of `digest` (`blake3:<hex>`), which must be `size` bytes.
+    ///
+    /// # Errors
+    /// The store failed or the blob has another size.
+    fn get_blob(&self, digest: &str, size: u64) -> Result<Option<Vec<u8>>, RemoteError>;
+
+    /// Stores a blob unless the store has it: create-only, an existing object is success. With
+    /// `replace`, the object is overwritten: the run found wrong bytes under this digest.
+    ///
+    /// # Errors
+    /// The store failed.
+    fn put_blob(&self, digest: &str, bytes: &[u8], replace: bool) -> Result<(), RemoteError>;
+
+    /// Stores an entry (after its blobs).
+    ///
+    /// # Errors
+    /// The store failed.
+    fn put_entry(&self, name: &str, bytes: &[u8]) -> Result<(), RemoteError>;
+}
+
+/// A remote store's failure, as text (never with credentials).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RemoteError(pub String);
+
+/// How a run uses a remote store.
+#[derive(Debug, Clone)]
+pub struct RemoteSettings {
+    /// The store.
+    pub store: std::sync::Arc<dyn RemoteStore>,
+    /// Read, never write (`--remote-read-only`: builds of untrusted changes).
+    pub read_only: bool,
+    /// Mixed into every entry name: a new salt disowns every entry written under the old one.
+    pub salt: String,
+    /// A team key: entries are MAC-sealed with it, and entries without a valid MAC are misses.
+    /// Without it, entries carry their blake3 digest, which detects corruption but not forgery
+    /// (then only the store's write permissions keep poisoned entries out).
+    pub key: Option<[u8; 32]>,
+}
+
+/// What the remote tier did during a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RemoteSummary {
+    /// [`RemoteStore::describe`].
+    pub store: String,
+    /// Whether the run only read.
+    pub read_only: bool,
+    /// Invocations served by the remote (then kept locally).
+    pub hits: usize,
+    /// Invocations the remote did not have.
+    pub misses: usize,
+    /// Results uploaded (entries; blobs are counted in `blobs_uploaded`).
+    pub uploaded: usize,
+    /// Blobs uploaded (an existing one counts too: create-only).
+    pub blobs_uploaded: usize,
+    /// Entries or blobs refused: corrupt, truncated, forged, of another key, or a blob missing.
+    pub rejected: usize,
+    /// Store failures (each a warning; the run goes on locally).
+    pub errors: usize,
+    /// Whether the remote was left alone after [`MAX_CONSECUTIVE_ERRORS`] failures in a row.
+    pub disabled: bool,
+}
+
+/// The local cache with a remote behind it.
+pub struct Tiered<'a> {
+    local: &'a dyn InvocationCache,
+    remote: RemoteSettings,
+    hits: AtomicUsize,
+    misses: AtomicUsize,
+    uploaded: AtomicUsize,
+    blobs_uploaded: AtomicUsize,
+    rejected: AtomicUsize,
+    errors: AtomicUsize,
+    in_a_row: AtomicU32,
+    disabled: AtomicBool,
+    /// Digests under which the remote served wrong bytes: uploaded again with `replace`, since a
+    /// create-only put would keep the poison.
+    poisoned: Mutex<std::collections::BTreeSet<String>>,
+    /// The warnings of the run, in the order they happened (at most [`MAX_WARNINGS`]).
+    warnings: Mutex<Vec<String>>,
+}
+
+/// Warnings kept per run; the counts go on.
+const MAX_WARNINGS: usize = 20;
+
+impl<'a> Tiered<'a> {
+    /// `local` first, then `remote`.
+    pub fn new(local: &'a dyn InvocationCache, remote: RemoteSettings) -> Tiered<'a> {
+        Tiered {
+            local,
+            remote,
+            hits: AtomicUsize::new(0),
+            misses: AtomicUsize::new(0),
+            uploaded: AtomicUsize::new(0),
+            blobs_uploaded: AtomicUsize::new(0),
+            rejected: AtomicUsize::new(0),
+            errors: AtomicUsize::new(0),
+            in_a_row: AtomicU32::new(0),
+            disabled: AtomicBool::new(false),
+            poisoned: Mutex::new(std::collections::BTreeSet::new()),
+            warnings: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// What the remote did.
+    pub fn summary(&self) -> RemoteSummary {
+        RemoteSummary {
+            store: self.remote.store.describe(),
+            read_only: self.remote.read_only,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            uploaded: self.uploaded.load(Ordering::Relaxed),
+            blobs_uploaded: self.blobs_uploaded.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            disabled: self.disabled.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The warnings of the run (the first [`MAX_WARNINGS`]).
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    fn warn(&self, message: String) {
+        tracing::warn!("{message}");
+        if let Ok(mut w) = self.warnings.lock()
+            && w.len() < MAX_WARNINGS
+        {
+            w.push(message);
+        }
+    }
+
+    /// Counts a store failure; the third in a row turns the remote off for the run.
+    fn failed(&self, what: &str, e: &RemoteError) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let in_a_row = self.in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        self.warn(format!("remote cache `{}`: {what}: {e}", self.remote.store.describe()));
+        if in_a_row >= MAX_CONSECUTIVE_ERRORS && !self.disabled.swap(true, Ordering::Relaxed) {
+            self.warn(format!(
+                "remote cache `{}`: {in_a_row} failures in a row; not used for the rest of this run",
+                self.remote.store.describe()
+            ));
+        }
+    }
+
+    fn succeeded(&self) {
+        self.in_a_row.store(0, Ordering::Relaxed);
+    }
+
+    fn rejected(&self, message: String) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.warn(format!("remote cache `{}`: {message}; running locally", self.remote.store.describe()));
+    }
+
+    fn active(&self) -> bool {
+        !self.disabled.load(Ordering::Relaxed)
+    }
+
+    /// The remote name of an invocation key: the key itself, or with a salt a digest of both.
+    fn name(&self, key: &str) -> String {
+        entry_name(&self.remote.salt, key)
+    }
+
+    /// Looks `key` up remotely; a complete, verified entry is copied into the local cache.
+    fn fetch(&self, key: &str) -> Option<Manifest> {
+        let bytes = match self.remote.store.get_entry(&self.name(key), MAX_REMOTE_MANIFEST_BYTES) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                self.succeeded();
+                return None;
+            }
+            Err(e) => {
+                self.failed("reading an entry", &e);
+                return None;
+            }
+        };
+        self.succeeded();
+        let manifest = match open(self.remote.key.as_ref(), key, &bytes) {
+            Ok(m) => m,
+            Err(why) => {
+                self.rejected(format!("entry for key {key} refused ({why})"));
+                return None;
+            }
+        };
+        let mut blobs = Vec::new();
+        for file in manifest.files.iter().filter(|f| f.inline.is_none()) {
+            match self.remote.store.get_blob(&file.digest, file.size) {
+                Ok(Some(bytes)) if qpf_core::digest_of(&bytes) == file.digest => {
+                    blobs.push((file.digest.clone(), bytes))
+                }
+                Ok(Some(_)) => {
+                    self.succeeded();
+                    if let Ok(mut p) = self.poisoned.lock() {
+                        p.insert(file.digest.clone());
+                    }
+                    self.rejected(format!("blob {} does not match its digest", file.digest));
+                    return None;
+                }
+                Ok(None) => {
+                    self.succeeded();
+                    self.rejected(format!("entry for key {key} names blob {}, which the store lacks", file.digest));
+                    return None;
+                }
+                Err(e) => {
+                    self.failed("reading a blob", &e);
+                    return None;
+                }
+            }
+        }
+        for file in manifest.files.iter().filter_map(|f| f.inline.as_ref().map(|t| (f, t))) {
+            if qpf_core::digest_of(file.1.as_bytes()) != file.0.digest {
+                self.rejected(format!("an inline file of the entry for key {key} does not match its digest"));
+                return None;
+            }
+        }
+        let refs: Vec<(&str, &[u8])> = blobs.iter().map(|(d, b)| (d.as_str(), b.as_slice())).collect();
+        if let Err(e) = self.local.put(&manifest, &refs) {
+            self.warn(format!("the local cache could not keep a remote hit: {e}"));
+        }
+        Some(manifest)
+    }
+}
+
+/// The remote name of `key` under `salt`: the key's hex digits without a salt, else the blake3 of
+/// both (always `[0-9a-f]`, safe as an object name).
+pub fn entry_name(salt: &str, key: &str) -> String {
+    let hex = key.strip_prefix("blake3:").filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if let (true, Some(hex)) = (salt.is_empty(), hex) {
+        hex.to_ascii_lowercase()
+    } else {
+        let mut h = blake3::Hasher::new_derive_key("qpf remote cache entry name v1");
+        h.update(&(salt.len() as u64).to_le_bytes());
+        h.update(salt.as_bytes());
+        h.update(key.as_bytes());
+        h.finalize().to_hex().to_string()
+    }
+}
+
+/// The MAC key of remote entries, derived from a team key.
+fn mac_key(team: &[u8; 32]) -> [u8; 32] {
+    blake3::derive_key("qpf remote cache manifest mac v1", team)
+}
+
+/// A manifest as a remote entry: the magic, the JSON's digest or MAC, a newline, the JSON.
+pub fn seal(key: Option<&[u8; 32]>, manifest: &Manifest) -> Vec<u8> {
+    let json = serde_json::to_vec(manifest).unwrap_or_default();
+    let check = match key {
+        Some(k) => format!("mac:{}", blake3::keyed_hash(&mac_key(k), &json).to_hex()),
+        None => qpf_core::digest_of(&json),
+    };
+    let mut out = format!("{MAGIC} {check}\n").into_bytes();
+    out.extend_from_slice(&json);
+    out
+}
+
+/// Checks and parses a remote entry for `key`.
+///
+/// # Errors
+/// Why it is refused (never the entry's own text, which is untrusted).
+pub fn open(key: Option<&[u8; 32]>, expected_key: &str, bytes: &[u8]) -> Result<Manifest, String> {
+    let newline = bytes.iter().position(|&b| b == b'\n').ok_or("no header line")?;
+    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| "a header that is not UTF-8")?;
+    let json = &bytes[newline + 1..];
+    let check = header.strip_prefix(MAGIC).and_then(|r| r.strip_prefix(' ')).ok_or("not a QPF remote entry")?;
+    match (key, check.strip_prefix("mac:")) {
+        (Some(k), Some(mac)) => {
+            let expected = blake3::keyed_hash(&mac_key(k), json);
+            let given = blake3::Hash::from_hex(mac).map_err(|_| "a malformed MAC")?;
+            if expected != given {
+                return Err("its MAC does not verify under the team key".into());
+            }
+        }
+        (Some(_), None) => return Err("it is not sealed with the team key".into()),
+        (None, _) => {
+            if check.starts_with("mac:") {
+                return Err("it is sealed with a team key, and none is set".into());
+            }
+            if qpf_core::digest_of(json) != check {
+                return Err("its digest does not match (corrupt or truncated)".into());
+            }
+        }
+    }
+    let manifest: Manifest = serde_json::from_slice(json).map_err(|_| "its JSON is not a manifest")?;
+    if manifest.format != MANIFEST_FORMAT {
+        return Err(format!("manifest format {} (this qpf reads {MANIFEST_FORMAT})", manifest.format));
+    }
+    if manifest.key != expected_key {
+        return Err("it is the entry of another key".into());
+    }
+    Ok(manifest)
+}
+
+impl InvocationCache for Tiered<'_> {
+    fn manifest(&self, key: &str) -> Result<Option<Manifest>, CacheError> {
+        let local = self.local.manifest(key);
+        if let Ok(Some(m)) = local {
+            return Ok(Some(m));
+        }
+        if !self.active() {
+            return local;
+        }
+        match self.fetch(key) {
+            Some(m) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(m))
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                local
+            }
+        }
+    }
+
+    fn blob(&self, digest: &str) -> Result<Vec<u8>, CacheError> {
+        self.local.blob(digest)
+    }
+
+    fn put(&self, manifest: &Manifest, blobs: &[(&str, &[u8])]) -> Result<(), CacheError> {
+        let stored = self.local.put(manifest, blobs);
+        if self.remote.read_only || !self.active() {
+            return stored;
+        }
+        // Blobs first, the entry last: an entry never names a blob the store lacks (unless the
+        // store evicts it later, which a reader sees as a miss).
+        let mut remote_manifest = manifest.clone();
+        for f in &mut remote_manifest.files {
+            if f.inline.is_none() && (f.size as usize) <= crate::cache::INLINE_MAX_BYTES {
+                // Small UTF-8 files travel inside the entry, as they do locally.
+                if let Some((_, bytes)) = blobs.iter().find(|(d, _)| *d == f.digest)
+                    && let Ok(text) = std::str::from_utf8(bytes)
+                {
+                    f.inline = Some(text.to_owned());
+                }
+            }
+        }
+        for (digest, bytes) in blobs {
+            let travels_inline = remote_manifest.files.iter().any(|f| f.digest == *digest && f.inline.is_some());
+            if travels_inline {
+                continue;
+            }
+            let replace = self.poisoned.lock().is_ok_and(|p| p.contains(*digest));
+            match self.remote.store.put_blob(digest, bytes, replace) {
+                Ok(()) => {
+                    self.succeeded();
+                    self.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.failed("uploading a blob", &e);
+                    return stored;
+                }
+            }
+        }
+        let sealed = seal(self.remote.key.as_ref(), &remote_manifest);
+        match self.remote.store.put_entry(&self.name(&manifest.key), &sealed) {
+            Ok(()) => {
+                self.succeeded();
+                self.uploaded.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.failed("uploading an entry", &e),
+        }
+        stored
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::cache::LocalCache;
+
+    /// A remote in memory, with switches for the failures a real one has.
+    #[derive(Debug, Default)]
+    struct Memory {
+        objects: Mutex<BTreeMap<String, Vec<u8>>>,
+        down: AtomicBool,
+        calls: AtomicUsize,
+    }
+
+    impl Memory {
+        fn call(&self) -> Result<(), RemoteError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if self.down.load(Ordering::Relaxed) { Err(RemoteError("connection refused".into())) } else { Ok(()) }
+        }
+        fn set(&self, name: &str, bytes: Vec<u8>) {
+            self.objects.lock().expect("lock").insert(name.to_owned(), bytes);
+        }
+        fn get(&self, name: &str) -> Option<Vec<u8>> {
+            self.objects.lock().expect("lock").get(name).cloned()
+        }
+    }
+
+    impl RemoteStore for Memory {
+        fn describe(&self) -> String {
+            "memory://test".into()
+        }
+        fn get_entry(&self, name: &str, _: u64) -> Result<Option<Vec<u8>>, RemoteError> {
+            self.call()?;
+            Ok(self.get(&format!("ac/{name}")))
+        }
+        fn get_blob(&self, digest: &str, _: u64) -> Result<Option<Vec<u8>>, RemoteError> {
+            self.call()?;
+            Ok(self.get(&format!("cas/{digest}")))
+        }
+        fn put_blob(&self, digest: &str, bytes: &[u8], replace: bool) -> Result<(), RemoteError> {
+            self.call()?;
+            let mut objects = self.objects.lock().expect("lock");
+            if replace {
+                objects.insert(format!("cas/{digest}"), bytes.to_vec());
+            } else {
+                objects.entry(format!("cas/{digest}")).or_insert_with(|| bytes.to_vec());
+            }
+            Ok(())
+        }
+        fn put_entry(&self, name: &str, bytes: &[u8]) -> Result<(), RemoteError> {
+            self.call()?;
+            self.set(&format!("ac/{name}"), bytes.to_vec());
+            Ok(())
+        }
+    }
+
+    fn settings(store: &Arc<Memory>, read_only: bool) -> RemoteSettings {
+        RemoteSettings { store: store.clone(), read_only, salt: String::new(), key: None }
+    }
+
+    /// A manifest with one large file (a blob) and one small one (inline remotely).
+    fn entry(key: &str) -> (Manifest, Vec<(String, String, Vec<u8>)>) {
+        let big = "x".repeat(10_000).into_bytes();
+        let small = b"small\n".to_vec();
+        let files = vec![
+            ("big.txt".to_owned(), qpf_core::digest_of(&big), big),
+            ("small.txt".to_owned(), qpf_core::digest_of(&small), small),
+        ];
+        (Manifest::of_files(key, &files, Vec::new(), 7, Vec::new()), files)
+    }
+
+    #[test]
+    fn a_result_uploaded_by_one_machine_is_a_verified_hit_on_another_and_fills_its_local_cache() {
+        let remote = Arc::new(Memory::default());
+        let (a, b) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let (manifest, files) = entry("k1");
+        let ci = LocalCache::new(a.path(), &[1; 32]);
+        let tier = Tiered::new(&ci, settings(&remote, false));
+        tier.put_files(&manifest, &files).expect("stored");
+        assert_eq!((tier.summary().uploaded, tier.summary().blobs_uploaded), (1, 1), "the small file travels inline");
+
+        let laptop = LocalCache::new(b.path(), &[2; 32]);
+        let tier = Tiered::new(&laptop, settings(&remote, false));
+        let got = tier.manifest("k1").expect("no error").expect("a remote hit");
+        assert_eq!(got.files.len(), 2);
+        for f in &got.files {
+            assert_eq!(qpf_core::digest_of(&tier.file(f).expect("verified bytes")), f.digest);
+        }
+        assert_eq!(tier.summary().hits, 1);
+        // Now local: the remote is not asked again.
+        let calls = remote.calls.load(Ordering::Relaxed);
+        assert!(Tiered::new(&laptop, settings(&remote, false)).manifest("k1").expect("ok").is_some());
+        assert_eq!(remote.calls.load(Ordering::Relaxed), calls);
+    }
+
+    #[test]
+    fn poisoned_entries_are_misses_with_a_counted_warning_and_never_reach_the_local_cache() {
+        let remote = Arc::new(Memory::default());
+        let a = tempfile::tempdir().expect("dir");
+        let (manifest, files) = entry("k1");
+        let ci = LocalCache::new(a.path(), &[1; 32]);
+        Tiered::new(&ci, settings(&remote, false)).put_files(&manifest, &files).expect("stored");
+        let big = files[0].1.clone();
+
+        // Wrong bytes under a digest; then a blob missing; then a forged entry; then another key's.
+        type Poison = Box<dyn Fn(&Memory)>;
+        let cases: Vec<(&str, Poison)> = vec![
+            ("does not match its digest", Box::new(move |m: &Memory| m.set(&format!("cas/{big}"), b"evil".to_vec()))),
+            (
+                "which the store lacks",
+                Box::new(|m: &Memory| {
+                    m.objects.lock().expect("lock").retain(|k, _| !k.starts_with("cas/"));
+                }),
+            ),
+            (
+                "digest does not match",
+                Box::new(|m: &Memory| {
+                    let mut e = m.get(&format!("ac/{}", entry_name("", "k1"))).expect("entry");
+                    let last = e.len() - 2;
+                    e[last] ^= 1;
+                    m.set(&format!("ac/{}", entry_name("", "k1")), e);
+                }),
+            ),
+            (
+                "another key",
+                Box::new(|m: &Memory| {
+                    let e = m.get(&format!("ac/{}", entry_name("", "k1"))).expect("entry");
+                    m.set(&format!("ac/{}", entry_name("", "k2")), e);
+                }),
+            ),
+        ];
+        for (why, poison) in cases {
+            let remote = Arc::new(Memory::default());
+            Tiered::new(&LocalCache::new(tempfile::tempdir().expect("dir").path(), &[1; 32]), settings(&remote, false))
+                .put_files(&manifest, &files)
+                .expect("stored");
+            poison(&remote);
+            let laptop_dir = tempfile::tempdir().expect("dir");
+            let laptop = LocalCache::new(laptop_dir.path(), &[2; 32]);
+            let tier = Tiered::new(&laptop, settings(&remote, false));
+            let key = if why == "another key" { "k2" } else { "k1" };
+            assert!(tier.manifest(key).expect("a miss, not an error").is_none(), "{why}");
+            let s = tier.summary();
+            assert_eq!((s.hits, s.misses, s.rejected), (0, 1, 1), "{why}");
+            assert!(tier.warnings().iter().any(|w| w.contains(why)), "{why}: {:?}", tier.warnings());
+            assert!(laptop.manifest(key).expect("ok").is_none(), "{why}: nothing kept locally");
+            // The laptop runs the plugin and uploads the true result: the poison is replaced.
+            if key == "k1" {
+                tier.put_files(&manifest, &files).expect("stored");
+                let third_dir = tempfile::tempdir().expect("dir");
+                let third = LocalCache::new(third_dir.path(), &[3; 32]);
+                let tier = Tiered::new(&third, settings(&remote, false));
+                assert!(tier.manifest("k1").expect("ok").is_some(), "{why}: repaired");
+                assert_eq!(tier.summary().rejected, 0, "{why}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_team_key_refuses_entries_it_did_not_seal() {
+        let (manifest, _) = entry("k1");
+        let team = [9; 32];
+        let sealed = seal(Some(&team), &manifest);
+        assert_eq!(open(Some(&team), "k1", &sealed).expect("verifies"), manifest);
+        assert!(open(Some(&[8; 32]), "k1", &sealed).expect_err("another team").contains("MAC"));
+        assert!(open(Some(&team), "k1", &seal(None, &manifest)).expect_err("unsealed").contains("team key"));
+        assert!(open(None, "k1", &sealed).expect_err("no key set").contains("none is set"));
+        assert_eq!(open(None, "k1", &seal(None, &manifest)).expect("digest checks"), manifest);
+    }
+
+    #[test]
+    fn read_only_writes_nothing_and_a_remote_that_goes_down_is_left_alone_after_three_failures() {
+        let remote = Arc::new(Memory::default());
+        let dir = tempfile::tempdir().expect("dir");
+        let local = LocalCache::new(dir.path(), &[1; 32]);
+        let (manifest, files) = entry("k1");
+        let tier = Tiered::new(&local, settings(&remote, true));
+        tier.put_files(&manifest, &files).expect("stored locally");
+        assert!(remote.objects.lock().expect("lock").is_empty(), "read-only: nothing written remotely");
+        assert!(local.manifest("k1").expect("ok").is_some());
+
+        remote.down.store(true, Ordering::Relaxed);
+        let tier = Tiered::new(&local, settings(&remote, false));
+        for key in ["a", "b", "c", "d", "e"] {
+            assert!(tier.manifest(key).expect("a miss").is_none());
+        }
+        let s = tier.summary();
+        assert_eq!((s.errors, s.disabled), (3, true), "{s:?}");
+        assert_eq!(remote.calls.load(Ordering::Relaxed), 3, "not asked after the third failure");
+        assert!(tier.warnings().iter().any(|w| w.contains("not used for the rest of this run")));
+    }
+
+    #[test]
+    fn a_salt_renames_every_entry() {
+        let key = format!("blake3:{}", "ab".repeat(32));
+        assert_eq!(entry_name("", &key), "ab".repeat(32));
+        assert_eq!(entry_name("", "not a digest").len(), 64, "anything else is hashed");
+        assert_ne!(entry_name("2026-12", "abc"), entry_name("2026-11", "abc"));
+        assert_eq!(entry_name("s", "abc").len(), 64);
+    }
+}

@@ -1,0 +1,291 @@
+//! The remote cache on object storage, against two S3 implementations on loopback: `s3s-fs`
+//! (served from this test process) and moto's server (PyPI, installed under target/ by
+//! `./dev tools`). One machine's results are another's verified hits; poisoned entries are misses
+//! with warnings and are never written; read-only writes nothing; a remote that is down costs a
+//! few warnings, not the run.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::support::{self, show};
+
+/// An S3 server (`s3s` over `s3s-fs`) in this process, on a loopback port, storing buckets as
+/// folders; stopped when dropped.
+struct S3s {
+    endpoint: String,
+    root: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+const ACCESS_KEY: &str = "qpf-test-access";
+const SECRET_KEY: &str = "qpf-test-secret";
+
+impl S3s {
+    fn start() -> S3s {
+        let root = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(root.path().join("cache")).expect("the bucket");
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs");
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build();
+        runtime.spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(socket);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        S3s { endpoint, root, _runtime: runtime }
+    }
+
+    /// Every object under the bucket, by key.
+    fn objects(&self) -> Vec<PathBuf> {
+        let bucket = self.root.path().join("cache");
+        support::walk(&bucket)
+            .into_iter()
+            .filter(|p| !p.to_string_lossy().contains(".s3s"))
+            .map(|p| p.strip_prefix(&bucket).expect("in the bucket").to_owned())
+            .collect()
+    }
+
+    fn object(&self, key: &Path) -> PathBuf {
+        self.root.path().join("cache").join(key)
+    }
+}
+
+/// `qpf ARGS` with the S3 credentials and endpoint in its environment.
+fn qpf(args: &[&str], endpoint: &str) -> Output {
+    std::process::Command::new(support::qpf_bin())
+        .args(args)
+        .env("QPF_LOG", "warn")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT", endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env_remove("QPF_REMOTE_CACHE")
+        .env_remove("QPF_REMOTE_CACHE_KEY")
+        .env_remove("QPF_REMOTE_CACHE_SALT")
+        .env_remove("QPF_REMOTE_READ_ONLY")
+        .output()
+        .expect("qpf runs")
+}
+
+/// Runs `qpf extract` on a fresh copy of the example project (its own local cache) against the
+/// remote at `url`, with `extra` flags; returns the copy, the run and its report.
+fn extract(endpoint: &str, url: &str, extra: &[&str]) -> (tempfile::TempDir, Output, serde_json::Value) {
+    extract_in(support::example_project(), endpoint, url, extra)
+}
+
+/// [`extract`] on a given project copy.
+fn extract_in(
+    project: tempfile::TempDir,
+    endpoint: &str,
+    url: &str,
+    extra: &[&str],
+) -> (tempfile::TempDir, Output, serde_json::Value) {
+    let p = project.path().to_str().expect("utf-8").to_owned();
+    let report = project.path().join("report.json");
+    let mut args = vec!["extract", "--project", &p, "--remote-cache", url, "--report", report.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    let out = qpf(&args, endpoint);
+    let report = if report.is_file() { support::report(&report) } else { serde_json::Value::Null };
+    (project, out, report)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The whole scenario against one S3 implementation: CI fills the cache, a laptop reads it.
+fn one_machine_fills_and_another_hits(endpoint: &str, url: &str) -> usize {
+    let (ci, out, report) = extract(endpoint, url, &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    let n = report["summary"]["invocations"].as_u64().expect("count") as usize;
+    assert_eq!(report["remote"]["misses"], n, "{report}");
+    assert_eq!(report["remote"]["uploaded"], n, "{report}");
+    assert_eq!(report["remote"]["errors"], 0, "{report}");
+    assert!(
+        stdout(&out).contains(&format!("remote cache {url}: 0 hits, {n} misses, {n} results uploaded")),
+        "{}",
+        show(&out)
+    );
+
+    let (laptop, out, report) = extract(endpoint, url, &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(report["summary"]["hits"], n, "every invocation is a hit: {report}");
+    assert_eq!(report["remote"]["hits"], n, "{report}");
+    assert_eq!(report["remote"]["rejected"], 0, "{report}");
+    assert_eq!(support::tree(&ci.path().join("out")), support::tree(&laptop.path().join("out")), "byte-identical");
+    n
+}
+
+#[test]
+fn results_stored_by_one_run_are_verified_hits_for_another_on_s3s() {
+    let s3 = S3s::start();
+    let url = "s3://cache/ci";
+    let n = one_machine_fills_and_another_hits(&s3.endpoint, url);
+    assert!(s3.objects().iter().any(|o| o.starts_with("ci/qpf-cache/v1/ac")), "{:?}", s3.objects());
+
+    // Read-only under a new salt: every invocation misses and nothing is written.
+    let before = s3.objects();
+    let project = support::example_project();
+    let p = project.path().to_str().expect("utf-8");
+    let mut command = std::process::Command::new(support::qpf_bin());
+    command
+        .args(["extract", "--project", p, "--remote-cache", url, "--remote-read-only"])
+        .env("QPF_LOG", "warn")
+        .env("QPF_REMOTE_CACHE_SALT", "2026-12")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT", &s3.endpoint)
+        .env("AWS_ALLOW_HTTP", "true");
+    let out = command.output().expect("qpf runs");
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout(&out).contains(&format!("remote cache {url} (read-only): 0 hits, {n} misses, 0 results uploaded")),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(s3.objects(), before, "read-only wrote nothing");
+}
+
+#[test]
+fn poisoned_remote_entries_are_misses_with_warnings_and_never_written() {
+    let s3 = S3s::start();
+    let url = "s3://cache/poison";
+    // The whole example project: its larger files travel as blobs.
+    let (ci, out, _) = extract_in(support::agents_project(), &s3.endpoint, url, &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    let objects = s3.objects();
+    let blobs: Vec<&PathBuf> = objects.iter().filter(|o| o.starts_with("poison/qpf-cache/v1/cas")).collect();
+    assert!(blobs.len() >= 2, "{objects:?}");
+    // Wrong bytes under one digest (same size, so only the digest tells); another blob evicted;
+    // an entry that names neither cut short.
+    let size = std::fs::metadata(s3.object(blobs[0])).expect("blob").len() as usize;
+    std::fs::write(s3.object(blobs[0]), vec![b'#'; size]).expect("poison");
+    std::fs::remove_file(s3.object(blobs[1])).expect("evict");
+    let names = |b: &PathBuf| b.file_name().expect("name").to_string_lossy().into_owned();
+    let (poisoned, evicted) = (names(blobs[0]), names(blobs[1]));
+    let entry = objects
+        .iter()
+        .filter(|o| o.starts_with("poison/qpf-cache/v1/ac"))
+        .find(|o| {
+            let text = std::fs::read_to_string(s3.object(o)).expect("entry");
+            !text.contains(&poisoned) && !text.contains(&evicted)
+        })
+        .expect("an entry that names neither blob");
+    let text = std::fs::read(s3.object(entry)).expect("entry");
+    std::fs::write(s3.object(entry), &text[..text.len() / 2]).expect("truncate");
+
+    let (laptop, out, report) = extract_in(support::agents_project(), &s3.endpoint, url, &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(report["remote"]["rejected"].as_u64().is_some_and(|n| n >= 3), "{}", report["remote"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    for why in ["does not match its digest", "which the store lacks", "corrupt or truncated"] {
+        assert!(err.contains(why), "{why}: {}", show(&out));
+    }
+    // The refused invocations ran locally: the outputs are the true ones.
+    assert_eq!(report["summary"]["failed"], 0, "{report}");
+    assert_eq!(support::tree(&ci.path().join("out")), support::tree(&laptop.path().join("out")));
+    // And their true results replaced the poisoned entries: a third machine hits everything.
+    let (_, out, report) = extract_in(support::agents_project(), &s3.endpoint, url, &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(report["remote"]["rejected"], 0, "{}", report["remote"]);
+    assert_eq!(report["remote"]["hits"], report["summary"]["invocations"], "{}", report["remote"]);
+}
+
+#[test]
+fn a_remote_that_is_down_costs_warnings_not_the_run() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let (_project, out, report) = extract(&endpoint, "s3://cache/down", &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(report["summary"]["failed"], 0, "{report}");
+    assert_eq!(report["remote"]["disabled"], true, "{report}");
+    // Three failures in a row turn it off; with two jobs, one more may already be on its way.
+    assert!(report["remote"]["errors"].as_u64().is_some_and(|n| (3..=4).contains(&n)), "{report}");
+    assert!(stdout(&out).contains("(left alone after repeated failures)"), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not used for the rest of this run"), "{}", show(&out));
+}
+
+#[test]
+fn a_project_names_object_storage_only_and_bad_urls_are_clear_errors() {
+    let project = support::example_project();
+    let p = project.path().to_str().expect("utf-8");
+    let qpf_yaml = project.path().join("qpf.yaml");
+    let text = std::fs::read_to_string(&qpf_yaml).expect("qpf.yaml");
+    std::fs::write(&qpf_yaml, format!("{text}remote-cache:\n  url: file:///tmp/somewhere\n")).expect("write");
+    let out = qpf(&["extract", "--project", p], "http://127.0.0.1:9");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be object storage"), "{}", show(&out));
+    let out = qpf(&["extract", "--project", p, "--remote-cache", "ftp://x/y"], "http://127.0.0.1:9");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not `ftp://`"), "{}", show(&out));
+}
+
+/// moto's S3 server (installed by `./dev tools`), on a loopback port; stopped when dropped, and by
+/// `timeout` after 15 minutes if the test process dies first.
+struct Moto {
+    endpoint: String,
+    child: std::process::Child,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        use std::io::BufRead;
+        support::tools();
+        let server = support::target_dir().join("qpf-tools/moto/bin/moto_server");
+        let mut child = std::process::Command::new("timeout")
+            .arg("900")
+            .arg(&server)
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("moto_server starts (./dev tools installs it)");
+        // It says where it listens on stdout or stderr, depending on the version.
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(url) = line.split("Running on ").nth(1) {
+                        let _ = tx.send(url.trim().to_owned());
+                    }
+                }
+            });
+        }
+        let endpoint = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("moto says where it listens");
+        // Buckets are created by the client: moto accepts any credentials.
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let reply = agent.put(&format!("{endpoint}/cache")).send_empty().expect("create the bucket");
+        assert!(reply.status().is_success(), "create bucket: {}", reply.status());
+        Moto { endpoint, child }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn results_stored_by_one_run_are_verified_hits_for_another_on_moto() {
+    let moto = Moto::start();
+    one_machine_fills_and_another_hits(&moto.endpoint, "s3://cache/ci");
+}
