@@ -289,3 +289,123 @@ fn results_stored_by_one_run_are_verified_hits_for_another_on_moto() {
     let moto = Moto::start();
     one_machine_fills_and_another_hits(&moto.endpoint, "s3://cache/ci");
 }
+
+/// `qpf extract` on `project` with the S3 environment, as a child process (not waited for).
+fn spawn_extract(project: &Path, endpoint: &str, url: &str, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(support::qpf_bin())
+        .args(["extract", "--project", project.to_str().expect("utf-8"), "--remote-cache", url])
+        .args(extra)
+        .env("QPF_LOG", "warn")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT", endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env_remove("QPF_REMOTE_CACHE")
+        .env_remove("QPF_REMOTE_CACHE_SALT")
+        .env_remove("QPF_REMOTE_CACHE_KEY")
+        .env_remove("QPF_REMOTE_READ_ONLY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("qpf starts")
+}
+
+/// Runs the shards `indices` of `count` at once, each on its own copy of the example project (its
+/// own local cache, as on separate CI runners), and checks that each succeeded.
+fn run_shards(endpoint: &str, url: &str, indices: &[u32], count: u32) {
+    let runs: Vec<(tempfile::TempDir, std::process::Child)> = indices
+        .iter()
+        .map(|i| {
+            let project = support::agents_project();
+            let child = spawn_extract(project.path(), endpoint, url, &["--shard", &format!("{i}/{count}")]);
+            (project, child)
+        })
+        .collect();
+    for (project, child) in runs {
+        let out = child.wait_with_output().expect("qpf ends");
+        assert!(out.status.success(), "{}", show(&out));
+        assert!(stdout(&out).contains("marker stored"), "{}", show(&out));
+        assert!(!project.path().join("out").exists(), "a shard writes no outputs");
+        assert!(!project.path().join("qpf.lock").exists(), "a shard writes no lock");
+    }
+}
+
+/// The gather of a sharded run on a fresh copy: `--require-hits --shards N`.
+fn gather(endpoint: &str, url: &str, count: u32) -> (tempfile::TempDir, Output) {
+    let project = support::agents_project();
+    let child =
+        spawn_extract(project.path(), endpoint, url, &["--require-hits", "--shards", &count.to_string(), "-j", "2"]);
+    let out = child.wait_with_output().expect("qpf ends");
+    (project, out)
+}
+
+#[test]
+fn three_shards_then_a_gather_give_the_outputs_and_lock_of_one_run() {
+    let single = support::agents_project();
+    let out = support::qpf(&["extract", "--project", single.path().to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", show(&out));
+
+    let s3 = S3s::start();
+    let url = "s3://cache/sharded";
+    run_shards(&s3.endpoint, url, &[1, 2, 3], 3);
+    let (gathered, out) = gather(&s3.endpoint, url, 3);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&out).contains("0 run, 0 failed"), "only hits: {}", show(&out));
+    assert_eq!(
+        support::tree(&single.path().join("out")),
+        support::tree(&gathered.path().join("out")),
+        "byte-identical"
+    );
+    assert_eq!(
+        std::fs::read(single.path().join("qpf.lock")).expect("lock"),
+        std::fs::read(gathered.path().join("qpf.lock")).expect("lock"),
+        "the one lock"
+    );
+}
+
+#[test]
+fn a_gather_names_the_shard_whose_work_is_missing_and_a_rerun_of_it_completes_the_plan() {
+    let s3 = S3s::start();
+    let url = "s3://cache/missing";
+    run_shards(&s3.endpoint, url, &[1, 3], 3);
+    let (_, out) = gather(&s3.endpoint, url, 3);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error: shard 2/3:") && err.contains("left no marker for this plan"), "{}", show(&out));
+    assert!(!err.contains("shard 1/3") && !err.contains("shard 3/3"), "{}", show(&out));
+
+    // Shard 2 is killed (-9) part-way, then run again; meanwhile a second copy of it runs too.
+    let project = support::agents_project();
+    let mut killed = spawn_extract(project.path(), &s3.endpoint, url, &["--shard", "2/3"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = killed.kill();
+    let _ = killed.wait();
+    run_shards(&s3.endpoint, url, &[2, 2], 3);
+    let (_, out) = gather(&s3.endpoint, url, 3);
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn a_shard_needs_a_writable_remote_and_a_well_formed_index() {
+    let project = support::example_project();
+    let p = project.path().to_str().expect("utf-8");
+    let out = support::qpf(&["extract", "--project", p, "--shard", "1/2"]);
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--shard stores its results in the remote cache"),
+        "{}",
+        show(&out)
+    );
+    let out = support::qpf(&["extract", "--project", p, "--shard", "3/2", "--remote-cache", "file:///tmp/qpf-unused"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected I/N"), "{}", show(&out));
+    let out = std::process::Command::new(support::qpf_bin())
+        .args(["extract", "--project", p, "--shard", "auto", "--remote-cache", "file:///tmp/qpf-unused"])
+        .env("QPF_LOG", "warn")
+        .env("JOB_COMPLETION_INDEX", "0")
+        .output()
+        .expect("qpf runs");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --shards N"), "{}", show(&out));
+}

@@ -247,7 +247,14 @@ fn main() {
         println!("{:<52} {:>12}", "trivial plugin: fresh-instance invocation", fmt(call));
         let hit_project = hostile_echo_project(&wasm);
         let engine = qpf_engine::Engine::load(hit_project.path()).expect("project loads");
-        let options = qpf_engine::ExtractOptions { jobs: 1, out: None, no_cache: false, fail_fast: false };
+        let options = qpf_engine::ExtractOptions {
+            jobs: 1,
+            out: None,
+            no_cache: false,
+            fail_fast: false,
+            require_hits: false,
+            shard: None,
+        };
         engine.extract(&options, &|_| {}).expect("first run");
         let hit = measure(200, || {
             let report = engine.extract(&options, &|_| {}).expect("runs");

@@ -172,8 +172,14 @@ impl crate::Engine {
         jobs: usize,
     ) -> Result<DriftFix, crate::EngineError> {
         let locked = Lock::read(&self.project().root.join(LOCK_FILE)).unwrap_or_else(|| Lock::new(String::new()));
-        let options =
-            crate::ExtractOptions { jobs, out: out.map(ToOwned::to_owned), no_cache: false, fail_fast: false };
+        let options = crate::ExtractOptions {
+            jobs,
+            out: out.map(ToOwned::to_owned),
+            no_cache: false,
+            fail_fast: false,
+            require_hits: false,
+            shard: None,
+        };
         let extract = self.extract(&options, &|_| {})?;
         let kept = self.remove_orphans(&report.items, &locked, out)?;
         let after = self.drift(out)?;

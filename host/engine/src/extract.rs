@@ -33,6 +33,12 @@ pub struct ExtractOptions {
     /// Stop starting invocations after the first failure (the rest are reported as `skipped`).
     /// The default, keep going, runs every invocation whatever fails.
     pub fail_fast: bool,
+    /// Run no plugin: every invocation must be a (local or remote) cache hit, else it fails with
+    /// kind `not-cached` (`qpf extract --require-hits`, the gather after sharded runs).
+    pub require_hits: bool,
+    /// Run only this shard's part of the plan ([`crate::shard`]) into the caches: no output is
+    /// written, no lock, no pruning; a marker for the plan goes to the remote cache.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Progress, for front ends.
@@ -104,6 +110,36 @@ pub enum EngineError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// What a shard leaves in the remote cache when it has run: the gather (`--require-hits`) reads
+/// it to say which shard's work is missing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShardMarker {
+    /// 1.
+    pub format: u32,
+    /// [`crate::plan::Plan::digest`] of the plan the shard ran.
+    pub plan: String,
+    /// `I/N`.
+    pub shard: String,
+    /// Invocations the shard ran (or found cached).
+    pub invocations: usize,
+    /// Of which failed or were skipped (their results are not in the cache).
+    pub failed: usize,
+}
+
+/// What a shard run did, in its report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShardReport {
+    /// The marker.
+    pub marker: ShardMarker,
+    /// Whether it was stored in the remote cache.
+    pub stored: bool,
+}
+
+/// The remote name of a shard's marker.
+fn marker_name(salt: &str, plan: &str, shard: crate::shard::Shard) -> String {
+    crate::remote::entry_name(salt, &format!("shard-marker\n{plan}\n{}/{}", shard.index, shard.count))
 }
 
 /// Points every `oci:` plugin at its file in the plugin store, fetching (with
@@ -312,6 +348,22 @@ impl Engine {
         out
     }
 
+    /// The marker a shard of this plan left in the remote cache, if any.
+    ///
+    /// # Errors
+    /// No remote cache, or the store failed.
+    pub fn shard_marker(&self, shard: crate::shard::Shard) -> Result<Option<ShardMarker>, crate::remote::RemoteError> {
+        let Some(r) = &self.settings.remote else {
+            return Err(crate::remote::RemoteError("no remote cache".into()));
+        };
+        let plan = self.plan.digest();
+        let Some(bytes) = r.store.get_entry(&marker_name(&r.salt, &plan, shard), 64 << 10)? else { return Ok(None) };
+        // Untrusted: a marker of another plan or shard, or not a marker, counts as none.
+        Ok(serde_json::from_slice::<ShardMarker>(&bytes)
+            .ok()
+            .filter(|m| m.plan == plan && m.shard == format!("{}/{}", shard.index, shard.count)))
+    }
+
     /// Puts a remote cache behind the local one for the runs that follow (`None`: local only).
     pub fn set_remote(&mut self, remote: Option<crate::remote::RemoteSettings>) {
         self.settings.remote = remote;
@@ -493,7 +545,22 @@ impl Engine {
         let started = Instant::now();
         let time = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
         self.verify_plugins()?;
-        let (_, output_shown, root) = self.open_output(options)?;
+        // A shard runs its part of the plan into the caches; its files go to a scratch folder
+        // that is dropped at the end (the gather writes the outputs and the lock).
+        let shard_of = options.shard.map(|s| crate::shard::partition(&self.plan, s.count, &crate::shard::estimate));
+        let selected = |i: usize| match (&shard_of, options.shard) {
+            (Some(of), Some(s)) => of.get(i).is_some_and(|&x| x + 1 == s.index),
+            _ => true,
+        };
+        let scratch = match options.shard {
+            Some(_) => {
+                Some(tempfile::tempdir().map_err(|source| EngineError::Io { path: std::env::temp_dir(), source })?)
+            }
+            None => None,
+        };
+        let scratch_options =
+            scratch.as_ref().map(|d| ExtractOptions { out: Some(d.path().to_owned()), ..options.clone() });
+        let (_, output_shown, root) = self.open_output(scratch_options.as_ref().unwrap_or(options))?;
         let jobs = options.jobs.max(1);
         let cache_root = self.project.state_dir().join("cache");
         // Held for the whole run: `qpf cache gc|clear` wait for it instead of deleting under us.
@@ -506,16 +573,20 @@ impl Engine {
             (Some(tier), false) => Some(tier),
             (None, false) => Some(&local),
         };
-        let plugins = Plugins::new(self, jobs);
+        let mut plugins = Plugins::new(self, jobs);
+        plugins.require_hits = options.require_hits;
         let limits = &self.project.file.limits;
         let invocations = &self.plan.invocations;
-        on_event(Event::Planned { total: invocations.len() });
+        on_event(Event::Planned { total: (0..invocations.len()).filter(|&i| selected(i)).count() });
 
         // Worker phase: every invocation, `jobs` at a time, each after the invocations it needs.
         let results: Vec<OnceLock<Worked>> = invocations.iter().map(|_| OnceLock::new()).collect();
         let invoke = RunContext { cache, plugins: &plugins, root: &root, limits };
         let deps: Vec<Vec<usize>> = invocations.iter().map(|i| i.upstream.clone()).collect();
         crate::scheduler::run_dag(&deps, jobs, options.fail_fast, |i| {
+            if !selected(i) {
+                return true;
+            }
             let inv = &invocations[i];
             let worked = self.run_one(inv, invocations, &results, &invoke);
             on_event(Event::Finished {
@@ -535,7 +606,10 @@ impl Engine {
         let previous = Lock::read(&lock_path).filter(|l| l.output == output_shown);
         let mut commit = Commit::new(&root, limits, previous, output_shown.clone());
         let place = |inv: &PlannedInvocation, d| self.place(inv, d);
-        for (inv, slot) in invocations.iter().zip(results) {
+        for (i, (inv, slot)) in invocations.iter().zip(results).enumerate() {
+            if !selected(i) {
+                continue;
+            }
             let mut worked = slot.into_inner().unwrap_or_else(|| {
                 Worked::skipped("not run: `--fail-fast` stopped the run after the first failure".to_owned())
             });
@@ -545,11 +619,45 @@ impl Engine {
                 commit.add(&child, worked, &place);
             }
         }
-        let removed = commit.prune();
-        commit.lock.write(&lock_path).map_err(|source| EngineError::Io { path: lock_path.clone(), source })?;
+        let removed = if options.shard.is_some() {
+            Vec::new()
+        } else {
+            let removed = commit.prune();
+            commit.lock.write(&lock_path).map_err(|source| EngineError::Io { path: lock_path.clone(), source })?;
+            removed
+        };
         let audit_path = self.project.state_dir().join("audit.jsonl");
         let audit: Vec<_> = commit.records.iter().map(|r| r.audit(&time, "default")).collect();
         audit::append(&audit_path, &audit).map_err(|source| EngineError::Io { path: audit_path, source })?;
+        let mut warnings: Vec<String> =
+            commit.warnings.into_iter().chain(tier.iter().flat_map(crate::remote::Tiered::warnings)).collect();
+        let shard = options.shard.map(|s| {
+            let summary = &commit.summary;
+            let marker = ShardMarker {
+                format: 1,
+                plan: self.plan.digest(),
+                shard: format!("{}/{}", s.index, s.count),
+                invocations: summary.invocations,
+                failed: summary.failed + summary.skipped,
+            };
+            let stored = match &self.settings.remote {
+                Some(r) if !r.read_only => {
+                    let json = serde_json::to_vec(&marker).unwrap_or_default();
+                    match r.store.put_entry(&marker_name(&r.salt, &marker.plan, s), &json) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            warnings.push(format!(
+                                "remote cache `{}`: cannot store the shard's marker: {e}",
+                                r.store.describe()
+                            ));
+                            false
+                        }
+                    }
+                }
+                _ => false,
+            };
+            ShardReport { marker, stored }
+        });
         Ok(Report {
             format: REPORT_FORMAT,
             output: output_shown,
@@ -559,11 +667,8 @@ impl Engine {
             invocations: commit.records.iter().map(InvocationRecord::report).collect(),
             removed,
             remote: tier.as_ref().map(crate::remote::Tiered::summary),
-            warnings: commit
-                .warnings
-                .into_iter()
-                .chain(tier.iter().flat_map(crate::remote::Tiered::warnings))
-                .collect(),
+            shard,
+            warnings,
         })
     }
 }

@@ -113,6 +113,8 @@ pub(crate) struct Plugins<'a> {
     runtime: OnceLock<Result<Runtime, qpf_runtime::RuntimeError>>,
     loaded: BTreeMap<&'a str, OnceLock<Result<Plugin, String>>>,
     config_schemas: BTreeMap<&'a str, OnceLock<Result<Option<JsonSchema>, crate::plugin_config::ConfigError>>>,
+    /// Run no plugin: a miss fails with [`FailureKind::NotCached`] (`--require-hits`).
+    pub(crate) require_hits: bool,
 }
 
 impl<'a> Plugins<'a> {
@@ -132,7 +134,7 @@ impl<'a> Plugins<'a> {
         // the plugin of an entry that selects no schema are declared without being in the plan.
         let loaded = project.file.plugins.keys().map(|name| (name.as_str(), OnceLock::new())).collect();
         let config_schemas = project.file.plugins.keys().map(|name| (name.as_str(), OnceLock::new())).collect();
-        Plugins { project, options, runtime: OnceLock::new(), loaded, config_schemas }
+        Plugins { project, options, runtime: OnceLock::new(), loaded, config_schemas, require_hits: false }
     }
 
     fn runtime(&self) -> Result<&Runtime, String> {
@@ -404,6 +406,12 @@ pub(crate) fn run_plugin(
     limits: &Limits,
     worked: &mut Worked,
 ) -> Result<Vec<ProducedFile>, ErrorReport> {
+    if plugins.require_hits {
+        return Err(error(
+            FailureKind::NotCached,
+            "not in the local or the remote cache, and --require-hits runs no plugin",
+        ));
+    }
     let (runtime, plugin) = plugins.get(&inv.plugin).map_err(|e| error(FailureKind::Load, e))?;
     worked.plugin_version = Some(plugin.info().version.clone());
     let config_schema = plugins.config_schema(&inv.plugin, plugin).map_err(|e| error(FailureKind::Config, e))?;

@@ -44,7 +44,7 @@
 //!
 //! // Run, with an event sink of our own.
 //! let finished = AtomicUsize::new(0);
-//! let options = ExtractOptions { jobs: 2, out: None, no_cache: false, fail_fast: false };
+//! let options = ExtractOptions { jobs: 2, out: None, no_cache: false, fail_fast: false, require_hits: false, shard: None };
 //! let report = engine.extract(&options, &|event| {
 //!     if let Event::Finished { ok, .. } = event {
 //!         assert!(ok);

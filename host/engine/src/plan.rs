@@ -51,6 +51,19 @@ pub struct Plan {
     pub invocations: Vec<PlannedInvocation>,
 }
 
+impl Plan {
+    /// A digest of the whole plan: every invocation key, in plan order. Shards of one plan agree
+    /// on it; any change to a schema, a plugin, a config or the map changes it.
+    pub fn digest(&self) -> String {
+        let mut h = blake3::Hasher::new_derive_key("qpf plan digest v1");
+        for inv in &self.invocations {
+            h.update(inv.key.as_bytes());
+            h.update(b"\n");
+        }
+        format!("blake3:{}", h.finalize().to_hex())
+    }
+}
+
 /// Builds the plan.
 ///
 /// # Errors

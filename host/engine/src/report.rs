@@ -51,6 +51,9 @@ pub enum FailureKind {
     Spawn,
     /// Not run (see [`Outcome::Skipped`]).
     Skipped,
+    /// Not in the cache, and the run may not run plugins (`--require-hits`).
+    #[serde(rename = "not-cached")]
+    NotCached,
 }
 
 impl FailureKind {
@@ -65,6 +68,7 @@ impl FailureKind {
             FailureKind::Write => "write",
             FailureKind::Spawn => "spawn",
             FailureKind::Skipped => "skipped",
+            FailureKind::NotCached => "not-cached",
         }
     }
 }
@@ -115,6 +119,9 @@ pub struct Report {
     /// What the remote cache did, when the run had one (`--remote-cache`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<crate::remote::RemoteSummary>,
+    /// The shard this run was (`--shard I/N`) and its marker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::extract::ShardReport>,
     /// Problems that did not fail the run (for example a corrupted cache entry that was ignored).
     pub warnings: Vec<String>,
 }

@@ -115,7 +115,14 @@ fn run(store: &Store, tenant: &Tenant, gz: &[u8], dir: &Path, id: &str) -> Resul
         )));
     }
     let out = dir.join("out");
-    let options = ExtractOptions { jobs: 1, out: Some(out.clone()), no_cache: false, fail_fast: false };
+    let options = ExtractOptions {
+        jobs: 1,
+        out: Some(out.clone()),
+        no_cache: false,
+        fail_fast: false,
+        require_hits: false,
+        shard: None,
+    };
     let report = engine.extract(&options, &|_| {}).map_err(|e| match e {
         EngineError::Io { .. } => Problem::internal(e.to_string()),
         other => invalid_project(&other),

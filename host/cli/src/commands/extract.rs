@@ -37,6 +37,50 @@ pub struct Args {
     /// Read the remote cache, never write to it (builds of untrusted changes, e.g. pull requests).
     #[arg(long, env = "QPF_REMOTE_READ_ONLY")]
     remote_read_only: bool,
+    /// Run only shard I of N into the remote cache (no outputs, no lock); `auto` reads the CI's
+    /// variables (JOB_COMPLETION_INDEX with --shards, CI_NODE_INDEX/CI_NODE_TOTAL, ...).
+    #[arg(long, value_name = "I/N|auto")]
+    shard: Option<String>,
+    /// How many shards the plan was split into: for `--shard auto` with JOB_COMPLETION_INDEX, and
+    /// for `--require-hits` to name the shards whose work is missing.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    shards: Option<u32>,
+    /// Run no plugin: every invocation must be a cache hit (the gather after sharded runs); a miss
+    /// fails with kind `not-cached`.
+    #[arg(long, conflicts_with = "shard")]
+    require_hits: bool,
+}
+
+/// The shard of `--shard`: `I/N`, or `auto` from the CI's variables.
+fn shard(args: &Args) -> Result<Option<qpf_engine::shard::Shard>> {
+    use qpf_engine::shard::Shard;
+    let Some(text) = &args.shard else { return Ok(None) };
+    if text != "auto" {
+        return Shard::parse(text).map(Some).map_err(|e| anyhow::anyhow!("--shard: {e}"));
+    }
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let parsed = if let Some(index) = var("JOB_COMPLETION_INDEX") {
+        let count =
+            args.shards.context("--shard auto with JOB_COMPLETION_INDEX needs --shards N (the Job's completions)")?;
+        Shard::from_completion_index(&index, count)
+    } else if let (Some(i), Some(n)) = (var("CI_NODE_INDEX"), var("CI_NODE_TOTAL")) {
+        Shard::parse(&format!("{i}/{n}"))
+    } else if let (Some(i), Some(n)) = (var("BUILDKITE_PARALLEL_JOB"), var("BUILDKITE_PARALLEL_JOB_COUNT")) {
+        n.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("BUILDKITE_PARALLEL_JOB_COUNT `{n}` is not a number"))
+            .and_then(|n| Shard::from_completion_index(&i, n))
+    } else if let (Some(i), Some(n)) = (var("CIRCLE_NODE_INDEX"), var("CIRCLE_NODE_TOTAL")) {
+        n.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("CIRCLE_NODE_TOTAL `{n}` is not a number"))
+            .and_then(|n| Shard::from_completion_index(&i, n))
+    } else {
+        anyhow::bail!(
+            "--shard auto: none of JOB_COMPLETION_INDEX, CI_NODE_INDEX/CI_NODE_TOTAL, BUILDKITE_PARALLEL_JOB/_COUNT, CIRCLE_NODE_INDEX/_TOTAL is set; give --shard I/N"
+        );
+    };
+    parsed.map(Some).map_err(|e| anyhow::anyhow!("--shard auto: {e}"))
 }
 
 /// The remote cache of this run, if any: the flag's URL, else the project's.
@@ -74,10 +118,25 @@ fn remote(engine: &qpf_engine::Engine, args: &Args) -> Result<Option<qpf_engine:
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     let mut engine = crate::commands::load(project)?;
     let remote = remote(&engine, args)?;
+    let writable_remote = remote.as_ref().is_some_and(|r| !r.read_only);
     engine.set_remote(remote);
     let jobs =
         args.jobs.map(|j| j as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let options = ExtractOptions { jobs, out: args.out.clone(), no_cache: args.no_cache, fail_fast: args.fail_fast };
+    let shard = shard(args)?;
+    if shard.is_some() && !writable_remote {
+        esay!(
+            "error: --shard stores its results in the remote cache: give --remote-cache URL (or `remote-cache` in qpf.yaml), without --remote-read-only"
+        );
+        return Ok(Exit::Usage);
+    }
+    let options = ExtractOptions {
+        jobs,
+        out: args.out.clone(),
+        no_cache: args.no_cache,
+        fail_fast: args.fail_fast,
+        require_hits: args.require_hits,
+        shard,
+    };
     let bar =
         if std::io::stderr().is_terminal() { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(
@@ -137,6 +196,24 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
             if r.disabled { " (left alone after repeated failures)" } else { "" }
         );
     }
+    if let Some(sh) = &report.shard {
+        say!(
+            "shard {} of plan {}: {} invocations, {} failed; marker {}",
+            sh.marker.shard,
+            sh.marker.plan,
+            sh.marker.invocations,
+            sh.marker.failed,
+            if sh.stored { "stored" } else { "NOT stored (see the warnings)" }
+        );
+    }
+    let not_cached = report
+        .invocations
+        .iter()
+        .filter(|i| i.error.as_ref().is_some_and(|e| e.kind == qpf_engine::report::FailureKind::NotCached))
+        .count();
+    if not_cached > 0 {
+        explain_missing(&engine, &report, not_cached, args.shards);
+    }
     if s.skipped > 0 {
         if args.fail_fast {
             esay!(
@@ -152,6 +229,46 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         return Ok(Exit::Failure);
     }
     Ok(Exit::Success)
+}
+
+/// After `--require-hits`: which shards' work is missing, from their markers.
+fn explain_missing(
+    engine: &qpf_engine::Engine,
+    report: &qpf_engine::report::Report,
+    missing: usize,
+    shards: Option<u32>,
+) {
+    let Some(count) = shards else {
+        esay!(
+            "error: {missing} invocations are not in the cache (give --shards N to name the shards that did not store them)"
+        );
+        return;
+    };
+    let plan = engine.plan();
+    let of = qpf_engine::shard::partition(plan, count, &qpf_engine::shard::estimate);
+    let mut by_shard = std::collections::BTreeMap::<u32, usize>::new();
+    for row in &report.invocations {
+        if row.error.as_ref().is_some_and(|e| e.kind == qpf_engine::report::FailureKind::NotCached) {
+            // Spawned invocations are not in the plan; they belong to their parent's shard.
+            let index = plan.invocations.iter().position(|p| p.key == row.key);
+            if let Some(i) = index {
+                *by_shard.entry(of[i] + 1).or_default() += 1;
+            }
+        }
+    }
+    for (index, n) in by_shard {
+        let shard = qpf_engine::shard::Shard { index, count };
+        let why = match engine.shard_marker(shard) {
+            Ok(None) => "it left no marker for this plan: it did not finish, or it ran another plan".to_owned(),
+            Ok(Some(m)) if m.failed > 0 => format!("it finished with {} failed or skipped invocations", m.failed),
+            Ok(Some(_)) => {
+                "it finished, but its results are not in the remote cache (evicted, or refused: see the warnings)"
+                    .to_owned()
+            }
+            Err(e) => format!("its marker cannot be read: {e}"),
+        };
+        esay!("error: shard {index}/{count}: {n} invocations missing; {why}");
+    }
 }
 
 /// The run's warnings and every plugin diagnostic, with where it points and what it came through.

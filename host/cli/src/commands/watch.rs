@@ -73,7 +73,10 @@ fn round(project: &Path, jobs: usize) {
             return;
         }
     };
-    match engine.extract(&ExtractOptions { jobs, out: None, no_cache: false, fail_fast: false }, &|_| {}) {
+    match engine.extract(
+        &ExtractOptions { jobs, out: None, no_cache: false, fail_fast: false, require_hits: false, shard: None },
+        &|_| {},
+    ) {
         Ok(report) => {
             for inv in report
                 .invocations
