@@ -17,6 +17,7 @@ mod plugins;
 mod recovery;
 mod remote;
 mod report;
+mod s3;
 mod sandbox;
 mod schema;
 mod serve;

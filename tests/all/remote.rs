@@ -9,55 +9,7 @@ use std::process::Output;
 
 use crate::support::{self, show};
 
-/// An S3 server (`s3s` over `s3s-fs`) in this process, on a loopback port, storing buckets as
-/// folders; stopped when dropped.
-struct S3s {
-    endpoint: String,
-    root: tempfile::TempDir,
-    _runtime: tokio::runtime::Runtime,
-}
-
-const ACCESS_KEY: &str = "qpf-test-access";
-const SECRET_KEY: &str = "qpf-test-secret";
-
-impl S3s {
-    fn start() -> S3s {
-        let root = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir_all(root.path().join("cache")).expect("the bucket");
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
-        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs");
-        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-        let service = builder.build();
-        runtime.spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                let service = service.clone();
-                tokio::spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(socket);
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-                });
-            }
-        });
-        S3s { endpoint, root, _runtime: runtime }
-    }
-
-    /// Every object under the bucket, by key.
-    fn objects(&self) -> Vec<PathBuf> {
-        let bucket = self.root.path().join("cache");
-        support::walk(&bucket)
-            .into_iter()
-            .filter(|p| !p.to_string_lossy().contains(".s3s"))
-            .map(|p| p.strip_prefix(&bucket).expect("in the bucket").to_owned())
-            .collect()
-    }
-
-    fn object(&self, key: &Path) -> PathBuf {
-        self.root.path().join("cache").join(key)
-    }
-}
+use crate::s3::{ACCESS_KEY, S3s, SECRET_KEY};
 
 /// `qpf ARGS` with the S3 credentials and endpoint in its environment.
 fn qpf(args: &[&str], endpoint: &str) -> Output {

@@ -9,6 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod remote;
+// The S3 server of the remote cache tests (this benchmark uses only part of it).
+#[allow(dead_code)]
+#[path = "../all/s3.rs"]
+mod s3;
 mod serve;
 
 use qpf_runtime::{CompiledCacheOptions, Limits, Request, Runtime, RuntimeOptions, SchemaId, Seed};
@@ -289,6 +294,10 @@ fn main() {
             rt.invoke(&plugin, &req, &limits, &Seed::from_key("test")).expect("runs");
         }
         return;
+    }
+
+    if wanted("remote") {
+        remote::bench();
     }
 
     if wanted("project") {

@@ -130,6 +130,11 @@ pub trait InvocationCache: Send + Sync {
         self.put(manifest, &blobs)
     }
 
+    /// Whether an entry is stored under `key` (unchecked: a cheap look before a remote read).
+    fn contains(&self, key: &str) -> bool {
+        matches!(self.manifest(key), Ok(Some(_)))
+    }
+
     /// The verified bytes of one file of a manifest: inline, or its blob.
     ///
     /// # Errors
@@ -277,6 +282,10 @@ impl LocalCache {
 }
 
 impl InvocationCache for LocalCache {
+    fn contains(&self, key: &str) -> bool {
+        self.manifest_path(key).is_file()
+    }
+
     fn manifest(&self, key: &str) -> Result<Option<Manifest>, CacheError> {
         let path = self.manifest_path(key);
         let bytes = match qpf_core::fs::read_regular(&path, MAX_MANIFEST_BYTES) {

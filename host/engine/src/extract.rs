@@ -573,6 +573,11 @@ impl Engine {
             (Some(tier), false) => Some(tier),
             (None, false) => Some(&local),
         };
+        if let (Some(tier), false) = (&tier, options.no_cache) {
+            tier.prefetch(
+                self.plan.invocations.iter().enumerate().filter(|(i, _)| selected(*i)).map(|(_, inv)| inv.key.as_str()),
+            );
+        }
         let mut plugins = Plugins::new(self, jobs);
         plugins.require_hits = options.require_hits;
         let limits = &self.project.file.limits;

@@ -43,6 +43,23 @@ pub trait RemoteStore: Send + Sync + std::fmt::Debug {
     /// The store failed or the entry is over `limit`.
     fn get_entry(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, RemoteError>;
 
+    /// Many entries at once (a store with latency answers them concurrently); the default asks
+    /// one after the other. Stops at the first failure: the entries after it are not in the map.
+    ///
+    /// # Errors
+    /// The first failure.
+    fn get_entries(
+        &self,
+        names: &[String],
+        limit: u64,
+    ) -> Result<std::collections::HashMap<String, Option<Vec<u8>>>, RemoteError> {
+        let mut out = std::collections::HashMap::new();
+        for name in names {
+            out.insert(name.clone(), self.get_entry(name, limit)?);
+        }
+        Ok(out)
+    }
+
     /// The blob of `digest` (`blake3:<hex>`), which must be `size` bytes.
     ///
     /// # Errors
@@ -121,6 +138,8 @@ pub struct Tiered<'a> {
     /// Digests under which the remote served wrong bytes: uploaded again with `replace`, since a
     /// create-only put would keep the poison.
     poisoned: Mutex<std::collections::BTreeSet<String>>,
+    /// Entries read ahead by [`Tiered::prefetch`], by remote name (taken once).
+    prefetched: Mutex<std::collections::HashMap<String, Option<Vec<u8>>>>,
     /// The warnings of the run, in the order they happened (at most [`MAX_WARNINGS`]).
     warnings: Mutex<Vec<String>>,
 }
@@ -143,6 +162,7 @@ impl<'a> Tiered<'a> {
             in_a_row: AtomicU32::new(0),
             disabled: AtomicBool::new(false),
             poisoned: Mutex::new(std::collections::BTreeSet::new()),
+            prefetched: Mutex::new(std::collections::HashMap::new()),
             warnings: Mutex::new(Vec::new()),
         }
     }
@@ -207,9 +227,35 @@ impl<'a> Tiered<'a> {
         entry_name(&self.remote.salt, key)
     }
 
+    /// Reads ahead, in one batch, the remote entries of the `keys` the local cache lacks, so that
+    /// a run against a warm remote pays the store's latency once, not once per invocation. What
+    /// is read is checked when used, like any entry; a failure leaves the rest to be asked one by
+    /// one (and counted then).
+    pub fn prefetch<'k>(&self, keys: impl Iterator<Item = &'k str>) {
+        if !self.active() {
+            return;
+        }
+        let names: Vec<String> = keys.filter(|k| !self.local.contains(k)).map(|k| self.name(k)).collect();
+        if names.is_empty() {
+            return;
+        }
+        let _span = tracing::info_span!("remote_prefetch", entries = names.len()).entered();
+        if let Ok(found) = self.remote.store.get_entries(&names, MAX_REMOTE_MANIFEST_BYTES)
+            && let Ok(mut map) = self.prefetched.lock()
+        {
+            map.extend(found);
+        }
+    }
+
     /// Looks `key` up remotely; a complete, verified entry is copied into the local cache.
     fn fetch(&self, key: &str) -> Option<Manifest> {
-        let bytes = match self.remote.store.get_entry(&self.name(key), MAX_REMOTE_MANIFEST_BYTES) {
+        let name = self.name(key);
+        let ahead = self.prefetched.lock().ok().and_then(|mut m| m.remove(&name));
+        let read = match ahead {
+            Some(entry) => Ok(entry),
+            None => self.remote.store.get_entry(&name, MAX_REMOTE_MANIFEST_BYTES),
+        };
+        let bytes = match read {
             Ok(Some(b)) => b,
             Ok(None) => {
                 self.succeeded();
@@ -566,6 +612,29 @@ mod tests {
                 assert_eq!(tier.summary().rejected, 0, "{why}");
             }
         }
+    }
+
+    #[test]
+    fn entries_read_ahead_are_used_once_and_checked_like_any_other() {
+        let remote = Arc::new(Memory::default());
+        let (a, b) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let ci = LocalCache::new(a.path(), &[1; 32]);
+        for key in ["k1", "k2"] {
+            let (manifest, files) = entry(key);
+            Tiered::new(&ci, settings(&remote, false)).put_files(&manifest, &files).expect("stored");
+        }
+        let laptop = LocalCache::new(b.path(), &[2; 32]);
+        let tier = Tiered::new(&laptop, settings(&remote, false));
+        tier.prefetch(["k1", "k2", "k3"].into_iter());
+        let after_prefetch = remote.calls.load(Ordering::Relaxed);
+        // A poisoned copy planted after the read-ahead is not what is used; what was read is checked.
+        remote.set(&format!("ac/{}", entry_name("", "k1")), b"garbage".to_vec());
+        assert!(tier.manifest("k1").expect("ok").is_some());
+        assert!(tier.manifest("k3").expect("ok").is_none());
+        let s = tier.summary();
+        assert_eq!((s.hits, s.misses, s.rejected), (1, 1, 0), "{s:?}");
+        // Only the blob of k1 was asked for after the read-ahead.
+        assert_eq!(remote.calls.load(Ordering::Relaxed), after_prefetch + 1);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! the instance and workload identity chains `object_store` supports) and are never printed:
 //! [`RemoteStore::describe`] shows the scheme, bucket and prefix only.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ use qpf_engine::remote::{RemoteError, RemoteStore};
 
 /// The most one remote operation may take.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reads in flight at once when entries are read ahead (a gather reads thousands).
+const CONCURRENT_READS: usize = 64;
 
 /// The layout's root under the URL's prefix.
 const ROOT: &str = "qpf-cache/v1";
@@ -171,9 +175,19 @@ impl ObjectRemote {
 
     /// Runs one operation under [`TIMEOUT`].
     fn run<T>(&self, what: &str, work: impl Future<Output = Result<T, object_store::Error>>) -> Result<T, RemoteError> {
+        self.run_for(what, TIMEOUT, work)
+    }
+
+    /// Runs one operation under `deadline`.
+    fn run_for<T>(
+        &self,
+        what: &str,
+        deadline: Duration,
+        work: impl Future<Output = Result<T, object_store::Error>>,
+    ) -> Result<T, RemoteError> {
         self.runtime
-            .block_on(async { tokio::time::timeout(TIMEOUT, work).await })
-            .map_err(|_| RemoteError(format!("{what}: no answer within {} s", TIMEOUT.as_secs())))?
+            .block_on(async { tokio::time::timeout(deadline, work).await })
+            .map_err(|_| RemoteError(format!("{what}: no answer within {} s", deadline.as_secs())))?
             .map_err(|e| RemoteError(format!("{what}: {}", cut(&e.to_string()))))
     }
 
@@ -218,6 +232,32 @@ impl RemoteStore for ObjectRemote {
             return Err(RemoteError("an entry name of other characters than [A-Za-z0-9_-]".into()));
         }
         self.get(self.path(&format!("ac/{name}")), limit, None)
+    }
+
+    fn get_entries(&self, names: &[String], limit: u64) -> Result<HashMap<String, Option<Vec<u8>>>, RemoteError> {
+        use futures_util::{StreamExt, TryStreamExt};
+        if let Some(bad) =
+            names.iter().find(|n| !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return Err(RemoteError(format!("an entry name of other characters than [A-Za-z0-9_-]: {}", cut(bad))));
+        }
+        let requests = names.iter().map(|name| {
+            let (store, path, name) = (self.store.clone(), self.path(&format!("ac/{name}")), name.clone());
+            async move {
+                // `None`: left to be asked alone (an entry over the limit is refused then).
+                match store.get(&path).await {
+                    Ok(r) if r.meta.size > limit => Ok((name, None)),
+                    Ok(r) => r.bytes().await.map(|b| (name, Some(Some(b.to_vec())))),
+                    Err(object_store::Error::NotFound { .. }) => Ok((name, Some(None))),
+                    Err(e) => Err(e),
+                }
+            }
+        });
+        let all = futures_util::stream::iter(requests).buffer_unordered(CONCURRENT_READS).try_collect::<Vec<_>>();
+        // The deadline grows with the batch: 10 ms an entry, at least [`TIMEOUT`].
+        let deadline = TIMEOUT.max(Duration::from_millis(10 * names.len() as u64));
+        let got = self.run_for("get entries", deadline, all)?;
+        Ok(got.into_iter().filter_map(|(name, entry)| entry.map(|e| (name, e))).collect())
     }
 
     fn get_blob(&self, digest: &str, size: u64) -> Result<Option<Vec<u8>>, RemoteError> {
@@ -277,6 +317,10 @@ mod tests {
         assert_eq!(remote.get_entry("abc", 100).expect("ok"), Some(b"entry".to_vec()));
         assert!(remote.get_entry("abc", 2).expect_err("over the limit").0.contains("over the limit"));
         assert!(dir.path().join("qpf-cache/v1/ac/abc").is_file());
+        let many = remote.get_entries(&["abc".to_owned(), "nope".to_owned()], 100).expect("ok");
+        assert_eq!(many.get("abc"), Some(&Some(b"entry".to_vec())));
+        assert_eq!(many.get("nope"), Some(&None));
+        assert!(remote.get_entries(&["abc".to_owned()], 2).expect("ok").is_empty(), "over the limit: asked alone");
         assert!(remote.get_entry("../x", 100).is_err());
         assert!(remote.put_blob("blake3:../../etc", b"x", false).is_err());
     }

@@ -1,0 +1,237 @@
+//! The remote cache and sharded runs (`cargo bench -p qpf --bench qpf -- remote`):
+//! - the example project (65 invocations) served from a warm remote with a cold local cache,
+//!   against all-local hits, for each backend (a folder, `s3s` in this process, moto's server when
+//!   `./dev tools` has installed it);
+//! - a generated 20,000-invocation project (the trivial echo guest) run as 1, 2 and 4 shard
+//!   processes into `s3s`, with the CPU time of each shard, and its gather from the warm remote.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::s3::{ACCESS_KEY, S3s, SECRET_KEY};
+
+/// Runs `qpf ARGS` with the S3 environment; returns wall time and the child's user + system CPU.
+fn run(args: &[&str], endpoint: &str) -> (Duration, Duration) {
+    let started = Instant::now();
+    let out = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "cpu %U %S"])
+        .arg(crate::qpf_bin())
+        .args(args)
+        .env("QPF_LOG", "error")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT", endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .output()
+        .expect("/usr/bin/time and qpf run");
+    let wall = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "qpf {args:?}: {err}");
+    (wall, cpu(&err))
+}
+
+/// The `cpu USER SYSTEM` line `/usr/bin/time` printed last.
+fn cpu(stderr: &str) -> Duration {
+    let line = stderr.lines().rev().find(|l| l.starts_with("cpu ")).unwrap_or("cpu 0 0");
+    let secs: f64 = line.split_whitespace().skip(1).filter_map(|n| n.parse::<f64>().ok()).sum();
+    Duration::from_secs_f64(secs)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Deletes the local invocation cache, the outputs and the lock of a project.
+fn cold_local(project: &Path) {
+    for p in [project.join(".qpf/cache/invocations"), project.join("out")] {
+        let _ = std::fs::remove_dir_all(p);
+    }
+    let _ = std::fs::remove_file(project.join("qpf.lock"));
+}
+
+/// moto's server, when `./dev tools` installed it: (child, endpoint).
+fn moto() -> Option<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let server = crate::target_dir().join("qpf-tools/moto/bin/moto_server");
+    if !server.is_file() {
+        return None;
+    }
+    let mut child = std::process::Command::new(server)
+        .args(["-H", "127.0.0.1", "-p", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut lines = std::io::BufReader::new(child.stderr.take()?).lines();
+    let endpoint = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("Running on ").nth(1).map(|u| u.trim().to_owned()))?;
+    std::thread::spawn(move || lines.for_each(drop));
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    agent.put(&format!("{endpoint}/cache")).send_empty().ok()?;
+    Some((child, endpoint))
+}
+
+/// The example project: local hits against remote hits, per backend.
+fn example(backends: &[(&str, String, String)]) {
+    let project = crate::example_project();
+    let p = project.path().to_str().expect("utf-8");
+    crate::qpf(&["extract", "--project", p]);
+    let local: Vec<Duration> = (0..10).map(|_| run(&["extract", "--project", p], "").0).collect();
+    let local = median(local);
+    println!("{:<52} {:>12}", "example project (65 inv.): all local hits", crate::fmt(local));
+    for (name, url, endpoint) in backends {
+        // Fill the remote once, then read it from a cold local cache.
+        cold_local(project.path());
+        run(&["extract", "--project", p, "--remote-cache", url], endpoint);
+        let remote: Vec<Duration> = (0..10)
+            .map(|_| {
+                cold_local(project.path());
+                run(&["extract", "--project", p, "--remote-cache", url], endpoint).0
+            })
+            .collect();
+        let remote = median(remote);
+        let per_hit = remote.saturating_sub(local) / 65;
+        println!(
+            "{:<52} {:>12}",
+            format!("  cold local, warm remote ({name})"),
+            format!("{} ({:.2}x)", crate::fmt(remote), remote.as_secs_f64() / local.as_secs_f64())
+        );
+        println!("{:<52} {:>12}", format!("  per remote hit ({name})"), crate::fmt(per_hit));
+    }
+}
+
+/// A project of `n` schemas, one entry, the trivial echo guest: `n` invocations.
+fn generated(n: usize) -> tempfile::TempDir {
+    let wasm = crate::target_dir().join("wasm32-wasip2/guest/qpf_hostile.wasm");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("probes");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for i in 0..n {
+        std::fs::write(
+            dir.join(format!("p{i:05}.yaml")),
+            format!("apiVersion: qpf.dev/v1\nkind: Probe\nmetadata: {{name: p{i:05}, version: 1.0.0}}\nspec: {{greeting: hello {i}}}\n"),
+        )
+        .expect("schema");
+    }
+    std::fs::write(
+        tmp.path().join("map.yaml"),
+        "entries:\n  - {id: echo, plugin: hostile, input: /spec, out: \"{name}\", config: {mode: echo}}\n",
+    )
+    .expect("map");
+    std::fs::write(tmp.path().join("probe.json"), "{\"type\": \"object\"}").expect("kind");
+    let digest = format!("blake3:{}", blake3::hash(&std::fs::read(&wasm).expect("wasm")).to_hex());
+    std::fs::write(
+        tmp.path().join("qpf.yaml"),
+        format!(
+            "version: 1\nschemas: [\"probes/*.yaml\"]\nkinds: {{Probe: probe.json}}\nmap: map.yaml\noutput: out\nplugins:\n  hostile: {{path: {}, digest: {digest}}}\n",
+            wasm.display()
+        ),
+    )
+    .expect("qpf.yaml");
+    tmp
+}
+
+/// Copies of a generated project, one per shard process (each its own local cache).
+fn copies(project: &Path, n: usize) -> Vec<(tempfile::TempDir, PathBuf)> {
+    (0..n)
+        .map(|_| {
+            let tmp = tempfile::tempdir().expect("temp dir");
+            let status = std::process::Command::new("cp")
+                .arg("-r")
+                .arg(project)
+                .arg(tmp.path().join("p"))
+                .status()
+                .expect("cp runs");
+            assert!(status.success());
+            let path = tmp.path().join("p");
+            (tmp, path)
+        })
+        .collect()
+}
+
+/// 20,000 invocations over 1, 2 and 4 shard processes, then the gather.
+fn shards(n: usize) {
+    let s3 = S3s::start();
+    let project = generated(n);
+    println!("generated project: {n} invocations (trivial echo guest), remote: s3s in this process");
+    for count in [1usize, 2, 4] {
+        let url = format!("s3://cache/shards-{count}");
+        let runs = copies(project.path(), count);
+        let started = Instant::now();
+        let handles: Vec<_> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, (_, path))| {
+                let (path, url, endpoint) = (path.clone(), url.clone(), s3.endpoint.clone());
+                std::thread::spawn(move || {
+                    let shard = format!("{}/{count}", i + 1);
+                    run(
+                        &[
+                            "extract",
+                            "--project",
+                            path.to_str().expect("utf-8"),
+                            "--shard",
+                            &shard,
+                            "--remote-cache",
+                            &url,
+                        ],
+                        &endpoint,
+                    )
+                })
+            })
+            .collect();
+        let cpus: Vec<Duration> = handles.into_iter().map(|h| h.join().expect("shard thread").1).collect();
+        let wall = started.elapsed();
+        println!(
+            "{:<52} {:>12}",
+            format!("  {count} shard process(es): wall"),
+            format!(
+                "{} (CPU per shard: {})",
+                crate::fmt(wall),
+                cpus.iter().map(|c| crate::fmt(*c)).collect::<Vec<_>>().join(", ")
+            )
+        );
+        if count == 4 {
+            let gathers: Vec<Duration> = (0..3)
+                .map(|_| {
+                    let (_tmp, path) = copies(project.path(), 1).pop().expect("a copy");
+                    let p = path.to_str().expect("utf-8").to_owned();
+                    run(
+                        &["extract", "--project", &p, "--require-hits", "--shards", "4", "--remote-cache", &url],
+                        &s3.endpoint,
+                    )
+                    .0
+                })
+                .collect();
+            println!("{:<52} {:>12}", "  gather from the warm remote (--require-hits)", crate::fmt(median(gathers)));
+        }
+    }
+}
+
+/// Everything above.
+pub fn bench() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let s3 = S3s::start();
+    let mut backends = vec![
+        ("folder", url_of(folder.path()), String::new()),
+        ("s3s, loopback", "s3://cache/example".to_owned(), s3.endpoint.clone()),
+    ];
+    let moto = moto();
+    if let Some((_, endpoint)) = &moto {
+        backends.push(("moto, loopback", "s3://cache/example".to_owned(), endpoint.clone()));
+    }
+    example(&backends);
+    if let Some((mut child, _)) = moto {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    shards(20_000);
+}
+
+fn url_of(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
