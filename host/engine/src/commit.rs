@@ -134,6 +134,8 @@ pub(crate) struct Commit<'a> {
     pub(crate) warnings: Vec<String>,
     /// One record per invocation, in commit order.
     pub(crate) records: Vec<InvocationRecord>,
+    /// Check the files (clashes), write none: a shard's outputs are the gather's to write.
+    pub(crate) dry: bool,
 }
 
 impl<'a> Commit<'a> {
@@ -147,6 +149,7 @@ impl<'a> Commit<'a> {
             summary: Summary::default(),
             warnings: Vec::new(),
             records: Vec::new(),
+            dry: false,
         }
     }
 
@@ -167,7 +170,7 @@ impl<'a> Commit<'a> {
                     format!("{clash} entry `{entry}` for `{schema}`; give the entries different `out` folders"),
                 ));
             }
-            if f.contents.is_some() {
+            if f.contents.is_some() && !self.dry {
                 self.root
                     .check_writable(&f.rel)
                     .map_err(|e| error(FailureKind::Output, format!("cannot write `{}`: {e}", f.rel)))?;
@@ -177,6 +180,7 @@ impl<'a> Commit<'a> {
         for f in files {
             self.claimed.insert(&f.rel, (inv.entry.clone(), inv.schema.clone()));
             match &f.contents {
+                Some(_) if self.dry => {}
                 Some(contents) => match self.root.write(&f.rel, contents) {
                     Ok(WriteOutcome::Written) => written.push(f.rel.clone()),
                     Ok(WriteOutcome::Unchanged) => self.summary.files_unchanged += 1,

@@ -545,8 +545,9 @@ impl Engine {
         let started = Instant::now();
         let time = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
         self.verify_plugins()?;
-        // A shard runs its part of the plan into the caches; its files go to a scratch folder
-        // that is dropped at the end (the gather writes the outputs and the lock).
+        // A shard runs its part of the plan into the caches and writes no file (the gather writes
+        // the outputs and the lock); its output root is an empty scratch folder, never created
+        // where the project's outputs go.
         let shard_of = options.shard.map(|s| crate::shard::partition(&self.plan, s.count, &crate::shard::estimate));
         let selected = |i: usize| match (&shard_of, options.shard) {
             (Some(of), Some(s)) => of.get(i).is_some_and(|&x| x + 1 == s.index),
@@ -610,6 +611,7 @@ impl Engine {
         let lock_path = self.project.root.join(LOCK_FILE);
         let previous = Lock::read(&lock_path).filter(|l| l.output == output_shown);
         let mut commit = Commit::new(&root, limits, previous, output_shown.clone());
+        commit.dry = options.shard.is_some();
         let place = |inv: &PlannedInvocation, d| self.place(inv, d);
         for (i, (inv, slot)) in invocations.iter().zip(results).enumerate() {
             if !selected(i) {
