@@ -296,8 +296,11 @@ fn main() {
         return;
     }
 
-    if wanted("remote") {
-        remote::bench();
+    if wanted("remote-example") {
+        remote::example_bench();
+    }
+    if wanted("remote-shards") {
+        remote::shards(20_000);
     }
 
     if wanted("project") {
