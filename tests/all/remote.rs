@@ -361,3 +361,31 @@ fn a_shard_needs_a_writable_remote_and_a_well_formed_index() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --shards N"), "{}", show(&out));
 }
+
+#[test]
+fn a_remote_that_goes_down_mid_run_leaves_the_run_whole() {
+    let single = support::agents_project();
+    let out = support::qpf(&["extract", "--project", single.path().to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", show(&out));
+
+    let s3 = S3s::start();
+    let url = "s3://cache/mid-run";
+    let project = support::agents_project();
+    let report = project.path().join("report.json");
+    let child =
+        spawn_extract(project.path(), &s3.endpoint, url, &["-j", "1", "--report", report.to_str().expect("utf-8")]);
+    // Down as soon as the first results have arrived: the run is then in its middle.
+    let started = std::time::Instant::now();
+    while s3.objects().len() < 3 && started.elapsed() < std::time::Duration::from_secs(120) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    s3.set_down(true);
+    let out = child.wait_with_output().expect("qpf ends");
+    assert!(out.status.success(), "{}", show(&out));
+    let report = support::report(&report);
+    let remote = &report["remote"];
+    assert!(remote["uploaded"].as_u64().is_some_and(|n| n > 0 && n < 65), "uploads stopped part-way: {remote}");
+    assert!(remote["errors"].as_u64().is_some_and(|n| n >= 1), "{remote}");
+    assert_eq!(report["summary"]["failed"], 0, "{report}");
+    assert_eq!(support::tree(&single.path().join("out")), support::tree(&project.path().join("out")), "whole outputs");
+}

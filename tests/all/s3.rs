@@ -10,6 +10,8 @@ pub struct S3s {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     root: tempfile::TempDir,
+    /// While set, every request is answered 503 Service Unavailable: a store that went down.
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -31,19 +33,37 @@ impl S3s {
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);
         builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = down.clone();
         runtime.spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 // As real S3 front ends do: without it, Nagle's algorithm and delayed ACKs add
                 // 40 ms to many small responses.
                 let _ = socket.set_nodelay(true);
-                let service = service.clone();
+                let (service, flag) = (service.clone(), flag.clone());
+                let gate = hyper::service::service_fn(move |request| {
+                    let (service, down) = (service.clone(), flag.load(std::sync::atomic::Ordering::SeqCst));
+                    async move {
+                        if down {
+                            let mut unavailable = s3s::HttpResponse::new(s3s::Body::empty());
+                            *unavailable.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                            return Ok(unavailable);
+                        }
+                        hyper::service::Service::call(&service, request).await
+                    }
+                });
                 tokio::spawn(async move {
                     let io = hyper_util::rt::TokioIo::new(socket);
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, gate).await;
                 });
             }
         });
-        S3s { endpoint, root, _runtime: runtime }
+        S3s { endpoint, root, down, _runtime: runtime }
+    }
+
+    /// Takes the store down (every request answered 503) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every object under the bucket, by key, sorted.
