@@ -568,7 +568,10 @@ impl Engine {
         let _lock = crate::cache_admin::lock_shared(&cache_root)
             .map_err(|source| EngineError::Io { path: cache_root.join(".lock"), source })?;
         let local = self.invocation_cache();
-        let tier = self.settings.remote.clone().map(|r| crate::remote::Tiered::new(&local, r));
+        let limits = &self.project.file.limits;
+        let tier = self.settings.remote.clone().map(|r| {
+            crate::remote::Tiered::new(&local, r).with_limits(limits.max_files as usize, limits.max_output_bytes)
+        });
         let cache: Option<&dyn InvocationCache> = match (&tier, options.no_cache) {
             (_, true) => None,
             (Some(tier), false) => Some(tier),

@@ -138,6 +138,10 @@ pub struct Tiered<'a> {
     /// Digests under which the remote served wrong bytes: uploaded again with `replace`, since a
     /// create-only put would keep the poison.
     poisoned: Mutex<std::collections::BTreeSet<String>>,
+    /// The most files and bytes an entry may name (the project's `max-files` and
+    /// `max-output-bytes`): an entry is refused before any of its blobs is read.
+    max_files: usize,
+    max_bytes: u64,
     /// Entries read ahead by [`Tiered::prefetch`], by remote name (taken once).
     prefetched: Mutex<std::collections::HashMap<String, Option<Vec<u8>>>>,
     /// The warnings of the run, in the order they happened (at most [`MAX_WARNINGS`]).
@@ -163,8 +167,19 @@ impl<'a> Tiered<'a> {
             disabled: AtomicBool::new(false),
             poisoned: Mutex::new(std::collections::BTreeSet::new()),
             prefetched: Mutex::new(std::collections::HashMap::new()),
+            max_files: usize::MAX,
+            max_bytes: u64::MAX,
             warnings: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Refuses entries naming more than `max_files` files or `max_bytes` bytes in all, before
+    /// anything they name is downloaded (a forged entry could name a blob of any size).
+    #[must_use]
+    pub fn with_limits(mut self, max_files: usize, max_bytes: u64) -> Tiered<'a> {
+        self.max_files = max_files;
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// What the remote did.
@@ -274,6 +289,16 @@ impl<'a> Tiered<'a> {
                 return None;
             }
         };
+        let total = manifest.files.iter().fold(0u64, |sum, f| sum.saturating_add(f.size));
+        if manifest.files.len() > self.max_files || total > self.max_bytes {
+            self.rejected(format!(
+                "entry for key {key} names {} files and {total} bytes, over the project's limits ({} files, {} bytes)",
+                manifest.files.len(),
+                self.max_files,
+                self.max_bytes
+            ));
+            return None;
+        }
         let mut blobs = Vec::new();
         for file in manifest.files.iter().filter(|f| f.inline.is_none()) {
             match self.remote.store.get_blob(&file.digest, file.size) {
@@ -635,6 +660,22 @@ mod tests {
         assert_eq!((s.hits, s.misses, s.rejected), (1, 1, 0), "{s:?}");
         // Only the blob of k1 was asked for after the read-ahead.
         assert_eq!(remote.calls.load(Ordering::Relaxed), after_prefetch + 1);
+    }
+
+    #[test]
+    fn an_entry_naming_more_than_the_limits_is_refused_before_its_blobs_are_read() {
+        let remote = Arc::new(Memory::default());
+        let (a, b) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let ci = LocalCache::new(a.path(), &[1; 32]);
+        let (manifest, files) = entry("k1");
+        Tiered::new(&ci, settings(&remote, false)).put_files(&manifest, &files).expect("stored");
+        let laptop = LocalCache::new(b.path(), &[2; 32]);
+        let tier = Tiered::new(&laptop, settings(&remote, false)).with_limits(16, 1000);
+        let before = remote.calls.load(Ordering::Relaxed);
+        assert!(tier.manifest("k1").expect("a miss").is_none());
+        assert_eq!(remote.calls.load(Ordering::Relaxed), before + 1, "only the entry was read");
+        assert_eq!(tier.summary().rejected, 1);
+        assert!(tier.warnings().iter().any(|w| w.contains("over the project's limits")), "{:?}", tier.warnings());
     }
 
     #[test]
