@@ -112,6 +112,9 @@ pub enum EngineError {
     },
 }
 
+/// The longest the `oci:` plugin fetches of one project load may take together.
+const OCI_FETCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// What a shard leaves in the remote cache when it has run: the gather (`--require-hits`) reads
 /// it to say which shard's work is missing.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -156,6 +159,11 @@ fn resolve_oci_plugins(project: &mut Project, settings: &Settings) -> Result<(),
         .map(crate::plugin_store::PluginStore::new);
     let max_bytes = project.file.load_limits.max_component_bytes;
     let mut failed = Vec::new();
+    // Bounded on a project's behalf: one fetch per digest, none after three failures or once
+    // the fetches have taken ten minutes.
+    let started = Instant::now();
+    let mut fetched: std::collections::BTreeMap<String, PathBuf> = std::collections::BTreeMap::new();
+    let mut fetch_failures = 0;
     for (name, decl) in &mut project.file.plugins {
         let Some(reference) = decl.oci.clone() else { continue };
         let fail = |message: String| EngineError::Fetch { name: name.clone(), reference: reference.clone(), message };
@@ -167,6 +175,17 @@ fn resolve_oci_plugins(project: &mut Project, settings: &Settings) -> Result<(),
         let Ok(digest) = qpf_core::Digest::parse(&decl.digest) else { continue };
         if let Some(path) = store.get(&digest) {
             decl.path = path;
+            continue;
+        }
+        if let Some(path) = fetched.get(&decl.digest) {
+            decl.path.clone_from(path);
+            continue;
+        }
+        if fetch_failures >= 3 || started.elapsed() > OCI_FETCH_BUDGET {
+            failed.push(fail(format!(
+                "not fetched: the plugin fetches of this project already failed {fetch_failures} times or took over {} s",
+                OCI_FETCH_BUDGET.as_secs()
+            )));
             continue;
         }
         let Some(fetcher) = &settings.fetcher else {
@@ -182,8 +201,14 @@ fn resolve_oci_plugins(project: &mut Project, settings: &Settings) -> Result<(),
             .map_err(&fail)
             .and_then(|bytes| store.put(&bytes, Some(&digest)).map_err(|e| fail(e.to_string())))
         {
-            Ok((_, path)) => decl.path = path,
-            Err(e) => failed.push(e),
+            Ok((_, path)) => {
+                fetched.insert(decl.digest.clone(), path.clone());
+                decl.path = path;
+            }
+            Err(e) => {
+                fetch_failures += 1;
+                failed.push(e);
+            }
         }
     }
     match failed.len() {
@@ -268,11 +293,11 @@ impl Engine {
                 plugin.oci = None;
             }
         }
-        resolve_oci_plugins(&mut project, &settings)?;
         if let Some((limits, load)) = &settings.ceilings {
             project.file.limits = project.file.limits.capped_by(limits);
             project.file.load_limits = project.file.load_limits.capped_by(load);
         }
+        resolve_oci_plugins(&mut project, &settings)?;
         let kinds = qpf_schema::KindRegistry::load(root, &project.file.kinds).map_err(EngineError::Invalid)?;
         let schemas = SchemaSet::load(root, &project.file.schemas, &kinds).map_err(EngineError::Invalid)?;
         let plan = crate::plan::plan(&project, &schemas).map_err(EngineError::Invalid)?;
@@ -570,7 +595,9 @@ impl Engine {
         let local = self.invocation_cache();
         let limits = &self.project.file.limits;
         let tier = self.settings.remote.clone().map(|r| {
-            crate::remote::Tiered::new(&local, r).with_limits(limits.max_files as usize, limits.max_output_bytes)
+            let tier =
+                crate::remote::Tiered::new(&local, r).with_limits(limits.max_files as usize, limits.max_output_bytes);
+            if options.shard.is_some() { tier.pushing_local_hits() } else { tier }
         });
         let cache: Option<&dyn InvocationCache> = match (&tier, options.no_cache) {
             (_, true) => None,
@@ -650,7 +677,16 @@ impl Engine {
                 invocations: summary.invocations,
                 failed: summary.failed + summary.skipped,
             };
+            let remote = tier.as_ref().map(crate::remote::Tiered::summary);
+            let complete = remote.as_ref().is_some_and(|r| r.errors == 0 && !r.disabled);
             let stored = match &self.settings.remote {
+                Some(r) if !r.read_only && !complete => {
+                    warnings.push(format!(
+                        "remote cache `{}`: the shard's marker is not stored: some of its results may not have reached the remote (see the failures above); run the shard again",
+                        r.store.describe()
+                    ));
+                    false
+                }
                 Some(r) if !r.read_only => {
                     let json = serde_json::to_vec(&marker).unwrap_or_default();
                     match r.store.put_entry(&marker_name(&r.salt, &marker.plan, s), &json) {

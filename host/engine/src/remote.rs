@@ -24,6 +24,12 @@ use crate::cache::{CacheError, InvocationCache, MANIFEST_FORMAT, Manifest};
 /// Failures in a row after which the remote is not asked again during a run.
 pub const MAX_CONSECUTIVE_ERRORS: u32 = 3;
 
+/// Entries read ahead per request batch, the largest entry read ahead (larger ones are read
+/// alone when used), and the most bytes held read ahead.
+const PREFETCH_CHUNK: usize = 1024;
+const PREFETCH_ENTRY_MAX: u64 = 1 << 20;
+const PREFETCH_BUDGET: u64 = 256 << 20;
+
 /// The largest remote manifest read.
 pub const MAX_REMOTE_MANIFEST_BYTES: u64 = 16 << 20;
 
@@ -142,6 +148,8 @@ pub struct Tiered<'a> {
     /// `max-output-bytes`): an entry is refused before any of its blobs is read.
     max_files: usize,
     max_bytes: u64,
+    /// Send local hits the remote lacks to it (a shard: its results must all be in the remote).
+    push_local_hits: bool,
     /// Entries read ahead by [`Tiered::prefetch`], by remote name (taken once).
     prefetched: Mutex<std::collections::HashMap<String, Option<Vec<u8>>>>,
     /// The warnings of the run, in the order they happened (at most [`MAX_WARNINGS`]).
@@ -169,8 +177,17 @@ impl<'a> Tiered<'a> {
             prefetched: Mutex::new(std::collections::HashMap::new()),
             max_files: usize::MAX,
             max_bytes: u64::MAX,
+            push_local_hits: false,
             warnings: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Sends every local hit the remote lacks to the remote (a shard run, whose results must all
+    /// be in the remote for the gather).
+    #[must_use]
+    pub fn pushing_local_hits(mut self) -> Tiered<'a> {
+        self.push_local_hits = true;
+        self
     }
 
     /// Refuses entries naming more than `max_files` files or `max_bytes` bytes in all, before
@@ -250,15 +267,24 @@ impl<'a> Tiered<'a> {
         if !self.active() {
             return;
         }
-        let names: Vec<String> = keys.filter(|k| !self.local.contains(k)).map(|k| self.name(k)).collect();
+        let names: Vec<String> =
+            keys.filter(|k| self.push_local_hits || !self.local.contains(k)).map(|k| self.name(k)).collect();
         if names.is_empty() {
             return;
         }
         let _span = tracing::info_span!("remote_prefetch", entries = names.len()).entered();
-        if let Ok(found) = self.remote.store.get_entries(&names, MAX_REMOTE_MANIFEST_BYTES)
-            && let Ok(mut map) = self.prefetched.lock()
-        {
-            map.extend(found);
+        // Bounded memory: entries over 1 MiB are left to be read alone, and reading ahead stops
+        // once 256 MiB are held.
+        let mut held = 0u64;
+        for chunk in names.chunks(PREFETCH_CHUNK) {
+            if held > PREFETCH_BUDGET {
+                break;
+            }
+            let Ok(found) = self.remote.store.get_entries(chunk, PREFETCH_ENTRY_MAX) else { break };
+            held += found.values().flatten().map(|e| e.len() as u64).sum::<u64>();
+            if let Ok(mut map) = self.prefetched.lock() {
+                map.extend(found);
+            }
         }
     }
 
@@ -282,13 +308,17 @@ impl<'a> Tiered<'a> {
             }
         };
         self.succeeded();
-        let manifest = match open(self.remote.key.as_ref(), key, &bytes) {
+        let manifest = match open(self.remote.key.as_ref(), &self.remote.salt, key, &bytes) {
             Ok(m) => m,
             Err(why) => {
                 self.rejected(format!("entry for key {key} refused ({why})"));
                 return None;
             }
         };
+        if manifest.files.iter().any(|f| f.inline.as_ref().is_some_and(|t| t.len() as u64 != f.size)) {
+            self.rejected(format!("entry for key {key} has an inline file whose length is not its size"));
+            return None;
+        }
         let total = manifest.files.iter().fold(0u64, |sum, f| sum.saturating_add(f.size));
         if manifest.files.len() > self.max_files || total > self.max_bytes {
             self.rejected(format!(
@@ -358,11 +388,21 @@ fn mac_key(team: &[u8; 32]) -> [u8; 32] {
     blake3::derive_key("qpf remote cache manifest mac v1", team)
 }
 
+/// The MAC of an entry: over the salt (length-prefixed) and the JSON, so that an entry copied
+/// from an old salt's name to a new one does not verify.
+fn mac(team: &[u8; 32], salt: &str, json: &[u8]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new_keyed(&mac_key(team));
+    h.update(&(salt.len() as u64).to_le_bytes());
+    h.update(salt.as_bytes());
+    h.update(json);
+    h.finalize()
+}
+
 /// A manifest as a remote entry: the magic, the JSON's digest or MAC, a newline, the JSON.
-pub fn seal(key: Option<&[u8; 32]>, manifest: &Manifest) -> Vec<u8> {
+pub fn seal(key: Option<&[u8; 32]>, salt: &str, manifest: &Manifest) -> Vec<u8> {
     let json = serde_json::to_vec(manifest).unwrap_or_default();
     let check = match key {
-        Some(k) => format!("mac:{}", blake3::keyed_hash(&mac_key(k), &json).to_hex()),
+        Some(k) => format!("mac:{}", mac(k, salt, &json).to_hex()),
         None => qpf_core::digest_of(&json),
     };
     let mut out = format!("{MAGIC} {check}\n").into_bytes();
@@ -374,15 +414,15 @@ pub fn seal(key: Option<&[u8; 32]>, manifest: &Manifest) -> Vec<u8> {
 ///
 /// # Errors
 /// Why it is refused (never the entry's own text, which is untrusted).
-pub fn open(key: Option<&[u8; 32]>, expected_key: &str, bytes: &[u8]) -> Result<Manifest, String> {
+pub fn open(key: Option<&[u8; 32]>, salt: &str, expected_key: &str, bytes: &[u8]) -> Result<Manifest, String> {
     let newline = bytes.iter().position(|&b| b == b'\n').ok_or("no header line")?;
     let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| "a header that is not UTF-8")?;
     let json = &bytes[newline + 1..];
     let check = header.strip_prefix(MAGIC).and_then(|r| r.strip_prefix(' ')).ok_or("not a QPF remote entry")?;
     match (key, check.strip_prefix("mac:")) {
-        (Some(k), Some(mac)) => {
-            let expected = blake3::keyed_hash(&mac_key(k), json);
-            let given = blake3::Hash::from_hex(mac).map_err(|_| "a malformed MAC")?;
+        (Some(k), Some(given)) => {
+            let expected = mac(k, salt, json);
+            let given = blake3::Hash::from_hex(given).map_err(|_| "a malformed MAC")?;
             if expected != given {
                 return Err("its MAC does not verify under the team key".into());
             }
@@ -411,6 +451,13 @@ impl InvocationCache for Tiered<'_> {
     fn manifest(&self, key: &str) -> Result<Option<Manifest>, CacheError> {
         let local = self.local.manifest(key);
         if let Ok(Some(m)) = local {
+            if self.push_local_hits && self.active() {
+                // Read ahead with every key in this mode: `Some(None)` is "the remote lacks it".
+                let lacks = self.prefetched.lock().ok().and_then(|mut p| p.remove(&self.name(key)));
+                if matches!(lacks, Some(None)) {
+                    self.upload_local_hit(&m);
+                }
+            }
             return Ok(Some(m));
         }
         if !self.active() {
@@ -434,8 +481,16 @@ impl InvocationCache for Tiered<'_> {
 
     fn put(&self, manifest: &Manifest, blobs: &[(&str, &[u8])]) -> Result<(), CacheError> {
         let stored = self.local.put(manifest, blobs);
+        self.upload(manifest, blobs);
+        stored
+    }
+}
+
+impl Tiered<'_> {
+    /// Sends a result to the remote (unless read-only or left alone): blobs, then the entry.
+    fn upload(&self, manifest: &Manifest, blobs: &[(&str, &[u8])]) {
         if self.remote.read_only || !self.active() {
-            return stored;
+            return;
         }
         // Blobs first, the entry last: an entry never names a blob the store lacks (unless the
         // store evicts it later, which a reader sees as a miss).
@@ -463,11 +518,11 @@ impl InvocationCache for Tiered<'_> {
                 }
                 Err(e) => {
                     self.failed("uploading a blob", &e);
-                    return stored;
+                    return;
                 }
             }
         }
-        let sealed = seal(self.remote.key.as_ref(), &remote_manifest);
+        let sealed = seal(self.remote.key.as_ref(), &self.remote.salt, &remote_manifest);
         match self.remote.store.put_entry(&self.name(&manifest.key), &sealed) {
             Ok(()) => {
                 self.succeeded();
@@ -475,7 +530,23 @@ impl InvocationCache for Tiered<'_> {
             }
             Err(e) => self.failed("uploading an entry", &e),
         }
-        stored
+    }
+
+    /// A local hit the remote lacks (a shard on a runner whose `.qpf/` was restored) is sent to
+    /// the remote, so that the gather finds it.
+    fn upload_local_hit(&self, manifest: &Manifest) {
+        let mut bytes = Vec::new();
+        for f in &manifest.files {
+            match self.local.file(f) {
+                Ok(b) => bytes.push((f.digest.clone(), b)),
+                Err(e) => {
+                    self.warn(format!("a local hit could not be read for upload: {e}"));
+                    return;
+                }
+            }
+        }
+        let refs: Vec<(&str, &[u8])> = bytes.iter().map(|(d, b)| (d.as_str(), b.as_slice())).collect();
+        self.upload(manifest, &refs);
     }
 }
 
@@ -679,15 +750,32 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_sends_local_hits_the_remote_lacks() {
+        let remote = Arc::new(Memory::default());
+        let dir = tempfile::tempdir().expect("dir");
+        let local = LocalCache::new(dir.path(), &[1; 32]);
+        let (manifest, files) = entry("k1");
+        local.put_files(&manifest, &files).expect("a warm local cache, say restored by CI");
+        let tier = Tiered::new(&local, settings(&remote, false)).pushing_local_hits();
+        tier.prefetch(["k1"].into_iter());
+        assert!(tier.manifest("k1").expect("ok").is_some(), "a local hit");
+        assert_eq!(tier.summary().uploaded, 1, "and now in the remote too");
+        let other = tempfile::tempdir().expect("dir");
+        let reader = LocalCache::new(other.path(), &[2; 32]);
+        assert!(Tiered::new(&reader, settings(&remote, false)).manifest("k1").expect("ok").is_some());
+    }
+
+    #[test]
     fn a_team_key_refuses_entries_it_did_not_seal() {
         let (manifest, _) = entry("k1");
         let team = [9; 32];
-        let sealed = seal(Some(&team), &manifest);
-        assert_eq!(open(Some(&team), "k1", &sealed).expect("verifies"), manifest);
-        assert!(open(Some(&[8; 32]), "k1", &sealed).expect_err("another team").contains("MAC"));
-        assert!(open(Some(&team), "k1", &seal(None, &manifest)).expect_err("unsealed").contains("team key"));
-        assert!(open(None, "k1", &sealed).expect_err("no key set").contains("none is set"));
-        assert_eq!(open(None, "k1", &seal(None, &manifest)).expect("digest checks"), manifest);
+        let sealed = seal(Some(&team), "", &manifest);
+        assert_eq!(open(Some(&team), "", "k1", &sealed).expect("verifies"), manifest);
+        assert!(open(Some(&team), "new salt", "k1", &sealed).expect_err("another salt").contains("MAC"));
+        assert!(open(Some(&[8; 32]), "", "k1", &sealed).expect_err("another team").contains("MAC"));
+        assert!(open(Some(&team), "", "k1", &seal(None, "", &manifest)).expect_err("unsealed").contains("team key"));
+        assert!(open(None, "", "k1", &sealed).expect_err("no key set").contains("none is set"));
+        assert_eq!(open(None, "", "k1", &seal(None, "", &manifest)).expect("digest checks"), manifest);
     }
 
     #[test]

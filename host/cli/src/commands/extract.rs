@@ -123,6 +123,10 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     let jobs =
         args.jobs.map(|j| j as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let shard = shard(args)?;
+    if shard.is_some() && args.no_cache {
+        esay!("error: --shard stores its results in the remote cache, which --no-cache turns off");
+        return Ok(Exit::Usage);
+    }
     if shard.is_some() && !writable_remote {
         esay!(
             "error: --shard stores its results in the remote cache: give --remote-cache URL (or `remote-cache` in qpf.yaml), without --remote-read-only"
@@ -223,6 +227,10 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         } else {
             esay!("error: {} invocations were not run because an entry they need failed", s.skipped);
         }
+    }
+    if report.shard.as_ref().is_some_and(|sh| !sh.stored) {
+        esay!("error: the shard's marker was not stored: the gather would not count this shard as done; run it again");
+        return Ok(Exit::Failure);
     }
     if s.failed > 0 {
         esay!("error: {} of {} invocations failed; their previous outputs were left in place", s.failed, s.invocations);
