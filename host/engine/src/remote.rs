@@ -315,6 +315,12 @@ impl<'a> Tiered<'a> {
                 return None;
             }
         };
+        if !within_plugin_budgets(&manifest) {
+            self.rejected(format!(
+                "entry for key {key} carries more diagnostics, or longer ones, than a plugin may return"
+            ));
+            return None;
+        }
         if manifest.files.iter().any(|f| f.inline.as_ref().is_some_and(|t| t.len() as u64 != f.size)) {
             self.rejected(format!("entry for key {key} has an inline file whose length is not its size"));
             return None;
@@ -366,6 +372,19 @@ impl<'a> Tiered<'a> {
         }
         Some(manifest)
     }
+}
+
+/// Whether an entry's diagnostics fit what the host keeps of a plugin's: at most
+/// [`qpf_runtime::budgets::MAX_DIAGNOSTICS`] and a note, each message within its budget (plus the
+/// note of what was cut), each pointer within its own. A remote entry is untrusted text bound for
+/// the report and the terminal.
+fn within_plugin_budgets(manifest: &Manifest) -> bool {
+    use qpf_runtime::budgets::{MAX_DIAGNOSTICS, MAX_MESSAGE_BYTES, MAX_POINTER_BYTES};
+    manifest.diagnostics.len() <= MAX_DIAGNOSTICS + 1
+        && manifest.diagnostics.iter().all(|d| {
+            d.message.len() <= MAX_MESSAGE_BYTES + 256
+                && d.pointer.as_ref().is_none_or(|p| p.len() <= MAX_POINTER_BYTES)
+        })
 }
 
 /// The remote name of `key` under `salt`: the key's hex digits without a salt, else the blake3 of
@@ -747,6 +766,28 @@ mod tests {
         assert_eq!(remote.calls.load(Ordering::Relaxed), before + 1, "only the entry was read");
         assert_eq!(tier.summary().rejected, 1);
         assert!(tier.warnings().iter().any(|w| w.contains("over the project's limits")), "{:?}", tier.warnings());
+    }
+
+    #[test]
+    fn an_entry_with_more_diagnostics_than_a_plugin_may_return_is_refused() {
+        let remote = Arc::new(Memory::default());
+        let (files_manifest, _) = entry("k1");
+        let diagnostic = |message: String| qpf_runtime::Diagnostic {
+            severity: qpf_runtime::Severity::Warning,
+            message,
+            pointer: None,
+        };
+        for diagnostics in
+            [vec![diagnostic("x".repeat(1 << 20))], (0..1000).map(|i| diagnostic(format!("d{i}"))).collect()]
+        {
+            let forged = Manifest { files: Vec::new(), diagnostics, ..files_manifest.clone() };
+            remote.set(&format!("ac/{}", entry_name("", "k1")), seal(None, "", &forged));
+            let dir = tempfile::tempdir().expect("dir");
+            let local = LocalCache::new(dir.path(), &[2; 32]);
+            let tier = Tiered::new(&local, settings(&remote, false));
+            assert!(tier.manifest("k1").expect("a miss").is_none());
+            assert_eq!(tier.summary().rejected, 1);
+        }
     }
 
     #[test]
