@@ -11,10 +11,11 @@ use crate::support::{self, show};
 
 use crate::s3::{ACCESS_KEY, S3s, SECRET_KEY};
 
-/// `qpf ARGS` with the S3 credentials and endpoint in its environment.
-fn qpf(args: &[&str], endpoint: &str) -> Output {
-    std::process::Command::new(support::qpf_bin())
-        .args(args)
+/// A `qpf` command with the S3 credentials and endpoint in its environment, and none of the
+/// caller's remote-cache settings.
+fn qpf_command(endpoint: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(support::qpf_bin());
+    command
         .env("QPF_LOG", "warn")
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
@@ -24,9 +25,13 @@ fn qpf(args: &[&str], endpoint: &str) -> Output {
         .env_remove("QPF_REMOTE_CACHE")
         .env_remove("QPF_REMOTE_CACHE_KEY")
         .env_remove("QPF_REMOTE_CACHE_SALT")
-        .env_remove("QPF_REMOTE_READ_ONLY")
-        .output()
-        .expect("qpf runs")
+        .env_remove("QPF_REMOTE_READ_ONLY");
+    command
+}
+
+/// `qpf ARGS` with the S3 credentials and endpoint in its environment.
+fn qpf(args: &[&str], endpoint: &str) -> Output {
+    qpf_command(endpoint).args(args).output().expect("qpf runs")
 }
 
 /// Runs `qpf extract` on a fresh copy of the example project (its own local cache) against the
@@ -89,17 +94,11 @@ fn results_stored_by_one_run_are_verified_hits_for_another_on_s3s() {
     let before = s3.objects();
     let project = support::example_project();
     let p = project.path().to_str().expect("utf-8");
-    let mut command = std::process::Command::new(support::qpf_bin());
-    command
+    let out = qpf_command(&s3.endpoint)
         .args(["extract", "--project", p, "--remote-cache", url, "--remote-read-only"])
-        .env("QPF_LOG", "warn")
         .env("QPF_REMOTE_CACHE_SALT", "2026-12")
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT", &s3.endpoint)
-        .env("AWS_ALLOW_HTTP", "true");
-    let out = command.output().expect("qpf runs");
+        .output()
+        .expect("qpf runs");
     assert!(out.status.success(), "{}", show(&out));
     assert!(
         stdout(&out).contains(&format!("remote cache {url} (read-only): 0 hits, {n} misses, 0 results uploaded")),
@@ -244,19 +243,9 @@ fn results_stored_by_one_run_are_verified_hits_for_another_on_moto() {
 
 /// `qpf extract` on `project` with the S3 environment, as a child process (not waited for).
 fn spawn_extract(project: &Path, endpoint: &str, url: &str, extra: &[&str]) -> std::process::Child {
-    std::process::Command::new(support::qpf_bin())
+    qpf_command(endpoint)
         .args(["extract", "--project", project.to_str().expect("utf-8"), "--remote-cache", url])
         .args(extra)
-        .env("QPF_LOG", "warn")
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT", endpoint)
-        .env("AWS_ALLOW_HTTP", "true")
-        .env_remove("QPF_REMOTE_CACHE")
-        .env_remove("QPF_REMOTE_CACHE_SALT")
-        .env_remove("QPF_REMOTE_CACHE_KEY")
-        .env_remove("QPF_REMOTE_READ_ONLY")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

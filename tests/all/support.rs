@@ -273,11 +273,16 @@ impl Registry {
             .expect("docker-registry starts (./dev tools installs it)");
         // The registry logs the port it bound; the rest of its log is drained in the background.
         let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut log = String::new();
         let addr = lines
             .by_ref()
             .map_while(Result::ok)
-            .find_map(|l| l.split("listening on ").nth(1).map(|a| a.split(['"', ' ']).next().unwrap_or("").to_owned()))
-            .expect("the registry says where it listens");
+            .inspect(|l| {
+                log.push_str(l);
+                log.push('\n');
+            })
+            .find_map(|l| l.split("listening on ").nth(1).map(|a| a.split(['"', ' ']).next().unwrap_or("").to_owned()));
+        let addr = addr.unwrap_or_else(|| panic!("docker-registry exited without listening; its log:\n{log}"));
         std::thread::spawn(move || lines.for_each(drop));
         Registry { addr, storage, child, _dir: dir }
     }

@@ -254,13 +254,14 @@ fn explain_missing(
     };
     let plan = engine.plan();
     let of = qpf_engine::shard::partition(plan, count, &qpf_engine::shard::estimate);
+    let shard_of: std::collections::HashMap<&str, u32> =
+        plan.invocations.iter().zip(&of).map(|(p, s)| (p.key.as_str(), s + 1)).collect();
     let mut by_shard = std::collections::BTreeMap::<u32, usize>::new();
     for row in &report.invocations {
         if row.error.as_ref().is_some_and(|e| e.kind == qpf_engine::report::FailureKind::NotCached) {
             // Spawned invocations are not in the plan; they belong to their parent's shard.
-            let index = plan.invocations.iter().position(|p| p.key == row.key);
-            if let Some(i) = index {
-                *by_shard.entry(of[i] + 1).or_default() += 1;
+            if let Some(&shard) = shard_of.get(row.key.as_str()) {
+                *by_shard.entry(shard).or_default() += 1;
             }
         }
     }
