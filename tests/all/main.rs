@@ -15,6 +15,7 @@ mod hardening;
 mod oci;
 mod plugins;
 mod recovery;
+mod reapi;
 mod remote;
 mod report;
 mod s3;

@@ -13,7 +13,7 @@ use crate::s3::{ACCESS_KEY, S3s, SECRET_KEY};
 
 /// A `qpf` command with the S3 credentials and endpoint in its environment, and none of the
 /// caller's remote-cache settings.
-fn qpf_command(endpoint: &str) -> std::process::Command {
+pub(crate) fn qpf_command(endpoint: &str) -> std::process::Command {
     let mut command = std::process::Command::new(support::qpf_bin());
     command
         .env("QPF_LOG", "warn")
@@ -25,12 +25,13 @@ fn qpf_command(endpoint: &str) -> std::process::Command {
         .env_remove("QPF_REMOTE_CACHE")
         .env_remove("QPF_REMOTE_CACHE_KEY")
         .env_remove("QPF_REMOTE_CACHE_SALT")
+        .env_remove("QPF_REMOTE_CACHE_HEADERS")
         .env_remove("QPF_REMOTE_READ_ONLY");
     command
 }
 
 /// `qpf ARGS` with the S3 credentials and endpoint in its environment.
-fn qpf(args: &[&str], endpoint: &str) -> Output {
+pub(crate) fn qpf(args: &[&str], endpoint: &str) -> Output {
     qpf_command(endpoint).args(args).output().expect("qpf runs")
 }
 
@@ -41,7 +42,7 @@ fn extract(endpoint: &str, url: &str, extra: &[&str]) -> (tempfile::TempDir, Out
 }
 
 /// [`extract`] on a given project copy.
-fn extract_in(
+pub(crate) fn extract_in(
     project: tempfile::TempDir,
     endpoint: &str,
     url: &str,
@@ -56,7 +57,7 @@ fn extract_in(
     (project, out, report)
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -242,7 +243,7 @@ fn results_stored_by_one_run_are_verified_hits_for_another_on_moto() {
 }
 
 /// `qpf extract` on `project` with the S3 environment, as a child process (not waited for).
-fn spawn_extract(project: &Path, endpoint: &str, url: &str, extra: &[&str]) -> std::process::Child {
+pub(crate) fn spawn_extract(project: &Path, endpoint: &str, url: &str, extra: &[&str]) -> std::process::Child {
     qpf_command(endpoint)
         .args(["extract", "--project", project.to_str().expect("utf-8"), "--remote-cache", url])
         .args(extra)
@@ -254,7 +255,7 @@ fn spawn_extract(project: &Path, endpoint: &str, url: &str, extra: &[&str]) -> s
 
 /// Runs the shards `indices` of `count` at once, each on its own copy of the example project (its
 /// own local cache, as on separate CI runners), and checks that each succeeded.
-fn run_shards(endpoint: &str, url: &str, indices: &[u32], count: u32) {
+pub(crate) fn run_shards(endpoint: &str, url: &str, indices: &[u32], count: u32) {
     let runs: Vec<(tempfile::TempDir, std::process::Child)> = indices
         .iter()
         .map(|i| {
@@ -273,7 +274,7 @@ fn run_shards(endpoint: &str, url: &str, indices: &[u32], count: u32) {
 }
 
 /// The gather of a sharded run on a fresh copy: `--require-hits --shards N`.
-fn gather(endpoint: &str, url: &str, count: u32) -> (tempfile::TempDir, Output) {
+pub(crate) fn gather(endpoint: &str, url: &str, count: u32) -> (tempfile::TempDir, Output) {
     let project = support::agents_project();
     let child =
         spawn_extract(project.path(), endpoint, url, &["--require-hits", "--shards", &count.to_string(), "-j", "2"]);

@@ -689,7 +689,7 @@ impl Engine {
                 }
                 Some(r) if !r.read_only => {
                     let json = serde_json::to_vec(&marker).unwrap_or_default();
-                    match r.store.put_entry(&marker_name(&r.salt, &marker.plan, s), &json) {
+                    match r.store.put_entry(&marker_name(&r.salt, &marker.plan, s), &json, &[]) {
                         Ok(()) => true,
                         Err(e) => {
                             warnings.push(format!(

@@ -79,11 +79,19 @@ pub trait RemoteStore: Send + Sync + std::fmt::Debug {
     /// The store failed.
     fn put_blob(&self, digest: &str, bytes: &[u8], replace: bool) -> Result<(), RemoteError>;
 
-    /// Stores an entry (after its blobs).
+    /// Stores an entry (after its blobs). `blobs` are the digests and sizes of the blobs it
+    /// names (not the files inlined in it), for stores that link an entry to its blobs (a REAPI
+    /// ActionResult lists its outputs).
     ///
     /// # Errors
     /// The store failed.
-    fn put_entry(&self, name: &str, bytes: &[u8]) -> Result<(), RemoteError>;
+    fn put_entry(&self, name: &str, bytes: &[u8], blobs: &[(String, u64)]) -> Result<(), RemoteError>;
+
+    /// Whether the store takes new entries. A REAPI server may say it does not
+    /// (`update_enabled = false`): the run then reads only, as with `--remote-read-only`.
+    fn accepts_updates(&self) -> bool {
+        true
+    }
 }
 
 /// A remote store's failure, as text (never with credentials).
@@ -542,7 +550,11 @@ impl Tiered<'_> {
             }
         }
         let sealed = seal(self.remote.key.as_ref(), &self.remote.salt, &remote_manifest);
-        match self.remote.store.put_entry(&self.name(&manifest.key), &sealed) {
+        let mut named: Vec<(String, u64)> =
+            remote_manifest.files.iter().filter(|f| f.inline.is_none()).map(|f| (f.digest.clone(), f.size)).collect();
+        named.sort();
+        named.dedup();
+        match self.remote.store.put_entry(&self.name(&manifest.key), &sealed, &named) {
             Ok(()) => {
                 self.succeeded();
                 self.uploaded.fetch_add(1, Ordering::Relaxed);
@@ -620,7 +632,7 @@ mod tests {
             }
             Ok(())
         }
-        fn put_entry(&self, name: &str, bytes: &[u8]) -> Result<(), RemoteError> {
+        fn put_entry(&self, name: &str, bytes: &[u8], _: &[(String, u64)]) -> Result<(), RemoteError> {
             self.call()?;
             self.set(&format!("ac/{name}"), bytes.to_vec());
             Ok(())

@@ -1,5 +1,6 @@
-//! The remote tier of the invocation cache on object storage: `s3://`, `gs://`, `az://` and
-//! `file://`, through the `object_store` crate. The engine's [`qpf_engine::remote::Tiered`] decides
+//! The remote tier of the invocation cache on object storage (`s3://`, `gs://`, `az://` and
+//! `file://`, through the `object_store` crate) and on Remote Execution API v2 servers
+//! (`grpc://`, `grpcs://`, `unix://`; see [`reapi`]). The engine's [`qpf_engine::remote::Tiered`] decides
 //! what to read and write and verifies everything; this crate only moves bytes.
 //!
 //! Layout under the URL's prefix (versioned, so a new layout never reads an old one):
@@ -20,6 +21,8 @@ use std::time::Duration;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use qpf_engine::remote::{RemoteError, RemoteStore};
+
+pub mod reapi;
 
 /// The most one remote operation may take.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,11 +58,33 @@ impl std::fmt::Debug for ObjectRemote {
     }
 }
 
-/// Opens the remote cache at `url`.
+/// Opens the remote cache at `text`: object storage (`s3://`, `gs://`, `az://`, `file://`) or a
+/// REAPI server (`grpc://`, `grpcs://`, `unix://`). `partition` (the remote cache's salt) goes
+/// into a REAPI Action's salt; `headers` (`name=value` lines, from `QPF_REMOTE_CACHE_HEADERS`) are
+/// sent with every REAPI call.
+///
+/// # Errors
+/// An unsupported scheme, a URL the provider's builder refuses, a local URL (`file://`,
+/// `unix://`) from a project, or malformed headers.
+pub fn open(
+    text: &str,
+    origin: Origin,
+    partition: &str,
+    headers: Option<&str>,
+) -> Result<Arc<dyn RemoteStore>, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("`{}` is not a URL: {e}", shown(text)))?;
+    if reapi::is_reapi(&url) {
+        let headers = reapi::Headers::parse(headers.unwrap_or_default())?;
+        return Ok(Arc::new(reapi::open(&url, origin, partition, headers)?));
+    }
+    Ok(Arc::new(open_object(text, origin)?))
+}
+
+/// Opens the remote cache on object storage at `text`.
 ///
 /// # Errors
 /// An unsupported scheme, a URL the provider's builder refuses, or a `file://` URL from a project.
-pub fn open(text: &str, origin: Origin) -> Result<ObjectRemote, String> {
+pub fn open_object(text: &str, origin: Origin) -> Result<ObjectRemote, String> {
     let url = url::Url::parse(text).map_err(|e| format!("`{}` is not a URL: {e}", shown(text)))?;
     let shown = shown(text);
     let (store, prefix): (Arc<dyn ObjectStore>, String) = match url.scheme() {
@@ -132,7 +157,7 @@ pub fn open(text: &str, origin: Origin) -> Result<ObjectRemote, String> {
         }
         other => {
             return Err(format!(
-                "`{shown}`: the remote cache speaks s3://, gs://, az:// and file://, not `{other}://`"
+                "`{shown}`: the remote cache speaks s3://, gs://, az://, file:// (object storage) and grpc://, grpcs://, unix:// (REAPI), not `{other}://`"
             ));
         }
     };
@@ -291,7 +316,7 @@ impl RemoteStore for ObjectRemote {
         })
     }
 
-    fn put_entry(&self, name: &str, bytes: &[u8]) -> Result<(), RemoteError> {
+    fn put_entry(&self, name: &str, bytes: &[u8], _blobs: &[(String, u64)]) -> Result<(), RemoteError> {
         if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return Err(RemoteError("an entry name of other characters than [A-Za-z0-9_-]".into()));
         }
@@ -310,14 +335,14 @@ mod tests {
     fn a_folder_holds_entries_and_blobs_create_only() {
         let dir = tempfile::tempdir().expect("dir");
         let url = url::Url::from_directory_path(dir.path()).expect("url").to_string();
-        let remote = open(&url, Origin::User).expect("opens");
+        let remote = open_object(&url, Origin::User).expect("opens");
         let digest = format!("blake3:{}", blake3::hash(b"bytes").to_hex());
         assert_eq!(remote.get_blob(&digest, 5).expect("ok"), None);
         remote.put_blob(&digest, b"bytes", false).expect("stored");
         remote.put_blob(&digest, b"bytes", false).expect("an existing blob is success");
         assert_eq!(remote.get_blob(&digest, 5).expect("ok"), Some(b"bytes".to_vec()));
         assert_eq!(remote.get_blob(&digest, 4).expect("another size"), Some(Vec::new()), "not read: fails the digest");
-        remote.put_entry("abc", b"entry").expect("stored");
+        remote.put_entry("abc", b"entry", &[]).expect("stored");
         assert_eq!(remote.get_entry("abc", 100).expect("ok"), Some(b"entry".to_vec()));
         assert!(remote.get_entry("abc", 2).expect_err("over the limit").0.contains("over the limit"));
         assert!(dir.path().join("qpf-cache/v1/ac/abc").is_file());
@@ -331,10 +356,10 @@ mod tests {
 
     #[test]
     fn a_project_may_not_name_a_folder_and_credentials_are_never_shown() {
-        let e = open("file:///tmp/x", Origin::Project).expect_err("refused");
+        let e = open_object("file:///tmp/x", Origin::Project).expect_err("refused");
         assert!(e.contains("must be object storage"), "{e}");
         assert_eq!(shown("s3://key:secret@bucket/prefix?token=t"), "s3://bucket/prefix");
-        let e = open("ftp://host/x", Origin::User).expect_err("refused");
+        let e = open("ftp://host/x", Origin::User, "", None).expect_err("refused");
         assert!(e.contains("not `ftp://`"), "{e}");
     }
 }

@@ -91,9 +91,14 @@ fn remote(engine: &qpf_engine::Engine, args: &Args) -> Result<Option<qpf_engine:
         (None, Some(d)) => (d.url.clone(), qpf_remote::Origin::Project),
         (None, None) => return Ok(None),
     };
-    let store = qpf_remote::open(&url, origin).map_err(|e| anyhow::anyhow!("remote cache: {e}"))?;
     let salt =
         std::env::var("QPF_REMOTE_CACHE_SALT").ok().or_else(|| declared.map(|d| d.salt.clone())).unwrap_or_default();
+    let headers = std::env::var("QPF_REMOTE_CACHE_HEADERS").ok();
+    let store =
+        qpf_remote::open(&url, origin, &salt, headers.as_deref()).map_err(|e| anyhow::anyhow!("remote cache: {e}"))?;
+    if !args.remote_read_only && !store.accepts_updates() {
+        esay!("note: the remote cache `{}` does not accept results: reading only", store.describe());
+    }
     let key = match std::env::var("QPF_REMOTE_CACHE_KEY") {
         Ok(hex) => Some(
             blake3::Hash::from_hex(hex.trim())
@@ -103,8 +108,8 @@ fn remote(engine: &qpf_engine::Engine, args: &Args) -> Result<Option<qpf_engine:
         Err(_) => None,
     };
     Ok(Some(qpf_engine::remote::RemoteSettings {
-        store: std::sync::Arc::new(store),
-        read_only: args.remote_read_only,
+        read_only: args.remote_read_only || !store.accepts_updates(),
+        store,
         salt,
         key,
     }))
