@@ -7,8 +7,6 @@
 
 use std::path::PathBuf;
 
-use qpf_engine::remote::RemoteStore;
-
 use crate::remote::{extract_in, gather, qpf, run_shards, spawn_extract, stdout};
 use crate::support::{self, show};
 
@@ -79,7 +77,10 @@ impl Casd {
 
     /// The files of the server's store (CAS objects and action cache entries).
     fn objects(&self) -> Vec<PathBuf> {
-        support::walk(&self.cache()).into_iter().filter(|p| p.components().any(|c| c.as_os_str() == "objects")).collect()
+        support::walk(&self.cache())
+            .into_iter()
+            .filter(|p| p.components().any(|c| c.as_os_str() == "objects"))
+            .collect()
     }
 
     /// The CAS object of a SHA-256 digest.
@@ -94,7 +95,11 @@ impl Drop for Casd {
     }
 }
 
-fn extract(casd: &Casd, project: tempfile::TempDir, extra: &[&str]) -> (tempfile::TempDir, std::process::Output, serde_json::Value) {
+fn extract(
+    casd: &Casd,
+    project: tempfile::TempDir,
+    extra: &[&str],
+) -> (tempfile::TempDir, std::process::Output, serde_json::Value) {
     extract_in(project, NO_S3, &casd.url(), extra)
 }
 
@@ -106,8 +111,15 @@ fn results_stored_by_one_run_are_verified_hits_for_another_on_buildbox_casd() {
     assert!(out.status.success(), "{}", show(&out));
     let n = report["summary"]["invocations"].as_u64().expect("count");
     assert_eq!(report["remote"]["uploaded"], n, "{report}");
-    assert!(report["remote"]["blobs_uploaded"].as_u64().is_some_and(|b| b > 0), "large files travel as blobs: {report}");
-    assert!(stdout(&out).contains(&format!("remote cache {url}: 0 hits, {n} misses, {n} results uploaded")), "{}", show(&out));
+    assert!(
+        report["remote"]["blobs_uploaded"].as_u64().is_some_and(|b| b > 0),
+        "large files travel as blobs: {report}"
+    );
+    assert!(
+        stdout(&out).contains(&format!("remote cache {url}: 0 hits, {n} misses, {n} results uploaded")),
+        "{}",
+        show(&out)
+    );
 
     let (laptop, out, report) = extract(&casd, support::agents_project(), &[]);
     assert!(out.status.success(), "{}", show(&out));
@@ -130,7 +142,11 @@ fn results_stored_by_one_run_are_verified_hits_for_another_on_buildbox_casd() {
         .output()
         .expect("qpf runs");
     assert!(out.status.success(), "{}", show(&out));
-    assert!(stdout(&out).contains(&format!("remote cache {url} (read-only): 0 hits, 65 misses, 0 results uploaded")), "{}", show(&out));
+    assert!(
+        stdout(&out).contains(&format!("remote cache {url} (read-only): 0 hits, 10 misses, 0 results uploaded")),
+        "{}",
+        show(&out)
+    );
     assert_eq!(casd.objects(), before, "read-only wrote nothing");
 }
 
@@ -190,11 +206,12 @@ fn wrong_or_missing_blobs_behind_a_reapi_result_are_misses_and_are_stored_again(
 
     let (laptop, out, report) = extract(&casd, support::agents_project(), &[]);
     assert!(out.status.success(), "{}", show(&out));
-    assert!(report["remote"]["rejected"].as_u64().is_some_and(|n| n >= 2), "{}", report["remote"]);
+    // The wrong bytes are refused by QPF's digest check; the result whose blob is gone is a
+    // plain miss, since the server checks that an ActionResult's outputs exist before serving it.
+    assert!(report["remote"]["rejected"].as_u64().is_some_and(|n| n >= 1), "{}", report["remote"]);
+    assert!(report["remote"]["misses"].as_u64().is_some_and(|n| n >= 2), "{}", report["remote"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    for why in ["does not match its digest", "which the store lacks"] {
-        assert!(err.contains(why), "{why}: {}", show(&out));
-    }
+    assert!(err.contains("does not match its digest"), "{}", show(&out));
     assert_eq!(report["summary"]["failed"], 0, "{report}");
     assert_eq!(support::tree(&ci.path().join("out")), support::tree(&laptop.path().join("out")), "never written");
     // Their true results were stored again: the evicted blob is back.

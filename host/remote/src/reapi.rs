@@ -157,8 +157,10 @@ pub fn open(url: &url::Url, origin: Origin, partition: &str, headers: Headers) -
         .map_err(|e| format!("cannot start the remote cache's runtime: {e}"))?;
     let shown = match url.scheme() {
         "unix" => format!("unix://{}", url.path()),
-        scheme => format!("{scheme}://{}", url.host_str().unwrap_or_default())
-            + &url.port().map(|p| format!(":{p}")).unwrap_or_default(),
+        scheme => {
+            format!("{scheme}://{}", url.host_str().unwrap_or_default())
+                + &url.port().map(|p| format!(":{p}")).unwrap_or_default()
+        }
     } + &(if instance.is_empty() { String::new() } else { format!("?instance={instance}") });
     let channel = match url.scheme() {
         "unix" if origin == Origin::Project => {
@@ -172,9 +174,8 @@ pub fn open(url: &url::Url, origin: Origin, partition: &str, headers: Headers) -
                 return Err(format!("`{shown}`: write unix:///ABSOLUTE/PATH (three slashes)"));
             }
             // The authority is not used: the connector opens the socket.
-            let endpoint = tonic::transport::Endpoint::from_static("http://localhost")
-                .connect_timeout(CONNECT)
-                .timeout(TIMEOUT);
+            let endpoint =
+                tonic::transport::Endpoint::from_static("http://localhost").connect_timeout(CONNECT).timeout(TIMEOUT);
             let _guard = runtime.enter();
             endpoint.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
                 let path = path.clone();
@@ -288,7 +289,12 @@ impl ReapiRemote {
         bs::byte_stream_client::ByteStreamClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
     }
 
-    fn run<T>(&self, what: &str, deadline: Duration, work: impl Future<Output = Result<T, RemoteError>>) -> Result<T, RemoteError> {
+    fn run<T>(
+        &self,
+        what: &str,
+        deadline: Duration,
+        work: impl Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
         self.runtime
             .block_on(async { tokio::time::timeout(deadline, work).await })
             .map_err(|_| RemoteError(format!("{what}: no answer within {} s", deadline.as_secs())))?
@@ -305,7 +311,11 @@ impl ReapiRemote {
         let file = name.as_bytes().to_vec();
         let file_digest = digest_of(function, &file);
         let root = encode(&re::Directory {
-            files: vec![re::FileNode { name: "invocation".to_owned(), digest: Some(file_digest.clone()), ..Default::default() }],
+            files: vec![re::FileNode {
+                name: "invocation".to_owned(),
+                digest: Some(file_digest.clone()),
+                ..Default::default()
+            }],
             ..Default::default()
         });
         let (command_digest, root_digest) = (digest_of(function, &command), digest_of(function, &root));
@@ -430,7 +440,11 @@ impl ReapiRemote {
         Ok(())
     }
 
-    async fn send_batch(&self, n: Negotiated, requests: Vec<re::batch_update_blobs_request::Request>) -> Result<(), RemoteError> {
+    async fn send_batch(
+        &self,
+        n: Negotiated,
+        requests: Vec<re::batch_update_blobs_request::Request>,
+    ) -> Result<(), RemoteError> {
         let response = self
             .cas()
             .batch_update_blobs(re::BatchUpdateBlobsRequest {
@@ -624,7 +638,11 @@ impl RemoteStore for ReapiRemote {
                 return Err(RemoteError(format!("the blob `{}` was not uploaded before its entry", cut(digest))));
             };
             let hex = digest.strip_prefix("blake3:").unwrap_or(digest);
-            output_files.push(re::OutputFile { path: format!("blobs/{hex}"), digest: Some(remote), ..Default::default() });
+            output_files.push(re::OutputFile {
+                path: format!("blobs/{hex}"),
+                digest: Some(remote),
+                ..Default::default()
+            });
         }
         output_files.sort_by(|a, b| a.path.cmp(&b.path));
         output_files.dedup_by(|a, b| a.path == b.path);
@@ -734,7 +752,10 @@ mod tests {
         assert!(uploads.iter().all(|(d, bytes)| *d == digest_of(DigestFunction::Sha256, bytes)));
         let up = a.resource(DigestFunction::Blake3, &first, true);
         assert!(up.starts_with("uploads/") && up.contains("/blobs/blake3/"), "{up}");
-        assert_eq!(a.resource(DigestFunction::Sha256, &first, false), format!("blobs/{}/{}", first.hash, first.size_bytes));
+        assert_eq!(
+            a.resource(DigestFunction::Sha256, &first, false),
+            format!("blobs/{}/{}", first.hash, first.size_bytes)
+        );
         assert!(Headers::parse("bad name=x").is_err());
     }
 }
