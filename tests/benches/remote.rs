@@ -1,10 +1,11 @@
 //! The remote cache and sharded runs (`cargo bench -p qpf --bench qpf -- remote`, or
 //! `remote-example` / `remote-shards` alone):
 //! - the example project (65 invocations) served from a warm remote with a cold local cache,
-//!   against all-local hits, for each backend (a folder, `s3s` in this process, moto's server when
-//!   `./dev tools` has installed it);
+//!   against all-local hits, for each backend (a folder, `s3s` in this process, moto's server and
+//!   the REAPI server buildbox-casd when `./dev tools` has installed them);
 //! - a generated 20,000-invocation project (the trivial echo guest) run as 1, 2 and 4 shard
-//!   processes into `s3s`, with the CPU time of each shard, and its gather from the warm remote.
+//!   processes into `s3s`, with the CPU time of each shard, and its gather from the warm remote
+//!   (`s3s`, then buildbox-casd).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -74,6 +75,28 @@ fn moto() -> Option<(std::process::Child, String)> {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     agent.put(&format!("{endpoint}/cache")).send_empty().ok()?;
     Some((child, endpoint))
+}
+
+/// buildbox-casd (a REAPI server), when `./dev tools` has installed it, on a Unix socket in
+/// `dir`: (child, `unix://` URL).
+fn casd(dir: &Path) -> Option<(std::process::Child, String)> {
+    let server = crate::target_dir().join("qpf-tools/buildbox/buildbox-casd");
+    if !server.is_file() {
+        return None;
+    }
+    let socket = dir.join("casd.sock");
+    let child = std::process::Command::new(server)
+        .arg(format!("--bind=unix:{}", socket.display()))
+        .arg(dir.join("cache"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let started = Instant::now();
+    while !socket.exists() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((child, format!("unix://{}", socket.display())))
 }
 
 /// The example project: local hits against remote hits, per backend.
@@ -225,6 +248,24 @@ pub fn shards(n: usize) {
             println!("{:<52} {:>12}", "  gather from the warm remote (--require-hits)", crate::fmt(median(gathers)));
         }
     }
+    // The same gather from a REAPI server, filled by one shard.
+    let casd_dir = tempfile::tempdir().expect("temp dir");
+    if let Some((mut child, url)) = casd(casd_dir.path()) {
+        let (_tmp, path) = copies(project.path(), 1).pop().expect("a copy");
+        let p = path.to_str().expect("utf-8").to_owned();
+        let (fill, _) = run(&["extract", "--project", &p, "--shard", "1/1", "--remote-cache", &url], "");
+        println!("{:<52} {:>12}", "  REAPI (buildbox-casd): 1 shard process, wall", crate::fmt(fill));
+        let gathers: Vec<Duration> = (0..3)
+            .map(|_| {
+                let (_tmp, path) = copies(project.path(), 1).pop().expect("a copy");
+                let p = path.to_str().expect("utf-8").to_owned();
+                run(&["extract", "--project", &p, "--require-hits", "--shards", "1", "--remote-cache", &url], "").0
+            })
+            .collect();
+        println!("{:<52} {:>12}", "  REAPI: gather from the warm remote", crate::fmt(median(gathers)));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 /// The example project against each backend.
@@ -239,8 +280,13 @@ pub fn example_bench() {
     if let Some((_, endpoint)) = &moto {
         backends.push(("moto, loopback", "s3://cache/example".to_owned(), endpoint.clone()));
     }
+    let casd_dir = tempfile::tempdir().expect("temp dir");
+    let casd = casd(casd_dir.path());
+    if let Some((_, url)) = &casd {
+        backends.push(("REAPI: buildbox-casd, unix socket", url.clone(), String::new()));
+    }
     example(&backends);
-    if let Some((mut child, _)) = moto {
+    for (mut child, _) in moto.into_iter().chain(casd) {
         let _ = child.kill();
         let _ = child.wait();
     }

@@ -63,6 +63,11 @@ fn describe(meta: &cap_std::fs::Metadata) -> &'static str {
 #[derive(Debug)]
 pub struct OutputRoot {
     dir: Dir,
+    /// Folders under the root this run has seen to be folders (checked or created), so that
+    /// writing many files into one folder looks at it once. Only a shortcut for messages and
+    /// `mkdir`: every open still goes through cap-std, which refuses to leave the root whatever
+    /// was swapped in since.
+    folders: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// What writing one file did.
@@ -82,7 +87,24 @@ impl OutputRoot {
     pub fn open(path: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(path)?;
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
-        Ok(OutputRoot { dir })
+        Ok(OutputRoot { dir, folders: std::sync::Mutex::new(std::collections::HashSet::new()) })
+    }
+
+    fn known_folder(&self, rel: &str) -> bool {
+        self.folders.lock().is_ok_and(|f| f.contains(rel))
+    }
+
+    /// Remembers `rel` and every folder above it as folders.
+    fn remember_folder(&self, rel: &str) {
+        if let Ok(mut f) = self.folders.lock() {
+            let mut at = rel;
+            while f.insert(at.to_owned()) {
+                match at.rsplit_once('/') {
+                    Some((up, _)) => at = up,
+                    None => break,
+                }
+            }
+        }
     }
 
     /// The blake3 digest (`blake3:<hex>`) of a file under the root, or `None` when it is absent or
@@ -126,6 +148,9 @@ impl OutputRoot {
         let shown = |s: &str| qpf_core::text::escape(s).into_owned();
         for (i, _) in rel.match_indices('/').chain(std::iter::once((rel.len(), ""))) {
             let part = &rel[..i];
+            if i < rel.len() && self.known_folder(part) {
+                continue;
+            }
             match self.dir.symlink_metadata(part) {
                 Ok(meta) if i < rel.len() && !meta.is_dir() => {
                     return Err(InTheWay::NotAFolder { part: shown(part), what: describe(&meta), rel: shown(rel) });
@@ -133,6 +158,7 @@ impl OutputRoot {
                 Ok(meta) if i == rel.len() && !meta.is_file() => {
                     return Err(InTheWay::NotAFile { rel: shown(rel), what: describe(&meta) });
                 }
+                Ok(_) if i < rel.len() => self.remember_folder(part),
                 Ok(_) => {}
                 // Absent from here on: nothing further can be in the way.
                 Err(_) => break,
@@ -155,8 +181,11 @@ impl OutputRoot {
             return Ok(WriteOutcome::Unchanged);
         }
         let parent = rel.rsplit_once('/').map(|(p, _)| p);
-        if let Some(parent) = parent {
+        if let Some(parent) = parent
+            && !self.known_folder(parent)
+        {
             self.dir.create_dir_all(parent)?;
+            self.remember_folder(parent);
         }
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         // Short and independent of the file's name: a legal 255-byte name must not give an illegal
@@ -166,8 +195,19 @@ impl OutputRoot {
             Some(p) => format!("{p}/{tmp_name}"),
             None => tmp_name,
         };
+        let create = || self.dir.open_with(&tmp, OpenOptions::new().write(true).create_new(true));
         let result = (|| {
-            let mut file = self.dir.open_with(&tmp, OpenOptions::new().write(true).create_new(true))?;
+            let mut file = match (create(), parent) {
+                // A folder this run created was removed since (by someone else): made again.
+                (Err(e), Some(parent)) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if let Ok(mut f) = self.folders.lock() {
+                        f.clear();
+                    }
+                    self.dir.create_dir_all(parent)?;
+                    create()?
+                }
+                (file, _) => file?,
+            };
             file.write_all(bytes)?;
             drop(file);
             self.dir.rename(&tmp, &self.dir, rel)
@@ -182,6 +222,22 @@ impl OutputRoot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_removed_during_a_run_is_made_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = OutputRoot::open(tmp.path()).unwrap();
+        root.write("a/b/c.txt", b"1").unwrap();
+        std::fs::remove_dir_all(tmp.path().join("a")).unwrap();
+        root.check_writable("a/b/d.txt").unwrap();
+        assert_eq!(root.write("a/b/d.txt", b"2").unwrap(), WriteOutcome::Written);
+        assert_eq!(std::fs::read(tmp.path().join("a/b/d.txt")).unwrap(), b"2");
+        // And a file put where a known folder was is still named.
+        std::fs::remove_dir_all(tmp.path().join("a")).unwrap();
+        std::fs::write(tmp.path().join("a"), b"x").unwrap();
+        let root = OutputRoot::open(tmp.path()).unwrap();
+        assert!(matches!(root.check_writable("a/b/e.txt"), Err(InTheWay::NotAFolder { .. })));
+    }
 
     #[test]
     fn unchanged_bytes_are_not_rewritten() {
