@@ -228,6 +228,8 @@ impl<'a> Tiered<'a> {
     }
 
     fn warn(&self, message: String) {
+        // Store and server messages are untrusted text: escaped before they reach a terminal.
+        let message = qpf_core::text::escape(&message).into_owned();
         tracing::warn!("{message}");
         if let Ok(mut w) = self.warnings.lock()
             && w.len() < MAX_WARNINGS
@@ -851,6 +853,37 @@ mod tests {
         assert_eq!((s.errors, s.disabled), (3, true), "{s:?}");
         assert_eq!(remote.calls.load(Ordering::Relaxed), 3, "not asked after the third failure");
         assert!(tier.warnings().iter().any(|w| w.contains("not used for the rest of this run")));
+    }
+
+    #[test]
+    fn a_store_message_is_escaped_before_it_is_logged_or_kept() {
+        #[derive(Debug)]
+        struct Hostile;
+        impl RemoteStore for Hostile {
+            fn describe(&self) -> String {
+                "hostile".into()
+            }
+            fn get_entry(&self, _: &str, _: u64) -> Result<Option<Vec<u8>>, RemoteError> {
+                Err(RemoteError("\u{1b}]0;pwned\u{7}\u{1b}[2J".into()))
+            }
+            fn get_blob(&self, _: &str, _: u64) -> Result<Option<Vec<u8>>, RemoteError> {
+                Ok(None)
+            }
+            fn put_blob(&self, _: &str, _: &[u8], _: bool) -> Result<(), RemoteError> {
+                Ok(())
+            }
+            fn put_entry(&self, _: &str, _: &[u8], _: &[(String, u64)]) -> Result<(), RemoteError> {
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let local = LocalCache::new(dir.path(), &[3; 32]);
+        let settings = RemoteSettings { store: Arc::new(Hostile), read_only: true, salt: String::new(), key: None };
+        let tier = Tiered::new(&local, settings);
+        assert!(tier.manifest("k1").expect("a miss").is_none());
+        let warnings = tier.warnings();
+        assert!(!warnings.is_empty());
+        assert!(warnings.iter().all(|w| !w.chars().any(char::is_control)), "{warnings:?}");
     }
 
     #[test]

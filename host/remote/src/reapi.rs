@@ -220,7 +220,7 @@ pub fn open(url: &url::Url, origin: Origin, partition: &str, headers: Headers) -
     };
     remote.negotiated = remote.negotiate();
     if let Err(e) = &remote.negotiated {
-        tracing::warn!("remote cache `{}`: {e}", remote.shown);
+        tracing::warn!("remote cache `{}`: {}", remote.shown, qpf_core::text::escape(e));
     }
     Ok(remote)
 }
