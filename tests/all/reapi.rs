@@ -289,6 +289,7 @@ fn reapi_urls_are_checked_and_a_project_may_not_name_a_socket() {
         ("unix://relative/x.sock", "three slashes"),
         ("grpc://cache.example:9092?region=x", "unknown parameter `region`"),
         ("grpcs://", "no host"),
+        ("grpc://127.0.0.1:9?instance=main/blobs", "an instance name is"),
     ] {
         let out = qpf(&["extract", "--project", p, "--remote-cache", url], NO_S3);
         assert_eq!(out.status.code(), Some(1), "{url}: {}", show(&out));
@@ -300,5 +301,16 @@ fn reapi_urls_are_checked_and_a_project_may_not_name_a_socket() {
         .output()
         .expect("qpf runs");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("each line is `name=value`"), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1 is not `name=value`"), "{}", show(&out));
+
+    // The project names a server and the environment holds a key: the key is not sent there.
+    std::fs::write(&qpf_yaml, format!("{text}remote-cache:\n  url: grpcs://cache.example.com\n")).expect("write");
+    let out = crate::remote::qpf_command(NO_S3)
+        .args(["extract", "--project", p])
+        .env("QPF_REMOTE_CACHE_HEADERS", "x-api-key=s3cr3t")
+        .output()
+        .expect("qpf runs");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sent only to a server named by --remote-cache") && !err.contains("s3cr3t"), "{}", show(&out));
 }

@@ -285,11 +285,17 @@ impl<'a> Tiered<'a> {
         let _span = tracing::info_span!("remote_prefetch", entries = names.len()).entered();
         // Bounded memory: entries over 1 MiB are left to be read alone, and reading ahead stops
         // once 256 MiB are held.
+        // Each batch is small enough that, even with every entry at the per-entry maximum, what
+        // is held never passes the budget.
         let mut held = 0u64;
-        for chunk in names.chunks(PREFETCH_CHUNK) {
-            if held > PREFETCH_BUDGET {
+        let mut rest = names.as_slice();
+        while !rest.is_empty() {
+            let room = usize::try_from(PREFETCH_BUDGET.saturating_sub(held) / PREFETCH_ENTRY_MAX).unwrap_or(0);
+            if room == 0 {
                 break;
             }
+            let (chunk, after) = rest.split_at(room.min(PREFETCH_CHUNK).min(rest.len()));
+            rest = after;
             let Ok(found) = self.remote.store.get_entries(chunk, PREFETCH_ENTRY_MAX) else { break };
             held += found.values().flatten().map(|e| e.len() as u64).sum::<u64>();
             if let Ok(mut map) = self.prefetched.lock() {

@@ -54,8 +54,16 @@ const MAX_BATCH: u64 = (4 << 20) - (64 << 10);
 /// ByteStream chunks.
 const CHUNK: usize = 1 << 20;
 
-/// Remote digests remembered (QPF blake3 hex → the server's digest) before the map is emptied.
-const MAX_KNOWN: usize = 1 << 18;
+/// Remote digests remembered (QPF blake3 → the server's digest), per map, before it is emptied:
+/// about 100 MiB at most.
+const MAX_KNOWN: usize = 1 << 20;
+
+/// The most `blobs/` rows taken from one ActionResult (an entry names at most the project's
+/// `max-files`, which the engine checks; this bounds what is remembered before that check).
+const MAX_ROWS: usize = 1 << 16;
+
+/// Room for a request's framing around each blob in a batch.
+const PER_BLOB_OVERHEAD: u64 = 1 << 10;
 
 /// Reads in flight at once when entries are read ahead.
 const CONCURRENT_READS: usize = 64;
@@ -80,28 +88,83 @@ impl tonic::service::Interceptor for Headers {
 }
 
 impl Headers {
-    /// Parses `name=value` lines (blank lines skipped).
+    /// Parses `name=value` lines (blank lines skipped). Values are marked sensitive (never
+    /// indexed by HTTP/2 compression, hidden from `Debug`).
     ///
     /// # Errors
-    /// A line without `=`, or a name or value gRPC metadata cannot carry (the value is not shown).
+    /// A line that is not `name=value` with a header name and value gRPC metadata can carry. The
+    /// message names the line by number only: a malformed line may hold the secret.
     pub fn parse(text: &str) -> Result<Headers, String> {
         let mut out = Vec::new();
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let (name, value) =
-                line.split_once('=').ok_or_else(|| "QPF_REMOTE_CACHE_HEADERS: each line is `name=value`".to_owned())?;
-            let key = name
-                .trim()
-                .to_ascii_lowercase()
-                .parse::<tonic::metadata::AsciiMetadataKey>()
-                .map_err(|_| format!("QPF_REMOTE_CACHE_HEADERS: `{}` is not a header name", cut(name.trim())))?;
-            let value = value
-                .trim()
-                .parse::<tonic::metadata::AsciiMetadataValue>()
-                .map_err(|_| format!("QPF_REMOTE_CACHE_HEADERS: the value of `{key}` is not a header value"))?;
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let bad = || {
+                format!("QPF_REMOTE_CACHE_HEADERS: line {} is not `name=value` (a header name, `=`, a value)", i + 1)
+            };
+            let (name, value) = line.split_once('=').ok_or_else(bad)?;
+            let key =
+                name.trim().to_ascii_lowercase().parse::<tonic::metadata::AsciiMetadataKey>().map_err(|_| bad())?;
+            let mut value = value.trim().parse::<tonic::metadata::AsciiMetadataValue>().map_err(|_| bad())?;
+            value.set_sensitive(true);
             out.push((key, value));
         }
         Ok(Headers(std::sync::Arc::new(out)))
     }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(k, _)| k.as_str())).finish()
+    }
+}
+
+/// A blob's digest on the server: 32 bytes (SHA-256 or BLAKE3) and a size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Remote {
+    hash: [u8; 32],
+    size: i64,
+}
+
+impl Remote {
+    /// A digest the server sent, if well-formed: 64 lowercase hex digits and a size ≥ 0.
+    fn checked(d: &re::Digest) -> Option<Remote> {
+        Some(Remote { hash: hex32(&d.hash)?, size: d.size_bytes }).filter(|r| r.size >= 0)
+    }
+
+    fn digest(self) -> re::Digest {
+        re::Digest { hash: self.hash.iter().map(|b| format!("{b:02x}")).collect(), size_bytes: self.size }
+    }
+}
+
+/// 64 lowercase hex digits as bytes.
+fn hex32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A QPF digest (`blake3:<64 lowercase hex>`) as bytes.
+fn blake3_of(digest: &str) -> Result<[u8; 32], RemoteError> {
+    digest
+        .strip_prefix("blake3:")
+        .and_then(hex32)
+        .ok_or_else(|| RemoteError(format!("`{}` is not a blake3 digest", cut(digest))))
+}
+
+/// What reading an entry found.
+enum EntryRead {
+    Found(Vec<u8>),
+    Absent,
+    TooLarge(u64),
 }
 
 /// What the server said it supports.
@@ -121,9 +184,14 @@ pub struct ReapiRemote {
     /// The server's capabilities, or why they could not be read (then every call fails with it,
     /// which the engine counts, and after three turns the remote off for the run).
     negotiated: Result<Negotiated, String>,
-    /// QPF blake3 hex → the server's digest of the same bytes (SHA-256 servers), learnt from the
-    /// ActionResults read and the blobs uploaded.
-    known: Mutex<HashMap<String, re::Digest>>,
+    /// QPF blake3 → the server's digest of the same bytes (SHA-256 servers), learnt from the
+    /// ActionResults read. Any writer of the cache can put a wrong pair here; the worst it does is
+    /// a miss (the engine checks every blob's blake3), which such a writer can cause anyway by
+    /// overwriting the entry.
+    learned: Mutex<HashMap<[u8; 32], Remote>>,
+    /// The same, computed here from the bytes of each blob uploaded: the only pairs an uploaded
+    /// ActionResult names.
+    uploaded: Mutex<HashMap<[u8; 32], Remote>>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -147,7 +215,23 @@ pub fn is_reapi(url: &url::Url) -> bool {
 pub fn open(url: &url::Url, origin: Origin, partition: &str, headers: Headers) -> Result<ReapiRemote, String> {
     let instance = url.query_pairs().find(|(k, _)| k == "instance").map(|(_, v)| v.into_owned()).unwrap_or_default();
     if let Some((k, _)) = url.query_pairs().find(|(k, _)| k != "instance") {
-        return Err(format!("`{}`: unknown parameter `{}` (only `instance`)", crate::shown(url.as_str()), cut(&k)));
+        let k = qpf_core::text::escape(&cut(&k)).into_owned();
+        return Err(format!("`{}`: unknown parameter `{k}` (only `instance`)", crate::shown(url.as_str())));
+    }
+    check_instance(&instance)?;
+    // Credentials go only where the user pointed: a project's `qpf.yaml` (which a pull request
+    // can change) must not draw them to a server of its choosing.
+    if origin == Origin::Project && !headers.is_empty() {
+        return Err(
+            "QPF_REMOTE_CACHE_HEADERS are sent only to a server named by --remote-cache or QPF_REMOTE_CACHE, not to one a project's `remote-cache` names"
+                .into(),
+        );
+    }
+    if url.scheme() == "grpc" && !headers.is_empty() && !is_loopback(url) {
+        return Err(format!(
+            "`{}`: QPF_REMOTE_CACHE_HEADERS would travel in clear text; use grpcs:// (or a loopback or unix:// server)",
+            crate::shown(url.as_str())
+        ));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -162,6 +246,7 @@ pub fn open(url: &url::Url, origin: Origin, partition: &str, headers: Headers) -
                 + &url.port().map(|p| format!(":{p}")).unwrap_or_default()
         }
     } + &(if instance.is_empty() { String::new() } else { format!("?instance={instance}") });
+    let shown = qpf_core::text::escape(&shown).into_owned();
     let channel = match url.scheme() {
         "unix" if origin == Origin::Project => {
             return Err(format!(
@@ -169,13 +254,14 @@ pub fn open(url: &url::Url, origin: Origin, partition: &str, headers: Headers) -
             ));
         }
         "unix" => {
-            let path = std::path::PathBuf::from(url.path());
-            if !path.is_absolute() || url.host_str().is_some_and(|h| !h.is_empty()) {
-                return Err(format!("`{shown}`: write unix:///ABSOLUTE/PATH (three slashes)"));
-            }
-            // The authority is not used: the connector opens the socket.
-            let endpoint =
-                tonic::transport::Endpoint::from_static("http://localhost").connect_timeout(CONNECT).timeout(TIMEOUT);
+            let path = url
+                .to_file_path()
+                .ok()
+                .filter(|p| p.is_absolute() && url.host_str().is_none_or(str::is_empty))
+                .ok_or_else(|| format!("`{shown}`: write unix:///ABSOLUTE/PATH (three slashes)"))?;
+            // The authority is not used: the connector opens the socket. Deadlines are set per
+            // call (they grow with a blob's size).
+            let endpoint = tonic::transport::Endpoint::from_static("http://localhost").connect_timeout(CONNECT);
             let _guard = runtime.enter();
             endpoint.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
                 let path = path.clone();
@@ -193,7 +279,6 @@ pub fn open(url: &url::Url, origin: Origin, partition: &str, headers: Headers) -
             let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{http}://{host}:{port}"))
                 .map_err(|e| format!("`{shown}`: {e}"))?
                 .connect_timeout(CONNECT)
-                .timeout(TIMEOUT)
                 .tcp_nodelay(true);
             if scheme == "grpcs" {
                 endpoint = endpoint
@@ -215,7 +300,8 @@ pub fn open(url: &url::Url, origin: Origin, partition: &str, headers: Headers) -
         shown,
         salt,
         negotiated: Err(String::new()),
-        known: Mutex::new(HashMap::new()),
+        learned: Mutex::new(HashMap::new()),
+        uploaded: Mutex::new(HashMap::new()),
         runtime,
     };
     remote.negotiated = remote.negotiate();
@@ -223,6 +309,50 @@ pub fn open(url: &url::Url, origin: Origin, partition: &str, headers: Headers) -
         tracing::warn!("remote cache `{}`: {}", remote.shown, qpf_core::text::escape(e));
     }
     Ok(remote)
+}
+
+/// Segments REAPI reserves in resource names, which an instance name may not contain.
+const RESERVED: [&str; 7] =
+    ["blobs", "uploads", "actions", "actionResults", "operations", "capabilities", "compressed-blobs"];
+
+/// An instance name: up to 256 characters of `[A-Za-z0-9._-]` in `/`-separated segments, none
+/// empty or reserved.
+fn check_instance(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Ok(());
+    }
+    let ok = name.len() <= 256
+        && name.split('/').all(|seg| {
+            !seg.is_empty()
+                && !RESERVED.contains(&seg)
+                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "instance `{}`: an instance name is up to 256 characters of [A-Za-z0-9._-] in `/`-separated segments, none of them {}",
+            qpf_core::text::escape(&cut(name)),
+            RESERVED.join(", ")
+        ))
+    }
+}
+
+/// Whether a `grpc://` URL names this machine.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        // `grpc` is not a scheme the URL standard knows, so its hosts stay text.
+        Some(url::Host::Domain(d)) => {
+            d == "localhost"
+                || d.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        None => false,
+    }
 }
 
 /// A gRPC failure, as text (the server's message cut: it is untrusted).
@@ -277,16 +407,22 @@ impl ReapiRemote {
         self.negotiated.clone().map_err(RemoteError)
     }
 
-    fn ac(&self) -> ActionCacheClient<Svc> {
-        ActionCacheClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
+    /// An ActionCache client that decodes answers up to `limit` bytes of manifest (inlined), with
+    /// room for the rest of the message.
+    fn ac(&self, limit: u64) -> ActionCacheClient<Svc> {
+        let max = usize::try_from(limit.saturating_add(1 << 20)).unwrap_or(MAX_MESSAGE).min(MAX_MESSAGE);
+        ActionCacheClient::new(self.channel.clone()).max_decoding_message_size(max)
     }
 
-    fn cas(&self) -> ContentAddressableStorageClient<Svc> {
-        ContentAddressableStorageClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
+    /// A CAS client that decodes one batch (at most the negotiated batch size) with room.
+    fn cas(&self, n: Negotiated) -> ContentAddressableStorageClient<Svc> {
+        let max = usize::try_from(n.batch.saturating_add(1 << 20)).unwrap_or(MAX_MESSAGE).min(MAX_MESSAGE);
+        ContentAddressableStorageClient::new(self.channel.clone()).max_decoding_message_size(max)
     }
 
+    /// A ByteStream client (chunks of up to 4 MiB, gRPC's usual message, with room).
     fn bytestream(&self) -> bs::byte_stream_client::ByteStreamClient<Svc> {
-        bs::byte_stream_client::ByteStreamClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
+        bs::byte_stream_client::ByteStreamClient::new(self.channel.clone()).max_decoding_message_size(5 << 20)
     }
 
     fn run<T>(
@@ -351,16 +487,17 @@ impl ReapiRemote {
         out
     }
 
-    /// Reads one blob of the server's `digest` (at most its size; more is wrong bytes, returned
-    /// empty so that the engine's digest check fails).
-    async fn read_blob(&self, n: Negotiated, digest: &re::Digest) -> Result<Option<Vec<u8>>, RemoteError> {
-        let size = u64::try_from(digest.size_bytes).unwrap_or(0);
+    /// Reads one blob (at most its size; more, or other bytes than a batch was asked for, are
+    /// wrong bytes, returned empty so that the engine's digest check fails).
+    async fn read_blob(&self, n: Negotiated, blob: Remote) -> Result<Option<Vec<u8>>, RemoteError> {
+        let size = u64::try_from(blob.size).unwrap_or(0);
         if size == 0 {
             return Ok(Some(Vec::new()));
         }
-        if size <= n.batch {
+        let digest = blob.digest();
+        if size + PER_BLOB_OVERHEAD <= n.batch {
             let response = self
-                .cas()
+                .cas(n)
                 .batch_read_blobs(re::BatchReadBlobsRequest {
                     instance_name: self.instance.clone(),
                     digests: vec![digest.clone()],
@@ -370,7 +507,7 @@ impl ReapiRemote {
                 .await
                 .map_err(|s| status("BatchReadBlobs", &s))?
                 .into_inner();
-            let Some(one) = response.responses.into_iter().find(|r| r.digest.as_ref() == Some(digest)) else {
+            let Some(one) = response.responses.into_iter().find(|r| r.digest.as_ref() == Some(&digest)) else {
                 return Err(RemoteError("BatchReadBlobs: the answer lacks the blob asked for".into()));
             };
             return match one.status.map(|s| s.code).unwrap_or(0) {
@@ -380,7 +517,8 @@ impl ReapiRemote {
                 code => Err(RemoteError(format!("BatchReadBlobs: status {code}"))),
             };
         }
-        let request = bs::ReadRequest { resource_name: self.resource(n.function, digest, false), ..Default::default() };
+        let request =
+            bs::ReadRequest { resource_name: self.resource(n.function, &digest, false), ..Default::default() };
         let mut stream = match self.bytestream().read(request).await {
             Ok(r) => r.into_inner(),
             Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
@@ -403,10 +541,11 @@ impl ReapiRemote {
         Ok(Some(if out.len() as u64 == size { out } else { Vec::new() }))
     }
 
-    /// Uploads the blobs the server lacks: small ones in batches, large ones through ByteStream.
+    /// Uploads the blobs the server lacks (all of them without `check`): small ones in batches,
+    /// large ones through ByteStream.
     async fn upload(&self, n: Negotiated, blobs: Vec<(re::Digest, Vec<u8>)>, check: bool) -> Result<(), RemoteError> {
         let missing: Vec<re::Digest> = if check {
-            self.cas()
+            self.cas(n)
                 .find_missing_blobs(re::FindMissingBlobsRequest {
                     instance_name: self.instance.clone(),
                     blob_digests: blobs.iter().map(|(d, _)| d.clone()).collect(),
@@ -422,16 +561,16 @@ impl ReapiRemote {
         let mut batch: Vec<re::batch_update_blobs_request::Request> = Vec::new();
         let mut batch_bytes = 0u64;
         for (digest, bytes) in blobs.into_iter().filter(|(d, _)| missing.contains(d)) {
-            let size = bytes.len() as u64;
-            if size > n.batch {
+            let cost = bytes.len() as u64 + PER_BLOB_OVERHEAD;
+            if cost > n.batch {
                 self.write_stream(n, &digest, bytes).await?;
                 continue;
             }
-            if batch_bytes + size > n.batch {
+            if batch_bytes + cost > n.batch {
                 self.send_batch(n, std::mem::take(&mut batch)).await?;
                 batch_bytes = 0;
             }
-            batch_bytes += size;
+            batch_bytes += cost;
             batch.push(re::batch_update_blobs_request::Request { digest: Some(digest), data: bytes, compressor: 0 });
         }
         if !batch.is_empty() {
@@ -440,13 +579,15 @@ impl ReapiRemote {
         Ok(())
     }
 
+    /// One `BatchUpdateBlobs`; every blob sent must be answered OK.
     async fn send_batch(
         &self,
         n: Negotiated,
         requests: Vec<re::batch_update_blobs_request::Request>,
     ) -> Result<(), RemoteError> {
+        let sent: Vec<re::Digest> = requests.iter().filter_map(|r| r.digest.clone()).collect();
         let response = self
-            .cas()
+            .cas(n)
             .batch_update_blobs(re::BatchUpdateBlobsRequest {
                 instance_name: self.instance.clone(),
                 requests,
@@ -455,9 +596,15 @@ impl ReapiRemote {
             .await
             .map_err(|s| status("BatchUpdateBlobs", &s))?
             .into_inner();
-        if let Some(bad) = response.responses.iter().find(|r| r.status.as_ref().is_some_and(|s| s.code != 0)) {
-            let s = bad.status.as_ref().map(|s| (s.code, cut(&s.message))).unwrap_or_default();
-            return Err(RemoteError(format!("BatchUpdateBlobs: status {}: {}", s.0, s.1)));
+        for digest in &sent {
+            match response.responses.iter().find(|r| r.digest.as_ref() == Some(digest)) {
+                None => return Err(RemoteError("BatchUpdateBlobs: a blob sent was not answered".into())),
+                Some(r) => {
+                    if let Some(s) = r.status.as_ref().filter(|s| s.code != 0) {
+                        return Err(RemoteError(format!("BatchUpdateBlobs: status {}: {}", s.code, cut(&s.message))));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -465,18 +612,15 @@ impl ReapiRemote {
     async fn write_stream(&self, n: Negotiated, digest: &re::Digest, bytes: Vec<u8>) -> Result<(), RemoteError> {
         let resource = self.resource(n.function, digest, true);
         let total = bytes.len();
-        let mut requests = Vec::new();
-        let mut offset = 0usize;
-        while offset < total {
-            let end = (offset + CHUNK).min(total);
-            requests.push(bs::WriteRequest {
+        let requests = (0..total.div_ceil(CHUNK)).map(move |i| {
+            let (offset, end) = (i * CHUNK, ((i + 1) * CHUNK).min(total));
+            bs::WriteRequest {
                 resource_name: if offset == 0 { resource.clone() } else { String::new() },
                 write_offset: offset as i64,
                 finish_write: end == total,
                 data: bytes[offset..end].to_vec(),
-            });
-            offset = end;
-        }
+            }
+        });
         let response = self
             .bytestream()
             .write(futures_util::stream::iter(requests))
@@ -493,11 +637,11 @@ impl ReapiRemote {
         Ok(())
     }
 
-    /// The entry of `name`: the ActionResult's manifest, whose blob digests are remembered.
-    async fn entry(&self, n: Negotiated, name: &str, limit: u64) -> Result<Option<Vec<u8>>, RemoteError> {
+    /// The entry of `name`: the ActionResult's manifest, whose blobs' server digests are learnt.
+    async fn entry(&self, n: Negotiated, name: &str, limit: u64) -> Result<EntryRead, RemoteError> {
         let (action_digest, _) = self.action(n.function, name);
         let result = match self
-            .ac()
+            .ac(limit)
             .get_action_result(re::GetActionResultRequest {
                 instance_name: self.instance.clone(),
                 action_digest: Some(action_digest),
@@ -508,62 +652,70 @@ impl ReapiRemote {
             .await
         {
             Ok(r) => r.into_inner(),
-            Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
+            Err(s) if s.code() == tonic::Code::NotFound => return Ok(EntryRead::Absent),
+            Err(s) if s.code() == tonic::Code::OutOfRange => return Ok(EntryRead::TooLarge(limit + 1)),
             Err(s) => return Err(status("GetActionResult", &s)),
         };
+        // Not an action of ours, or a malformed one: nothing to use.
         let Some(manifest) = result.output_files.iter().find(|f| f.path == MANIFEST_PATH) else {
-            // Not an action of ours (or a forged one): nothing to use.
-            return Ok(None);
+            return Ok(EntryRead::Absent);
         };
-        let Some(digest) = manifest.digest.clone() else { return Ok(None) };
-        let size = u64::try_from(digest.size_bytes).unwrap_or(u64::MAX);
+        let Some(digest) = manifest.digest.as_ref().and_then(Remote::checked) else { return Ok(EntryRead::Absent) };
+        let size = u64::try_from(digest.size).unwrap_or(u64::MAX);
         if size > limit {
-            return Err(RemoteError(format!("the entry is {size} bytes, over the limit of {limit}")));
+            return Ok(EntryRead::TooLarge(size));
         }
         if n.function != DigestFunction::Blake3 {
-            self.remember(result.output_files.iter().filter_map(|f| {
-                let hex = f.path.strip_prefix("blobs/")?;
-                let digest = f.digest.clone()?;
-                (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| (hex.to_owned(), digest))
-            }));
+            let rows = result.output_files.iter().filter_map(|f| {
+                let key = hex32(f.path.strip_prefix("blobs/")?)?;
+                Some((key, Remote::checked(f.digest.as_ref()?)?))
+            });
+            remember(&self.learned, rows.take(MAX_ROWS));
         }
-        let bytes = if !manifest.contents.is_empty() || size == 0 {
+        let bytes = if manifest.contents.len() as u64 == size {
             manifest.contents.clone()
+        } else if !manifest.contents.is_empty() {
+            return Ok(EntryRead::Found(Vec::new()));
         } else {
-            match self.read_blob(n, &digest).await? {
+            match self.read_blob(n, digest).await? {
                 Some(b) => b,
                 // The result outlived its manifest (evicted): a miss.
-                None => return Ok(None),
+                None => return Ok(EntryRead::Absent),
             }
         };
         // The server's digest is checked here too (the engine checks QPF's own seal after).
-        if digest_of(n.function, &bytes) != digest {
-            return Ok(Some(Vec::new()));
+        if digest_of(n.function, &bytes) != digest.digest() {
+            return Ok(EntryRead::Found(Vec::new()));
         }
-        Ok(Some(bytes))
+        Ok(EntryRead::Found(bytes))
     }
 
-    fn remember(&self, pairs: impl Iterator<Item = (String, re::Digest)>) {
-        if let Ok(mut known) = self.known.lock() {
-            for (hex, digest) in pairs {
-                if known.len() >= MAX_KNOWN {
-                    known.clear();
-                }
-                known.insert(hex, digest);
-            }
-        }
-    }
-
-    /// The server's digest of the blob QPF knows as `blake3:<hex>`.
-    fn remote_digest(&self, n: Negotiated, digest: &str, size: u64) -> Result<Option<re::Digest>, RemoteError> {
-        let hex = digest
-            .strip_prefix("blake3:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| RemoteError(format!("`{}` is not a blake3 digest", cut(digest))))?;
+    /// The server's digest of the blob QPF knows as `blake3:<hex>` of `size` bytes.
+    fn remote_digest(&self, n: Negotiated, digest: &str, size: u64) -> Result<Option<Remote>, RemoteError> {
+        let key = blake3_of(digest)?;
         if n.function == DigestFunction::Blake3 {
-            return Ok(Some(re::Digest { hash: hex.to_owned(), size_bytes: size as i64 }));
+            let size = i64::try_from(size).map_err(|_| RemoteError(format!("a blob of {size} bytes")))?;
+            return Ok(Some(Remote { hash: key, size }));
         }
-        Ok(self.known.lock().ok().and_then(|k| k.get(hex).cloned()))
+        let known = |map: &Mutex<HashMap<[u8; 32], Remote>>| map.lock().ok().and_then(|m| m.get(&key).copied());
+        Ok(known(&self.uploaded).or_else(|| known(&self.learned)))
+    }
+
+    /// A deadline that grows with the bytes moved: [`TIMEOUT`] plus a second per MiB.
+    fn deadline(size: u64) -> Duration {
+        TIMEOUT + Duration::from_secs(size >> 20)
+    }
+}
+
+/// Remembers pairs in `map`, emptied when it would grow past [`MAX_KNOWN`].
+fn remember(map: &Mutex<HashMap<[u8; 32], Remote>>, pairs: impl Iterator<Item = ([u8; 32], Remote)>) {
+    if let Ok(mut known) = map.lock() {
+        for (key, remote) in pairs {
+            if known.len() >= MAX_KNOWN {
+                known.clear();
+            }
+            known.insert(key, remote);
+        }
     }
 }
 
@@ -580,19 +732,25 @@ impl RemoteStore for ReapiRemote {
 
     fn get_entry(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, RemoteError> {
         let n = self.negotiated()?;
-        self.run("GetActionResult", TIMEOUT, self.entry(n, name, limit))
+        match self.run("GetActionResult", TIMEOUT, self.entry(n, name, limit))? {
+            EntryRead::Found(bytes) => Ok(Some(bytes)),
+            EntryRead::Absent => Ok(None),
+            EntryRead::TooLarge(size) => {
+                Err(RemoteError(format!("the entry is {size} bytes, over the limit of {limit}")))
+            }
+        }
     }
 
     fn get_entries(&self, names: &[String], limit: u64) -> Result<HashMap<String, Option<Vec<u8>>>, RemoteError> {
         use futures_util::{StreamExt, TryStreamExt};
         let n = self.negotiated()?;
         let requests = names.iter().map(|name| async move {
-            match self.entry(n, name, limit).await {
-                Ok(found) => Ok((name.clone(), Some(found))),
+            Ok::<_, RemoteError>(match self.entry(n, name, limit).await? {
+                EntryRead::Found(bytes) => (name.clone(), Some(Some(bytes))),
+                EntryRead::Absent => (name.clone(), Some(None)),
                 // Over the limit: left to be asked alone (and refused then).
-                Err(e) if e.0.contains("over the limit") => Ok((name.clone(), None)),
-                Err(e) => Err(e),
-            }
+                EntryRead::TooLarge(_) => (name.clone(), None),
+            })
         });
         let all = futures_util::stream::iter(requests).buffer_unordered(CONCURRENT_READS).try_collect::<Vec<_>>();
         let deadline = TIMEOUT.max(Duration::from_millis(10 * names.len() as u64));
@@ -603,24 +761,27 @@ impl RemoteStore for ReapiRemote {
     fn get_blob(&self, digest: &str, size: u64) -> Result<Option<Vec<u8>>, RemoteError> {
         let n = self.negotiated()?;
         let Some(remote) = self.remote_digest(n, digest, size)? else { return Ok(None) };
-        if u64::try_from(remote.size_bytes).ok() != Some(size) {
+        if u64::try_from(remote.size).ok() != Some(size) {
             // The result names bytes of another size under this digest: wrong bytes, unread.
             return Ok(Some(Vec::new()));
         }
-        self.run("reading a blob", TIMEOUT, self.read_blob(n, &remote))
+        self.run("reading a blob", Self::deadline(size), self.read_blob(n, remote))
     }
 
     fn put_blob(&self, digest: &str, bytes: &[u8], replace: bool) -> Result<(), RemoteError> {
         let n = self.negotiated()?;
-        let hex = digest
-            .strip_prefix("blake3:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| RemoteError(format!("`{}` is not a blake3 digest", cut(digest))))?;
+        let key = blake3_of(digest)?;
         let remote = digest_of(n.function, bytes);
-        self.remember(std::iter::once((hex.to_owned(), remote.clone())));
+        if let Some(r) = Remote::checked(&remote) {
+            remember(&self.uploaded, std::iter::once((key, r)));
+        }
         // Content-addressed by the server's own digest: "replacing" is uploading the true bytes,
         // whatever the server had (a server that verifies uploads never had wrong ones).
-        self.run("uploading a blob", TIMEOUT, self.upload(n, vec![(remote, bytes.to_vec())], !replace))
+        self.run(
+            "uploading a blob",
+            Self::deadline(bytes.len() as u64),
+            self.upload(n, vec![(remote, bytes.to_vec())], !replace),
+        )
     }
 
     fn put_entry(&self, name: &str, bytes: &[u8], blobs: &[(String, u64)]) -> Result<(), RemoteError> {
@@ -634,13 +795,20 @@ impl RemoteStore for ReapiRemote {
             ..Default::default()
         }];
         for (digest, size) in blobs {
-            let Some(remote) = self.remote_digest(n, digest, *size)? else {
+            // Only pairs computed here from the bytes uploaded (or, with BLAKE3, QPF's own).
+            let key = blake3_of(digest)?;
+            let remote = if n.function == DigestFunction::Blake3 {
+                self.remote_digest(n, digest, *size)?
+            } else {
+                self.uploaded.lock().ok().and_then(|m| m.get(&key).copied())
+            };
+            let Some(remote) = remote else {
                 return Err(RemoteError(format!("the blob `{}` was not uploaded before its entry", cut(digest))));
             };
-            let hex = digest.strip_prefix("blake3:").unwrap_or(digest);
+            let hex = &digest["blake3:".len()..];
             output_files.push(re::OutputFile {
                 path: format!("blobs/{hex}"),
-                digest: Some(remote),
+                digest: Some(remote.digest()),
                 ..Default::default()
             });
         }
@@ -654,9 +822,9 @@ impl RemoteStore for ReapiRemote {
             execution_metadata: Some(re::ExecutedActionMetadata { worker: "qpf".to_owned(), ..Default::default() }),
             ..Default::default()
         };
-        self.run("UpdateActionResult", TIMEOUT, async {
+        self.run("UpdateActionResult", Self::deadline(bytes.len() as u64), async {
             self.upload(n, uploads, true).await?;
-            self.ac()
+            self.ac(qpf_engine::remote::MAX_REMOTE_MANIFEST_BYTES)
                 .update_action_result(re::UpdateActionResultRequest {
                     instance_name: self.instance.clone(),
                     action_digest: Some(action_digest),
@@ -757,5 +925,38 @@ mod tests {
             format!("blobs/{}/{}", first.hash, first.size_bytes)
         );
         assert!(Headers::parse("bad name=x").is_err());
+    }
+
+    #[test]
+    fn credentials_go_only_where_the_user_pointed_and_never_into_a_message() {
+        let headers = || Headers::parse("authorization=Bearer s3cr3t").expect("headers");
+        let url = url::Url::parse("grpcs://cache.example.com").expect("url");
+        let e = open(&url, Origin::Project, "", headers()).expect_err("a project's server gets no credentials");
+        assert!(e.contains("sent only to a server named by --remote-cache"), "{e}");
+        let url = url::Url::parse("grpc://cache.example.com:9092").expect("url");
+        let e = open(&url, Origin::User, "", headers()).expect_err("clear text");
+        assert!(e.contains("clear text"), "{e}");
+        // A malformed line is named by number: it may hold the secret.
+        let e = Headers::parse("x-api-key=ok\nauthorization: Bearer s3cr3t==").expect_err("malformed");
+        assert!(e.contains("line 2") && !e.contains("s3cr3t"), "{e}");
+        assert!(!format!("{:?}", headers()).contains("s3cr3t"));
+    }
+
+    #[test]
+    fn instance_names_and_server_digests_are_checked() {
+        for bad in ["a//b", "main/blobs", "uploads", "x\u{1b}[2J", &"a".repeat(300)] {
+            assert!(check_instance(bad).is_err(), "{bad:?}");
+        }
+        for good in ["", "main", "ci/linux-x86_64", "a.b_c-d"] {
+            assert!(check_instance(good).is_ok(), "{good}");
+        }
+        let ok = "ab".repeat(32);
+        assert!(Remote::checked(&re::Digest { hash: ok.clone(), size_bytes: 3 }).is_some());
+        assert!(Remote::checked(&re::Digest { hash: ok.clone(), size_bytes: -1 }).is_none(), "negative size");
+        assert!(Remote::checked(&re::Digest { hash: ok.to_uppercase(), size_bytes: 3 }).is_none());
+        assert!(Remote::checked(&re::Digest { hash: format!("{ok}00"), size_bytes: 3 }).is_none(), "too long");
+        assert!(Remote::checked(&re::Digest { hash: "../x".into(), size_bytes: 3 }).is_none());
+        let r = Remote::checked(&re::Digest { hash: ok.clone(), size_bytes: 3 }).expect("ok");
+        assert_eq!(r.digest().hash, ok);
     }
 }
