@@ -399,3 +399,46 @@ fn a_rust_plugin_builds_to_the_same_digest_wherever_it_lives() {
     assert!(digests[0].starts_with("blake3:"), "{digests:?}");
     assert_eq!(digests[0], digests[1]);
 }
+
+/// The compiled-plugin cache has a size cap (`QPF_COMPILED_CACHE_MAX`): past it, the least
+/// recently used artifacts go and the one just compiled stays.
+#[test]
+fn the_compiled_cache_keeps_to_its_cap_and_keeps_the_newest_artifact() {
+    let cache = tempfile::tempdir().expect("dir");
+    let artifacts = || {
+        let mut names: Vec<String> = std::fs::read_dir(cache.path())
+            .expect("the cache folder")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".cwasm"))
+            .collect();
+        names.sort();
+        names
+    };
+    let inspect = |name: &str, cap: Option<&str>| {
+        let wasm = support::wasm(name);
+        let mut command = Command::new(support::qpf_bin());
+        command
+            .args(["plugin", "inspect", wasm.to_str().expect("utf-8")])
+            .env("QPF_LOG", "warn")
+            .env("QPF_COMPILED_CACHE", cache.path());
+        match cap {
+            Some(cap) => command.env("QPF_COMPILED_CACHE_MAX", cap),
+            None => command.env_remove("QPF_COMPILED_CACHE_MAX"),
+        };
+        let out = command.output().expect("qpf runs");
+        assert!(out.status.success(), "{}", show(&out));
+        artifacts()
+    };
+    let hostile = support::digest(&support::wasm("qpf_hostile"));
+    let settings = support::digest(&support::wasm("qpf_py_settings"));
+    let stem = |digest: &str| digest.trim_start_matches("blake3:").to_owned();
+    assert_eq!(inspect("qpf_hostile", None).len(), 1);
+    // A cap of one byte: the new artifact is kept, the other goes.
+    let left = inspect("qpf_py_settings", Some("1"));
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(&stem(&settings)), "{left:?}");
+    // With the default cap (2 GiB) both stay.
+    let both = inspect("qpf_hostile", None);
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(both.iter().any(|n| n.starts_with(&stem(&hostile))), "{both:?}");
+}

@@ -181,7 +181,7 @@ fn languages() {
         let cache = tempfile::tempdir().expect("temp dir");
         let with_cache = || {
             Runtime::new(&RuntimeOptions {
-                compiled_cache: Some(CompiledCacheOptions { dir: cache.path().to_owned(), secret: [7; 32] }),
+                compiled_cache: Some(CompiledCacheOptions::new(cache.path().to_owned(), [7; 32])),
                 ..RuntimeOptions::default()
             })
         };
@@ -200,7 +200,7 @@ fn languages() {
         });
         println!("{:<52} {:>12}", format!("{label}: call, pooling allocator"), fmt(call));
         let plain = Runtime::new(&RuntimeOptions {
-            compiled_cache: Some(CompiledCacheOptions { dir: cache.path().to_owned(), secret: [7; 32] }),
+            compiled_cache: Some(CompiledCacheOptions::new(cache.path().to_owned(), [7; 32])),
             pooling: false,
             ..RuntimeOptions::default()
         })
@@ -235,7 +235,7 @@ fn main() {
         });
         println!("{:<52} {:>12}", "trivial plugin: compile (cold, Cranelift)", fmt(compile));
         let cached = Runtime::new(&RuntimeOptions {
-            compiled_cache: Some(CompiledCacheOptions { dir: cache.path().to_owned(), secret: [7; 32] }),
+            compiled_cache: Some(CompiledCacheOptions::new(cache.path().to_owned(), [7; 32])),
             ..RuntimeOptions::default()
         })
         .expect("runtime");

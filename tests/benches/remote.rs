@@ -196,6 +196,10 @@ pub fn shards(n: usize) {
     let s3 = S3s::start();
     let project = generated(n);
     println!("generated project: {n} invocations (trivial echo guest), remote: s3s in this process");
+    // Every copy is kept until the end: deleting tens of thousands of files just before a
+    // measurement makes ext4 slow to allocate inodes for a while (its "recently deleted" scan),
+    // which would time the bench's own cleanup, not QPF.
+    let mut keep: Vec<tempfile::TempDir> = Vec::new();
     for count in [1usize, 2, 4] {
         let url = format!("s3://cache/shards-{count}");
         let runs = copies(project.path(), count);
@@ -224,6 +228,7 @@ pub fn shards(n: usize) {
             .collect();
         let cpus: Vec<Duration> = handles.into_iter().map(|h| h.join().expect("shard thread").1).collect();
         let wall = started.elapsed();
+        keep.extend(runs.into_iter().map(|(tmp, _)| tmp));
         println!(
             "{:<52} {:>12}",
             format!("  {count} shard process(es): wall"),
@@ -236,13 +241,15 @@ pub fn shards(n: usize) {
         if count == 4 {
             let gathers: Vec<Duration> = (0..3)
                 .map(|_| {
-                    let (_tmp, path) = copies(project.path(), 1).pop().expect("a copy");
+                    let (tmp, path) = copies(project.path(), 1).pop().expect("a copy");
                     let p = path.to_str().expect("utf-8").to_owned();
-                    run(
+                    let wall = run(
                         &["extract", "--project", &p, "--require-hits", "--shards", "4", "--remote-cache", &url],
                         &s3.endpoint,
                     )
-                    .0
+                    .0;
+                    keep.push(tmp);
+                    wall
                 })
                 .collect();
             println!("{:<52} {:>12}", "  gather from the warm remote (--require-hits)", crate::fmt(median(gathers)));
@@ -251,15 +258,19 @@ pub fn shards(n: usize) {
     // The same gather from a REAPI server, filled by one shard.
     let casd_dir = tempfile::tempdir().expect("temp dir");
     if let Some((mut child, url)) = casd(casd_dir.path()) {
-        let (_tmp, path) = copies(project.path(), 1).pop().expect("a copy");
+        let (tmp, path) = copies(project.path(), 1).pop().expect("a copy");
+        keep.push(tmp);
         let p = path.to_str().expect("utf-8").to_owned();
         let (fill, _) = run(&["extract", "--project", &p, "--shard", "1/1", "--remote-cache", &url], "");
         println!("{:<52} {:>12}", "  REAPI (buildbox-casd): 1 shard process, wall", crate::fmt(fill));
         let gathers: Vec<Duration> = (0..3)
             .map(|_| {
-                let (_tmp, path) = copies(project.path(), 1).pop().expect("a copy");
+                let (tmp, path) = copies(project.path(), 1).pop().expect("a copy");
                 let p = path.to_str().expect("utf-8").to_owned();
-                run(&["extract", "--project", &p, "--require-hits", "--shards", "1", "--remote-cache", &url], "").0
+                let wall =
+                    run(&["extract", "--project", &p, "--require-hits", "--shards", "1", "--remote-cache", &url], "").0;
+                keep.push(tmp);
+                wall
             })
             .collect();
         println!("{:<52} {:>12}", "  REAPI: gather from the warm remote", crate::fmt(median(gathers)));

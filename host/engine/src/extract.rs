@@ -324,6 +324,7 @@ impl Engine {
         self.settings.compiled_cache.clone().unwrap_or_else(|| qpf_runtime::CompiledCacheOptions {
             dir: self.compiled_cache_dir(),
             secret: self.secret,
+            max_bytes: crate::standalone::user_compiled_cache_max(),
         })
     }
 

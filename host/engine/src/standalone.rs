@@ -24,6 +24,19 @@ pub fn user_compiled_cache() -> Option<PathBuf> {
     user_cache_dir().map(|c| c.join("qpf/compiled"))
 }
 
+/// The size cap of the user's compiled-component cache: `QPF_COMPILED_CACHE_MAX` (`500M`,
+/// `4GiB`, bytes) when set and valid, else [`qpf_runtime::DEFAULT_COMPILED_CACHE_MAX`] (2 GiB). An
+/// invalid value is a warning, not an error: the cache is an optimisation.
+pub fn user_compiled_cache_max() -> u64 {
+    match std::env::var("QPF_COMPILED_CACHE_MAX") {
+        Ok(text) if !text.trim().is_empty() => crate::cache_admin::parse_size(text.trim()).unwrap_or_else(|e| {
+            tracing::warn!("QPF_COMPILED_CACHE_MAX: {e}; using {} bytes", qpf_runtime::DEFAULT_COMPILED_CACHE_MAX);
+            qpf_runtime::DEFAULT_COMPILED_CACHE_MAX
+        }),
+        _ => qpf_runtime::DEFAULT_COMPILED_CACHE_MAX,
+    }
+}
+
 /// The user's cache base folder: `$XDG_CACHE_HOME`, else `~/.cache` (`None` without a home folder).
 pub(crate) fn user_cache_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
@@ -60,8 +73,11 @@ impl Workbench {
     pub fn new(compiled_cache: Option<PathBuf>) -> Result<Self, RuntimeError> {
         let limits = Limits::default();
         let runtime = Runtime::new(&RuntimeOptions {
-            compiled_cache: compiled_cache
-                .map(|dir| qpf_runtime::CompiledCacheOptions { dir, secret: crate::secret::user_secret() }),
+            compiled_cache: compiled_cache.map(|dir| qpf_runtime::CompiledCacheOptions {
+                dir,
+                secret: crate::secret::user_secret(),
+                max_bytes: user_compiled_cache_max(),
+            }),
             load_limits: qpf_runtime::LoadLimits::default(),
             max_memory_bytes: limits.memory_bytes,
             max_concurrency: 1,

@@ -10,6 +10,12 @@
 //!
 //! Layout: `<dir>/<plugin-hex>-<engine-hash>.cwasm` and `.json` beside it. Writes are atomic
 //! (temporary file + rename), so concurrent `qpf` processes never see a partial artifact.
+//!
+//! The folder has a size cap: a load touches the sidecar's modification time, and after each new
+//! artifact the least recently used pairs are removed until the folder fits. Every rebuild of a
+//! plugin compiles to a new artifact, so without the cap an author's folder only grows (30–60 MB
+//! per Python or JavaScript build). A process that is loading an artifact reads it whole first, so
+//! removing it under a concurrent `qpf` costs that process nothing.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -38,6 +44,7 @@ struct Sidecar {
 pub(crate) struct CompiledCache {
     dir: PathBuf,
     key: [u8; 32],
+    max_bytes: u64,
 }
 
 /// Compiles a component with Cranelift.
@@ -54,10 +61,10 @@ fn engine_hash(engine: &Engine) -> String {
 use qpf_core::fs::write_atomic;
 
 impl CompiledCache {
-    pub(crate) fn new(dir: &Path, secret: &[u8; 32]) -> Self {
+    pub(crate) fn new(dir: &Path, secret: &[u8; 32], max_bytes: u64) -> Self {
         // A key of its own, derived from the user's secret: a MAC made here means nothing elsewhere.
         let key = blake3::derive_key("qpf compiled-plugin cache MAC v1", secret);
-        CompiledCache { dir: dir.to_owned(), key }
+        CompiledCache { dir: dir.to_owned(), key, max_bytes }
     }
 
     fn paths(&self, engine: &Engine, digest: &str) -> (PathBuf, PathBuf) {
@@ -79,6 +86,7 @@ impl CompiledCache {
     /// The cached component and info, when the artifact's MAC verifies.
     pub(crate) fn load(&self, engine: &Engine, digest: &str) -> Option<(Component, Option<PluginInfo>)> {
         let (artifact, sidecar) = self.paths(engine, digest);
+        let sidecar_path = sidecar.clone();
         let raw = qpf_core::fs::read_regular(&sidecar, MAX_SIDECAR_BYTES).ok()?;
         let sidecar: Sidecar = serde_json::from_slice(&raw).ok()?;
         if sidecar.format != FORMAT || sidecar.plugin_digest != digest {
@@ -97,6 +105,7 @@ impl CompiledCache {
         // re-checked by wasmtime in the artifact's header).
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize(engine, &bytes) }.ok()?;
+        touch(&sidecar_path);
         Some((component, sidecar.info))
     }
 
@@ -115,11 +124,102 @@ impl CompiledCache {
         });
         if let Err(e) = result {
             tracing::warn!(dir = %self.dir.display(), "cannot write the compiled-plugin cache: {e}");
+            return;
+        }
+        let keep = artifact.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let removed = trim(&self.dir, self.max_bytes, &keep);
+        if removed > 0 {
+            tracing::debug!(dir = %self.dir.display(), removed, "compiled-plugin cache trimmed to its cap");
         }
     }
+}
+
+/// Marks an artifact as used now (its sidecar's modification time); failures are ignored.
+fn touch(sidecar: &Path) {
+    if let Ok(f) = std::fs::File::options().write(true).open(sidecar) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// Removes the least recently used artifact pairs (`.cwasm` and `.json` of one stem, by the later
+/// of their modification times) until the folder's pairs take at most `max_bytes`; `keep` (the
+/// stem just stored) is never removed. Returns how many pairs were removed.
+fn trim(dir: &Path, max_bytes: u64, keep: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut pairs: std::collections::BTreeMap<String, (u64, std::time::SystemTime)> = std::collections::BTreeMap::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let (Some(stem), Some(ext)) = (path.file_stem(), path.extension()) else { continue };
+        if ext != "cwasm" && ext != "json" {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let used = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        let pair = pairs.entry(stem.to_string_lossy().into_owned()).or_insert((0, std::time::UNIX_EPOCH));
+        pair.0 += meta.len();
+        pair.1 = pair.1.max(used);
+    }
+    let mut total: u64 = pairs.values().map(|p| p.0).sum();
+    if total <= max_bytes {
+        return 0;
+    }
+    let mut oldest: Vec<(std::time::SystemTime, String, u64)> =
+        pairs.into_iter().filter(|(stem, _)| stem != keep).map(|(stem, (size, used))| (used, stem, size)).collect();
+    oldest.sort();
+    let mut removed = 0;
+    for (_, stem, size) in oldest {
+        if total <= max_bytes {
+            break;
+        }
+        // The artifact first: a sidecar without its artifact is a miss, never a bad load.
+        for ext in ["cwasm", "json"] {
+            let _ = std::fs::remove_file(dir.join(format!("{stem}.{ext}")));
+        }
+        total = total.saturating_sub(size);
+        removed += 1;
+    }
+    removed
 }
 
 /// Compares two MACs without an early exit.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn pair(dir: &Path, stem: &str, bytes: usize, age_secs: u64) {
+        let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age_secs);
+        for ext in ["cwasm", "json"] {
+            let path = dir.join(format!("{stem}.{ext}"));
+            std::fs::write(&path, vec![0u8; bytes]).unwrap();
+            std::fs::File::options().write(true).open(&path).unwrap().set_modified(when).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_least_recently_used_pairs_go_first_and_the_new_one_stays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        pair(dir, "old", 100, 300);
+        pair(dir, "used", 100, 200);
+        pair(dir, "new", 100, 0);
+        std::fs::write(dir.join("notes.txt"), vec![0u8; 10_000]).unwrap();
+        assert_eq!(trim(dir, 10_000, "new"), 0, "under the cap (other files do not count)");
+        touch(&dir.join("used.json"));
+        // 600 bytes in pairs; a cap of 400 removes one pair, the least recently used.
+        assert_eq!(trim(dir, 400, "new"), 1);
+        assert!(!dir.join("old.cwasm").exists() && !dir.join("old.json").exists());
+        assert!(dir.join("used.cwasm").exists() && dir.join("new.cwasm").exists());
+        // A cap below the new pair alone keeps it anyway.
+        assert_eq!(trim(dir, 0, "new"), 1);
+        assert!(dir.join("new.cwasm").exists() && !dir.join("used.cwasm").exists());
+        assert!(dir.join("notes.txt").exists());
+    }
 }

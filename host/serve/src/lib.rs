@@ -99,7 +99,7 @@ async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Resul
         .map(|t| t.limits.apply(&qpf_runtime::Limits::default()).memory_bytes)
         .max()
         .unwrap_or(qpf_runtime::Limits::default().memory_bytes);
-    let compiled = qpf_runtime::CompiledCacheOptions { dir: config.data.join("compiled"), secret };
+    let compiled = qpf_runtime::CompiledCacheOptions::new(config.data.join("compiled"), secret);
     let runtime = qpf_runtime::Runtime::new(&qpf_runtime::RuntimeOptions {
         compiled_cache: Some(compiled.clone()),
         load_limits: qpf_runtime::LoadLimits::default(),

@@ -48,6 +48,20 @@ pub struct CompiledCacheOptions {
     /// The key of the artifacts' MACs. It must not be stored where a project or a plugin can
     /// read or write it.
     pub secret: [u8; 32],
+    /// The most bytes the folder may hold: after each new artifact, the least recently used ones
+    /// are removed until it fits ([`DEFAULT_COMPILED_CACHE_MAX`] by default).
+    pub max_bytes: u64,
+}
+
+/// The default size cap of the compiled-plugin cache: 2 GiB (a Python or JavaScript plugin
+/// compiles to 30–60 MB).
+pub const DEFAULT_COMPILED_CACHE_MAX: u64 = 2 << 30;
+
+impl CompiledCacheOptions {
+    /// The cache at `dir`, authenticated with `secret`, capped at [`DEFAULT_COMPILED_CACHE_MAX`].
+    pub fn new(dir: PathBuf, secret: [u8; 32]) -> CompiledCacheOptions {
+        CompiledCacheOptions { dir, secret, max_bytes: DEFAULT_COMPILED_CACHE_MAX }
+    }
 }
 
 impl std::fmt::Debug for CompiledCacheOptions {
@@ -170,7 +184,7 @@ impl Runtime {
             .map_err(|e| RuntimeError::Link { what: "WASI", message: format!("{e:#}") })?;
         Extractor::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Link { what: "the log interface", message: format!("{e:#}") })?;
-        let cache = options.compiled_cache.as_ref().map(|c| CompiledCache::new(&c.dir, &c.secret));
+        let cache = options.compiled_cache.as_ref().map(|c| CompiledCache::new(&c.dir, &c.secret, c.max_bytes));
         let every = options.yield_every.map(|d| d.max(MIN_YIELD));
         let tick = every.map_or(EPOCH_TICK, |d| d.min(EPOCH_TICK));
         let yield_ticks = every.map(|d| (d.as_micros() / tick.as_micros()).max(1) as u64);
