@@ -235,6 +235,38 @@ fn generated_trees_match_the_golden_files() {
     }
 }
 
+/// Every agent's Kubernetes manifests pass the Kubernetes API's own JSON Schemas (strict: no
+/// unknown fields), offline, with kubernetes-validate (PyPI, pinned in
+/// `tests/tools/k8s-requirements.txt`, installed by `./dev tools`), for the oldest and newest
+/// Kubernetes this project supports; and every pod meets the Pod Security Standard "restricted"
+/// (`tests/tools/pss_restricted.py`).
+#[test]
+fn generated_kubernetes_manifests_are_valid_and_meet_pod_security_restricted() {
+    support::tools();
+    let project = extracted();
+    let manifests: Vec<PathBuf> = walk(&project.path().join("out"))
+        .into_iter()
+        .filter(|f| f.parent().is_some_and(|p| p.ends_with("k8s")) && f.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    assert!(manifests.len() >= 15, "every agent has a ConfigMap, a Deployment and a Service: {manifests:?}");
+    let bin = support::target_dir().join("qpf-tools/k8s/bin");
+    for version in ["1.30.0", "1.37.0"] {
+        let out = Command::new(bin.join("kubernetes-validate"))
+            .args(["--strict", "--quiet", "-k", version])
+            .args(&manifests)
+            .output()
+            .expect("kubernetes-validate runs (./dev tools installs it)");
+        assert!(out.status.success(), "Kubernetes {version}: {}", show(&out));
+    }
+    let out = Command::new(bin.join("python"))
+        .arg(support::workspace_root().join("tests/tools/pss_restricted.py"))
+        .args(&manifests)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pod template(s) checked"), "{}", show(&out));
+}
+
 #[test]
 fn a_broken_reference_in_an_agent_is_an_error_at_its_schema_line() {
     let project = agents_project();
