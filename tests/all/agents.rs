@@ -265,6 +265,26 @@ fn generated_kubernetes_manifests_are_valid_and_meet_pod_security_restricted() {
         .expect("python runs");
     assert!(out.status.success(), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("pod template(s) checked"), "{}", show(&out));
+
+    // The check is not a rubber stamp: a pod as the deploy plugin wrote it before is refused.
+    let bad = tempfile::tempdir().expect("dir");
+    let old = bad.path().join("deployment.yaml");
+    std::fs::write(
+        &old,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      securityContext: {runAsNonRoot: true, runAsUser: 10001}\n      containers:\n        - name: x\n          image: x\n          resources: {requests: {cpu: 100m}, limits: {memory: 512Mi}}\n          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true}\n",
+    )
+    .expect("write");
+    let out = Command::new(bin.join("python"))
+        .arg(support::workspace_root().join("tests/tools/pss_restricted.py"))
+        .arg(&old)
+        .output()
+        .expect("python runs");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("seccompProfile.type is None") && text.contains("capabilities.drop does not hold ALL"),
+        "{text}"
+    );
 }
 
 #[test]
