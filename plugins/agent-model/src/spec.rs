@@ -220,4 +220,7 @@ pub struct Setting {
     /// Kept out of logs and reprs (`SecretStr`).
     #[serde(default)]
     pub secret: bool,
+    /// The only values allowed (strings or integers), checked when the settings load.
+    #[serde(default, rename = "enum")]
+    pub allowed: Option<Vec<serde_json::Value>>,
 }

@@ -3,7 +3,7 @@
 //! payloads, default outputs, environment variables) computed once, here, so that the plugins of
 //! the family agree on them.
 
-use crate::python::{py_class, py_const, py_ident, py_literal, py_package, py_type};
+use crate::python::{py_class, py_const, py_ident, py_literal, py_package, py_str, py_type};
 use crate::spec::{AgentSpec, Field, Slos, TypeDef};
 use qpf_sdk::{Diagnostic, ExtractError, Request, Severity};
 use serde::Serialize;
@@ -52,6 +52,8 @@ pub struct AgentView {
     pub handlers_use_datetime: bool,
     /// Whether a setting is a secret.
     pub has_secrets: bool,
+    /// Whether a setting has allowed values (`settings.py` imports `Literal`).
+    pub has_enum_settings: bool,
 }
 
 /// A record type.
@@ -217,6 +219,13 @@ pub struct SettingView {
     pub secret: bool,
     /// Environment variable.
     pub env: String,
+    /// The only values allowed (empty: any of the type), as JSON.
+    pub allowed: Vec<Value>,
+    /// A value the environment may give, as text, and what it reads as in Python: the last
+    /// allowed value, or an ordinary one of the type.
+    pub sample_env: String,
+    /// The Python literal of [`SettingView::sample_env`] once read.
+    pub sample_py: String,
 }
 
 /// Sample timestamp used in payloads (fixed: outputs are deterministic).
@@ -386,18 +395,65 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
     let settings: Vec<SettingView> = spec
         .settings
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             let base = match s.ty.as_str() {
                 "integer" => "int",
                 "number" => "float",
                 "boolean" => "bool",
                 _ => "str",
             };
+            let allowed = s.allowed.clone().unwrap_or_default();
+            if !allowed.is_empty() {
+                let fits = |v: &Value| match s.ty.as_str() {
+                    "string" => v.is_string(),
+                    "integer" => v.is_i64() || v.is_u64(),
+                    _ => false,
+                };
+                if s.secret {
+                    problem(
+                        problems,
+                        format!("/settings/{i}/enum"),
+                        "a secret setting cannot list its allowed values".into(),
+                    );
+                } else if let Some(bad) = allowed.iter().find(|v| !fits(v)) {
+                    problem(
+                        problems,
+                        format!("/settings/{i}/enum"),
+                        format!("`{bad}` is not a value of type `{}` (allowed values are strings or integers)", s.ty),
+                    );
+                }
+                if let Some(default) = s.default.as_ref().filter(|d| !allowed.contains(d)) {
+                    problem(
+                        problems,
+                        format!("/settings/{i}/default"),
+                        format!("the default `{default}` is not one of the allowed values"),
+                    );
+                }
+            }
+            let (sample_env, sample_py) = match (allowed.last(), s.ty.as_str()) {
+                (Some(Value::String(v)), _) => (v.clone(), py_str(v)),
+                (Some(v), _) => (v.to_string(), v.to_string()),
+                (None, "integer") => ("42".to_owned(), "42".to_owned()),
+                (None, "number") => ("2.5".to_owned(), "2.5".to_owned()),
+                (None, "boolean") => ("true".to_owned(), "True".to_owned()),
+                (None, _) => ("changed".to_owned(), py_str("changed")),
+            };
+            let annotation = if s.secret {
+                "SecretStr".to_owned()
+            } else if allowed.is_empty() {
+                base.to_owned()
+            } else {
+                format!("Literal[{}]", allowed.iter().map(py_literal).collect::<Vec<_>>().join(", "))
+            };
             SettingView {
                 name: s.name.clone(),
                 ident: py_ident(&s.name),
                 ty: s.ty.clone(),
-                annotation: if s.secret { "SecretStr".to_owned() } else { base.to_owned() },
+                annotation,
+                allowed,
+                sample_env,
+                sample_py,
                 default_py: s.default.as_ref().map(py_literal),
                 default: s.default.clone().unwrap_or(Value::Null),
                 required: s.default.is_none(),
@@ -429,6 +485,7 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
         model_imports,
         handlers_use_datetime,
         has_secrets: settings.iter().any(|s| s.secret),
+        has_enum_settings: settings.iter().any(|s| !s.allowed.is_empty() && !s.secret),
         kind: request.schema.kind.clone(),
         version: request.schema.version.clone(),
         dist: format!("{}-agent", name.to_ascii_lowercase().replace('_', "-")),
@@ -769,5 +826,42 @@ mod tests {
         let pointers: Vec<_> = err.diagnostics.iter().map(|d| d.pointer.clone().unwrap()).collect();
         assert_eq!(pointers, ["/capabilities/0/input", "/capabilities/0/errors/0", "/capabilities/1/input"]);
         assert!(err.diagnostics[2].message.contains("contains itself"), "{:?}", err.diagnostics[2]);
+    }
+
+    #[test]
+    fn settings_with_allowed_values_are_literals_and_their_mistakes_point_at_the_schema() {
+        let view = AgentView::from_request(&request(json!({
+            "description": "d",
+            "settings": [
+                { "name": "level", "type": "string", "default": "INFO", "enum": ["DEBUG", "INFO"] },
+                { "name": "shards", "type": "integer", "enum": [1, 2, 4] }
+            ]
+        })))
+        .unwrap();
+        assert!(view.has_enum_settings);
+        assert_eq!(view.settings[0].annotation, "Literal[\"DEBUG\", \"INFO\"]");
+        assert_eq!((view.settings[0].sample_env.as_str(), view.settings[0].sample_py.as_str()), ("INFO", "\"INFO\""));
+        assert_eq!((view.settings[1].sample_env.as_str(), view.settings[1].sample_py.as_str()), ("4", "4"));
+
+        let err = AgentView::from_request(&request(json!({
+            "description": "d",
+            "settings": [
+                { "name": "level", "type": "string", "default": "TRACE", "enum": ["DEBUG", "INFO"] },
+                { "name": "token", "type": "string", "secret": true, "enum": ["a"] },
+                { "name": "shards", "type": "integer", "enum": [1, "two"] }
+            ]
+        })))
+        .unwrap_err();
+        let found: Vec<_> = err.diagnostics.iter().map(|d| (d.pointer.clone().unwrap(), d.message.clone())).collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].0 == "/settings/0/default" && found[0].1.contains("not one of the allowed values"),
+            "{found:?}"
+        );
+        assert!(found[1].0 == "/settings/1/enum" && found[1].1.contains("secret"), "{found:?}");
+        assert!(
+            found[2].0 == "/settings/2/enum" && found[2].1.contains("`\"two\"` is not a value of type `integer`"),
+            "{found:?}"
+        );
     }
 }

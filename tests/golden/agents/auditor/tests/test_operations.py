@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from auditor.settings import Settings
 
@@ -66,7 +67,7 @@ def test_settings_default_to_the_schema(settings: Settings) -> None:
     ("variable", "attribute", "value", "expected"),
     [
         ("AUDITOR_PORT", "port", "9001", 9001),
-        ("AUDITOR_LOG_LEVEL", "log_level", "changed", "changed"),
+        ("AUDITOR_LOG_LEVEL", "log_level", "CRITICAL", "CRITICAL"),
         ("AUDITOR_REQUEST_TIMEOUT_S", "request_timeout_s", "2.5", 2.5),
         ("AUDITOR_STRICT_MODE", "strict_mode", "true", True),
     ],
@@ -76,3 +77,17 @@ def test_settings_come_from_the_environment(
 ) -> None:
     monkeypatch.setenv(variable, value)
     assert getattr(Settings(), attribute) == expected
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "AUDITOR_LOG_LEVEL",
+    ],
+)
+def test_settings_outside_their_allowed_values_are_refused_at_load(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "not-one-of-the-allowed-values")
+    with pytest.raises(ValidationError):
+        Settings()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from orchestrator.settings import Settings
 
@@ -68,7 +69,7 @@ def test_settings_default_to_the_schema(settings: Settings) -> None:
     ("variable", "attribute", "value", "expected"),
     [
         ("ORCHESTRATOR_PORT", "port", "9001", 9001),
-        ("ORCHESTRATOR_LOG_LEVEL", "log_level", "changed", "changed"),
+        ("ORCHESTRATOR_LOG_LEVEL", "log_level", "CRITICAL", "CRITICAL"),
         ("ORCHESTRATOR_REQUEST_TIMEOUT_S", "request_timeout_s", "2.5", 2.5),
         ("ORCHESTRATOR_MAX_PARALLEL_TASKS", "max_parallel_tasks", "42", 42),
         ("ORCHESTRATOR_DISPATCH_STRATEGY", "dispatch_strategy", "changed", "changed"),
@@ -79,3 +80,17 @@ def test_settings_come_from_the_environment(
 ) -> None:
     monkeypatch.setenv(variable, value)
     assert getattr(Settings(), attribute) == expected
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "ORCHESTRATOR_LOG_LEVEL",
+    ],
+)
+def test_settings_outside_their_allowed_values_are_refused_at_load(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "not-one-of-the-allowed-values")
+    with pytest.raises(ValidationError):
+        Settings()

@@ -10,6 +10,8 @@ change the schema and run `qpf extract` again.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,7 +25,7 @@ class Settings(BaseSettings):
 
     host: str = Field(default="0.0.0.0", description="Address to listen on (AUDITOR_HOST).")
     port: int = Field(default=8000, description="Port to listen on (AUDITOR_PORT).")
-    log_level: str = Field(default="INFO", description="Root log level. (AUDITOR_LOG_LEVEL)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(default="INFO", description="Root log level. (AUDITOR_LOG_LEVEL)")
     request_timeout_s: float = Field(default=30.0, description="Timeout of outgoing calls in seconds. (AUDITOR_REQUEST_TIMEOUT_S)")
     strict_mode: bool = Field(default=True, description="Reject decisions no policy covers. (AUDITOR_STRICT_MODE)")
     memory_working_url: str | None = Field(

@@ -10,6 +10,8 @@ change the schema and run `qpf extract` again.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,7 +25,7 @@ class Settings(BaseSettings):
 
     host: str = Field(default="0.0.0.0", description="Address to listen on (ORCHESTRATOR_HOST).")
     port: int = Field(default=8000, description="Port to listen on (ORCHESTRATOR_PORT).")
-    log_level: str = Field(default="INFO", description="Root log level. (ORCHESTRATOR_LOG_LEVEL)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(default="INFO", description="Root log level. (ORCHESTRATOR_LOG_LEVEL)")
     request_timeout_s: float = Field(default=30.0, description="Timeout of outgoing calls in seconds. (ORCHESTRATOR_REQUEST_TIMEOUT_S)")
     max_parallel_tasks: int = Field(default=16, description="Tasks in flight at once. (ORCHESTRATOR_MAX_PARALLEL_TASKS)")
     dispatch_strategy: str = Field(default="least-loaded", description="How an agent is picked: least-loaded or round-robin. (ORCHESTRATOR_DISPATCH_STRATEGY)")
