@@ -53,7 +53,10 @@ impl Extractor for PyTests {
             return Err(ExtractError::new("the tests need `app.py`: add the entry that generates it to `needs`"));
         }
         let extra = minijinja::context! {
-            has => minijinja::context! { openapi => has_file(&paths, &format!("{}/docs/openapi.json", agent.name)) },
+            has => minijinja::context! {
+                openapi => has_file(&paths, &format!("{}/docs/openapi.json", agent.name)),
+                observability => has(&paths, &agent, "observability.py"),
+            },
         };
         let mut response = Response::new();
         render_all(&mut response, &[&CONFTEST, &OPERATIONS], &agent, PLUGIN, &extra)?;
