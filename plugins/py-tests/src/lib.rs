@@ -56,6 +56,7 @@ impl Extractor for PyTests {
             has => minijinja::context! {
                 openapi => has_file(&paths, &format!("{}/docs/openapi.json", agent.name)),
                 observability => has(&paths, &agent, "observability.py"),
+                errors => has(&paths, &agent, "errors.py"),
             },
         };
         let mut response = Response::new();

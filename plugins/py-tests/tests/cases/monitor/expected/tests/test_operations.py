@@ -9,6 +9,7 @@ import json
 import logging
 from pathlib import Path
 
+import fastapi
 import pytest
 from fastapi.testclient import TestClient
 
@@ -64,6 +65,34 @@ def test_log_lines_written_while_serving_carry_the_request_id() -> None:
         assert json.loads(JsonFormatter().format(record))["request_id"] == "abc-123"
     finally:
         REQUEST_ID.reset(token)
+
+
+def test_every_error_answers_the_same_body(client: TestClient) -> None:
+    keys = {"code", "message", "retryable"}
+    missing = client.get("/no-such-route")
+    assert (missing.status_code, set(missing.json()), missing.json()["code"]) == (404, keys, "not_found")
+    wrong_method = client.delete("/health")
+    assert (wrong_method.status_code, wrong_method.json()["code"]) == (405, "method_not_allowed")
+    assert set(wrong_method.json()) == keys and "GET" in wrong_method.headers["allow"]
+    invalid = client.post("/observe", json=["not", "an", "object"])
+    assert (invalid.status_code, set(invalid.json()), invalid.json()["code"]) == (422, keys, "invalid_request")
+
+    async def too_many() -> None:
+        raise fastapi.HTTPException(status_code=429, detail="slow down")
+
+    async def boom() -> None:
+        raise RuntimeError("a secret detail")
+
+    client.app.add_api_route("/too-many", too_many)
+    client.app.add_api_route("/boom", boom)
+    limited = client.get("/too-many")
+    assert limited.status_code == 429
+    assert limited.json() == {"code": "too_many_requests", "message": "slow down", "retryable": True}
+    # A second client on the same app (no lifespan: the first one runs it) that answers 500s
+    # instead of raising them into the test.
+    failed = TestClient(client.app, raise_server_exceptions=False).get("/boom")
+    assert failed.status_code == 500
+    assert failed.json() == {"code": "internal", "message": "internal error", "retryable": False}
 
 
 def test_the_published_openapi_document_matches_the_app(client: TestClient) -> None:
