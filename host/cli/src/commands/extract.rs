@@ -30,8 +30,10 @@ pub struct Args {
     /// Run every invocation whatever fails (the default).
     #[arg(long)]
     keep_going: bool,
-    /// A shared cache behind the local one: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX,
-    /// az://CONTAINER/PREFIX or file:///DIR (instead of `remote-cache` in qpf.yaml).
+    /// A shared cache behind the local one: object storage (s3://BUCKET/PREFIX, gs://BUCKET/PREFIX,
+    /// az://CONTAINER/PREFIX, file:///DIR) or a Remote Execution API server (grpc://HOST:PORT,
+    /// grpcs://HOST, unix:///SOCKET; `?instance=NAME`; credentials in QPF_REMOTE_CACHE_HEADERS).
+    /// Overrides `remote-cache` in qpf.yaml.
     #[arg(long, value_name = "URL", env = "QPF_REMOTE_CACHE")]
     remote_cache: Option<String>,
     /// Read the remote cache, never write to it (builds of untrusted changes, e.g. pull requests).
