@@ -131,23 +131,9 @@ fn results_stored_by_one_run_are_verified_hits_for_another_on_buildbox_casd() {
         std::fs::read(laptop.path().join("qpf.lock")).expect("lock")
     );
 
-    // Read-only under a new salt (a new partition in the Action's salt): every invocation
-    // misses, and the server's store is unchanged.
-    let before = casd.objects();
-    let project = support::example_project();
-    let p = project.path().to_str().expect("utf-8");
-    let out = crate::remote::qpf_command(NO_S3)
-        .args(["extract", "--project", p, "--remote-cache", &url, "--remote-read-only"])
-        .env("QPF_REMOTE_CACHE_SALT", "2026-12")
-        .output()
-        .expect("qpf runs");
-    assert!(out.status.success(), "{}", show(&out));
-    assert!(
-        stdout(&out).contains(&format!("remote cache {url} (read-only): 0 hits, 10 misses, 0 results uploaded")),
-        "{}",
-        show(&out)
-    );
-    assert_eq!(casd.objects(), before, "read-only wrote nothing");
+    // Read-only under a new salt (a new partition in the Action's salt): every invocation of
+    // the example project (10) misses, and the server's store is unchanged.
+    crate::remote::read_only_under_a_new_salt_writes_nothing(NO_S3, &url, 10, &|| casd.objects());
 }
 
 #[test]

@@ -91,11 +91,21 @@ fn results_stored_by_one_run_are_verified_hits_for_another_on_s3s() {
     let n = one_machine_fills_and_another_hits(&s3.endpoint, url);
     assert!(s3.objects().iter().any(|o| o.starts_with("ci/qpf-cache/v1/ac")), "{:?}", s3.objects());
 
-    // Read-only under a new salt: every invocation misses and nothing is written.
-    let before = s3.objects();
+    read_only_under_a_new_salt_writes_nothing(&s3.endpoint, url, n, &|| s3.objects());
+}
+
+/// Read-only under a new salt, on a fresh copy of the example project (`n` invocations): every
+/// invocation misses and `objects` (what the store holds) is unchanged.
+pub(crate) fn read_only_under_a_new_salt_writes_nothing(
+    endpoint: &str,
+    url: &str,
+    n: usize,
+    objects: &dyn Fn() -> Vec<PathBuf>,
+) {
+    let before = objects();
     let project = support::example_project();
     let p = project.path().to_str().expect("utf-8");
-    let out = qpf_command(&s3.endpoint)
+    let out = qpf_command(endpoint)
         .args(["extract", "--project", p, "--remote-cache", url, "--remote-read-only"])
         .env("QPF_REMOTE_CACHE_SALT", "2026-12")
         .output()
@@ -106,7 +116,7 @@ fn results_stored_by_one_run_are_verified_hits_for_another_on_s3s() {
         "{}",
         show(&out)
     );
-    assert_eq!(s3.objects(), before, "read-only wrote nothing");
+    assert_eq!(objects(), before, "read-only wrote nothing");
 }
 
 #[test]

@@ -52,7 +52,9 @@ fn moto() -> Option<(std::process::Child, String)> {
     if !server.is_file() {
         return None;
     }
-    let mut child = std::process::Command::new(server)
+    let mut child = std::process::Command::new("timeout")
+        .arg("1800")
+        .arg(server)
         .args(["-H", "127.0.0.1", "-p", "0"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -69,6 +71,13 @@ fn moto() -> Option<(std::process::Child, String)> {
     Some((child, endpoint))
 }
 
+/// Stops a server started under `timeout` (which passes SIGTERM on; a SIGKILL would leave the
+/// server running until its time is up).
+fn stop(mut child: std::process::Child) {
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
 /// buildbox-casd (a REAPI server), when `./dev tools` has installed it, on a Unix socket in
 /// `dir`: (child, `unix://` URL).
 fn casd(dir: &Path) -> Option<(std::process::Child, String)> {
@@ -77,7 +86,9 @@ fn casd(dir: &Path) -> Option<(std::process::Child, String)> {
         return None;
     }
     let socket = dir.join("casd.sock");
-    let child = std::process::Command::new(server)
+    let child = std::process::Command::new("timeout")
+        .arg("1800")
+        .arg(server)
         .arg(format!("--bind=unix:{}", socket.display()))
         .arg(dir.join("cache"))
         .stdout(std::process::Stdio::null())
@@ -87,6 +98,11 @@ fn casd(dir: &Path) -> Option<(std::process::Child, String)> {
     let started = Instant::now();
     while !socket.exists() && started.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if !socket.exists() {
+        eprintln!("buildbox-casd did not listen within 30 s: the REAPI rows are left out");
+        stop(child);
+        return None;
     }
     Some((child, format!("unix://{}", socket.display())))
 }
@@ -273,7 +289,7 @@ pub fn shards(n: usize) {
     }
     // The same gather from a REAPI server, filled by one shard.
     let casd_dir = tempfile::tempdir().expect("temp dir");
-    if let Some((mut child, url)) = casd(casd_dir.path()) {
+    if let Some((child, url)) = casd(casd_dir.path()) {
         let (tmp, path) = copies(project.path(), 1).pop().expect("a copy");
         keep.push(tmp);
         let p = path.to_str().expect("utf-8").to_owned();
@@ -290,8 +306,7 @@ pub fn shards(n: usize) {
             })
             .collect();
         println!("{:<52} {:>12}", "  REAPI: gather from the warm remote", crate::fmt(median(gathers)));
-        let _ = child.kill();
-        let _ = child.wait();
+        stop(child);
     }
 }
 
@@ -313,9 +328,8 @@ pub fn example_bench() {
         backends.push(("REAPI: buildbox-casd, unix socket", url.clone(), String::new()));
     }
     example(&backends);
-    for (mut child, _) in moto.into_iter().chain(casd) {
-        let _ = child.kill();
-        let _ = child.wait();
+    for (child, _) in moto.into_iter().chain(casd) {
+        stop(child);
     }
 }
 

@@ -669,6 +669,7 @@ impl Engine {
         audit::append(&audit_path, &audit).map_err(|source| EngineError::Io { path: audit_path, source })?;
         let mut warnings: Vec<String> =
             commit.warnings.into_iter().chain(tier.iter().flat_map(crate::remote::Tiered::warnings)).collect();
+        let remote = tier.as_ref().map(crate::remote::Tiered::summary);
         let shard = options.shard.map(|s| {
             let summary = &commit.summary;
             let marker = ShardMarker {
@@ -678,7 +679,6 @@ impl Engine {
                 invocations: summary.invocations,
                 failed: summary.failed + summary.skipped,
             };
-            let remote = tier.as_ref().map(crate::remote::Tiered::summary);
             let complete = remote.as_ref().is_some_and(|r| r.errors == 0 && !r.disabled);
             let stored = match &self.settings.remote {
                 Some(r) if !r.read_only && !complete => {
@@ -713,7 +713,7 @@ impl Engine {
             summary: commit.summary,
             invocations: commit.records.iter().map(InvocationRecord::report).collect(),
             removed,
-            remote: tier.as_ref().map(crate::remote::Tiered::summary),
+            remote,
             shard,
             warnings,
         })

@@ -161,13 +161,18 @@ pub fn open_object(text: &str, origin: Origin) -> Result<ObjectRemote, String> {
             ));
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    Ok(ObjectRemote { store, prefix, shown, runtime: runtime()? })
+}
+
+/// The runtime a remote store blocks on: two threads, its own, so that the engine's threads
+/// (which are not async) can call the store.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("qpf-remote")
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the remote cache's runtime: {e}"))?;
-    Ok(ObjectRemote { store, prefix, shown, runtime })
+        .map_err(|e| format!("cannot start the remote cache's runtime: {e}"))
 }
 
 /// Retries: two, within 10 s (and 5 s to connect, 60 s per request, set with each builder). A cache that does not answer is skipped, not waited for: the run

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use bazel_remote_apis::google::bytestream as bs;
+use prost::Message as _;
 use qpf_engine::remote::{RemoteError, RemoteStore};
 use re::action_cache_client::ActionCacheClient;
 use re::capabilities_client::CapabilitiesClient;
@@ -233,12 +234,7 @@ pub fn open(url: &url::Url, origin: Origin, partition: &str, headers: Headers) -
             crate::shown(url.as_str())
         ));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("qpf-remote")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the remote cache's runtime: {e}"))?;
+    let runtime = crate::runtime()?;
     let shown = match url.scheme() {
         "unix" => format!("unix://{}", url.path()),
         scheme => {
@@ -372,10 +368,6 @@ fn digest_of(function: DigestFunction, bytes: &[u8]) -> re::Digest {
     re::Digest { hash, size_bytes: bytes.len() as i64 }
 }
 
-fn encode(message: &impl prost::Message) -> Vec<u8> {
-    message.encode_to_vec()
-}
-
 impl ReapiRemote {
     fn negotiate(&self) -> Result<Negotiated, String> {
         let mut client = CapabilitiesClient::new(self.channel.clone());
@@ -439,28 +431,31 @@ impl ReapiRemote {
     /// The Action of an entry, with the Command, input root and file it names (to be uploaded
     /// with a result), and its digest.
     fn action(&self, function: DigestFunction, name: &str) -> (re::Digest, Vec<(re::Digest, Vec<u8>)>) {
-        let command = encode(&re::Command {
+        let command = re::Command {
             arguments: vec!["qpf-invocation".to_owned(), name.to_owned()],
             output_paths: vec![MANIFEST_PATH.to_owned()],
             ..Default::default()
-        });
+        }
+        .encode_to_vec();
         let file = name.as_bytes().to_vec();
         let file_digest = digest_of(function, &file);
-        let root = encode(&re::Directory {
+        let root = re::Directory {
             files: vec![re::FileNode {
                 name: "invocation".to_owned(),
                 digest: Some(file_digest.clone()),
                 ..Default::default()
             }],
             ..Default::default()
-        });
+        }
+        .encode_to_vec();
         let (command_digest, root_digest) = (digest_of(function, &command), digest_of(function, &root));
-        let action = encode(&re::Action {
+        let action = re::Action {
             command_digest: Some(command_digest.clone()),
             input_root_digest: Some(root_digest.clone()),
             salt: self.salt.clone(),
             ..Default::default()
-        });
+        }
+        .encode_to_vec();
         let action_digest = digest_of(function, &action);
         (
             action_digest.clone(),
