@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use crate::remote::{extract_in, gather, qpf, run_shards, spawn_extract, stdout};
+use crate::remote::{extract_in, gather, qpf, run_shards, stdout};
 use crate::support::{self, show};
 
 /// No S3 endpoint is used: the REAPI runs get a closed one.
@@ -206,30 +206,17 @@ fn wrong_or_missing_blobs_behind_a_reapi_result_are_misses_and_are_stored_again(
 
 #[test]
 fn a_reapi_server_that_dies_mid_run_leaves_the_run_whole_and_one_that_is_gone_costs_warnings() {
-    let single = support::agents_project();
-    let out = support::qpf(&["extract", "--project", single.path().to_str().expect("utf-8")]);
-    assert!(out.status.success(), "{}", show(&out));
-
     let mut casd = Casd::start();
-    let project = support::agents_project();
-    let report = project.path().join("report.json");
-    let child =
-        spawn_extract(project.path(), NO_S3, &casd.url(), &["-j", "1", "--report", report.to_str().expect("utf-8")]);
-    let started = std::time::Instant::now();
-    while !casd.objects().iter().any(|p| p.to_string_lossy().contains("actioncache"))
-        && started.elapsed() < std::time::Duration::from_secs(120)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    casd.stop();
-    let out = child.wait_with_output().expect("qpf ends");
-    assert!(out.status.success(), "{}", show(&out));
-    let report = support::report(&report);
-    let remote = &report["remote"];
-    assert!(remote["uploaded"].as_u64().is_some_and(|n| n > 0 && n < 65), "uploads stopped part-way: {remote}");
-    assert!(remote["errors"].as_u64().is_some_and(|n| n >= 1), "{remote}");
-    assert_eq!(report["summary"]["failed"], 0, "{report}");
-    assert_eq!(support::tree(&single.path().join("out")), support::tree(&project.path().join("out")), "whole outputs");
+    let url = casd.url();
+    crate::remote::going_down_mid_run_leaves_the_run_whole(NO_S3, &url, &mut || {
+        let started = std::time::Instant::now();
+        while !casd.objects().iter().any(|p| p.to_string_lossy().contains("actioncache"))
+            && started.elapsed() < std::time::Duration::from_secs(120)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        casd.stop();
+    });
 
     // Gone from the start: the capabilities are not read, the run goes on locally.
     let (_, out, report) = extract(&casd, support::example_project(), &[]);

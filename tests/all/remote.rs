@@ -253,7 +253,7 @@ fn results_stored_by_one_run_are_verified_hits_for_another_on_moto() {
 }
 
 /// `qpf extract` on `project` with the S3 environment, as a child process (not waited for).
-pub(crate) fn spawn_extract(project: &Path, endpoint: &str, url: &str, extra: &[&str]) -> std::process::Child {
+fn spawn_extract(project: &Path, endpoint: &str, url: &str, extra: &[&str]) -> std::process::Child {
     qpf_command(endpoint)
         .args(["extract", "--project", project.to_str().expect("utf-8"), "--remote-cache", url])
         .args(extra)
@@ -364,22 +364,29 @@ fn a_shard_needs_a_writable_remote_and_a_well_formed_index() {
 
 #[test]
 fn a_remote_that_goes_down_mid_run_leaves_the_run_whole() {
+    let s3 = S3s::start();
+    going_down_mid_run_leaves_the_run_whole(&s3.endpoint, "s3://cache/mid-run", &mut || {
+        // Down as soon as the first results have arrived: the run is then in its middle.
+        let started = std::time::Instant::now();
+        while s3.objects().len() < 3 && started.elapsed() < std::time::Duration::from_secs(120) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        s3.set_down(true);
+    });
+}
+
+/// The agents project run once locally, then against the remote at `url` with one job, while
+/// `go_down` waits for the first results to arrive and takes the remote down: the run succeeds,
+/// uploads stop part-way, the failures are counted and the outputs are those of the local run.
+pub(crate) fn going_down_mid_run_leaves_the_run_whole(endpoint: &str, url: &str, go_down: &mut dyn FnMut()) {
     let single = support::agents_project();
     let out = support::qpf(&["extract", "--project", single.path().to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", show(&out));
 
-    let s3 = S3s::start();
-    let url = "s3://cache/mid-run";
     let project = support::agents_project();
     let report = project.path().join("report.json");
-    let child =
-        spawn_extract(project.path(), &s3.endpoint, url, &["-j", "1", "--report", report.to_str().expect("utf-8")]);
-    // Down as soon as the first results have arrived: the run is then in its middle.
-    let started = std::time::Instant::now();
-    while s3.objects().len() < 3 && started.elapsed() < std::time::Duration::from_secs(120) {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    s3.set_down(true);
+    let child = spawn_extract(project.path(), endpoint, url, &["-j", "1", "--report", report.to_str().expect("utf-8")]);
+    go_down();
     let out = child.wait_with_output().expect("qpf ends");
     assert!(out.status.success(), "{}", show(&out));
     let report = support::report(&report);
