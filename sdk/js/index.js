@@ -10,7 +10,7 @@
 // `jco componentize --disable all` (no WASI imports). Whatever `extract` throws (an ExtractError,
 // another Error, a string, any object) becomes an `extract-error`, never a trap.
 
-import { log as hostLog } from 'qpf:extractor/log@0.1.0';
+import { log as hostLog } from 'qpf:extractor/log@0.2.0';
 
 /** The plugin cannot produce output for this input; the host reports it with its diagnostics. */
 export class ExtractError extends Error {
@@ -21,9 +21,20 @@ export class ExtractError extends Error {
   }
 }
 
-/** A file to write, relative to the entry's output folder; strings are encoded as UTF-8. */
+/**
+ * A generated file to write, relative to the entry's output folder; strings are encoded as UTF-8.
+ * QPF owns it: rewritten on every run, checked for drift, removed when no longer produced.
+ */
 export function file(path, contents) {
   return { path, contents };
+}
+
+/**
+ * A scaffold: written only when absent, then its user's (never overwritten, drift-checked or
+ * removed): a place for a team's own code.
+ */
+export function scaffold(path, contents) {
+  return { path, contents, scaffold: true };
 }
 
 /** A diagnostic; `pointer` (a JSON Pointer into the input) lets the host show the schema line. */
@@ -55,6 +66,7 @@ function toResponse(result) {
     files: r.files.map((f) => ({
       path: String(f.path),
       contents: typeof f.contents === 'string' ? encoder.encode(f.contents) : new Uint8Array(f.contents),
+      mode: f.scaffold === true ? 'scaffold' : 'generated',
     })),
     diagnostics: (r.diagnostics || []).map(toDiagnostic),
     spawns: (r.spawns || []).map((s) => ({

@@ -6,6 +6,7 @@
 // Test helpers: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod abi;
 mod agents;
 mod architecture;
 mod cli;

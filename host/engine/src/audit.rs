@@ -64,6 +64,9 @@ pub struct AuditOutput {
     pub path: String,
     /// `blake3:<hex>`.
     pub digest: String,
+    /// `scaffold` for a file handed to its user (written only when absent); absent for generated.
+    #[serde(default, skip_serializing_if = "qpf_runtime::FileMode::is_generated")]
+    pub mode: qpf_runtime::FileMode,
 }
 
 /// Appends records to the log in one write.

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use qpf_runtime::Diagnostic;
+use qpf_runtime::{Diagnostic, FileMode};
 use serde::{Deserialize, Serialize};
 
 /// Version of the manifest format (3: sealed with a MAC; 4: small files inline). Entries of
@@ -38,6 +38,23 @@ pub struct CachedFile {
     /// against `digest` when read, like a blob.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline: Option<String>,
+    /// Who owns the file once written (`scaffold` files are written only when absent).
+    #[serde(default, skip_serializing_if = "FileMode::is_generated")]
+    pub mode: FileMode,
+}
+
+/// One output file of an invocation, checked (path, count and size rules) and hashed: what the
+/// cache stores and the commit writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedFile {
+    /// Path relative to the invocation's `out` folder.
+    pub path: String,
+    /// `blake3:<hex>` of `bytes`.
+    pub digest: String,
+    /// The contents.
+    pub bytes: Vec<u8>,
+    /// Who owns it once written.
+    pub mode: FileMode,
 }
 
 /// Largest file kept inside its manifest rather than as a blob.
@@ -67,18 +84,19 @@ impl Manifest {
     /// choice ([`InvocationCache::put`]).
     pub fn of_files(
         key: &str,
-        files: &[(String, String, Vec<u8>)],
+        files: &[CheckedFile],
         diagnostics: Vec<Diagnostic>,
         fuel: u64,
         spawns: Vec<qpf_runtime::SpawnRequest>,
     ) -> Manifest {
         let files = files
             .iter()
-            .map(|(path, digest, bytes)| CachedFile {
-                path: path.clone(),
-                digest: digest.clone(),
-                size: bytes.len() as u64,
+            .map(|f| CachedFile {
+                path: f.path.clone(),
+                digest: f.digest.clone(),
+                size: f.bytes.len() as u64,
                 inline: None,
+                mode: f.mode,
             })
             .collect();
         Manifest { format: MANIFEST_FORMAT, key: key.to_owned(), files, diagnostics, fuel, spawns }
@@ -125,8 +143,8 @@ pub trait InvocationCache: Send + Sync {
     ///
     /// # Errors
     /// I/O failures.
-    fn put_files(&self, manifest: &Manifest, files: &[(String, String, Vec<u8>)]) -> Result<(), CacheError> {
-        let blobs: Vec<(&str, &[u8])> = files.iter().map(|(_, d, b)| (d.as_str(), b.as_slice())).collect();
+    fn put_files(&self, manifest: &Manifest, files: &[CheckedFile]) -> Result<(), CacheError> {
+        let blobs: Vec<(&str, &[u8])> = files.iter().map(|f| (f.digest.as_str(), f.bytes.as_slice())).collect();
         self.put(manifest, &blobs)
     }
 
@@ -338,6 +356,7 @@ mod tests {
                 digest: digest_of(&contents),
                 size: contents.len() as u64,
                 inline: None,
+                mode: qpf_runtime::FileMode::Generated,
             }],
             diagnostics: vec![],
             fuel: 42,

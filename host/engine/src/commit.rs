@@ -4,7 +4,7 @@
 //! entries are all derived from that record, so no field is listed in three places. At the end,
 //! files nobody produces any more are pruned.
 
-use qpf_runtime::Limits;
+use qpf_runtime::{FileMode, Limits};
 
 use crate::audit::{self, AuditOutput, AuditPlugin, AuditRecord};
 use crate::invoker::{ProducedFile, Worked, error};
@@ -45,8 +45,8 @@ pub struct InvocationRecord {
     pub duration_us: u64,
     /// Fuel consumed.
     pub fuel: u64,
-    /// Files produced (path under the output root, digest).
-    pub files: Vec<(String, String)>,
+    /// Files produced (path under the output root, digest, who owns it).
+    pub files: Vec<(String, String, FileMode)>,
     /// Of those, the files this run created or replaced.
     pub written: Vec<String>,
     /// The plugin's diagnostics, placed in the schema sources.
@@ -66,7 +66,7 @@ impl InvocationRecord {
             error: self.error.clone(),
             duration_us: self.duration_us,
             fuel: self.fuel,
-            files: self.files.iter().map(|(rel, _)| rel.clone()).collect(),
+            files: self.files.iter().map(|(rel, ..)| rel.clone()).collect(),
             written: self.written.clone(),
             diagnostics: self.diagnostics.clone(),
         }
@@ -96,14 +96,14 @@ impl InvocationRecord {
             outputs: self
                 .files
                 .iter()
-                .map(|(path, digest)| AuditOutput { path: path.clone(), digest: digest.clone() })
+                .map(|(path, digest, mode)| AuditOutput { path: path.clone(), digest: digest.clone(), mode: *mode })
                 .collect(),
         }
     }
 
     /// The lock entries of its files (none when it failed).
     pub fn lock_files(&self) -> impl Iterator<Item = (String, LockedFile)> + '_ {
-        self.files.iter().map(|(rel, digest)| {
+        self.files.iter().map(|(rel, digest, mode)| {
             (
                 rel.clone(),
                 LockedFile {
@@ -114,6 +114,7 @@ impl InvocationRecord {
                     plugin: self.plugin.clone(),
                     spawned_by: self.spawned_by.clone(),
                     orphan: false,
+                    user_owned: *mode == FileMode::Scaffold,
                 },
             )
         })
@@ -179,11 +180,15 @@ impl<'a> Commit<'a> {
         let mut written = Vec::new();
         for f in files {
             self.claimed.insert(&f.rel, (inv.entry.clone(), inv.schema.clone()));
+            let outcome = |contents: &[u8]| match f.mode {
+                FileMode::Generated => self.root.write(&f.rel, contents),
+                FileMode::Scaffold => self.root.write_scaffold(&f.rel, contents),
+            };
             match &f.contents {
                 Some(_) if self.dry => {}
-                Some(contents) => match self.root.write(&f.rel, contents) {
+                Some(contents) => match outcome(contents) {
                     Ok(WriteOutcome::Written) => written.push(f.rel.clone()),
-                    Ok(WriteOutcome::Unchanged) => self.summary.files_unchanged += 1,
+                    Ok(WriteOutcome::Unchanged | WriteOutcome::Kept) => self.summary.files_unchanged += 1,
                     Err(e) => {
                         return Err(error(
                             FailureKind::Write,
@@ -241,7 +246,7 @@ impl<'a> Commit<'a> {
         }
         let id = crate::lock::invocation_id(&inv.entry, &inv.schema);
         let (outcome, error, files) = match result {
-            Ok(files) => (Outcome::Ok, None, files.into_iter().map(|f| (f.rel, f.digest)).collect()),
+            Ok(files) => (Outcome::Ok, None, files.into_iter().map(|f| (f.rel, f.digest, f.mode)).collect()),
             Err(e) if skipped => (Outcome::Skipped, Some(e), Vec::new()),
             Err(e) => (Outcome::Error, Some(e), Vec::new()),
         };

@@ -8,7 +8,8 @@
 //! | `orphan` | the lock lists it, but no current invocation produces it any more (entry or schema gone) |
 //! | `stale` | its invocation's inputs changed since the lock (schema, config, plugin or limits): re-extract |
 //!
-//! Files under the output root that the lock never listed are not QPF's and are left alone.
+//! Files under the output root that the lock never listed are not QPF's and are left alone; nor
+//! are scaffolds (files the lock lists as user-owned): their edits are their users' work.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -101,6 +102,9 @@ impl crate::Engine {
         let mut seen = BTreeSet::new();
         for (rel, locked) in &lock.files {
             seen.insert(rel.clone());
+            if locked.user_owned {
+                continue;
+            }
             let item = |class, detail: String| DriftItem {
                 path: rel.clone(),
                 class,
@@ -141,7 +145,7 @@ impl crate::Engine {
         // Files a current, cached invocation produces that the lock does not list (a lost lock).
         for inv in &self.plan().invocations {
             if let Ok(Some(manifest)) = cache.manifest(&inv.key) {
-                for f in &manifest.files {
+                for f in manifest.files.iter().filter(|f| f.mode.is_generated()) {
                     let rel = format!("{}/{}", inv.out_dir, f.path);
                     if seen.insert(rel.clone()) && root.digest_of(&rel).as_deref() != Some(f.digest.as_str()) {
                         items.push(DriftItem {

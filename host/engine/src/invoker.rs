@@ -22,8 +22,11 @@ pub(crate) struct ProducedFile {
     /// Path under the output root.
     pub(crate) rel: String,
     pub(crate) digest: String,
-    /// `None` when the file on disk already holds these bytes.
+    /// `None` when the file on disk already holds these bytes (or, for a scaffold, when the file
+    /// is on disk at all).
     pub(crate) contents: Option<Vec<u8>>,
+    /// Who owns it once written.
+    pub(crate) mode: qpf_runtime::FileMode,
 }
 
 /// What the worker phase found for one invocation.
@@ -191,7 +194,7 @@ pub struct Invoker<'a> {
 #[derive(Debug)]
 pub struct Call {
     /// The checked files (path, digest, bytes) in the plugin's order, or why the call failed.
-    pub result: Result<Vec<(String, String, Vec<u8>)>, ErrorReport>,
+    pub result: Result<Vec<crate::cache::CheckedFile>, ErrorReport>,
     /// The plugin's diagnostics (with its error's, when it returned one).
     pub diagnostics: Vec<qpf_runtime::Diagnostic>,
     /// The spawns it asked for.
@@ -214,7 +217,7 @@ impl Invoker<'_> {
         request: &qpf_runtime::Request,
         key: &str,
         call: &mut Call,
-    ) -> Result<Vec<(String, String, Vec<u8>)>, ErrorReport> {
+    ) -> Result<Vec<crate::cache::CheckedFile>, ErrorReport> {
         let info = self.plugin.info();
         if !info.kinds.is_empty() && !info.kinds.contains(&request.schema.kind) {
             return Err(error(
@@ -284,7 +287,8 @@ pub(crate) fn replay(
     let mut files = Vec::with_capacity(manifest.files.len());
     for f in &manifest.files {
         let rel = join(&inv.out_dir, &f.path);
-        let contents = if root.digest_of(&rel).as_deref() == Some(f.digest.as_str()) {
+        let scaffold_kept = f.mode == qpf_runtime::FileMode::Scaffold && root.is_file(&rel);
+        let contents = if scaffold_kept || root.digest_of(&rel).as_deref() == Some(f.digest.as_str()) {
             None
         } else {
             match cache.file(f) {
@@ -298,7 +302,7 @@ pub(crate) fn replay(
                 }
             }
         };
-        files.push(ProducedFile { rel, digest: f.digest.clone(), contents });
+        files.push(ProducedFile { rel, digest: f.digest.clone(), contents, mode: f.mode });
     }
     Some(files)
 }
@@ -307,7 +311,7 @@ pub(crate) fn replay(
 pub(crate) fn check_outputs(
     files: Vec<qpf_runtime::OutputFile>,
     limits: &Limits,
-) -> Result<Vec<(String, String, Vec<u8>)>, ErrorReport> {
+) -> Result<Vec<crate::cache::CheckedFile>, ErrorReport> {
     if files.len() > limits.max_files as usize {
         return Err(error(
             FailureKind::Output,
@@ -341,9 +345,11 @@ pub(crate) fn check_outputs(
         .map_err(|p| error(FailureKind::Output, format!("the plugin's files cannot be written together: {p}")))?;
     Ok(files
         .into_iter()
-        .map(|f| {
-            let digest = digest_of(&f.contents);
-            (f.path, digest, f.contents)
+        .map(|f| crate::cache::CheckedFile {
+            digest: digest_of(&f.contents),
+            path: f.path,
+            bytes: f.contents,
+            mode: f.mode,
         })
         .collect())
 }
@@ -440,10 +446,11 @@ pub(crate) fn run_plugin(
     }
     Ok(checked
         .into_iter()
-        .map(|(path, digest, contents)| ProducedFile {
-            rel: join(&inv.out_dir, &path),
-            digest,
-            contents: Some(contents),
+        .map(|f| ProducedFile {
+            rel: join(&inv.out_dir, &f.path),
+            digest: f.digest,
+            contents: Some(f.bytes),
+            mode: f.mode,
         })
         .collect())
 }

@@ -86,6 +86,10 @@ pub struct LockedFile {
     /// (and `qpf drift` reports it as an orphan) instead of deleting someone's work.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub orphan: bool,
+    /// A scaffold: written by QPF once, owned by its user since. Drift ignores its edits, and no
+    /// run, `drift --fix` or pruning overwrites, restores or removes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user_owned: bool,
 }
 
 /// The top-level invocation a spawned file descends from.

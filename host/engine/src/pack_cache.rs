@@ -279,6 +279,7 @@ mod tests {
                 digest: crate::writer::digest_of(&bytes),
                 size: bytes.len() as u64,
                 inline: None,
+                mode: qpf_runtime::FileMode::Generated,
             }],
             diagnostics: vec![],
             fuel: 7,

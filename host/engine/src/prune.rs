@@ -6,11 +6,12 @@ use crate::writer::OutputRoot;
 /// Files the previous lock lists that no invocation of this run produces (an entry or schema
 /// removed, a config that drops a file): each is deleted when it still holds the bytes QPF wrote,
 /// kept in the lock as an orphan (with a warning) when someone edited it, and forgotten when it is
-/// already gone. A file QPF did not write is never deleted. Returns the removed paths.
+/// already gone. A file QPF did not write, or a scaffold (its user's), is never deleted: the lock
+/// forgets it. Returns the removed paths.
 pub(crate) fn prune(previous: &Lock, lock: &mut Lock, root: &OutputRoot, warnings: &mut Vec<String>) -> Vec<String> {
     let mut removed = Vec::new();
     for (rel, locked) in &previous.files {
-        if lock.files.contains_key(rel) {
+        if lock.files.contains_key(rel) || locked.user_owned {
             continue;
         }
         match root.digest_of(rel) {

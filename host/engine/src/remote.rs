@@ -595,7 +595,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::cache::LocalCache;
+    use crate::cache::{CheckedFile, LocalCache};
 
     /// A remote in memory, with switches for the failures a real one has.
     #[derive(Debug, Default)]
@@ -652,13 +652,16 @@ mod tests {
     }
 
     /// A manifest with one large file (a blob) and one small one (inline remotely).
-    fn entry(key: &str) -> (Manifest, Vec<(String, String, Vec<u8>)>) {
+    fn entry(key: &str) -> (Manifest, Vec<CheckedFile>) {
         let big = "x".repeat(10_000).into_bytes();
         let small = b"small\n".to_vec();
-        let files = vec![
-            ("big.txt".to_owned(), qpf_core::digest_of(&big), big),
-            ("small.txt".to_owned(), qpf_core::digest_of(&small), small),
-        ];
+        let file = |path: &str, bytes: Vec<u8>| CheckedFile {
+            path: path.to_owned(),
+            digest: qpf_core::digest_of(&bytes),
+            bytes,
+            mode: qpf_runtime::FileMode::Generated,
+        };
+        let files = vec![file("big.txt", big), file("small.txt", small)];
         (Manifest::of_files(key, &files, Vec::new(), 7, Vec::new()), files)
     }
 
@@ -693,7 +696,7 @@ mod tests {
         let (manifest, files) = entry("k1");
         let ci = LocalCache::new(a.path(), &[1; 32]);
         Tiered::new(&ci, settings(&remote, false)).put_files(&manifest, &files).expect("stored");
-        let big = files[0].1.clone();
+        let big = files[0].digest.clone();
 
         // Wrong bytes under a digest; then a blob missing; then a forged entry; then another key's.
         type Poison = Box<dyn Fn(&Memory)>;

@@ -77,6 +77,8 @@ pub enum WriteOutcome {
     Unchanged,
     /// The file was created or replaced.
     Written,
+    /// A scaffold file was already there (its user's): it was not touched.
+    Kept,
 }
 
 impl OutputRoot {
@@ -116,6 +118,11 @@ impl OutputRoot {
         }
         let bytes = self.dir.read(rel).ok()?;
         Some(digest_of(&bytes))
+    }
+
+    /// Whether a regular file is at `rel` under the root.
+    pub fn is_file(&self, rel: &str) -> bool {
+        self.dir.symlink_metadata(rel).is_ok_and(|m| m.is_file())
     }
 
     /// The bytes of a regular file under the root, or `None`.
@@ -180,6 +187,37 @@ impl OutputRoot {
         {
             return Ok(WriteOutcome::Unchanged);
         }
+        let tmp = self.write_temporary(rel, bytes)?;
+        let result = self.dir.rename(&tmp, &self.dir, rel);
+        if result.is_err() {
+            let _ = self.dir.remove_file(&tmp);
+        }
+        result.map(|()| WriteOutcome::Written)
+    }
+
+    /// Writes a scaffold file: `bytes` to `rel` only when nothing is there. The new file appears
+    /// whole (a hard link of a complete temporary file, which fails rather than replace anything),
+    /// so a file its user wrote meanwhile is never overwritten.
+    ///
+    /// # Errors
+    /// I/O errors, including any attempt to leave the root.
+    pub fn write_scaffold(&self, rel: &str, bytes: &[u8]) -> std::io::Result<WriteOutcome> {
+        if self.dir.symlink_metadata(rel).is_ok() {
+            return Ok(WriteOutcome::Kept);
+        }
+        let tmp = self.write_temporary(rel, bytes)?;
+        let result = self.dir.hard_link(&tmp, &self.dir, rel);
+        let _ = self.dir.remove_file(&tmp);
+        match result {
+            Ok(()) => Ok(WriteOutcome::Written),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(WriteOutcome::Kept),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `bytes` to a new temporary sibling of `rel` (creating the folders on the way) and
+    /// returns its path under the root.
+    fn write_temporary(&self, rel: &str, bytes: &[u8]) -> std::io::Result<String> {
         let parent = rel.rsplit_once('/').map(|(p, _)| p);
         if let Some(parent) = parent
             && !self.known_folder(parent)
@@ -208,14 +246,15 @@ impl OutputRoot {
                 }
                 (file, _) => file?,
             };
-            file.write_all(bytes)?;
-            drop(file);
-            self.dir.rename(&tmp, &self.dir, rel)
+            file.write_all(bytes)
         })();
-        if result.is_err() {
-            let _ = self.dir.remove_file(&tmp);
+        match result {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = self.dir.remove_file(&tmp);
+                Err(e)
+            }
         }
-        result.map(|()| WriteOutcome::Written)
     }
 }
 
@@ -273,6 +312,19 @@ mod tests {
         assert!(root.check_writable("d/e").unwrap_err().to_string().contains("a folder on disk"));
         assert_eq!(root.check_writable("d/e/f.txt"), Ok(()));
         assert_eq!(root.check_writable("new/x.txt"), Ok(()));
+    }
+
+    #[test]
+    fn a_scaffold_is_written_once_and_never_over_its_users_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = OutputRoot::open(tmp.path()).unwrap();
+        assert_eq!(root.write_scaffold("app/handlers.py", b"stub").unwrap(), WriteOutcome::Written);
+        std::fs::write(tmp.path().join("app/handlers.py"), b"mine").unwrap();
+        assert_eq!(root.write_scaffold("app/handlers.py", b"stub v2").unwrap(), WriteOutcome::Kept);
+        assert_eq!(std::fs::read(tmp.path().join("app/handlers.py")).unwrap(), b"mine");
+        let names: Vec<_> =
+            std::fs::read_dir(tmp.path().join("app")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["handlers.py"], "no temporary file left behind");
     }
 
     #[test]

@@ -25,12 +25,14 @@ mod types;
 pub use error::{LoadError, RuntimeError, SandboxError};
 pub use limits::{LOG_LINE_OVERHEAD, Limits, LoadLimits};
 pub use log::{LogLevel, LogLine};
-pub use plugin::{BUILD_WITHOUT_IMPORTS, Plugin, is_granted};
+pub use plugin::{BUILD_WITHOUT_IMPORTS, Plugin, SUPPORTED_ABI_VERSIONS, is_granted};
 pub use random::Seed;
 pub use runtime::{CompiledCacheOptions, DEFAULT_COMPILED_CACHE_MAX, Inspection, Runtime, RuntimeOptions};
 pub use types::{
-    Diagnostic, ExtractError, Invocation, OutputFile, PluginInfo, Request, Response, SchemaId, Severity, SpawnRequest,
+    Diagnostic, ExtractError, FileMode, Invocation, OutputFile, PluginInfo, Request, Response, SchemaId, Severity,
+    SpawnRequest,
 };
 
-/// The WIT package version this host implements (`wit/0.1.0`).
-pub const ABI_VERSION: &str = "0.1.0";
+/// The newest WIT package version this host implements (`wit/0.2.0`); it runs every version in
+/// [`SUPPORTED_ABI_VERSIONS`].
+pub const ABI_VERSION: &str = "0.2.0";

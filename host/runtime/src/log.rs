@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bindings::qpf::extractor::log::{Host, Level};
 use crate::runtime::StoreState;
 
 /// Verbosity of a plugin's log line, or the stream it came from.
@@ -34,18 +33,28 @@ pub struct LogLine {
     pub message: String,
 }
 
-impl Host for StoreState {
-    fn log(&mut self, level: Level, message: String) {
-        let level = match level {
-            Level::Trace => LogLevel::Trace,
-            Level::Debug => LogLevel::Debug,
-            Level::Info => LogLevel::Info,
-            Level::Warn => LogLevel::Warn,
-            Level::Error => LogLevel::Error,
-        };
-        self.log_budget.push(&mut self.logs, level, message);
-    }
+/// The host side of `log` for each contract version (the interface is the same in all).
+macro_rules! host_log {
+    ($v:ident) => {
+        impl crate::bindings::$v::qpf::extractor::log::Host for StoreState {
+            fn log(&mut self, level: crate::bindings::$v::qpf::extractor::log::Level, message: String) {
+                use crate::bindings::$v::qpf::extractor::log::Level;
+                let level = match level {
+                    Level::Trace => LogLevel::Trace,
+                    Level::Debug => LogLevel::Debug,
+                    Level::Info => LogLevel::Info,
+                    Level::Warn => LogLevel::Warn,
+                    Level::Error => LogLevel::Error,
+                };
+                self.log_budget.push(&mut self.logs, level, message);
+            }
+        }
+
+        /// `qpf:extractor/types` has no functions; the generated linker still asks for its (empty)
+        /// host trait.
+        impl crate::bindings::$v::qpf::extractor::types::Host for StoreState {}
+    };
 }
 
-/// `qpf:extractor/types` has no functions; the generated linker still asks for its (empty) host trait.
-impl crate::bindings::qpf::extractor::types::Host for StoreState {}
+host_log!(v0_1);
+host_log!(v0_2);

@@ -1,20 +1,106 @@
-//! A loaded plugin: its digest, its `info()`, and its `InstancePre`; plus the conversions between
-//! the generated WIT types and the plain types of [`crate::types`].
+//! A loaded plugin: its digest, its contract version, its `info()`, and its `InstancePre`; plus
+//! the conversions between each version's generated WIT types and the plain types of
+//! [`crate::types`].
 
 use std::path::{Path, PathBuf};
 
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre};
 
-use crate::bindings::ExtractorPre;
-use crate::bindings::qpf::extractor::types as wit;
 use crate::runtime::StoreState;
-use crate::types::{Diagnostic, ExtractError, OutputFile, PluginInfo, Request, Response, Severity, SpawnRequest};
+use crate::types::{
+    Diagnostic, ExtractError, FileMode, OutputFile, PluginInfo, Request, Response, Severity, SpawnRequest,
+};
+
+/// The contract versions this host runs, oldest first.
+pub const SUPPORTED_ABI_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
+
+/// A plugin pre-instantiated against the world of its contract version.
+pub(crate) enum World {
+    /// `qpf:extractor@0.1.0`.
+    V0_1(crate::bindings::v0_1::ExtractorPre<StoreState>),
+    /// `qpf:extractor@0.2.0`.
+    V0_2(crate::bindings::v0_2::ExtractorPre<StoreState>),
+}
+
+impl World {
+    /// The contract version, e.g. `0.2.0`.
+    pub(crate) fn abi(&self) -> &'static str {
+        match self {
+            World::V0_1(_) => "0.1.0",
+            World::V0_2(_) => "0.2.0",
+        }
+    }
+
+    /// Binds a linked component to the world of the contract version it imports
+    /// (`qpf:extractor/*@X`, checked by [`check_versions`]), or, for a component that imports
+    /// nothing of QPF's, to the first world its exports fit, newest first.
+    pub(crate) fn bind(versions: &[String], pre: InstancePre<StoreState>) -> Result<World, String> {
+        match versions.first().map(String::as_str) {
+            Some("0.1.0") => {
+                crate::bindings::v0_1::ExtractorPre::new(pre).map(World::V0_1).map_err(|e| mismatch("0.1.0", &e))
+            }
+            Some("0.2.0") => {
+                crate::bindings::v0_2::ExtractorPre::new(pre).map(World::V0_2).map_err(|e| mismatch("0.2.0", &e))
+            }
+            _ => crate::bindings::v0_2::ExtractorPre::new(pre.clone()).map(World::V0_2).or_else(|newest| {
+                crate::bindings::v0_1::ExtractorPre::new(pre).map(World::V0_1).map_err(|_| {
+                    format!(
+                        "it does not export the `extractor` world of `qpf:extractor` {}: {}",
+                        SUPPORTED_ABI_VERSIONS.join(" or "),
+                        crate::budgets::truncate(format!("{newest:#}"), 512)
+                    )
+                })
+            }),
+        }
+    }
+}
+
+/// Refuses a component that imports a version of `qpf:extractor` this host does not run, or more
+/// than one, naming the versions it runs.
+pub(crate) fn check_versions(versions: &[String]) -> Result<(), String> {
+    let shown = |v: &String| crate::budgets::truncate(qpf_core::text::escape(v).into_owned(), 64);
+    match versions {
+        [] => Ok(()),
+        [one] if SUPPORTED_ABI_VERSIONS.contains(&one.as_str()) => Ok(()),
+        [one] => Err(format!(
+            "it is built for `qpf:extractor@{}`, which this host does not run; it runs {} (use a qpf that runs it, or build the plugin with an SDK for one of those)",
+            shown(one),
+            SUPPORTED_ABI_VERSIONS.join(" and ")
+        )),
+        many => Err(format!(
+            "it imports several versions of `qpf:extractor` ({}); a plugin implements one",
+            many.iter().map(shown).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+fn mismatch(version: &str, e: &wasmtime::Error) -> String {
+    format!(
+        "it imports `qpf:extractor@{version}` but does not export that version's `extractor` world: {}",
+        crate::budgets::truncate(format!("{e:#}"), 512)
+    )
+}
+
+/// The versions of `qpf:extractor` a component imports (`qpf:extractor/log@0.2.0` gives
+/// `0.2.0`), sorted, without duplicates.
+pub(crate) fn declared_versions(component: &Component, engine: &wasmtime::Engine) -> Vec<String> {
+    let mut versions: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .filter_map(|(name, _)| {
+            name.strip_prefix("qpf:extractor/").map(|rest| rest.split_once('@').map_or("", |(_, v)| v).to_owned())
+        })
+        .collect();
+    versions.sort();
+    versions.dedup();
+    versions
+}
 
 /// A plugin ready to run: compiled once, pre-instantiated once, instantiated per invocation.
 pub struct Plugin {
     path: PathBuf,
     pub(crate) digest: String,
-    pre: ExtractorPre<StoreState>,
+    world: World,
     info: PluginInfo,
 }
 
@@ -25,12 +111,17 @@ impl std::fmt::Debug for Plugin {
 }
 
 impl Plugin {
-    pub(crate) fn new(path: PathBuf, digest: String, pre: ExtractorPre<StoreState>, info: PluginInfo) -> Self {
-        Plugin { path, digest, pre, info }
+    pub(crate) fn new(path: PathBuf, digest: String, world: World, info: PluginInfo) -> Self {
+        Plugin { path, digest, world, info }
     }
 
-    pub(crate) fn pre(&self) -> &ExtractorPre<StoreState> {
-        &self.pre
+    pub(crate) fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The version of the `qpf:extractor` contract the plugin implements, e.g. `0.2.0`.
+    pub fn abi(&self) -> &'static str {
+        self.world.abi()
     }
 
     /// Where the component was loaded from.
@@ -90,49 +181,93 @@ pub(crate) fn explain_link_error(component: &Component, engine: &wasmtime::Engin
     }
 }
 
-pub(crate) fn info_from_wit(i: wit::PluginInfo) -> PluginInfo {
-    PluginInfo {
-        name: i.name,
-        version: i.version,
-        description: i.description,
-        kinds: i.kinds,
-        config_schema: i.config_schema,
-    }
+/// The conversions between one contract version's generated types and the plain types. The
+/// records are the same in every version except `output-file`, whose `mode` came in 0.2.0.
+macro_rules! conversions {
+    ($v:ident, $file:expr) => {
+        pub(crate) mod $v {
+            use super::*;
+            use crate::bindings::$v::qpf::extractor::types as wit;
+
+            pub(crate) fn info(i: wit::PluginInfo) -> PluginInfo {
+                PluginInfo {
+                    name: i.name,
+                    version: i.version,
+                    description: i.description,
+                    kinds: i.kinds,
+                    config_schema: i.config_schema,
+                }
+            }
+
+            pub(crate) fn request(r: &Request) -> wit::Request {
+                wit::Request {
+                    entry: r.entry.clone(),
+                    schema: wit::SchemaId {
+                        kind: r.schema.kind.clone(),
+                        name: r.schema.name.clone(),
+                        version: r.schema.version.clone(),
+                    },
+                    input: r.input.clone(),
+                    config: r.config.clone(),
+                    context: r.context.clone(),
+                }
+            }
+
+            fn diagnostic(d: wit::Diagnostic) -> Diagnostic {
+                use crate::budgets::{MAX_MESSAGE_BYTES, MAX_POINTER_BYTES, truncate};
+                Diagnostic {
+                    severity: match d.severity {
+                        wit::Severity::Error => Severity::Error,
+                        wit::Severity::Warning => Severity::Warning,
+                        wit::Severity::Info => Severity::Info,
+                    },
+                    message: truncate(d.message, MAX_MESSAGE_BYTES),
+                    pointer: d.pointer.filter(|p| p.len() <= MAX_POINTER_BYTES),
+                }
+            }
+
+            fn diagnostics(list: Vec<wit::Diagnostic>) -> Vec<Diagnostic> {
+                bounded_diagnostics(list.into_iter().map(diagnostic))
+            }
+
+            pub(crate) fn result(r: Result<wit::Response, wit::ExtractError>) -> Result<Response, ExtractError> {
+                let file: fn(wit::OutputFile) -> OutputFile = $file;
+                match r {
+                    Ok(resp) => Ok(Response {
+                        files: resp.files.into_iter().map(file).collect(),
+                        diagnostics: diagnostics(resp.diagnostics),
+                        spawns: resp
+                            .spawns
+                            .into_iter()
+                            .map(|s| SpawnRequest { plugin: s.plugin, input: s.input, config: s.config })
+                            .collect(),
+                    }),
+                    Err(e) => Err(ExtractError {
+                        message: crate::budgets::truncate(e.message, crate::budgets::MAX_MESSAGE_BYTES),
+                        diagnostics: diagnostics(e.diagnostics),
+                    }),
+                }
+            }
+        }
+    };
 }
 
-pub(crate) fn request_to_wit(r: &Request) -> wit::Request {
-    wit::Request {
-        entry: r.entry.clone(),
-        schema: wit::SchemaId {
-            kind: r.schema.kind.clone(),
-            name: r.schema.name.clone(),
-            version: r.schema.version.clone(),
-        },
-        input: r.input.clone(),
-        config: r.config.clone(),
-        context: r.context.clone(),
-    }
-}
-
-fn diagnostic_from_wit(d: wit::Diagnostic) -> Diagnostic {
-    use crate::budgets::{MAX_MESSAGE_BYTES, MAX_POINTER_BYTES, truncate};
-    Diagnostic {
-        severity: match d.severity {
-            wit::Severity::Error => Severity::Error,
-            wit::Severity::Warning => Severity::Warning,
-            wit::Severity::Info => Severity::Info,
-        },
-        message: truncate(d.message, MAX_MESSAGE_BYTES),
-        pointer: d.pointer.filter(|p| p.len() <= MAX_POINTER_BYTES),
-    }
-}
+conversions!(v0_1, |f| OutputFile { path: f.path, contents: f.contents, mode: FileMode::Generated });
+conversions!(v0_2, |f| OutputFile {
+    path: f.path,
+    contents: f.contents,
+    mode: match f.mode {
+        crate::bindings::v0_2::qpf::extractor::types::FileMode::Generated => FileMode::Generated,
+        crate::bindings::v0_2::qpf::extractor::types::FileMode::Scaffold => FileMode::Scaffold,
+    },
+});
 
 /// The first [`crate::budgets::MAX_DIAGNOSTICS`] diagnostics, each within its budget, and a note
 /// counting the rest.
-fn diagnostics_from_wit(list: Vec<wit::Diagnostic>) -> Vec<Diagnostic> {
+fn bounded_diagnostics(list: impl ExactSizeIterator<Item = Diagnostic>) -> Vec<Diagnostic> {
     let max = crate::budgets::MAX_DIAGNOSTICS;
     let total = list.len();
-    let mut out: Vec<Diagnostic> = list.into_iter().take(max).map(diagnostic_from_wit).collect();
+    let mut out: Vec<Diagnostic> = list.take(max).collect();
     if total > max {
         out.push(Diagnostic {
             severity: Severity::Warning,
@@ -141,22 +276,4 @@ fn diagnostics_from_wit(list: Vec<wit::Diagnostic>) -> Vec<Diagnostic> {
         });
     }
     out
-}
-
-pub(crate) fn result_from_wit(r: Result<wit::Response, wit::ExtractError>) -> Result<Response, ExtractError> {
-    match r {
-        Ok(resp) => Ok(Response {
-            files: resp.files.into_iter().map(|f| OutputFile { path: f.path, contents: f.contents }).collect(),
-            diagnostics: diagnostics_from_wit(resp.diagnostics),
-            spawns: resp
-                .spawns
-                .into_iter()
-                .map(|s| SpawnRequest { plugin: s.plugin, input: s.input, config: s.config })
-                .collect(),
-        }),
-        Err(e) => Err(ExtractError {
-            message: crate::budgets::truncate(e.message, crate::budgets::MAX_MESSAGE_BYTES),
-            diagnostics: diagnostics_from_wit(e.diagnostics),
-        }),
-    }
 }

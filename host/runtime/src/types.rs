@@ -75,6 +75,24 @@ pub struct Diagnostic {
     pub pointer: Option<String>,
 }
 
+/// Who owns an output file once it is written (`file-mode`, new in contract 0.2.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileMode {
+    /// QPF's: rewritten, drift-checked, restored and pruned. Every file of a 0.1.0 plugin.
+    #[default]
+    Generated,
+    /// The user's: written only when absent, then never touched again.
+    Scaffold,
+}
+
+impl FileMode {
+    /// Whether this is [`FileMode::Generated`] (for `skip_serializing_if`).
+    pub fn is_generated(&self) -> bool {
+        *self == FileMode::Generated
+    }
+}
+
 /// One file a plugin returned (not yet checked: the path is untrusted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputFile {
@@ -82,6 +100,8 @@ pub struct OutputFile {
     pub path: String,
     /// Contents.
     pub contents: Vec<u8>,
+    /// Who owns it once written.
+    pub mode: FileMode,
 }
 
 /// A plugin's request for a further invocation.

@@ -303,11 +303,7 @@ async fn extract(State(app): Shared, headers: HeaderMap, body: Body) -> Response
             ];
             return Ok((headers, tar).into_response());
         }
-        let files: Vec<serde_json::Value> = run
-            .files
-            .iter()
-            .map(|(path, bytes)| crate::invoke::file_json(path, &qpf_core::digest_of(bytes), bytes))
-            .collect();
+        let files: Vec<serde_json::Value> = run.files.iter().map(crate::invoke::file_json).collect();
         Ok(axum::Json(json!({"run": run.id, "report": run.report, "files": files})).into_response())
     }
     .await;

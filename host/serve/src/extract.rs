@@ -23,8 +23,9 @@ pub struct Run {
     pub id: String,
     /// The engine's report (format 1).
     pub report: Value,
-    /// The files under the output root, by relative path.
-    pub files: Vec<(String, Vec<u8>)>,
+    /// The files under the output root, sorted by relative path; scaffolds (files the run's lock
+    /// lists as user-owned) are marked so, for the caller to write only where absent.
+    pub files: Vec<qpf_engine::cache::CheckedFile>,
 }
 
 /// A new run id: 32 hex digits from the system's random source.
@@ -132,7 +133,19 @@ fn run(store: &Store, tenant: &Tenant, gz: &[u8], dir: &Path, id: &str) -> Resul
     let mut report = serde_json::to_value(&report).map_err(|e| Problem::internal(e.to_string()))?;
     // The report names the output root; the tenant sees it as `out`, not as our folder.
     report["output"] = json!("out");
-    let files = collect(&out)?;
+    let lock = qpf_engine::lock::Lock::read(&project.join(qpf_engine::lock::LOCK_FILE));
+    let files = collect(&out)?
+        .into_iter()
+        .map(|(path, bytes)| {
+            let user_owned = lock.as_ref().and_then(|l| l.files.get(&path)).is_some_and(|f| f.user_owned);
+            qpf_engine::cache::CheckedFile {
+                digest: qpf_core::digest_of(&bytes),
+                mode: if user_owned { qpf_runtime::FileMode::Scaffold } else { qpf_runtime::FileMode::Generated },
+                path,
+                bytes,
+            }
+        })
+        .collect();
     let text = serde_json::to_vec_pretty(&report).map_err(|e| Problem::internal(e.to_string()))?;
     qpf_core::fs::write_atomic(&dir.join("report.json"), &text)
         .map_err(|e| Problem::internal(format!("cannot keep the report: {e}")))?;
@@ -175,8 +188,8 @@ pub fn tar_gz(run: &Run) -> std::io::Result<Vec<u8>> {
         builder.append_data(&mut h, path, bytes)
     };
     add("report.json", &serde_json::to_vec_pretty(&run.report).unwrap_or_default())?;
-    for (path, bytes) in &run.files {
-        add(&format!("out/{path}"), bytes)?;
+    for f in &run.files {
+        add(&format!("out/{}", f.path), &f.bytes)?;
     }
     builder.into_inner()?.finish()
 }

@@ -190,27 +190,37 @@ pub fn run(tenant: &Tenant, store: &Store, miss: Miss) -> Answer {
     }
 }
 
-/// A file an invocation produced: path, digest, bytes.
-type File = (String, String, Vec<u8>);
+/// A file an invocation produced.
+type File = qpf_engine::cache::CheckedFile;
 
 /// A verified cache entry of the tenant: its manifest and every file's bytes.
 fn cached(tenant: &Tenant, key: &str) -> Option<(Manifest, Vec<File>)> {
     let manifest = tenant.cache.manifest(key).ok().flatten()?;
     let mut files = Vec::with_capacity(manifest.files.len());
     for f in &manifest.files {
-        files.push((f.path.clone(), f.digest.clone(), tenant.cache.file(f).ok()?));
+        let bytes = tenant.cache.file(f).ok()?;
+        files.push(File { path: f.path.clone(), digest: f.digest.clone(), bytes, mode: f.mode });
     }
     Some((manifest, files))
 }
 
-/// One file of an answer: `{"path", "contents_base64", "digest"}`.
-pub(crate) fn file_json(path: &str, digest: &str, bytes: &[u8]) -> Value {
-    json!({"path": path, "contents_base64": base64::engine::general_purpose::STANDARD.encode(bytes), "digest": digest})
+/// One file of an answer: `{"path", "contents_base64", "digest"}`, and `"mode": "scaffold"` for a
+/// file its user should own (write it only when absent).
+pub(crate) fn file_json(f: &File) -> Value {
+    let mut v = json!({
+        "path": f.path,
+        "contents_base64": base64::engine::general_purpose::STANDARD.encode(&f.bytes),
+        "digest": f.digest,
+    });
+    if !f.mode.is_generated() {
+        v["mode"] = json!(f.mode);
+    }
+    v
 }
 
 fn answer(files: &[File], diagnostics: &[qpf_runtime::Diagnostic], cache: &str, fuel: u64, started: Instant) -> Value {
     json!({
-        "files": files.iter().map(|(path, digest, bytes)| file_json(path, digest, bytes)).collect::<Vec<_>>(),
+        "files": files.iter().map(file_json).collect::<Vec<_>>(),
         "diagnostics": diagnostics,
         "cache": cache,
         "fuel": fuel,
@@ -228,7 +238,7 @@ fn body_audit(request: &Request, plugin: &str, key: &str, cache: &str, fuel: u64
         "key": key,
         "cache": cache,
         "fuel": fuel,
-        "files": files.iter().map(|(p, d, _)| json!({"path": p, "digest": d})).collect::<Vec<_>>(),
+        "files": files.iter().map(|f| json!({"path": f.path, "digest": f.digest})).collect::<Vec<_>>(),
     })
 }
 

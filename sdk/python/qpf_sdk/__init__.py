@@ -84,10 +84,15 @@ class Request:
 
 @dataclass(frozen=True)
 class File:
-    """A file to write, relative to the entry's output folder. Text is encoded as UTF-8."""
+    """A file to write, relative to the entry's output folder. Text is encoded as UTF-8.
+
+    A generated file (the default) is QPF's: rewritten on every run, checked for drift, removed
+    when no longer produced. With `scaffold=True` it is its user's: written only when absent, then
+    never overwritten, drift-checked or removed (a place for a team's own code)."""
 
     path: str
     contents: str | bytes
+    scaffold: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,7 +210,8 @@ def _response(types: Any, result: Response | list[File]) -> Any:
     files = []
     for f in result.files:
         contents = f.contents.encode("utf-8") if isinstance(f.contents, str) else bytes(f.contents)
-        files.append(types.OutputFile(path=f.path, contents=contents))
+        mode = types.FileMode.SCAFFOLD if f.scaffold else types.FileMode.GENERATED
+        files.append(types.OutputFile(path=f.path, contents=contents, mode=mode))
     spawns = [
         types.SpawnRequest(plugin=s.plugin, input=json.dumps(s.input, sort_keys=True), config=json.dumps(s.config, sort_keys=True))
         for s in result.spawns

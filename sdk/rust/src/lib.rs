@@ -1,9 +1,11 @@
 //! `qpf-sdk`: everything a Rust extractor plugin needs, and nothing else.
 //!
-//! This crate owns the one `wit_bindgen::generate!` for the `qpf:extractor@0.1.0` world (`wit/0.1.0`)
+//! This crate owns the one `wit_bindgen::generate!` for the `qpf:extractor@0.2.0` world (`wit/0.2.0`)
 //! and wraps it in plain Rust: implement [`Extractor`] for a type, call [`export!`] once, and build
 //! for `wasm32-wasip2`. Input and config arrive as JSON and can be read into serde types with
-//! [`Request::input`] and [`Request::config`]; outputs are collected in a [`Response`].
+//! [`Request::input`] and [`Request::config`]; outputs are collected in a [`Response`]: generated
+//! files ([`Response::file`]), which QPF owns, and scaffolds ([`Response::scaffold`]), which QPF
+//! writes once, when absent, and leaves to their user from then on.
 //!
 //! ```no_run
 //! use qpf_sdk::{Extractor, ExtractError, PluginInfo, Request, Response};
@@ -30,7 +32,7 @@ use serde::de::DeserializeOwned;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "extractor",
-        path: "wit/0.1.0",
+        path: "wit/0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_world",
         default_bindings_module: "qpf_sdk::bindings",
@@ -40,7 +42,7 @@ pub mod bindings {
 use bindings::qpf::extractor::types as wit;
 
 /// The contract version this SDK implements (the WIT package version).
-pub const ABI_VERSION: &str = "0.1.0";
+pub const ABI_VERSION: &str = "0.2.0";
 
 /// What a plugin says about itself (`info()` in the WIT).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,8 +188,13 @@ pub struct Spawn {
 /// What a successful invocation produces.
 #[derive(Debug, Clone, Default)]
 pub struct Response {
-    /// Generated files: (relative path, bytes).
+    /// Generated files: (relative path, bytes). QPF owns them: rewritten on every run, checked
+    /// for drift, removed when no longer produced.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Scaffold files: (relative path, bytes). Written only when absent; from then on their
+    /// user's (never overwritten, drift-checked or removed). A path is a file or a scaffold, not
+    /// both.
+    pub scaffolds: Vec<(String, Vec<u8>)>,
     /// Messages about the input.
     pub diagnostics: Vec<Diagnostic>,
     /// Further invocations requested.
@@ -209,6 +216,17 @@ impl Response {
     /// Adds a file.
     pub fn push_file(&mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>) {
         self.files.push((path.into(), contents.into()));
+    }
+
+    /// Adds a scaffold: a file written only when absent, then left to its user (builder style).
+    pub fn scaffold(mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
+        self.push_scaffold(path, contents);
+        self
+    }
+
+    /// Adds a scaffold.
+    pub fn push_scaffold(&mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>) {
+        self.scaffolds.push((path.into(), contents.into()));
     }
 
     /// Adds a diagnostic.
@@ -372,7 +390,16 @@ pub mod __private {
     pub fn result_to_wit(r: Result<Response, ExtractError>) -> Result<wit::Response, wit::ExtractError> {
         match r {
             Ok(resp) => Ok(wit::Response {
-                files: resp.files.into_iter().map(|(path, contents)| wit::OutputFile { path, contents }).collect(),
+                files: resp
+                    .files
+                    .into_iter()
+                    .map(|(path, contents)| wit::OutputFile { path, contents, mode: wit::FileMode::Generated })
+                    .chain(resp.scaffolds.into_iter().map(|(path, contents)| wit::OutputFile {
+                        path,
+                        contents,
+                        mode: wit::FileMode::Scaffold,
+                    }))
+                    .collect(),
                 diagnostics: resp.diagnostics.into_iter().map(diagnostic).collect(),
                 spawns: resp
                     .spawns

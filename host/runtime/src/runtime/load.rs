@@ -139,12 +139,15 @@ impl Runtime {
     /// Pre-instantiates a compiled component against the sandbox and reads its `info()`.
     fn prepare(&self, path: &Path, compiled: Compiled, limits: &Limits) -> Result<Plugin, LoadError> {
         let Compiled { digest, component, cached_info, fresh, .. } = compiled;
+        let versions = crate::plugin::declared_versions(&component, &self.engine);
+        crate::plugin::check_versions(&versions)
+            .map_err(|message| LoadError::Link { path: path.to_owned(), message })?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link {
             path: path.to_owned(),
             message: crate::plugin::explain_link_error(&component, &self.engine, &e),
         })?;
-        let pre = crate::bindings::ExtractorPre::new(pre)
-            .map_err(|e| LoadError::Link { path: path.to_owned(), message: format!("{e:#}") })?;
+        let world = crate::plugin::World::bind(&versions, pre)
+            .map_err(|message| LoadError::Link { path: path.to_owned(), message })?;
         let info = match cached_info {
             Some(info) => {
                 crate::budgets::check_info(&info)
@@ -152,7 +155,7 @@ impl Runtime {
                 info
             }
             None => {
-                let info = self.call_info(&pre, &digest, limits).map_err(|e| match e {
+                let info = self.call_info(&world, &digest, limits).map_err(|e| match e {
                     SandboxError::Memory { .. } | SandboxError::Table { .. } => {
                         LoadError::OverLimits { path: path.to_owned(), message: e.to_string() }
                     }
@@ -171,7 +174,7 @@ impl Runtime {
                 info
             }
         };
-        Ok(Plugin::new(path.to_owned(), digest, pre, info))
+        Ok(Plugin::new(path.to_owned(), digest, world, info))
     }
 }
 

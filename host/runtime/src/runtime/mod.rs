@@ -8,7 +8,6 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::bindings::Extractor;
 use crate::compiled_cache::CompiledCache;
 use crate::log::{LogLevel, LogLine};
 use crate::log_sink::LogSink;
@@ -182,7 +181,11 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| RuntimeError::Link { what: "WASI", message: format!("{e:#}") })?;
-        Extractor::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
+        // Every contract version's `log`, side by side (`qpf:extractor/log@0.1.0`, `@0.2.0`).
+        crate::bindings::v0_1::Extractor::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
+            .and_then(|()| {
+                crate::bindings::v0_2::Extractor::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
+            })
             .map_err(|e| RuntimeError::Link { what: "the log interface", message: format!("{e:#}") })?;
         let cache = options.compiled_cache.as_ref().map(|c| CompiledCache::new(&c.dir, &c.secret, c.max_bytes));
         let every = options.yield_every.map(|d| d.max(MIN_YIELD));
@@ -269,7 +272,7 @@ impl Runtime {
     /// [`crate::budgets::INFO_TRANSFER_BYTES`].
     fn call_info(
         &self,
-        pre: &crate::bindings::ExtractorPre<StoreState>,
+        world: &crate::plugin::World,
         digest: &str,
         limits: &Limits,
     ) -> Result<crate::PluginInfo, SandboxError> {
@@ -281,13 +284,19 @@ impl Runtime {
             *blake3::Hasher::new_derive_key("qpf sandbox info seed v1").update(digest.as_bytes()).finalize().as_bytes();
         let (mut store, _, stderr) = self.new_store(&limits, &seed);
         store.set_hostcall_fuel(crate::budgets::INFO_TRANSFER_BYTES as usize);
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| with_last_words(classify(e, &store, &limits, Phase::Instantiate), &store, &stderr))?;
-        let info = instance
-            .call_info(&mut store)
-            .map_err(|e| with_last_words(classify(e, &store, &limits, Phase::Call), &store, &stderr))?;
-        Ok(crate::plugin::info_from_wit(info))
+        macro_rules! info {
+            ($pre:expr, $v:ident) => {
+                match $pre.instantiate(&mut store) {
+                    Err(e) => Err((e, Phase::Instantiate)),
+                    Ok(i) => i.call_info(&mut store).map(crate::plugin::$v::info).map_err(|e| (e, Phase::Call)),
+                }
+            };
+        }
+        let called = match world {
+            crate::plugin::World::V0_1(pre) => info!(pre, v0_1),
+            crate::plugin::World::V0_2(pre) => info!(pre, v0_2),
+        };
+        called.map_err(|(e, phase)| with_last_words(classify(e, &store, &limits, phase), &store, &stderr))
     }
 
     /// Runs one invocation in a fresh instance under `limits`, its randomness seeded by `seed`
@@ -310,14 +319,24 @@ impl Runtime {
             tracing::debug_span!("invoke", plugin = %plugin.name(), entry = %request.entry, schema = %request.schema)
                 .entered();
         let (mut store, stdout, stderr) = self.new_store(limits, &seed.0);
-        let instance = plugin
-            .pre()
-            .instantiate(&mut store)
-            .map_err(|e| with_last_words(classify(e, &store, limits, Phase::Instantiate), &store, &stderr))?;
-        let wit_request = crate::plugin::request_to_wit(request);
-        let result = instance.call_extract(&mut store, &wit_request);
+        macro_rules! extract {
+            ($pre:expr, $v:ident) => {
+                match $pre.instantiate(&mut store) {
+                    Err(e) => Err((e, Phase::Instantiate)),
+                    Ok(i) => i
+                        .call_extract(&mut store, &crate::plugin::$v::request(request))
+                        .map(crate::plugin::$v::result)
+                        .map_err(|e| (e, Phase::Call)),
+                }
+            };
+        }
+        let called = match plugin.world() {
+            crate::plugin::World::V0_1(pre) => extract!(pre, v0_1),
+            crate::plugin::World::V0_2(pre) => extract!(pre, v0_2),
+        };
         let fuel_consumed = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let result = result.map_err(|e| with_last_words(classify(e, &store, limits, Phase::Call), &store, &stderr))?;
+        let result =
+            called.map_err(|(e, phase)| with_last_words(classify(e, &store, limits, phase), &store, &stderr))?;
         let mut logs = std::mem::take(&mut store.data_mut().logs);
         for (sink, level) in [(stdout, LogLevel::Stdout), (stderr, LogLevel::Stderr)] {
             let (bytes, dropped) = sink.take();
@@ -341,7 +360,7 @@ impl Runtime {
                 ),
             });
         }
-        Ok(Invocation { result: crate::plugin::result_from_wit(result), fuel_consumed, logs })
+        Ok(Invocation { result, fuel_consumed, logs })
     }
 }
 

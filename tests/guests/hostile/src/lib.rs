@@ -96,6 +96,13 @@ impl Extractor for Hostile {
         let config: Config = request.config()?;
         match config.mode.as_str() {
             "echo" => Ok(Response::new().file("echo.json", request.input_json.clone())),
+            // A generated file and a scaffold (at `path`, default `user.txt`), both of the input.
+            "scaffold" => {
+                let path = if config.path.is_empty() { "user.txt".to_owned() } else { config.path };
+                Ok(Response::new()
+                    .file("gen.txt", format!("generated from {}\n", request.input_json))
+                    .scaffold(path, format!("# yours: written once from {}\n", request.input_json)))
+            }
             "context" => Ok(Response::new().file("context.json", request.context_json.clone())),
             "spawn-self" => {
                 let input: serde_json::Value = request.input()?;

@@ -156,15 +156,14 @@ fn python(root: Option<&Path>, dir: &Path, m: &Manifest, out: &Path) -> Result<(
     if !lines.is_empty() {
         install_requirements(&componentize, dir, &deps, &wanted, &lines)?;
     }
-    let packaged_wit = deps.join("qpf_sdk/wit/0.1.0");
-    let (wit, sdk_path) = if packaged_wit.join("extractor.wit").is_file() {
+    let (wit, sdk_path) = if let Some(packaged_wit) = newest_wit(&deps.join("qpf_sdk/wit")) {
         (packaged_wit, None)
     } else {
         let root = root.context(
             "the plugin's requirements.txt does not list `qpf-sdk`, and there is no QPF checkout to take the SDK from \
              (add `qpf-sdk` to requirements.txt, or set QPF_ROOT)",
         )?;
-        (root.join("wit/0.1.0"), Some(root.join("sdk/python")))
+        (root.join("wit").join(qpf_runtime::ABI_VERSION), Some(root.join("sdk/python")))
     };
     let mut cmd = Command::new(&componentize);
     cmd.arg("-q").arg("-d").arg(&wit).args(["-w", "extractor", "componentize"]);
@@ -255,14 +254,14 @@ fn js(root: Option<&Path>, dir: &Path, m: &Manifest, out: &Path) -> Result<()> {
         }
         run_tool(&mut npm, "npm install")?;
     }
-    let packaged_wit = dir.join("node_modules/@qpf/sdk/wit/0.1.0");
-    let wit = if packaged_wit.join("extractor.wit").is_file() {
+    let wit = if let Some(packaged_wit) = newest_wit(&dir.join("node_modules/@qpf/sdk/wit")) {
         std::path::absolute(&packaged_wit).unwrap_or(packaged_wit)
     } else {
         root.context(
             "the installed @qpf/sdk carries no WIT, and there is no QPF checkout to take it from (set QPF_ROOT)",
         )?
-        .join("wit/0.1.0")
+        .join("wit")
+        .join(qpf_runtime::ABI_VERSION)
     };
     // The host's interfaces are imports of the component, not modules to bundle.
     let config = dir.join(".qpf-build/bundle.config.mjs");
@@ -295,4 +294,11 @@ mod tests {
             assert!(!is_sdk(line), "{line}");
         }
     }
+}
+
+/// The newest contract an installed SDK carries: the folder `wit/X.Y.Z` with the highest version
+/// that this host runs and that holds `extractor.wit` (an SDK packages the WIT of the contract it
+/// implements; a newer SDK may carry older ones too).
+fn newest_wit(wit: &Path) -> Option<PathBuf> {
+    qpf_runtime::SUPPORTED_ABI_VERSIONS.iter().rev().map(|v| wit.join(v)).find(|d| d.join("extractor.wit").is_file())
 }

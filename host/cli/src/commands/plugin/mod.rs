@@ -131,9 +131,10 @@ fn qpf_root() -> Result<PathBuf> {
         Some(r) => PathBuf::from(r),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
     };
-    if !root.join("wit/0.1.0/extractor.wit").is_file() {
+    let wit = format!("wit/{}/extractor.wit", qpf_runtime::ABI_VERSION);
+    if !root.join(&wit).is_file() {
         bail!(
-            "`{}` is not a QPF checkout (no wit/0.1.0/extractor.wit); set QPF_ROOT to the folder holding wit/ and sdk/",
+            "`{}` is not a QPF checkout (no {wit}); set QPF_ROOT to the folder holding wit/ and sdk/",
             root.display()
         );
     }

@@ -41,8 +41,8 @@ pub struct Args {
 
 /// What one case produced.
 enum Outcome {
-    /// The files, and the diagnostics as lines.
-    Files(BTreeMap<String, Vec<u8>>, Vec<String>),
+    /// The files, the diagnostics as lines, and the paths of the files in `scaffold` mode.
+    Files(BTreeMap<String, Vec<u8>>, Vec<String>, Vec<String>),
     /// The error message, then its diagnostics, one per line.
     Error(String),
 }
@@ -136,10 +136,16 @@ fn run_case(loaded: &qpf_engine::standalone::Loaded<'_>, case: &Path) -> Result<
         }
         Err(e) if e.kind == FailureKind::Config => Ok(Outcome::Error(format!("config error: {}", e.message))),
         Err(e) => bail!("plugin `{}`: {} error: {}", plugin.name(), e.kind, e.message),
-        Ok(files) => Ok(Outcome::Files(
-            files.into_iter().map(|(path, _, contents)| (path, contents)).collect(),
-            call.diagnostics.iter().map(diagnostic_line).collect(),
-        )),
+        Ok(files) => {
+            let mut scaffolds: Vec<String> =
+                files.iter().filter(|f| !f.mode.is_generated()).map(|f| f.path.clone()).collect();
+            scaffolds.sort();
+            Ok(Outcome::Files(
+                files.into_iter().map(|f| (f.path, f.bytes)).collect(),
+                call.diagnostics.iter().map(diagnostic_line).collect(),
+                scaffolds,
+            ))
+        }
     }
 }
 
@@ -174,7 +180,7 @@ fn compare(expected: &BTreeMap<String, Vec<u8>>, actual: &BTreeMap<String, Vec<u
 fn bless(case: &Path, outcome: &Outcome) -> Result<()> {
     let expected = case.join("expected");
     let _ = std::fs::remove_dir_all(&expected);
-    for stale in ["expected-error.txt", "expected-error.regex", "expected-diagnostics.txt"] {
+    for stale in ["expected-error.txt", "expected-error.regex", "expected-diagnostics.txt", "expected-scaffolds.txt"] {
         let _ = std::fs::remove_file(case.join(stale));
     }
     match outcome {
@@ -182,7 +188,10 @@ fn bless(case: &Path, outcome: &Outcome) -> Result<()> {
             let first = message.lines().next().unwrap_or_default();
             std::fs::write(case.join("expected-error.txt"), format!("{first}\n"))?;
         }
-        Outcome::Files(files, diagnostics) => {
+        Outcome::Files(files, diagnostics, scaffolds) => {
+            if !scaffolds.is_empty() {
+                std::fs::write(case.join("expected-scaffolds.txt"), scaffolds.join("\n") + "\n")?;
+            }
             for (path, bytes) in files {
                 let to = expected.join(path);
                 std::fs::create_dir_all(to.parent().unwrap_or(&expected))?;
@@ -202,7 +211,7 @@ fn bless(case: &Path, outcome: &Outcome) -> Result<()> {
 enum Expectation {
     Contains(String),
     Matches(regex::Regex),
-    Files { diagnostics: Option<Vec<String>> },
+    Files { diagnostics: Option<Vec<String>>, scaffolds: Vec<String> },
 }
 
 fn expectation(case: &Path) -> Result<Expectation> {
@@ -218,7 +227,10 @@ fn expectation(case: &Path) -> Result<Expectation> {
     let diagnostics = std::fs::read_to_string(case.join("expected-diagnostics.txt"))
         .ok()
         .map(|t| t.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect());
-    Ok(Expectation::Files { diagnostics })
+    let scaffolds = std::fs::read_to_string(case.join("expected-scaffolds.txt"))
+        .map(|t| t.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    Ok(Expectation::Files { diagnostics, scaffolds })
 }
 
 /// The ways `outcome` differs from what the case expects (empty: the case passes).
@@ -239,8 +251,18 @@ fn check(case: &Path, outcome: &Outcome) -> Result<Vec<String>> {
             vec![format!("expected an error matching `{}`, but the plugin succeeded", re.as_str())]
         }
         (Expectation::Files { .. }, Outcome::Error(message)) => vec![format!("the plugin failed: {message}")],
-        (Expectation::Files { diagnostics }, Outcome::Files(files, actual)) => {
+        (Expectation::Files { diagnostics, scaffolds }, Outcome::Files(files, actual, actual_scaffolds)) => {
             let mut problems = compare(&read_tree(&case.join("expected"))?, files);
+            let mut scaffolds = scaffolds;
+            scaffolds.sort();
+            if &scaffolds != actual_scaffolds {
+                let show = |d: &[String]| if d.is_empty() { "(none)".to_owned() } else { d.join(", ") };
+                problems.push(format!(
+                    "the scaffold files (`expected-scaffolds.txt`) differ: expected {}, actual {}",
+                    show(&scaffolds),
+                    show(actual_scaffolds)
+                ));
+            }
             if let Some(want) = diagnostics
                 && &want != actual
             {
@@ -298,7 +320,7 @@ pub fn run(args: &Args) -> Result<Exit> {
         if problems.is_empty() {
             say!("case {name} ... ok");
             // Warnings and notes of a success are shown even when not asserted.
-            if let Outcome::Files(_, diagnostics) = &outcome {
+            if let Outcome::Files(_, diagnostics, _) = &outcome {
                 for d in diagnostics {
                     // Plugin text: continuation lines indented, so none passes for a case line.
                     say!("  {}", crate::term::block(d));
