@@ -186,7 +186,9 @@ fn every_agent_passes_its_tests_and_lint_and_serves_http() {
             "{agent}: {parsed}"
         );
 
-        // Over real HTTP: the probes and the first capability with the OpenAPI document's example.
+        // Over real HTTP: the probes and the first capability with the OpenAPI document's example,
+        // which nobody implemented yet (the `handlers.py` scaffold overrides nothing): a 501 with
+        // the one error body, never invented data.
         let openapi: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("docs/openapi.json")).expect("openapi.json"))
                 .expect("openapi.json is JSON");
@@ -201,9 +203,10 @@ fn every_agent_passes_its_tests_and_lint_and_serves_http() {
         let (status, body) = http(port, "GET", "/ready", "").expect("/ready");
         assert_eq!(status, 200, "{agent}: /ready: {body}");
         let (status, body) = http(port, "POST", path, &example).expect("capability call");
-        assert_eq!(status, 200, "{agent}: POST {path} {example}: {body}");
+        assert_eq!(status, 501, "{agent}: POST {path} {example}: {body}");
         let output: serde_json::Value = serde_json::from_str(&body).expect("a JSON answer");
-        assert!(output.is_object(), "{agent}: {body}");
+        assert_eq!(output["code"], "not_implemented", "{agent}: {body}");
+        assert_eq!(output["retryable"], false, "{agent}: {body}");
         let (status, body) = http(port, "GET", "/metrics", "").expect("/metrics");
         assert!(status == 200 && body.contains(&format!("route=\"{path}\"")), "{agent}: /metrics: {body}");
     }
@@ -310,4 +313,96 @@ fn a_broken_reference_in_an_agent_is_an_error_at_its_schema_line() {
         "{stderr}"
     );
     assert!(stderr.contains("plugin `py-api`"), "{stderr}");
+}
+
+/// The README's worked example: a team implements one capability in the `handlers.py` scaffold; a
+/// new `qpf extract` keeps its code and `qpf drift` stays clean; served over HTTP, the capability
+/// answers with the team's data and the others 501; a capability added to the schema appears in
+/// the generated `Handlers` (501) while the team's implementation still loads and the generated
+/// tests pass.
+#[test]
+fn a_teams_handlers_py_survives_regeneration_and_schema_changes_and_serves() {
+    let venv = venv();
+    let python = venv.join("bin/python");
+    let project = extracted();
+    let p = project.path();
+    let dir = p.join("out/orchestrator");
+    let handlers = dir.join("src/orchestrator/handlers.py");
+    let scaffold = std::fs::read_to_string(&handlers).expect("handlers.py is written");
+    assert!(scaffold.contains("YOURS to edit") && scaffold.contains("# async def status("), "{scaffold}");
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.join("qpf.lock")).expect("lock")).expect("lock is JSON");
+    assert_eq!(lock["files"]["orchestrator/src/orchestrator/handlers.py"]["user_owned"], true);
+
+    let ours = "\"\"\"Our orchestrator.\"\"\"\n\nfrom __future__ import annotations\n\nfrom . import models\n\
+                from .capabilities import Handlers as GeneratedHandlers\n\n\n\
+                class Handlers(GeneratedHandlers):\n    \
+                async def status(self, body: models.Assignment) -> models.TaskStatus:\n        \
+                return models.TaskStatus(task_id=body.task_id, state=\"running\", progress=0.5)\n";
+    std::fs::write(&handlers, ours).expect("the team edits handlers.py");
+    let qpf_in = |args: &[&str]| {
+        Command::new(support::qpf_bin())
+            .args(args)
+            .args(["--project", p.to_str().expect("utf-8")])
+            .env("QPF_COMPILED_CACHE", support::target_dir().join("qpf-test-compiled"))
+            .output()
+            .expect("qpf runs")
+    };
+    let out = qpf_in(&["extract", "--no-cache"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(std::fs::read_to_string(&handlers).expect("handlers.py"), ours, "the team's code survives");
+    let out = qpf_in(&["drift"]);
+    assert_eq!(out.status.code(), Some(0), "drift stays clean: {}", show(&out));
+
+    let pytest = |what: &str| {
+        let mut cmd = Command::new(&python);
+        cmd.args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"])
+            .current_dir(&dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env_remove("PYTHONPATH");
+        let report = run(&mut cmd, what);
+        assert!(report.contains(" passed"), "{what}: {report}");
+    };
+    pytest("the generated tests with the team's handlers");
+    {
+        let (_server, port) = serve(&venv, &dir, "orchestrator");
+        let assignment = r#"{"task_id": "t-1", "agent": "trainer", "accepted_at": "2026-01-01T00:00:00Z"}"#;
+        let (status, body) = http(port, "POST", "/status", assignment).expect("/status");
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(answer, serde_json::json!({"task_id": "t-1", "state": "running", "progress": 0.5}));
+        let task = r#"{"id": "t-2", "kind": "train"}"#;
+        let (status, body) = http(port, "POST", "/dispatch", task).expect("/dispatch");
+        assert_eq!(status, 501, "{body}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).expect("JSON"),
+            serde_json::json!({"code": "not_implemented", "message": "the capability `dispatch` is not implemented yet", "retryable": false})
+        );
+    }
+
+    // The schema gains a capability: the generated interface has it (501), the team's file does not
+    // change, the app still loads it, and the generated tests (including the new capability's) pass.
+    let schema = p.join("agents/orchestrator.yaml");
+    let text = std::fs::read_to_string(&schema).expect("schema");
+    let added = text.replace(
+        "  memory:\n",
+        "    - name: cancel\n      description: Cancel a task.\n      input: Assignment\n      output: TaskStatus\n  memory:\n",
+    );
+    assert_ne!(added, text);
+    std::fs::write(&schema, added).expect("schema edit");
+    let out = qpf_in(&["extract"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(std::fs::read_to_string(&handlers).expect("handlers.py"), ours);
+    let generated = std::fs::read_to_string(dir.join("src/orchestrator/capabilities/__init__.py")).expect("generated");
+    assert!(generated.contains("async def cancel(self, body: models.Assignment) -> models.TaskStatus:"), "{generated}");
+    pytest("the generated tests after the schema change");
+    let mut check = Command::new(&python);
+    check
+        .args(["-c", "from orchestrator.app import team_handlers; print(team_handlers().implemented())"])
+        .current_dir(&dir)
+        .env("PYTHONPATH", dir.join("src"))
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    assert_eq!(run(&mut check, "loading the team's handlers").trim(), "['status']");
+    let out = qpf_in(&["drift"]);
+    assert_eq!(out.status.code(), Some(0), "drift stays clean: {}", show(&out));
 }

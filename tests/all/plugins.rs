@@ -53,10 +53,31 @@ fn a_new_plugin_builds_passes_its_own_test_and_is_pushed_and_pulled_in_every_lan
             "python" => "app.py",
             _ => "index.js",
         });
-        for file in [source, dir.join("tests/cases/hello/expected/hello.txt")] {
+        for file in [source.clone(), dir.join("tests/cases/hello/expected/hello.txt")] {
             let text = std::fs::read_to_string(&file).expect("scaffold file");
             assert!(text.contains("hello, "), "{}", file.display());
             std::fs::write(&file, text.replace("hello, ", "greetings, ")).expect("edit");
+        }
+        // And a scaffold file (contract 0.2.0), in each SDK's words, with the case's expectation.
+        let (from, to) = match lang {
+            "rust" => {
+                (".file(\"hello.txt\", text))", ".file(\"hello.txt\", text).scaffold(\"notes.txt\", \"yours\\n\"))")
+            }
+            "python" => (
+                "\\ninput keys: {keys}\\n\")]",
+                "\\ninput keys: {keys}\\n\"), File(\"notes.txt\", \"yours\\n\", scaffold=True)]",
+            ),
+            _ => ("\\ninput keys: ${keys}\\n`)]", "\\ninput keys: ${keys}\\n`), scaffold('notes.txt', 'yours\\n')]"),
+        };
+        let text = std::fs::read_to_string(&source).expect("source");
+        assert!(text.contains(from), "{lang}: `{from}` not in {text}");
+        std::fs::write(&source, text.replace(from, to)).expect("edit");
+        std::fs::write(dir.join("tests/cases/hello/expected/notes.txt"), "yours\n").expect("expected scaffold");
+        std::fs::write(dir.join("tests/cases/hello/expected-scaffolds.txt"), "notes.txt\n").expect("scaffolds");
+        if lang == "js" {
+            let text = std::fs::read_to_string(&source).expect("source");
+            std::fs::write(&source, text.replace("definePlugin, file }", "definePlugin, file, scaffold }"))
+                .expect("import");
         }
         {
             // No path of this machine in the scaffold: it builds wherever the SDK can be fetched.
@@ -100,7 +121,7 @@ fn a_new_plugin_builds_passes_its_own_test_and_is_pushed_and_pulled_in_every_lan
         assert!(out.status.success(), "{lang}: {}", show(&out));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         assert_eq!(v["runs"], true, "{v}");
-        assert_eq!(v["world"], "qpf:extractor/extractor@0.1.0", "{v}");
+        assert_eq!(v["world"], "qpf:extractor/extractor@0.2.0", "{v}");
         assert_eq!(v["info"]["name"], name.as_str(), "{v}");
         if lang != "rust" {
             assert_eq!(v["refused"], serde_json::json!([]), "{v}");
@@ -166,7 +187,15 @@ fn a_new_plugin_builds_passes_its_own_test_and_is_pushed_and_pulled_in_every_lan
         for schema in ["first", "second"] {
             let text = std::fs::read_to_string(p.join(format!("out/{schema}/{name}/hello.txt"))).expect("generated");
             assert_eq!(text, format!("greetings, {schema}\ninput keys: description, owner\n"), "{name}");
+            let scaffold = p.join(format!("out/{schema}/{name}/notes.txt"));
+            assert_eq!(std::fs::read_to_string(scaffold).expect("scaffold"), "yours\n", "{name}");
         }
+    }
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.join("qpf.lock")).expect("lock")).expect("lock is JSON");
+    for (name, _, _) in &pushed {
+        assert_eq!(lock["files"][format!("first/{name}/notes.txt")]["user_owned"], true, "{name}: {lock}");
+        assert!(lock["files"][format!("first/{name}/hello.txt")].get("user_owned").is_none(), "{name}: {lock}");
     }
     drop(registry);
     // A changed expectation is a failure with a diff, and QPF_BLESS=1 accepts it.
@@ -258,7 +287,7 @@ fn a_component_with_imports_the_sandbox_does_not_grant_is_refused_with_a_hint() 
     let out = Command::new(&jco)
         .current_dir(src.path())
         .args(["componentize", "index.js", "--wit"])
-        .arg(root.join("wit/0.1.0"))
+        .arg(root.join("wit/0.2.0"))
         .args(["--world-name", "extractor", "-o"])
         .arg(&wasm)
         .output()

@@ -210,5 +210,6 @@ fn info_is_read_from_the_plugin() {
     let rt = runtime();
     let plugin = hostile(&rt);
     assert_eq!(plugin.info().name, "hostile");
-    assert_eq!(plugin.info().version, "0.1.0");
+    assert_eq!(plugin.info().version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(plugin.abi(), "0.2.0", "the test guests are built with the SDK of the newest contract");
 }

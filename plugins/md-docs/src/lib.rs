@@ -62,7 +62,7 @@ fn openapi(agent: &AgentView) -> Value {
     for t in &agent.types {
         schemas.insert(t.class.clone(), t.json_schema.clone());
     }
-    if !agent.errors.is_empty() {
+    if !agent.capabilities.is_empty() {
         schemas.insert("ErrorResponse".into(), error_response());
     }
     for c in &agent.capabilities {
@@ -78,6 +78,10 @@ fn openapi(agent: &AgentView) -> Value {
             );
         }
         responses.insert("422".into(), json!({ "description": "The body does not match the input type." }));
+        responses.insert(
+            "501".into(),
+            json!({ "description": "not_implemented: `handlers.py` does not implement the capability yet.", "content": json_body(json!({ "$ref": "#/components/schemas/ErrorResponse" })) }),
+        );
         paths.insert(
             c.path.clone(),
             json!({ "post": {

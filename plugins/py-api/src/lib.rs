@@ -1,6 +1,7 @@
 //! `py-api`: the agent's capabilities as FastAPI routers, one module per capability, the
-//! `Handlers` class behind them (placeholders until overridden), and the declared errors with
-//! their HTTP mapping.
+//! `Handlers` interface behind them (every capability 501 until implemented), the declared errors
+//! with their HTTP mapping, and `handlers.py`, a scaffold: the team's subclass of `Handlers`,
+//! written once and theirs from then on.
 
 use qpf_agent_model::{AgentView, Template, family_info, output_path, render, render_all};
 use qpf_sdk::{ExtractError, Extractor, PluginInfo, Request, Response};
@@ -19,6 +20,11 @@ const CAPABILITY: Template = Template {
     path: "src/{package}/capabilities/{item}.py",
     name: "capability.py.j2",
     source: include_str!("../templates/capability.py.j2"),
+};
+const HANDLERS: Template = Template {
+    path: "src/{package}/handlers.py",
+    name: "handlers.py.j2",
+    source: include_str!("../templates/handlers.py.j2"),
 };
 const PLUGIN: &str = concat!("py-api ", env!("CARGO_PKG_VERSION"));
 
@@ -42,6 +48,8 @@ impl Extractor for PyApi {
             let text = render(&CAPABILITY, &agent, PLUGIN, minijinja::context! { cap => qpf_agent_model::value(cap) })?;
             response.push_file(output_path(CAPABILITY.path, &agent, &cap.ident), text);
         }
+        let handlers = render(&HANDLERS, &agent, PLUGIN, minijinja::context! {})?;
+        response.push_scaffold(output_path(HANDLERS.path, &agent, ""), handlers);
         Ok(response)
     }
 }

@@ -57,6 +57,7 @@ impl Extractor for PyTests {
                 openapi => has_file(&paths, &format!("{}/docs/openapi.json", agent.name)),
                 observability => has(&paths, &agent, "observability.py"),
                 errors => has(&paths, &agent, "errors.py"),
+                capabilities => has(&paths, &agent, "capabilities/__init__.py"),
             },
         };
         let mut response = Response::new();

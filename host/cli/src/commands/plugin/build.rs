@@ -281,6 +281,13 @@ fn js(root: Option<&Path>, dir: &Path, m: &Manifest, out: &Path) -> Result<()> {
     run_tool(&mut cmd, "jco componentize")
 }
 
+/// The newest contract an installed SDK carries: the folder `wit/X.Y.Z` with the highest version
+/// that this host runs and that holds `extractor.wit` (an SDK packages the WIT of the contract it
+/// implements; a newer SDK may carry older ones too).
+fn newest_wit(wit: &Path) -> Option<PathBuf> {
+    qpf_runtime::SUPPORTED_ABI_VERSIONS.iter().rev().map(|v| wit.join(v)).find(|d| d.join("extractor.wit").is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,11 +301,4 @@ mod tests {
             assert!(!is_sdk(line), "{line}");
         }
     }
-}
-
-/// The newest contract an installed SDK carries: the folder `wit/X.Y.Z` with the highest version
-/// that this host runs and that holds `extractor.wit` (an SDK packages the WIT of the contract it
-/// implements; a newer SDK may carry older ones too).
-fn newest_wit(wit: &Path) -> Option<PathBuf> {
-    qpf_runtime::SUPPORTED_ABI_VERSIONS.iter().rev().map(|v| wit.join(v)).find(|d| d.join("extractor.wit").is_file())
 }
