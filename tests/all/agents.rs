@@ -67,13 +67,22 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
-/// One HTTP/1.0 exchange: the status and the body.
+/// The API key the served agents accept (`serve` configures it).
+const API_KEY: &str = "e2e-key";
+
+/// One HTTP/1.0 exchange, presenting [`API_KEY`]: the status and the body.
 fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    http_as(port, method, path, body, Some(API_KEY))
+}
+
+/// One HTTP/1.0 exchange with the given API key, or none.
+fn http_as(port: u16, method: &str, path: &str, body: &str, key: Option<&str>) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = key.map(|k| format!("X-API-Key: {k}\r\n")).unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut response = String::new();
@@ -102,6 +111,7 @@ fn serve(venv: &Path, dir: &Path, package: &str) -> (Server, u16) {
         .current_dir(dir)
         .env("PYTHONPATH", dir.join("src"))
         .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env(format!("{}_API_KEYS", package.to_uppercase()), API_KEY)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -143,6 +153,12 @@ fn every_agent_passes_its_tests_and_lint_and_serves_http() {
         ruff.args(["check", "--no-cache", "."]);
         quiet(&mut ruff);
         run(&mut ruff, &format!("{agent}: ruff check"));
+
+        let cache = tempfile::tempdir().expect("temp dir");
+        let mut mypy = Command::new(&python);
+        mypy.args(["-m", "mypy", "--no-error-summary", "--cache-dir"]).arg(cache.path()).args(["src", "tests"]);
+        quiet(&mut mypy);
+        run(&mut mypy, &format!("{agent}: mypy --strict (the generated pyproject.toml's [tool.mypy])"));
 
         let mut compileall = Command::new(&python);
         compileall.args(["-B", "-m", "compileall", "-q", "src", "tests"]);
@@ -202,6 +218,8 @@ fn every_agent_passes_its_tests_and_lint_and_serves_http() {
         let (_server, port) = serve(&venv, &dir, agent);
         let (status, body) = http(port, "GET", "/ready", "").expect("/ready");
         assert_eq!(status, 200, "{agent}: /ready: {body}");
+        let (status, body) = http_as(port, "POST", path, &example, None).expect("anonymous call");
+        assert_eq!(status, 401, "{agent}: POST {path} without credentials: {body}");
         let (status, body) = http(port, "POST", path, &example).expect("capability call");
         assert_eq!(status, 501, "{agent}: POST {path} {example}: {body}");
         let output: serde_json::Value = serde_json::from_str(&body).expect("a JSON answer");

@@ -97,7 +97,6 @@ impl Extractor for Deploy {
         // Settings the pod gets from a Secret: the secret ones and those without a default.
         let secret_settings: Vec<_> = agent.settings.iter().filter(|s| s.secret || s.required).collect();
         let extra = minijinja::context! {
-            secret_required => secret_settings.iter().any(|s| s.required),
             secret_settings => qpf_agent_model::value(&secret_settings),
             image,
             port => config.port,

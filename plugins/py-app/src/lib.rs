@@ -8,8 +8,9 @@
 use qpf_agent_model::{AgentView, Template, family_info, has, has_file, render_all, upstream_paths};
 use qpf_sdk::{Diagnostic, ExtractError, Extractor, PluginInfo, Request, Response, Severity};
 
-const TEMPLATES: [Template; 4] = [
+const TEMPLATES: [Template; 5] = [
     Template { path: "src/{package}/__init__.py", name: "init.py.j2", source: include_str!("../templates/init.py.j2") },
+    Template { path: "src/{package}/auth.py", name: "auth.py.j2", source: include_str!("../templates/auth.py.j2") },
     Template { path: "src/{package}/app.py", name: "app.py.j2", source: include_str!("../templates/app.py.j2") },
     Template { path: "src/{package}/__main__.py", name: "main.py.j2", source: include_str!("../templates/main.py.j2") },
     Template {

@@ -37,6 +37,11 @@ const ANOMALIES: Template = Template {
     name: "test_anomalies.py.j2",
     source: include_str!("../templates/test_anomalies.py.j2"),
 };
+const AUTH: Template = Template {
+    path: "tests/test_auth.py",
+    name: "test_auth.py.j2",
+    source: include_str!("../templates/test_auth.py.j2"),
+};
 const PLUGIN: &str = concat!("py-tests ", env!("CARGO_PKG_VERSION"));
 
 struct PyTests;
@@ -75,6 +80,7 @@ impl Extractor for PyTests {
             (&MEMORY, "memory/__init__.py", !agent.memory.is_empty()),
             (&SUBAGENTS, "subagents.py", !agent.subagents.is_empty()),
             (&ANOMALIES, "anomalies.py", !agent.anomalies.is_empty()),
+            (&AUTH, "auth.py", true),
         ];
         for (t, module, declared) in parts {
             if declared && has(&paths, &agent, module) {

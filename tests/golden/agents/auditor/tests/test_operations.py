@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import fastapi
 import pytest
@@ -25,8 +26,8 @@ def test_health_answers(client: TestClient) -> None:
     assert response.json() == {"status": "ok", "agent": "auditor", "version": "2.0.0"}
 
 
-def test_the_app_runs_the_teams_handlers_from_handlers_py(client: TestClient) -> None:
-    assert type(client.app.state.handlers) is handlers.Handlers
+def test_the_app_runs_the_teams_handlers_from_handlers_py(app: fastapi.FastAPI) -> None:
+    assert type(app.state.handlers) is handlers.Handlers
 
 
 def test_ready_answers_when_every_dependency_does(client: TestClient) -> None:
@@ -35,11 +36,11 @@ def test_ready_answers_when_every_dependency_does(client: TestClient) -> None:
     assert response.json()["status"] == "ready"
 
 
-def test_ready_answers_503_when_a_check_fails(client: TestClient) -> None:
+def test_ready_answers_503_when_a_check_fails(app: fastapi.FastAPI, client: TestClient) -> None:
     async def failing() -> bool:
         return False
 
-    client.app.state.readiness["broken"] = failing
+    app.state.readiness["broken"] = failing
     response = client.get("/ready")
     assert response.status_code == 503
     assert response.json()["checks"]["broken"] is False
@@ -73,7 +74,9 @@ def test_log_lines_written_while_serving_carry_the_request_id() -> None:
         REQUEST_ID.reset(token)
 
 
-def test_every_error_answers_the_same_body(client: TestClient) -> None:
+def test_every_error_answers_the_same_body(
+    app: fastapi.FastAPI, client: TestClient, auth_headers: dict[str, str]
+) -> None:
     keys = {"code", "message", "retryable"}
     missing = client.get("/no-such-route")
     assert (missing.status_code, set(missing.json()), missing.json()["code"]) == (404, keys, "not_found")
@@ -89,14 +92,14 @@ def test_every_error_answers_the_same_body(client: TestClient) -> None:
     async def boom() -> None:
         raise RuntimeError("a secret detail")
 
-    client.app.add_api_route("/too-many", too_many)
-    client.app.add_api_route("/boom", boom)
+    app.add_api_route("/too-many", too_many)
+    app.add_api_route("/boom", boom)
     limited = client.get("/too-many")
     assert limited.status_code == 429
     assert limited.json() == {"code": "too_many_requests", "message": "slow down", "retryable": True}
     # A second client on the same app (no lifespan: the first one runs it) that answers 500s
     # instead of raising them into the test.
-    failed = TestClient(client.app, raise_server_exceptions=False).get("/boom")
+    failed = TestClient(app, raise_server_exceptions=False, headers=auth_headers).get("/boom")
     assert failed.status_code == 500
     assert failed.json() == {"code": "internal", "message": "internal error", "retryable": False}
 
@@ -105,7 +108,7 @@ def test_the_published_openapi_document_matches_the_app(client: TestClient) -> N
     published = json.loads((Path(__file__).parent.parent / "docs" / "openapi.json").read_text())
     served = client.get("/openapi.json").json()
 
-    def operations(doc: dict) -> set[tuple[str, str]]:
+    def operations(doc: dict[str, Any]) -> set[tuple[str, str]]:
         return {(path, method) for path, item in doc["paths"].items() for method in item}
 
     assert operations(published) == operations(served)
@@ -129,7 +132,7 @@ def test_settings_default_to_the_schema(settings: Settings) -> None:
     ],
 )
 def test_settings_come_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch, variable: str, attribute: str, value: str, expected: object
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, variable: str, attribute: str, value: str, expected: object
 ) -> None:
     monkeypatch.setenv(variable, value)
     assert getattr(Settings(), attribute) == expected
@@ -142,8 +145,8 @@ def test_settings_come_from_the_environment(
     ],
 )
 def test_settings_outside_their_allowed_values_are_refused_at_load(
-    monkeypatch: pytest.MonkeyPatch, variable: str
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
     monkeypatch.setenv(variable, "not-one-of-the-allowed-values")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match=variable.removeprefix("AUDITOR_").lower()):
         Settings()

@@ -31,8 +31,10 @@ class Answering(Handlers):
         )
 
 
-def test_status_answers_501_with_the_error_body_until_implemented(settings: Settings) -> None:
-    with TestClient(create_app(settings, handlers=Handlers())) as client:
+def test_status_answers_501_with_the_error_body_until_implemented(
+    settings: Settings, auth_headers: dict[str, str]
+) -> None:
+    with TestClient(create_app(settings, handlers=Handlers()), headers=auth_headers) as client:
         response = client.post("/status", json=SAMPLE)
     assert response.status_code == 501, response.text
     assert response.json() == {
@@ -42,9 +44,11 @@ def test_status_answers_501_with_the_error_body_until_implemented(settings: Sett
     }
 
 
-def test_status_runs_the_configured_handler_and_answers_its_output_model(settings: Settings) -> None:
+def test_status_runs_the_configured_handler_and_answers_its_output_model(
+    settings: Settings, auth_headers: dict[str, str]
+) -> None:
     handlers = Answering()
-    with TestClient(create_app(settings, handlers=handlers)) as client:
+    with TestClient(create_app(settings, handlers=handlers), headers=auth_headers) as client:
         response = client.post("/status", json=SAMPLE)
     assert response.status_code == 200, response.text
     models.TaskStatus.model_validate(response.json())
@@ -59,12 +63,14 @@ def test_status_rejects_a_body_without_its_required_fields(client: TestClient) -
 
 
 @pytest.mark.parametrize("error", [errors.UnknownTask])
-def test_status_maps_its_declared_errors(settings: Settings, error: type[errors.AgentError]) -> None:
+def test_status_maps_its_declared_errors(
+    settings: Settings, auth_headers: dict[str, str], error: type[errors.AgentError]
+) -> None:
     class Failing(Handlers):
         async def status(self, body: models.Assignment) -> models.TaskStatus:
             raise error("it failed")
 
-    with TestClient(create_app(settings, handlers=Failing())) as client:
+    with TestClient(create_app(settings, handlers=Failing()), headers=auth_headers) as client:
         response = client.post("/status", json=SAMPLE)
     assert response.status_code == error.status_code, response.text
     assert response.json() == {"code": error.code, "message": "it failed", "retryable": error.retryable}

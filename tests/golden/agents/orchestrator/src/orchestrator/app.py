@@ -20,6 +20,7 @@ import fastapi
 from . import __version__
 from .anomalies import AnomalyHandlers
 from .anomalies import router as anomalies_router
+from .auth import install as install_auth
 from .capabilities import ROUTERS, Handlers
 from .errors import install as install_errors
 from .memory import Memory
@@ -100,6 +101,8 @@ def create_app(
     readiness: dict[str, Callable[[], Awaitable[bool]]] = {}
     readiness["memory"] = agent.memory.ready
     app.state.readiness = readiness
+    # Authentication first, so that the request-id and metrics middleware (outer) see its 401s too.
+    install_auth(app, settings)
     instrument(app)
     install_errors(app)
     app.include_router(operations_router)

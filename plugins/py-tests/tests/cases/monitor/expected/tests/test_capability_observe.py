@@ -30,8 +30,10 @@ class Answering(Handlers):
         )
 
 
-def test_observe_answers_501_with_the_error_body_until_implemented(settings: Settings) -> None:
-    with TestClient(create_app(settings, handlers=Handlers())) as client:
+def test_observe_answers_501_with_the_error_body_until_implemented(
+    settings: Settings, auth_headers: dict[str, str]
+) -> None:
+    with TestClient(create_app(settings, handlers=Handlers()), headers=auth_headers) as client:
         response = client.post("/observe", json=SAMPLE)
     assert response.status_code == 501, response.text
     assert response.json() == {
@@ -41,9 +43,11 @@ def test_observe_answers_501_with_the_error_body_until_implemented(settings: Set
     }
 
 
-def test_observe_runs_the_configured_handler_and_answers_its_output_model(settings: Settings) -> None:
+def test_observe_runs_the_configured_handler_and_answers_its_output_model(
+    settings: Settings, auth_headers: dict[str, str]
+) -> None:
     handlers = Answering()
-    with TestClient(create_app(settings, handlers=handlers)) as client:
+    with TestClient(create_app(settings, handlers=handlers), headers=auth_headers) as client:
         response = client.post("/observe", json=SAMPLE)
     assert response.status_code == 200, response.text
     models.Alert.model_validate(response.json())

@@ -11,9 +11,14 @@ change the schema and run `qpf extract` again.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import fastapi
 
 from .. import errors, models
+
+if TYPE_CHECKING:
+    from . import Handlers
 
 router = fastapi.APIRouter(tags=["capabilities"])
 
@@ -30,4 +35,5 @@ router = fastapi.APIRouter(tags=["capabilities"])
 )
 async def review(body: models.Decision, request: fastapi.Request) -> models.Verdict:
     """Review one decision."""
-    return await request.app.state.handlers.review(body)
+    handlers: Handlers = request.app.state.handlers
+    return await handlers.review(body)

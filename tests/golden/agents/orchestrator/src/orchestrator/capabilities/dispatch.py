@@ -11,9 +11,14 @@ change the schema and run `qpf extract` again.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import fastapi
 
 from .. import errors, models
+
+if TYPE_CHECKING:
+    from . import Handlers
 
 router = fastapi.APIRouter(tags=["capabilities"])
 
@@ -31,4 +36,5 @@ router = fastapi.APIRouter(tags=["capabilities"])
 )
 async def dispatch(body: models.Task, request: fastapi.Request) -> models.Assignment:
     """Assign a task to the best available agent."""
-    return await request.app.state.handlers.dispatch(body)
+    handlers: Handlers = request.app.state.handlers
+    return await handlers.dispatch(body)

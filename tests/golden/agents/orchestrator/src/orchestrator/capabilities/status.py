@@ -11,9 +11,14 @@ change the schema and run `qpf extract` again.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import fastapi
 
 from .. import errors, models
+
+if TYPE_CHECKING:
+    from . import Handlers
 
 router = fastapi.APIRouter(tags=["capabilities"])
 
@@ -30,4 +35,5 @@ router = fastapi.APIRouter(tags=["capabilities"])
 )
 async def status(body: models.Assignment, request: fastapi.Request) -> models.TaskStatus:
     """Report the state of a task."""
-    return await request.app.state.handlers.status(body)
+    handlers: Handlers = request.app.state.handlers
+    return await handlers.status(body)

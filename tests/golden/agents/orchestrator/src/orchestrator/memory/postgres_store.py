@@ -62,7 +62,7 @@ class PostgresStore(MemoryStore):
     async def delete(self, key: str) -> bool:
         conn = await self.connection()
         cur = await conn.execute("DELETE FROM qpf_memory WHERE store = %s AND key = %s", (self._store, key))
-        return cur.rowcount > 0
+        return bool(cur.rowcount > 0)
 
     async def keys(self, prefix: str = "") -> list[str]:
         conn = await self.connection()

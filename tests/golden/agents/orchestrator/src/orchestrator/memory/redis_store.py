@@ -23,7 +23,7 @@ class RedisStore(MemoryStore):
         except ImportError as exc:
             raise RuntimeError(f"memory {name} needs redis: pip install 'orchestrator-agent[redis]'") from exc
         self._prefix = f"{AGENT}:{name}:"
-        self._client = aioredis.from_url(url, decode_responses=True)
+        self._client = aioredis.Redis.from_url(url, decode_responses=True)
 
     async def get(self, key: str) -> Any | None:
         raw = await self._client.get(self._prefix + key)

@@ -11,9 +11,14 @@ change the schema and run `qpf extract` again.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import fastapi
 
 from .. import errors, models
+
+if TYPE_CHECKING:
+    from . import Handlers
 
 router = fastapi.APIRouter(tags=["capabilities"])
 
@@ -29,4 +34,5 @@ router = fastapi.APIRouter(tags=["capabilities"])
 )
 async def observe(body: models.Sample, request: fastapi.Request) -> models.Alert:
     """Ingest one sample; returns an alert when it is anomalous."""
-    return await request.app.state.handlers.observe(body)
+    handlers: Handlers = request.app.state.handlers
+    return await handlers.observe(body)
