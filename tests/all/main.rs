@@ -23,5 +23,6 @@ mod s3;
 mod sandbox;
 mod schema;
 mod serve;
+mod servers;
 mod support;
 mod watch;

@@ -300,3 +300,64 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// moto's S3 server (installed by `./dev tools`), on a loopback port; stopped when dropped, and by
+/// `timeout` after 15 minutes if the test process dies first.
+pub struct Moto {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    child: std::process::Child,
+}
+
+impl Moto {
+    /// Starts one with a bucket `cache`.
+    pub fn start() -> Moto {
+        use std::io::BufRead;
+        crate::support::tools();
+        let server = crate::support::target_dir().join("qpf-tools/moto/bin/moto_server");
+        let mut child = std::process::Command::new("timeout")
+            .arg("900")
+            .arg(&server)
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("moto_server starts (./dev tools installs it)");
+        // It says where it listens on stdout or stderr, depending on the version.
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(url) = line.split("Running on ").nth(1) {
+                        let _ = tx.send(url.trim().to_owned());
+                    }
+                }
+            });
+        }
+        let endpoint = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("moto says where it listens");
+        // Buckets are created by the client: moto accepts any credentials.
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let reply = agent.put(&format!("{endpoint}/cache")).send_empty().expect("create the bucket");
+        assert!(reply.status().is_success(), "create bucket: {}", reply.status());
+        Moto { endpoint, child }
+    }
+
+    /// Creates a bucket.
+    pub fn create_bucket(&self, name: &str) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let reply = agent.put(&format!("{}/{name}", self.endpoint)).send_empty().expect("create the bucket");
+        assert!(reply.status().is_success(), "create bucket {name}: {}", reply.status());
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}

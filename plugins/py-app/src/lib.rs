@@ -25,7 +25,7 @@ const PLUGIN: &str = concat!("py-app ", env!("CARGO_PKG_VERSION"));
 fn extras(agent: &AgentView) -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out = Vec::new();
     if agent.backends.iter().any(|b| b == "postgres" || b == "vector") {
-        out.push(("postgres", vec!["psycopg[binary]>=3.1"]));
+        out.push(("postgres", vec!["psycopg[binary,pool]>=3.1"]));
     }
     if agent.backends.iter().any(|b| b == "redis") {
         out.push(("redis", vec!["redis>=5"]));

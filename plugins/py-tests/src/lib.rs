@@ -37,6 +37,11 @@ const ANOMALIES: Template = Template {
     name: "test_anomalies.py.j2",
     source: include_str!("../templates/test_anomalies.py.j2"),
 };
+const BACKENDS: Template = Template {
+    path: "tests/test_backends.py",
+    name: "test_backends.py.j2",
+    source: include_str!("../templates/test_backends.py.j2"),
+};
 const AUTH: Template = Template {
     path: "tests/test_auth.py",
     name: "test_auth.py.j2",
@@ -81,6 +86,7 @@ impl Extractor for PyTests {
             (&SUBAGENTS, "subagents.py", !agent.subagents.is_empty()),
             (&ANOMALIES, "anomalies.py", !agent.anomalies.is_empty()),
             (&AUTH, "auth.py", true),
+            (&BACKENDS, "memory/__init__.py", agent.memory.iter().any(|m| m.backend != "memory")),
         ];
         for (t, module, declared) in parts {
             if declared && has(&paths, &agent, module) {
