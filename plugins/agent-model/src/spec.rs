@@ -123,6 +123,12 @@ pub struct Memory {
     /// Documentation.
     #[serde(default)]
     pub description: String,
+    /// Seconds a value lives after it is written (Redis keys expire); `None`: forever.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// Length of the embeddings a `vector` store indexes.
+    #[serde(default)]
+    pub dimensions: Option<u32>,
 }
 
 /// An agent this one may start.

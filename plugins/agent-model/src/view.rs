@@ -160,6 +160,10 @@ pub struct MemoryView {
     pub setting: String,
     /// Environment variable of that setting.
     pub env: String,
+    /// Seconds a value lives after it is written (`redis` only).
+    pub ttl_seconds: Option<u64>,
+    /// Length of the indexed embeddings (`vector` only).
+    pub dimensions: Option<u32>,
 }
 
 /// A sub-agent.
@@ -341,12 +345,39 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
     }
     unique(problems, spec.capabilities.iter().map(|c| py_ident(&c.name)), "/capabilities", "capability");
 
+    for (i, m) in spec.memory.iter().enumerate() {
+        if m.ttl_seconds.is_some() && m.backend != "redis" {
+            problem(
+                problems,
+                format!("/memory/{i}/ttl_seconds"),
+                format!(
+                    "memory `{}`: `ttl_seconds` is supported by the `redis` backend only, not `{}`",
+                    m.name, m.backend
+                ),
+            );
+        }
+        match (m.backend.as_str(), m.dimensions) {
+            ("vector", None) => problem(
+                problems,
+                format!("/memory/{i}"),
+                format!("memory `{}`: a `vector` store needs `dimensions`, the length of its embeddings", m.name),
+            ),
+            ("vector", Some(_)) | (_, None) => {}
+            (backend, Some(_)) => problem(
+                problems,
+                format!("/memory/{i}/dimensions"),
+                format!("memory `{}`: `dimensions` is for the `vector` backend only, not `{backend}`", m.name),
+            ),
+        }
+    }
     let memory: Vec<MemoryView> = spec
         .memory
         .iter()
         .map(|m| {
             let ident = py_ident(&m.name);
             MemoryView {
+                ttl_seconds: m.ttl_seconds,
+                dimensions: m.dimensions,
                 name: m.name.clone(),
                 backend: m.backend.clone(),
                 description: m.description.clone(),
@@ -810,6 +841,35 @@ mod tests {
         assert_eq!(cap.errors[0].code, "not_found");
         assert_eq!(view.memory[0].env, "MY_AGENT_MEMORY_WORKING_URL");
         assert_eq!(view.types[0].fields[1].annotation, "Literal[\"a\", \"b\"]");
+    }
+
+    #[test]
+    fn memory_ttls_and_dimensions_belong_to_their_backends() {
+        let view = AgentView::from_request(&request(json!({
+            "description": "d",
+            "memory": [
+                { "name": "cache", "backend": "redis", "ttl_seconds": 60 },
+                { "name": "near", "backend": "vector", "dimensions": 3 }
+            ]
+        })))
+        .unwrap();
+        assert_eq!((view.memory[0].ttl_seconds, view.memory[1].dimensions), (Some(60), Some(3)));
+        let err = AgentView::from_request(&request(json!({
+            "description": "d",
+            "memory": [
+                { "name": "rows", "backend": "postgres", "ttl_seconds": 60 },
+                { "name": "near", "backend": "vector" },
+                { "name": "cache", "backend": "redis", "dimensions": 3 }
+            ]
+        })))
+        .unwrap_err();
+        let found: Vec<_> = err.diagnostics.iter().map(|d| (d.pointer.clone().unwrap(), d.message.clone())).collect();
+        assert_eq!(found[0].0, "/memory/0/ttl_seconds");
+        assert!(found[0].1.contains("`redis` backend only, not `postgres`"), "{found:?}");
+        assert_eq!(found[1].0, "/memory/1");
+        assert!(found[1].1.contains("needs `dimensions`"), "{found:?}");
+        assert_eq!(found[2].0, "/memory/2/dimensions");
+        assert_eq!(found.len(), 3, "{found:?}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ import uuid
 import pytest
 
 from auditor.memory import open_store
+from auditor.memory.redis_store import TTLS, RedisStore
 
 URLS = {
     "redis": "TEST_REDIS_URL",
@@ -53,6 +54,14 @@ def test_store_round_trips_on_its_real_backend(name: str, backend: str) -> None:
             assert await store.get(run + "task:1") == {"state": "queued", "tags": ["a"], "embedding": [1.0, 0.0]}
             assert await store.get(run + "task:2") == {"state": "done", "embedding": [0.0, 1.0], "again": True}
             assert await store.get(run + "other") == 3
+            if isinstance(store, RedisStore):
+                # The schema's `ttl_seconds`: the key expires, within that time.
+                ttl = TTLS.get(name)
+                expires_in = await store.expires_in(run + "other")
+                if ttl is None:
+                    assert expires_in is None
+                else:
+                    assert expires_in is not None and 0 < expires_in <= ttl
             assert await store.keys(run + "task:") == [run + "task:1", run + "task:2"]
             assert await store.delete(run + "task:1") is True
             assert await store.delete(run + "task:1") is False

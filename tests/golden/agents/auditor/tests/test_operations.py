@@ -13,10 +13,15 @@ from typing import Any
 import fastapi
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import ValidationError
 
 from auditor import handlers
-from auditor.observability import REQUEST_ID, JsonFormatter
+from auditor.app import create_app
+from auditor.observability import REQUEST_ID, JsonFormatter, configure_tracing
 from auditor.settings import Settings
 
 
@@ -62,6 +67,38 @@ def test_every_response_carries_a_request_id(client: TestClient) -> None:
     for unusable in ["a" * 129, "has space", "new\\nline"]:
         replaced = client.get("/health", headers={"X-Request-ID": unusable}).headers["X-Request-ID"]
         assert replaced != unusable and len(replaced) == 32
+
+
+def test_requests_are_traced_as_server_spans_continuing_the_callers_trace(
+    settings: Settings, auth_headers: dict[str, str]
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    caller = "0af7651916cd43dd8448eb211c80319c"
+    with TestClient(create_app(settings, tracer_provider=provider), headers=auth_headers) as client:
+        headers = {"X-Request-ID": "trace-me", "traceparent": f"00-{caller}-b7ad6b7169203331-01"}
+        assert client.get("/health", headers=headers).status_code == 200
+        assert client.get("/no-such-route").status_code == 404
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    health = spans["GET /health"]
+    assert health.kind == trace.SpanKind.SERVER
+    assert dict(health.attributes or {}) == {
+        "http.request.method": "GET",
+        "http.route": "/health",
+        "http.response.status_code": 200,
+        "qpf.request_id": "trace-me",
+    }
+    assert format(health.context.trace_id, "032x") == caller
+    assert spans["GET unmatched"].attributes is not None
+    assert spans["GET unmatched"].attributes["http.response.status_code"] == 404
+
+
+def test_tracing_is_off_unless_an_endpoint_is_set() -> None:
+    assert configure_tracing(None) is None
+    provider = configure_tracing("http://127.0.0.1:9/v1/traces")
+    assert provider is not None
+    provider.shutdown()
 
 
 def test_log_lines_written_while_serving_carry_the_request_id() -> None:

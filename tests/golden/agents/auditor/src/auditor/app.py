@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import fastapi
+from opentelemetry import trace
 
 from . import __version__
 from .anomalies import AnomalyHandlers
@@ -24,7 +25,7 @@ from .auth import install as install_auth
 from .capabilities import ROUTERS, Handlers
 from .errors import install as install_errors
 from .memory import Memory
-from .observability import configure_logging, instrument
+from .observability import configure_logging, configure_tracing, instrument
 from .operations import router as operations_router
 from .settings import Settings
 
@@ -66,10 +67,14 @@ def create_app(
     settings: Settings | None = None,
     handlers: Handlers | None = None,
     anomalies: AnomalyHandlers | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
 ) -> fastapi.FastAPI:
-    """The application; `settings` default to the environment's, handlers to the team's (`handlers.py`)."""
+    """The application; `settings` default to the environment's, handlers to the team's (`handlers.py`),
+    tracing to an OTLP exporter when `otlp_endpoint` is set (or to `tracer_provider`)."""
     settings = settings or Settings()
     configure_logging(settings.log_level)
+    owned_provider = None if tracer_provider is not None else configure_tracing(settings.otlp_endpoint)
+    tracer_provider = tracer_provider or owned_provider
     agent = Agent(
         settings=settings,
         memory=Memory.from_settings(settings),
@@ -84,6 +89,8 @@ def create_app(
         log.info("agent started", extra={"fields": {"version": __version__}})
         yield
         await agent.memory.close()
+        if owned_provider is not None:
+            owned_provider.shutdown()  # exports the spans still buffered
         log.info("agent stopped")
 
     app = fastapi.FastAPI(title="auditor", version=__version__, description=DESCRIPTION, lifespan=lifespan)
@@ -97,7 +104,7 @@ def create_app(
     app.state.readiness = readiness
     # Authentication first, so that the request-id and metrics middleware (outer) see its 401s too.
     install_auth(app, settings)
-    instrument(app)
+    instrument(app, tracer_provider)
     install_errors(app)
     app.include_router(operations_router)
     for router in ROUTERS:

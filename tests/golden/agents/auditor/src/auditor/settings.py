@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     )
     jwt_audience: str | None = Field(default=None, description="The `aud` bearer tokens must carry, if set (AUDITOR_JWT_AUDIENCE).")
     jwt_issuer: str | None = Field(default=None, description="The `iss` bearer tokens must carry, if set (AUDITOR_JWT_ISSUER).")
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="Where to export traces over OTLP/HTTP, e.g. `http://collector:4318/v1/traces`; tracing is off when unset (AUDITOR_OTLP_ENDPOINT).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(default="INFO", description="Root log level. (AUDITOR_LOG_LEVEL)")
     request_timeout_s: float = Field(default=30.0, description="Timeout of outgoing calls in seconds. (AUDITOR_REQUEST_TIMEOUT_S)")
     strict_mode: bool = Field(default=True, description="Reject decisions no policy covers. (AUDITOR_STRICT_MODE)")

@@ -10,9 +10,14 @@ from typing import Any
 
 from . import AGENT, MemoryStore
 
+# Seconds a value lives after it is written, by store (the schema's `ttl_seconds`); absent: forever.
+TTLS: dict[str, int] = {
+    "working": 3600,
+}
+
 
 class RedisStore(MemoryStore):
-    """Keys live under `<agent>:<store>:`; values are JSON strings."""
+    """Keys live under `<agent>:<store>:`; values are JSON strings, expiring after the store's TTL."""
 
     backend = "redis"
 
@@ -23,6 +28,7 @@ class RedisStore(MemoryStore):
         except ImportError as exc:
             raise RuntimeError(f"memory {name} needs redis: pip install 'auditor-agent[redis]'") from exc
         self._prefix = f"{AGENT}:{name}:"
+        self.ttl_seconds = TTLS.get(name)
         self._client = aioredis.Redis.from_url(url, decode_responses=True)
 
     async def get(self, key: str) -> Any | None:
@@ -30,7 +36,12 @@ class RedisStore(MemoryStore):
         return None if raw is None else json.loads(raw)
 
     async def put(self, key: str, value: Any) -> None:
-        await self._client.set(self._prefix + key, json.dumps(value, sort_keys=True))
+        await self._client.set(self._prefix + key, json.dumps(value, sort_keys=True), ex=self.ttl_seconds)
+
+    async def expires_in(self, key: str) -> int | None:
+        """Seconds until `key` expires; `None` when it does not (or is absent)."""
+        seconds = int(await self._client.ttl(self._prefix + key))
+        return seconds if seconds >= 0 else None
 
     async def delete(self, key: str) -> bool:
         return bool(await self._client.delete(self._prefix + key))
