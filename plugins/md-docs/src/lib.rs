@@ -1,8 +1,11 @@
 //! `md-docs`: an agent's documentation: `README.md`, and under `docs/` the configuration
 //! reference, the API reference and the OpenAPI 3.1 document of its HTTP interface.
 //!
-//! The OpenAPI document is derived from the schema, not from a running app; the generated test
-//! suite checks that the app serves exactly the operations it lists.
+//! The OpenAPI document is derived from the schema, not from a running app: it is the service's
+//! contract. It is written twice, byte for byte: `docs/openapi.json` for readers and
+//! `src/<package>/openapi.json`, which the app serves at `/openapi.json`. The generated test suite
+//! checks that the served document is the published one in full, and that the app's routes and
+//! models are the ones it describes.
 
 use qpf_agent_model::{AgentView, Template, family_info, render};
 use qpf_sdk::{ExtractError, Extractor, PluginInfo, Request, Response};
@@ -31,6 +34,7 @@ fn all_documents() -> Vec<String> {
     ["readme", "config", "api", "openapi"].map(String::from).to_vec()
 }
 const OPENAPI: &str = "docs/openapi.json";
+const SERVED: &str = "src/{package}/openapi.json";
 const PLUGIN: &str = concat!("md-docs ", env!("CARGO_PKG_VERSION"));
 
 fn error_response() -> Value {
@@ -62,25 +66,30 @@ fn openapi(agent: &AgentView) -> Value {
     for t in &agent.types {
         schemas.insert(t.class.clone(), t.json_schema.clone());
     }
-    if !agent.capabilities.is_empty() {
-        schemas.insert("ErrorResponse".into(), error_response());
-    }
+    schemas.insert("ErrorResponse".into(), error_response());
+    let error_body = || json_body(json!({ "$ref": "#/components/schemas/ErrorResponse" }));
+    let unauthorized =
+        || json!({ "description": "unauthorized: missing or invalid credentials", "content": error_body() });
     for c in &agent.capabilities {
         let mut responses = serde_json::Map::new();
         responses.insert(
             "200".into(),
             json!({ "description": "Success", "content": json_body(json!({ "$ref": format!("#/components/schemas/{}", c.output_class) })) }),
         );
+        let invalid = "invalid_request: the body does not match the input type";
+        let mut declared_422 = None;
         for (status, names) in &c.responses {
-            responses.insert(
-                status.to_string(),
-                json!({ "description": names, "content": json_body(json!({ "$ref": "#/components/schemas/ErrorResponse" })) }),
-            );
+            if *status == 422 {
+                declared_422 = Some(names.clone());
+            }
+            responses.insert(status.to_string(), json!({ "description": names, "content": error_body() }));
         }
-        responses.insert("422".into(), json!({ "description": "The body does not match the input type." }));
+        let description = declared_422.map_or_else(|| invalid.to_owned(), |names| format!("{names}; or {invalid}"));
+        responses.insert("422".into(), json!({ "description": description, "content": error_body() }));
+        responses.insert("401".into(), unauthorized());
         responses.insert(
             "501".into(),
-            json!({ "description": "not_implemented: `handlers.py` does not implement the capability yet.", "content": json_body(json!({ "$ref": "#/components/schemas/ErrorResponse" })) }),
+            json!({ "description": "not_implemented: `handlers.py` does not implement the capability yet", "content": error_body() }),
         );
         paths.insert(
             c.path.clone(),
@@ -126,20 +135,65 @@ fn openapi(agent: &AgentView) -> Value {
     }
     if !agent.anomalies.is_empty() {
         let names: Vec<&str> = agent.anomalies.iter().map(|a| a.name.as_str()).collect();
-        let mut report = operation("Report an anomaly.", "anomalies", json!({ "type": "object" }));
+        let mut report =
+            operation("Report an anomaly.", "anomalies", json!({ "$ref": "#/components/schemas/AnomalyOutcome" }));
+        report["requestBody"] = json!({
+            "required": true,
+            "content": json_body(json!({ "$ref": "#/components/schemas/AnomalyReport" })),
+        });
+        schemas.insert(
+            "AnomalyReport".into(),
+            json!({
+                "type": "object",
+                "title": "AnomalyReport",
+                "description": "An anomaly, as reported to `POST /anomalies/{name}`.",
+                "properties": { "detail": { "type": "object", "additionalProperties": true } }
+            }),
+        );
+        schemas.insert(
+            "AnomalyOutcome".into(),
+            json!({
+                "type": "object",
+                "title": "AnomalyOutcome",
+                "description": "What the agent did about a reported anomaly.",
+                "required": ["anomaly", "severity", "action", "acted"],
+                "properties": {
+                    "anomaly": { "type": "string" },
+                    "severity": { "type": "string" },
+                    "action": { "type": "string" },
+                    "acted": { "type": "boolean" }
+                }
+            }),
+        );
         report["parameters"] =
             json!([{ "name": "name", "in": "path", "required": true, "schema": { "type": "string", "enum": names } }]);
         report["responses"]["404"] = json!({ "description": "No anomaly type has this name." });
         paths.insert("/anomalies/{name}".into(), json!({ "post": report }));
     }
+    // Every operation needs credentials but the probes and the scrape.
+    for (path, item) in paths.iter_mut() {
+        for operation in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            if ["/health", "/ready", "/metrics"].contains(&path.as_str()) {
+                operation["security"] = json!([]);
+            } else if let Some(responses) = operation["responses"].as_object_mut() {
+                responses.entry("401").or_insert_with(unauthorized);
+            }
+        }
+    }
     json!({
         "openapi": "3.1.0",
         "info": { "title": agent.name, "version": agent.version, "description": agent.description },
         "paths": paths,
-        "components": { "schemas": schemas },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key", "description": "One of the keys of the `API_KEYS` setting (or `Authorization: Bearer <key>`)." },
+                "bearer": { "type": "http", "scheme": "bearer", "description": "An API key, or with `AUTH=jwt` an HS256 JSON Web Token." }
+            }
+        },
+        "security": [{ "apiKey": [] }, { "bearer": [] }],
     })
 }
-
 struct MdDocs;
 
 impl Extractor for MdDocs {
@@ -174,7 +228,8 @@ impl Extractor for MdDocs {
         let mut doc = serde_json::to_string_pretty(&openapi(&agent))
             .map_err(|e| ExtractError::new(format!("cannot encode the OpenAPI document: {e}")))?;
         doc.push('\n');
-        Ok(response.file(OPENAPI, doc))
+        let served = qpf_agent_model::output_path(SERVED, &agent, "");
+        Ok(response.file(OPENAPI, doc.clone()).file(served, doc))
     }
 }
 

@@ -65,6 +65,7 @@ impl Extractor for PyApp {
             observability => module("observability.py"),
             operations => module("operations.py"),
             readme => has_file(&paths, &format!("{}/README.md", agent.name)),
+            openapi => module("openapi.json"),
         };
         let extra = minijinja::context! {
             has,

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import fastapi
+import pydantic
 import pytest
+from fastapi.openapi.utils import get_openapi
 from fastapi.testclient import TestClient
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,7 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import ValidationError
 
-from auditor import handlers
+from auditor import errors, handlers, models
 from auditor.app import create_app
 from auditor.observability import REQUEST_ID, JsonFormatter, configure_tracing
 from auditor.settings import Settings
@@ -141,15 +143,36 @@ def test_every_error_answers_the_same_body(
     assert failed.json() == {"code": "internal", "message": "internal error", "retryable": False}
 
 
-def test_the_published_openapi_document_matches_the_app(client: TestClient) -> None:
-    published = json.loads((Path(__file__).parent.parent / "docs" / "openapi.json").read_text())
-    served = client.get("/openapi.json").json()
+def _published() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((Path(__file__).parent.parent / "docs" / "openapi.json").read_text())
+    return document
+
+
+def test_the_served_openapi_document_is_the_published_one_in_full(client: TestClient) -> None:
+    assert client.get("/openapi.json").json() == _published()
+
+
+def test_the_published_openapi_document_describes_the_apps_routes_and_models(app: fastapi.FastAPI) -> None:
+    published = _published()
+    # FastAPI's own view of the routes the app has.
+    actual = get_openapi(title="actual", version="0", routes=app.routes)
 
     def operations(doc: dict[str, Any]) -> set[tuple[str, str]]:
         return {(path, method) for path, item in doc["paths"].items() for method in item}
 
-    assert operations(published) == operations(served)
+    assert operations(published) == operations(actual)
     assert published["paths"]["/review"]["post"]["operationId"] == "review"
+    # Every published schema of a model the app validates has the model's fields and required ones.
+    models_by_name: dict[str, type[pydantic.BaseModel]] = {
+        "Decision": models.Decision,
+        "Verdict": models.Verdict,
+        "ErrorResponse": errors.ErrorResponse,
+    }
+    for name, model in models_by_name.items():
+        schema = published["components"]["schemas"][name]
+        generated = model.model_json_schema(by_alias=True)
+        assert set(schema.get("properties", {})) == set(generated.get("properties", {})), name
+        assert set(schema.get("required", [])) == set(generated.get("required", [])), name
 
 
 def test_settings_default_to_the_schema(settings: Settings) -> None:

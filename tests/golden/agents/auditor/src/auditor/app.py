@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from importlib import resources
+from typing import Any
 
 import fastapi
 from opentelemetry import trace
@@ -34,6 +37,18 @@ __all__ = ["Agent", "create_app"]
 log = logging.getLogger(__name__)
 
 DESCRIPTION = "Checks agent decisions against policy and keeps a tamper-evident trail."
+
+# The service's contract, `openapi.json` of this package (the same bytes as `docs/openapi.json`),
+# generated from the schema: what `/openapi.json` serves.
+OPENAPI: dict[str, Any] = json.loads(resources.files(__package__).joinpath("openapi.json").read_text("utf-8"))
+
+
+class App(fastapi.FastAPI):
+    """The application, serving the published contract rather than a document rebuilt from the
+    code (the tests prove the two agree)."""
+
+    def openapi(self) -> dict[str, Any]:
+        return OPENAPI
 
 
 @dataclass
@@ -93,7 +108,7 @@ def create_app(
             owned_provider.shutdown()  # exports the spans still buffered
         log.info("agent stopped")
 
-    app = fastapi.FastAPI(title="auditor", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = App(title="auditor", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.agent = agent
     app.state.settings = settings
     app.state.handlers = handlers

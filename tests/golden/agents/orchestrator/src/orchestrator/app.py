@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from importlib import resources
+from typing import Any
 
 import fastapi
 from opentelemetry import trace
@@ -36,6 +39,18 @@ __all__ = ["Agent", "create_app"]
 log = logging.getLogger(__name__)
 
 DESCRIPTION = "Receives tasks, picks the agent best suited to each, and tracks them to completion."
+
+# The service's contract, `openapi.json` of this package (the same bytes as `docs/openapi.json`),
+# generated from the schema: what `/openapi.json` serves.
+OPENAPI: dict[str, Any] = json.loads(resources.files(__package__).joinpath("openapi.json").read_text("utf-8"))
+
+
+class App(fastapi.FastAPI):
+    """The application, serving the published contract rather than a document rebuilt from the
+    code (the tests prove the two agree)."""
+
+    def openapi(self) -> dict[str, Any]:
+        return OPENAPI
 
 
 @dataclass
@@ -98,7 +113,7 @@ def create_app(
             owned_provider.shutdown()  # exports the spans still buffered
         log.info("agent stopped")
 
-    app = fastapi.FastAPI(title="orchestrator", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = App(title="orchestrator", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.agent = agent
     app.state.settings = settings
     app.state.handlers = handlers
