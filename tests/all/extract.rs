@@ -240,8 +240,9 @@ fn a_change_to_a_shared_fragment_re_extracts_every_schema_that_extends_it() {
     assert!(extract(p, &[]).status.success());
     let fragment = p.join("fragments/base-agent.yaml");
     let text = std::fs::read_to_string(&fragment).unwrap();
-    std::fs::write(&fragment, text.replace("Short-lived state of in-flight work.", "State of in-flight work."))
-        .unwrap();
+    let changed = text.replace("Short-lived state of in-flight work", "State of in-flight work");
+    assert_ne!(changed, text, "the test changes the fragment");
+    std::fs::write(&fragment, changed).unwrap();
     let report_path = p.join("r.json");
     assert!(extract(p, &["--report", report_path.to_str().unwrap()]).status.success());
     let report = support::report(&report_path);
@@ -439,4 +440,60 @@ fn files_no_longer_produced_are_removed_unless_edited_by_hand() {
     assert_eq!(drift.status.code(), Some(2), "{}", show(&drift));
     let text = String::from_utf8_lossy(&drift.stdout);
     assert!(text.contains("orphan") && text.contains("c/echo.json") && !text.contains("b/echo.json"), "{text}");
+}
+
+/// The same diagnostic (or failure) from several entries is printed once, naming every entry that
+/// raised it; the report keeps each one. A dependant skipped because its upstream failed says so,
+/// and `--fail-fast` is named only when it was given.
+#[test]
+fn a_problem_raised_by_several_entries_is_printed_once_and_skips_say_why() {
+    let project = support::hostile_project_with(
+        &[
+            ("one", json!({"mode": "many-diagnostics", "bytes": 2}), ""),
+            ("two", json!({"mode": "many-diagnostics", "bytes": 2}), ""),
+            ("bad1", json!({"mode": "big-error", "bytes": 0}), ""),
+            ("bad2", json!({"mode": "big-error", "bytes": 0}), ""),
+            ("after", json!({"mode": "echo"}), "    needs: [bad1]\n"),
+        ],
+        "  fuel: 100000000\n",
+    );
+    let report_path = project.path().join("report.json");
+    let out = extract(project.path(), &["--report", report_path.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let w0: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: w0 ")).collect();
+    assert_eq!(w0.len(), 1, "{stderr}");
+    assert!(
+        w0[0].ends_with(
+            "(schema `Probe/probe@1.0.0`; raised by 2 entries: `one` (plugin `hostile`), `two` (plugin `hostile`))"
+        ),
+        "{stderr}"
+    );
+    let forged: Vec<&str> = stderr.lines().filter(|l| l.contains("plugin error:") && l.contains("forged")).collect();
+    assert_eq!(forged.len(), 1, "{stderr}");
+    assert!(
+        forged[0].contains("raised by 2 entries: `bad1` (plugin `hostile`), `bad2` (plugin `hostile`)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error: 1 invocations were not run because an entry they need failed"), "{stderr}");
+    assert!(!stderr.contains("fail-fast"), "--fail-fast was not given: {stderr}");
+    // The report keeps every diagnostic of every invocation.
+    let report = support::report(&report_path);
+    let by_entry = |entry: &str| {
+        report["invocations"]
+            .as_array()
+            .expect("invocations")
+            .iter()
+            .find(|i| i["entry"] == entry)
+            .cloned()
+            .expect(entry)
+    };
+    assert_eq!(by_entry("one")["diagnostics"].as_array().map(Vec::len), Some(2), "{report}");
+    assert_eq!(by_entry("two")["diagnostics"].as_array().map(Vec::len), Some(2), "{report}");
+
+    // With --fail-fast, a run stopped by it says so.
+    let out = extract(project.path(), &["--fail-fast", "--jobs", "1", "--no-cache"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--fail-fast stopped the run after the first failure"), "{stderr}");
 }

@@ -170,18 +170,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     }
     print_diagnostics(&report);
     let s = &report.summary;
-    for inv in report.invocations.iter().filter(|i| i.outcome != qpf_engine::report::Outcome::Ok) {
-        if let Some(e) = &inv.error {
-            esay!(
-                "error: entry `{}`, schema `{}`, plugin `{}`: {} error: {}",
-                inv.entry,
-                inv.schema,
-                inv.plugin,
-                e.kind,
-                crate::term::block(&e.message)
-            );
-        }
-    }
+    print_failures(&report);
     say!(
         "{} invocations ({} cached, {} run, {} failed), {} files written, {} unchanged{}, in {} ms -> {}",
         s.invocations,
@@ -226,13 +215,17 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         explain_missing(&engine, &report, not_cached, args.shards);
     }
     if s.skipped > 0 {
-        if args.fail_fast {
-            esay!(
-                "error: {} invocations were not run: --fail-fast stopped the run after the first failure, or an entry they need failed",
-                s.skipped
-            );
-        } else {
-            esay!("error: {} invocations were not run because an entry they need failed", s.skipped);
+        let stopped = report
+            .invocations
+            .iter()
+            .filter_map(|i| i.error.as_ref())
+            .filter(|e| e.kind == qpf_engine::report::FailureKind::Skipped && e.message.contains("--fail-fast"))
+            .count();
+        if s.skipped > stopped {
+            esay!("error: {} invocations were not run because an entry they need failed", s.skipped - stopped);
+        }
+        if stopped > 0 {
+            esay!("error: {stopped} invocations were not run: --fail-fast stopped the run after the first failure");
         }
     }
     if report.shard.as_ref().is_some_and(|sh| !sh.stored) {
@@ -287,33 +280,77 @@ fn explain_missing(
     }
 }
 
+/// Groups equal items (by `key`) in first-seen order, each with every invocation that raised it.
+fn group_by<'a, K: Eq + std::hash::Hash, T>(
+    items: impl Iterator<Item = (K, T, &'a qpf_engine::report::InvocationReport)>,
+) -> Vec<(T, Vec<&'a qpf_engine::report::InvocationReport>)> {
+    let mut groups: Vec<(T, Vec<&qpf_engine::report::InvocationReport>)> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for (key, item, inv) in items {
+        match index.get(&key) {
+            Some(&i) => {
+                let group: &mut (T, Vec<_>) = &mut groups[i];
+                group.1.push(inv);
+            }
+            None => {
+                index.insert(key, groups.len());
+                groups.push((item, vec![inv]));
+            }
+        }
+    }
+    groups
+}
+
+/// Who raised a message: `entry `e`, schema `s`, plugin `p`` for one invocation; for several (of
+/// one schema, since the message is keyed by it), the schema once and every entry with its plugin.
+fn raised_by(invs: &[&qpf_engine::report::InvocationReport]) -> String {
+    match invs {
+        [one] => format!("entry `{}`, schema `{}`, plugin `{}`", one.entry, one.schema, one.plugin),
+        many => format!(
+            "schema `{}`; raised by {} entries: {}",
+            many[0].schema,
+            many.len(),
+            many.iter().map(|i| format!("`{}` (plugin `{}`)", i.entry, i.plugin)).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
 /// The run's warnings and every plugin diagnostic, with where it points and what it came through.
+/// A diagnostic several invocations raised (same severity, place, message and schema) is printed
+/// once, naming them all; the report keeps every one.
 fn print_diagnostics(report: &qpf_engine::report::Report) {
     for warning in &report.warnings {
         esay!("warning: {}", crate::term::block(warning));
     }
-    for inv in &report.invocations {
-        for d in &inv.diagnostics {
-            let severity = format!("{:?}", d.severity).to_lowercase();
-            let at = match (&d.location, &d.pointer) {
-                (Some(loc), _) => format!("{loc}: "),
-                (None, Some(p)) => format!("`{p}`: "),
-                (None, None) => String::new(),
-            };
-            esay!(
-                "{severity}: {}{} (entry `{}`, schema `{}`, plugin `{}`)",
-                crate::term::one(&at),
-                crate::term::block(&d.message),
-                inv.entry,
-                inv.schema,
-                inv.plugin
-            );
-            if let Some(excerpt) = &d.excerpt {
-                esay!("{excerpt}");
-            }
-            for via in &d.via {
-                esay!("  = note: via {via}");
-            }
+    let all = report.invocations.iter().flat_map(|inv| inv.diagnostics.iter().map(move |d| (d, inv)));
+    let keyed = all.map(|(d, inv)| {
+        let at = match (&d.location, &d.pointer) {
+            (Some(loc), _) => format!("{loc}: "),
+            (None, Some(p)) => format!("`{p}`: "),
+            (None, None) => String::new(),
+        };
+        let severity = format!("{:?}", d.severity).to_lowercase();
+        ((severity.clone(), at.clone(), d.message.as_str(), inv.schema.as_str()), (severity, at, d), inv)
+    });
+    for ((severity, at, d), invs) in group_by(keyed) {
+        esay!("{severity}: {}{} ({})", crate::term::one(&at), crate::term::block(&d.message), raised_by(&invs));
+        if let Some(excerpt) = &d.excerpt {
+            esay!("{excerpt}");
         }
+        for via in &d.via {
+            esay!("  = note: via {via}");
+        }
+    }
+}
+
+/// One line per distinct failure (same kind, message and schema), naming every invocation that
+/// failed so.
+fn print_failures(report: &qpf_engine::report::Report) {
+    let failed = report.invocations.iter().filter(|i| i.outcome != qpf_engine::report::Outcome::Ok);
+    let keyed = failed.filter_map(|inv| {
+        inv.error.as_ref().map(|e| ((e.kind.to_string(), e.message.as_str(), inv.schema.as_str()), e, inv))
+    });
+    for (e, invs) in group_by(keyed) {
+        esay!("error: {}: {} error: {}", raised_by(&invs), e.kind, crate::term::block(&e.message));
     }
 }
