@@ -87,19 +87,29 @@ fn postgres_bin() -> PathBuf {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n")))
 }
 
-/// `program args...`, as the `postgres` user when this test runs as root (PostgreSQL refuses
-/// root), through `setpriv`, which execs: signals reach the server itself.
-fn as_postgres(program: &Path) -> Command {
+/// `program`, run as the `postgres` user when this test runs as root (PostgreSQL refuses root),
+/// through `setpriv`, which execs: signals reach the server itself. `wrapper` goes first (e.g.
+/// `timeout 900`).
+fn as_postgres(wrapper: &[&str], program: &Path) -> Command {
+    let mut words: Vec<&str> = wrapper.to_vec();
     if is_root() {
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]).arg(program);
-        cmd
-    } else {
-        Command::new(program)
+        words.extend(["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]);
     }
+    let mut cmd = match words.split_first() {
+        Some((first, rest)) => {
+            let mut cmd = Command::new(first);
+            cmd.args(rest);
+            cmd.arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    };
+    cmd.stdin(Stdio::null());
+    cmd
 }
 
 impl Postgres {
@@ -116,7 +126,7 @@ impl Postgres {
             let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&data).status().expect("chown");
             assert!(status.success(), "chown postgres {}", data.display());
         }
-        let out = as_postgres(&bin.join("initdb"))
+        let out = as_postgres(&[], &bin.join("initdb"))
             .args(["-D"])
             .arg(&data)
             .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"])
@@ -130,20 +140,12 @@ impl Postgres {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new("timeout")
-            .arg(LIFETIME_S)
-            .args(if is_root() {
-                vec!["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
-            } else {
-                vec![]
-            })
-            .arg(self.bin.join("postgres"))
+        let mut child = as_postgres(&["timeout", LIFETIME_S], &self.bin.join("postgres"))
             .arg("-D")
             .arg(&self.data)
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-k"])
             .arg(&self.data)
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -648,9 +648,8 @@ impl Engine {
             if !selected(i) {
                 continue;
             }
-            let mut worked = slot.into_inner().unwrap_or_else(|| {
-                Worked::skipped("not run: `--fail-fast` stopped the run after the first failure".to_owned())
-            });
+            let mut worked =
+                slot.into_inner().unwrap_or_else(|| Worked::skipped(crate::report::STOPPED_BY_FAIL_FAST.to_owned()));
             let children = std::mem::take(&mut worked.children);
             commit.add(inv, worked, &place);
             for (child, worked) in children {

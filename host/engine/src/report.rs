@@ -207,6 +207,17 @@ pub struct ErrorReport {
     pub message: String,
 }
 
+/// The message of an invocation `--fail-fast` kept from running.
+pub(crate) const STOPPED_BY_FAIL_FAST: &str = "not run: `--fail-fast` stopped the run after the first failure";
+
+impl ErrorReport {
+    /// Whether this is an invocation `--fail-fast` kept from running (rather than one whose
+    /// upstream entry failed).
+    pub fn stopped_by_fail_fast(&self) -> bool {
+        self.kind == FailureKind::Skipped && self.message == STOPPED_BY_FAIL_FAST
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,19 +58,34 @@ impl World {
 /// Refuses a component that imports a version of `qpf:extractor` this host does not run, or more
 /// than one, naming the versions it runs.
 pub(crate) fn check_versions(versions: &[String]) -> Result<(), String> {
-    let shown = |v: &String| crate::budgets::truncate(qpf_core::text::escape(v).into_owned(), 64);
+    /// Versions named, at most, in the message about several.
+    const MAX_SHOWN: usize = 5;
+    let shown = |v: &String| match v.as_str() {
+        "" => "(no version)".to_owned(),
+        v => crate::budgets::truncate(qpf_core::text::escape(v).into_owned(), 64),
+    };
     match versions {
         [] => Ok(()),
         [one] if SUPPORTED_ABI_VERSIONS.contains(&one.as_str()) => Ok(()),
         [one] => Err(format!(
-            "it is built for `qpf:extractor@{}`, which this host does not run; it runs {} (use a qpf that runs it, or build the plugin with an SDK for one of those)",
-            shown(one),
+            "it is built for {}, which this host does not run; it runs {} (use a qpf that runs it, or build the plugin with an SDK for one of those)",
+            if one.is_empty() {
+                "`qpf:extractor` without a version".to_owned()
+            } else {
+                format!("`qpf:extractor@{}`", shown(one))
+            },
             SUPPORTED_ABI_VERSIONS.join(" and ")
         )),
-        many => Err(format!(
-            "it imports several versions of `qpf:extractor` ({}); a plugin implements one",
-            many.iter().map(shown).collect::<Vec<_>>().join(", ")
-        )),
+        many => {
+            let mut names: Vec<String> = many.iter().take(MAX_SHOWN).map(shown).collect();
+            if many.len() > MAX_SHOWN {
+                names.push(format!("and {} more", many.len() - MAX_SHOWN));
+            }
+            Err(format!(
+                "it imports several versions of `qpf:extractor` ({}); a plugin implements one",
+                names.join(", ")
+            ))
+        }
     }
 }
 
@@ -276,4 +291,27 @@ fn bounded_diagnostics(list: impl ExactSizeIterator<Item = Diagnostic>) -> Vec<D
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_versions;
+
+    #[test]
+    fn unknown_missing_and_many_versions_are_refused_in_a_bounded_message() {
+        let v = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(check_versions(&v(&[])), Ok(()));
+        assert_eq!(check_versions(&v(&["0.1.0"])), Ok(()));
+        assert_eq!(check_versions(&v(&["0.2.0"])), Ok(()));
+        let err = check_versions(&v(&["9.9.9"])).unwrap_err();
+        assert!(err.starts_with(
+            "it is built for `qpf:extractor@9.9.9`, which this host does not run; it runs 0.1.0 and 0.2.0"
+        ));
+        assert!(check_versions(&v(&[""])).unwrap_err().contains("`qpf:extractor` without a version"));
+        let many: Vec<String> = (0..1000).map(|i| format!("{i}.0.0")).collect();
+        let err = check_versions(&many).unwrap_err();
+        assert!(err.contains("and 995 more") && err.len() < 200, "{err}");
+        let err = check_versions(&v(&["1.0.0\u{1b}[2J", "2.0.0"])).unwrap_err();
+        assert!(!err.contains('\u{1b}'), "escaped for a terminal: {err}");
+    }
 }

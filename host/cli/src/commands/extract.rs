@@ -215,12 +215,8 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         explain_missing(&engine, &report, not_cached, args.shards);
     }
     if s.skipped > 0 {
-        let stopped = report
-            .invocations
-            .iter()
-            .filter_map(|i| i.error.as_ref())
-            .filter(|e| e.kind == qpf_engine::report::FailureKind::Skipped && e.message.contains("--fail-fast"))
-            .count();
+        let stopped =
+            report.invocations.iter().filter_map(|i| i.error.as_ref()).filter(|e| e.stopped_by_fail_fast()).count();
         if s.skipped > stopped {
             esay!("error: {} invocations were not run because an entry they need failed", s.skipped - stopped);
         }
@@ -285,13 +281,10 @@ fn group_by<'a, K: Eq + std::hash::Hash, T>(
     items: impl Iterator<Item = (K, T, &'a qpf_engine::report::InvocationReport)>,
 ) -> Vec<(T, Vec<&'a qpf_engine::report::InvocationReport>)> {
     let mut groups: Vec<(T, Vec<&qpf_engine::report::InvocationReport>)> = Vec::new();
-    let mut index = std::collections::HashMap::new();
+    let mut index: std::collections::HashMap<K, usize> = std::collections::HashMap::new();
     for (key, item, inv) in items {
         match index.get(&key) {
-            Some(&i) => {
-                let group: &mut (T, Vec<_>) = &mut groups[i];
-                group.1.push(inv);
-            }
+            Some(&i) => groups[i].1.push(inv),
             None => {
                 index.insert(key, groups.len());
                 groups.push((item, vec![inv]));
@@ -301,17 +294,23 @@ fn group_by<'a, K: Eq + std::hash::Hash, T>(
     groups
 }
 
+/// Entries named, at most, in one line about a message several raised (the report has them all).
+const MAX_RAISERS_SHOWN: usize = 12;
+
 /// Who raised a message: `entry `e`, schema `s`, plugin `p`` for one invocation; for several (of
-/// one schema, since the message is keyed by it), the schema once and every entry with its plugin.
+/// one schema, since the message is keyed by it), the schema once and the entries with their
+/// plugins, the first [`MAX_RAISERS_SHOWN`] of them.
 fn raised_by(invs: &[&qpf_engine::report::InvocationReport]) -> String {
     match invs {
         [one] => format!("entry `{}`, schema `{}`, plugin `{}`", one.entry, one.schema, one.plugin),
-        many => format!(
-            "schema `{}`; raised by {} entries: {}",
-            many[0].schema,
-            many.len(),
-            many.iter().map(|i| format!("`{}` (plugin `{}`)", i.entry, i.plugin)).collect::<Vec<_>>().join(", ")
-        ),
+        many => {
+            let mut names: Vec<String> =
+                many.iter().take(MAX_RAISERS_SHOWN).map(|i| format!("`{}` (plugin `{}`)", i.entry, i.plugin)).collect();
+            if many.len() > MAX_RAISERS_SHOWN {
+                names.push(format!("and {} more (see --report)", many.len() - MAX_RAISERS_SHOWN));
+            }
+            format!("schema `{}`; raised by {} entries: {}", many[0].schema, many.len(), names.join(", "))
+        }
     }
 }
 
