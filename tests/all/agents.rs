@@ -48,6 +48,18 @@ fn run(cmd: &mut Command, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A generated service's pytest run in `dir`, strict (`-W error`, no cache folder, no bytecode,
+/// the package found through its own `pyproject.toml`); `args` follow.
+fn pytest(venv: &Path, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(venv.join("bin/python"));
+    cmd.args(["-m", "pytest", "-p", "no:cacheprovider", "-W", "error"])
+        .args(args)
+        .current_dir(dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("PYTHONPATH");
+    cmd
+}
+
 /// The extracted example project, with the report of the run.
 fn extracted() -> tempfile::TempDir {
     let project = agents_project();
@@ -150,10 +162,7 @@ fn every_agent_passes_its_tests_and_lint_and_serves_http() {
             cmd.current_dir(&dir).env("PYTHONDONTWRITEBYTECODE", "1").env_remove("PYTHONPATH");
         };
 
-        let mut pytest = Command::new(&python);
-        pytest.args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"]);
-        quiet(&mut pytest);
-        let report = run(&mut pytest, &format!("{agent}: the generated pytest suite"));
+        let report = run(&mut pytest(&venv, &dir, &["-q"]), &format!("{agent}: the generated pytest suite"));
         assert!(report.contains(" passed"), "{agent}: {report}");
 
         let mut ruff = Command::new(venv.join("bin/ruff"));
@@ -379,16 +388,11 @@ fn a_teams_handlers_py_survives_regeneration_and_schema_changes_and_serves() {
     let out = qpf_in(&["drift"]);
     assert_eq!(out.status.code(), Some(0), "drift stays clean: {}", show(&out));
 
-    let pytest = |what: &str| {
-        let mut cmd = Command::new(&python);
-        cmd.args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"])
-            .current_dir(&dir)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env_remove("PYTHONPATH");
-        let report = run(&mut cmd, what);
+    let suite = |what: &str| {
+        let report = run(&mut pytest(&venv, &dir, &["-q"]), what);
         assert!(report.contains(" passed"), "{what}: {report}");
     };
-    pytest("the generated tests with the team's handlers");
+    suite("the generated tests with the team's handlers");
     {
         let (_server, port) = serve(&venv, &dir, "orchestrator");
         let assignment = r#"{"task_id": "t-1", "agent": "trainer", "accepted_at": "2026-01-01T00:00:00Z"}"#;
@@ -420,7 +424,7 @@ fn a_teams_handlers_py_survives_regeneration_and_schema_changes_and_serves() {
     assert_eq!(std::fs::read_to_string(&handlers).expect("handlers.py"), ours);
     let generated = std::fs::read_to_string(dir.join("src/orchestrator/capabilities/__init__.py")).expect("generated");
     assert!(generated.contains("async def cancel(self, body: models.Assignment) -> models.TaskStatus:"), "{generated}");
-    pytest("the generated tests after the schema change");
+    suite("the generated tests after the schema change");
     let mut check = Command::new(&python);
     check
         .args(["-c", "from orchestrator.app import team_handlers; print(team_handlers().implemented())"])
@@ -438,7 +442,6 @@ fn a_teams_handlers_py_survives_regeneration_and_schema_changes_and_serves() {
 #[test]
 fn generated_backend_tests_pass_against_real_servers_and_postgres_restarts_are_survived() {
     let venv = venv();
-    let python = venv.join("bin/python");
     let project = extracted();
     let redis = servers::Redis::start();
     let mut postgres = servers::Postgres::start();
@@ -471,15 +474,10 @@ fn generated_backend_tests_pass_against_real_servers_and_postgres_restarts_are_s
         }
         let rc = tempfile::NamedTempFile::new().expect("coverage config");
         std::fs::write(rc.path(), format!("[run]\nomit =\n    {}\n", omit.join("\n    "))).expect("coverage config");
-        let mut pytest = Command::new(&python);
-        pytest
-            .args(["-m", "pytest", "-rs", "-p", "no:cacheprovider", "-W", "error", "-v"])
-            .args([&format!("--cov={agent}"), "--cov-report=term", "--cov-fail-under=90"])
-            .arg(format!("--cov-config={}", rc.path().display()))
-            .current_dir(&dir)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env_remove("PYTHONPATH")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let cov = [format!("--cov={agent}"), format!("--cov-config={}", rc.path().display())];
+        let mut pytest =
+            pytest(&venv, &dir, &["-rs", "-v", &cov[0], "--cov-report=term", "--cov-fail-under=90", &cov[1]]);
+        pytest.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let report = run(&mut pytest, &format!("{agent}: the tests on real servers, with coverage"));
         assert!(report.contains("Required test coverage of 90% reached"), "{agent}: {report}");
         let total = report.lines().find(|l| l.starts_with("TOTAL")).unwrap_or_default();
