@@ -25,4 +25,5 @@ mod schema;
 mod serve;
 mod servers;
 mod support;
+mod validate;
 mod watch;

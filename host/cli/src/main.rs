@@ -4,6 +4,7 @@
 
 mod commands;
 mod exit;
+mod problems;
 mod term;
 
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ enum Command {
     Extract(commands::extract::Args),
     /// Re-extract what each saved change affects, and print what changed.
     Watch(commands::watch::Args),
-    /// Check qpf.yaml, the extractor map and every schema without running plugins.
+    /// Check qpf.yaml, the extractor map and every schema, and run each kind's validators.
     Validate(commands::validate::Args),
     /// Show every invocation the project would run, with its cache state.
     Plan(commands::plan::Args),

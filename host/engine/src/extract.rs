@@ -17,7 +17,7 @@ use crate::invoker::{Plugins, Worked, upstream_context, work};
 use crate::lock::{LOCK_FILE, Lock};
 use crate::plan::{Plan, PlannedInvocation};
 use crate::project::{Project, ProjectError};
-use crate::report::{DiagnosticReport, REPORT_FORMAT, Report};
+use crate::report::{DiagnosticReport, FailureKind, REPORT_FORMAT, Report};
 use crate::spawner::Spawner;
 use crate::writer::{OutputRoot, digest_of};
 
@@ -298,7 +298,7 @@ impl Engine {
             project.file.load_limits = project.file.load_limits.capped_by(load);
         }
         resolve_oci_plugins(&mut project, &settings)?;
-        let kinds = qpf_schema::KindRegistry::load(root, &project.file.kinds).map_err(EngineError::Invalid)?;
+        let kinds = qpf_schema::KindRegistry::load(root, &project.kind_schemas()).map_err(EngineError::Invalid)?;
         let schemas = SchemaSet::load(root, &project.file.schemas, &kinds).map_err(EngineError::Invalid)?;
         let plan = crate::plan::plan(&project, &schemas).map_err(EngineError::Invalid)?;
         let secret = settings.secret.unwrap_or_else(crate::secret::user_secret);
@@ -352,11 +352,10 @@ impl Engine {
             Protected { path: root.join(&file.map), what: "the extractor map".into() },
             Protected { path: self.compiled_cache_dir(), what: "the compiled-plugin cache".into() },
         ];
-        out.extend(
-            file.kinds
-                .iter()
-                .map(|(kind, p)| Protected { path: root.join(p), what: format!("the JSON Schema of kind `{kind}`") }),
-        );
+        out.extend(file.kinds.iter().map(|(kind, d)| Protected {
+            path: root.join(d.schema()),
+            what: format!("the JSON Schema of kind `{kind}`"),
+        }));
         out.extend(self.schemas.iter().map(|s| Protected { path: root.join(&s.path), what: "a schema file".into() }));
         out.extend(
             self.schemas
@@ -452,9 +451,11 @@ impl Engine {
             let schema = self.schemas.get(&inv.schema)?;
             qpf_schema::provenance::locate(&schema.provenance, &format!("{}{p}", inv.input_pointer)).cloned()
         });
+        let (rule, message) = crate::report::split_rule(&d.message);
         DiagnosticReport {
             severity: d.severity,
-            message: d.message,
+            rule: rule.map(str::to_owned),
+            message: message.to_owned(),
             pointer: d.pointer,
             location: origin.as_ref().map(|o| format!("{}:{}:{}", o.file.display(), o.line, o.column)),
             excerpt: origin.as_ref().and_then(|o| self.schemas.sources().excerpt(o)),
@@ -530,7 +531,20 @@ impl Engine {
         results: &[OnceLock<Worked>],
         ctx: &RunContext<'_, '_>,
     ) -> Worked {
-        let failed_upstream = inv.upstream.iter().find(|&&u| results[u].get().is_none_or(|w| w.result.is_err()));
+        let failed = |&&g: &&usize| results[g].get().is_none_or(|w| w.result.is_err());
+        if let Some(&g) = inv.gates.iter().find(failed) {
+            let v = &invocations[g];
+            let error = results[g].get().and_then(|w| w.result.as_ref().err());
+            let why =
+                if error.is_some_and(|e| e.kind == FailureKind::Invalid) { "found errors in" } else { "failed on" };
+            return Worked::skipped(format!(
+                "{} `{}` {why} `{}`",
+                crate::report::GATED_BY_VALIDATOR,
+                v.plugin,
+                v.schema
+            ));
+        }
+        let failed_upstream = inv.upstream.iter().find(failed);
         match failed_upstream {
             Some(&u) => Worked::skipped(format!(
                 "not run: the entry it needs, `{}`, failed for `{}`",
@@ -539,6 +553,19 @@ impl Engine {
             None => {
                 let upstream = upstream_context(inv, invocations, results, ctx.root);
                 let mut worked = work(inv, upstream, ctx.cache, ctx.plugins, ctx.root, ctx.limits);
+                if inv.validator && worked.result.is_ok() {
+                    let errors =
+                        worked.diagnostics.iter().filter(|d| d.severity == qpf_runtime::Severity::Error).count();
+                    if errors > 0 {
+                        worked.result = Err(crate::invoker::error(
+                            FailureKind::Invalid,
+                            format!(
+                                "the validator found {errors} error{} in the schema; its generators do not run",
+                                if errors == 1 { "" } else { "s" }
+                            ),
+                        ));
+                    }
+                }
                 let policy = self.project.map.entries.iter().find(|e| e.id == inv.entry).map(|e| &e.spawn);
                 if let Some(policy) = policy {
                     let mut spawner = Spawner {
@@ -568,6 +595,31 @@ impl Engine {
         options: &ExtractOptions,
         on_event: &(dyn Fn(Event<'_>) + Sync),
     ) -> Result<Report, EngineError> {
+        self.run(options, false, on_event)
+    }
+
+    /// Runs only the validators of the schemas' kinds (`qpf validate`, `qpf plan`), through the
+    /// caches like any invocation, and writes nothing under the output root and no lock. A
+    /// failed validator in the report is a schema that would not be extracted; its diagnostics
+    /// say why. `options.out`, `fail_fast`, `require_hits` and `shard` are ignored.
+    ///
+    /// # Errors
+    /// As [`Engine::extract`].
+    pub fn validate(
+        &self,
+        options: &ExtractOptions,
+        on_event: &(dyn Fn(Event<'_>) + Sync),
+    ) -> Result<Report, EngineError> {
+        let options = ExtractOptions { fail_fast: false, require_hits: false, shard: None, ..options.clone() };
+        self.run(&options, true, on_event)
+    }
+
+    fn run(
+        &self,
+        options: &ExtractOptions,
+        validators_only: bool,
+        on_event: &(dyn Fn(Event<'_>) + Sync),
+    ) -> Result<Report, EngineError> {
         let started = Instant::now();
         let time = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
         self.verify_plugins()?;
@@ -576,14 +628,14 @@ impl Engine {
         // where the project's outputs go.
         let shard_of = options.shard.map(|s| crate::shard::partition(&self.plan, s.count, &crate::shard::estimate));
         let selected = |i: usize| match (&shard_of, options.shard) {
+            _ if validators_only => self.plan.invocations[i].validator,
             (Some(of), Some(s)) => of.get(i).is_some_and(|&x| x + 1 == s.index),
             _ => true,
         };
-        let scratch = match options.shard {
-            Some(_) => {
-                Some(tempfile::tempdir().map_err(|source| EngineError::Io { path: std::env::temp_dir(), source })?)
-            }
-            None => None,
+        let dry = options.shard.is_some() || validators_only;
+        let scratch = match dry {
+            true => Some(tempfile::tempdir().map_err(|source| EngineError::Io { path: std::env::temp_dir(), source })?),
+            false => None,
         };
         let scratch_options =
             scratch.as_ref().map(|d| ExtractOptions { out: Some(d.path().to_owned()), ..options.clone() });
@@ -619,7 +671,7 @@ impl Engine {
         // Worker phase: every invocation, `jobs` at a time, each after the invocations it needs.
         let results: Vec<OnceLock<Worked>> = invocations.iter().map(|_| OnceLock::new()).collect();
         let invoke = RunContext { cache, plugins: &plugins, root: &root, limits };
-        let deps: Vec<Vec<usize>> = invocations.iter().map(|i| i.upstream.clone()).collect();
+        let deps: Vec<Vec<usize>> = invocations.iter().map(|i| i.deps().collect()).collect();
         crate::scheduler::run_dag(&deps, jobs, options.fail_fast, |i| {
             if !selected(i) {
                 return true;
@@ -642,7 +694,7 @@ impl Engine {
         let lock_path = self.project.root.join(LOCK_FILE);
         let previous = Lock::read(&lock_path).filter(|l| l.output == output_shown);
         let mut commit = Commit::new(&root, limits, previous, output_shown.clone());
-        commit.dry = options.shard.is_some();
+        commit.dry = dry;
         let place = |inv: &PlannedInvocation, d| self.place(inv, d);
         for (i, (inv, slot)) in invocations.iter().zip(results).enumerate() {
             if !selected(i) {
@@ -656,7 +708,7 @@ impl Engine {
                 commit.add(&child, worked, &place);
             }
         }
-        let removed = if options.shard.is_some() {
+        let removed = if dry {
             Vec::new()
         } else {
             let removed = commit.prune();

@@ -437,6 +437,32 @@ pub(crate) fn run_plugin(
     worked.diagnostics = call.diagnostics;
     worked.spawns = call.spawns;
     let checked = call.result?;
+    if inv.validator && !checked.is_empty() {
+        let mut paths: Vec<String> =
+            checked.iter().take(3).map(|f| format!("`{}`", qpf_core::text::escape(&f.path))).collect();
+        if checked.len() > 3 {
+            paths.push(format!("and {} more", checked.len() - 3));
+        }
+        return Err(error(
+            FailureKind::Output,
+            format!(
+                "plugin `{}` is a validator of kind `{}`: it must return diagnostics only, and it returned {} file{} ({})",
+                inv.plugin,
+                inv.request.schema.kind,
+                checked.len(),
+                if checked.len() == 1 { "" } else { "s" },
+                paths.join(", ")
+            ),
+        ));
+    }
+    if inv.validator && !worked.spawns.is_empty() {
+        let n = worked.spawns.len();
+        worked.spawns.clear();
+        return Err(error(
+            FailureKind::Spawn,
+            format!("plugin `{}` is a validator: it may not ask for spawns, and it asked for {n}", inv.plugin),
+        ));
+    }
     if let Some(cache) = cache {
         let manifest =
             Manifest::of_files(&inv.key, &checked, worked.diagnostics.clone(), worked.fuel, worked.spawns.clone());

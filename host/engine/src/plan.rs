@@ -29,6 +29,15 @@ pub struct PlannedInvocation {
     pub input_pointer: String,
     /// Indices (in the plan) of the invocations this one needs; they come earlier in the plan.
     pub upstream: Vec<usize>,
+    /// Indices (in the plan) of the validator invocations of this invocation's schema: it runs
+    /// only when they all passed. They come earlier in the plan, and are not part of its key
+    /// (a validator's verdict does not change what a generator writes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<usize>,
+    /// Whether this is a validator of the schema's kind (entry id `validate/PLUGIN`): it must
+    /// return no files, and an error among its diagnostics fails it and gates the schema.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub validator: bool,
     /// Whether the plugin receives the upstream files' contents.
     pub upstream_contents: bool,
     /// For a spawned invocation: the top-level invocation's entry id and key.
@@ -74,6 +83,58 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
     let mut errors = Vec::new();
     let map_path = &project.file.map;
     let limits = &project.file.limits;
+    // Validators first: each kind's, over every schema of the kind.
+    let names = project_names(schemas);
+    let mut gates: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (kind, decl) in &project.file.kinds {
+        for validator in decl.validators() {
+            let Some(plugin) = project.file.plugins.get(&validator.plugin) else { continue };
+            let entry = format!("{}{}", crate::project::VALIDATOR_ENTRY_PREFIX, validator.plugin);
+            for schema in schemas.iter().filter(|s| s.doc.kind == *kind) {
+                let doc = schema.to_json();
+                let Some(selected) = doc.pointer(&validator.input) else {
+                    errors.push(SchemaError::file(
+                        crate::project::PROJECT_FILE,
+                        format!(
+                            "kind `{kind}`, validator `{}`: `input` `{}` selects nothing in `{}` ({})",
+                            validator.plugin,
+                            validator.input,
+                            schema.id(),
+                            schema.path.display()
+                        ),
+                    ));
+                    continue;
+                };
+                let mut context = context(schema, std::iter::empty());
+                context["project"] = names.clone();
+                let request = request(&entry, schema, selected, canonical::to_string(&validator.config), &context);
+                let key = cache_key::compute(&KeyInputs {
+                    abi: qpf_runtime::ABI_VERSION,
+                    plugin_digest: &plugin.digest,
+                    request: &request,
+                    limits,
+                });
+                gates.entry(schema.id()).or_default().push(invocations.len());
+                invocations.push(PlannedInvocation {
+                    entry: entry.clone(),
+                    plugin: validator.plugin.clone(),
+                    plugin_digest: plugin.digest.clone(),
+                    schema_path: schema.path.clone(),
+                    out_dir: String::new(),
+                    input_pointer: validator.input.clone(),
+                    upstream: Vec::new(),
+                    gates: Vec::new(),
+                    validator: true,
+                    upstream_contents: false,
+                    root: None,
+                    depth: 0,
+                    schema: schema.id(),
+                    request,
+                    key,
+                });
+            }
+        }
+    }
     for entry in entries_in_dependency_order(&project.map.entries) {
         let Some(plugin) = project.file.plugins.get(&entry.plugin) else { continue };
         let config = canonical::to_string(&entry.config);
@@ -116,17 +177,7 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
                 })
                 .collect();
             let context = context(schema, upstream.iter().map(|&u| &invocations[u]));
-            let request = Request {
-                entry: entry.id.clone(),
-                schema: SchemaId {
-                    kind: schema.doc.kind.clone(),
-                    name: meta.name.clone(),
-                    version: meta.version.clone(),
-                },
-                input: canonical::to_string(selected),
-                config: config.clone(),
-                context: canonical::to_string(&context),
-            };
+            let request = request(&entry.id, schema, selected, config.clone(), &context);
             let key = cache_key::compute(&KeyInputs {
                 abi: qpf_runtime::ABI_VERSION,
                 plugin_digest: &plugin.digest,
@@ -141,6 +192,8 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
                 out_dir,
                 input_pointer: entry.input.clone(),
                 upstream,
+                gates: gates.get(&schema_id).cloned().unwrap_or_default(),
+                validator: false,
                 upstream_contents: entry.upstream_contents,
                 root: None,
                 depth: 0,
@@ -151,6 +204,36 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
         }
     }
     if errors.is_empty() { Ok(Plan { invocations }) } else { Err(errors) }
+}
+
+/// The request of one invocation.
+fn request(
+    entry: &str,
+    schema: &Schema,
+    selected: &serde_json::Value,
+    config: String,
+    context: &serde_json::Value,
+) -> Request {
+    let meta = &schema.doc.metadata;
+    Request {
+        entry: entry.to_owned(),
+        schema: SchemaId { kind: schema.doc.kind.clone(), name: meta.name.clone(), version: meta.version.clone() },
+        input: canonical::to_string(selected),
+        config,
+        context: canonical::to_string(context),
+    }
+}
+
+/// What a validator knows of the rest of the project (`context.project`): the names of its
+/// schemas by kind, sorted, each once (`{"names": {"Agent": ["adapter", ...]}}`), so that it can
+/// check references between schemas (a sub-agent naming an agent the project lacks). It is part
+/// of every validator's key: adding or removing a schema validates every schema again.
+fn project_names(schemas: &SchemaSet) -> serde_json::Value {
+    let mut names: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for s in schemas.iter() {
+        names.entry(s.doc.kind.as_str()).or_default().insert(s.doc.metadata.name.as_str());
+    }
+    serde_json::json!({ "names": names })
 }
 
 /// The context object of an invocation: the schema's envelope, and the cache keys of the upstream
@@ -194,6 +277,12 @@ fn entries_in_dependency_order(entries: &[crate::project::Entry]) -> Vec<&crate:
 }
 
 impl PlannedInvocation {
+    /// Every invocation that must finish before this one: the upstream ones it needs, then its
+    /// schema's validators.
+    pub fn deps(&self) -> impl Iterator<Item = usize> + '_ {
+        self.upstream.iter().chain(&self.gates).copied()
+    }
+
     /// Digests of the parts of this invocation's key.
     pub fn inputs(&self, limits: &qpf_runtime::Limits) -> crate::lock::InvocationInputs {
         let digest = |text: &str| crate::writer::digest_of(text.as_bytes());

@@ -19,9 +19,10 @@ pub struct ProjectFile {
     pub version: u32,
     /// Globs (relative to the project root) of the schema files, e.g. `agents/*.yaml`.
     pub schemas: Vec<String>,
-    /// JSON Schema (draft 2020-12) of each kind, by kind name, relative to the project root.
+    /// Each kind, by name: its JSON Schema (draft 2020-12, relative to the project root), and
+    /// the validator plugins that check what a JSON Schema cannot.
     #[serde(default)]
-    pub kinds: BTreeMap<String, PathBuf>,
+    pub kinds: BTreeMap<String, KindDecl>,
     /// Globs (relative to the project root) of migration files for `qpf schema migrate`.
     #[serde(default)]
     pub migrations: Vec<String>,
@@ -41,6 +42,65 @@ pub struct ProjectFile {
     #[serde(default, rename = "remote-cache", skip_serializing_if = "Option::is_none")]
     pub remote_cache: Option<RemoteCacheDecl>,
 }
+
+/// One kind in `qpf.yaml`: `Kind: path.schema.json`, or `Kind: { schema: PATH, validators: [...] }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum KindDecl {
+    /// Only the kind's JSON Schema.
+    Schema(PathBuf),
+    /// The JSON Schema and validators.
+    Full(KindSpec),
+}
+
+/// The long form of a kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindSpec {
+    /// The kind's JSON Schema, relative to the project root.
+    pub schema: PathBuf,
+    /// Plugins that check every schema of the kind before any generator runs on it (like buf's
+    /// lint plugins): they return diagnostics only.
+    #[serde(default)]
+    pub validators: Vec<ValidatorDecl>,
+}
+
+/// A validator of a kind: a declared plugin run on every schema of the kind, which returns
+/// diagnostics and no files. An error among them stops that schema's generators.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorDecl {
+    /// Name of a plugin declared in `qpf.yaml`.
+    pub plugin: String,
+    /// JSON Pointer into each schema (e.g. `/spec`); empty selects the whole document.
+    #[serde(default)]
+    pub input: String,
+    /// Config passed to the plugin (`{}` when omitted).
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+}
+
+impl KindDecl {
+    /// The kind's JSON Schema file.
+    pub fn schema(&self) -> &Path {
+        match self {
+            KindDecl::Schema(p) => p,
+            KindDecl::Full(k) => &k.schema,
+        }
+    }
+
+    /// Its validators, in declaration order.
+    pub fn validators(&self) -> &[ValidatorDecl] {
+        match self {
+            KindDecl::Schema(_) => &[],
+            KindDecl::Full(k) => &k.validators,
+        }
+    }
+}
+
+/// The prefix of a validator invocation's entry id: `validate/PLUGIN`. Map entry ids cannot
+/// contain `/`, so the two never meet.
+pub const VALIDATOR_ENTRY_PREFIX: &str = "validate/";
 
 /// `remote-cache:` in `qpf.yaml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +312,43 @@ fn plugin_source_problem(plugin: &PluginDecl) -> Option<String> {
     }
 }
 
+/// The most validators one kind may name.
+pub const MAX_VALIDATORS_PER_KIND: usize = 16;
+
+/// Validators name declared plugins, once per kind, with JSON Pointer inputs.
+fn check_kinds(file: &ProjectFile) -> Result<(), String> {
+    for (kind, decl) in &file.kinds {
+        let validators = decl.validators();
+        if validators.len() > MAX_VALIDATORS_PER_KIND {
+            return Err(format!(
+                "kind `{kind}` names {} validators; at most {MAX_VALIDATORS_PER_KIND} are allowed",
+                validators.len()
+            ));
+        }
+        for (i, v) in validators.iter().enumerate() {
+            if !file.plugins.contains_key(&v.plugin) {
+                let declared: Vec<&str> = file.plugins.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "kind `{kind}`: validator `{}` is not a plugin `{PROJECT_FILE}` declares{}",
+                    qpf_core::text::escape(&v.plugin),
+                    qpf_schema::document::suggest(&v.plugin, &declared)
+                ));
+            }
+            if validators[..i].iter().any(|o| o.plugin == v.plugin) {
+                return Err(format!("kind `{kind}`: validator `{}` is named twice", v.plugin));
+            }
+            if !v.input.is_empty() && !v.input.starts_with('/') {
+                return Err(format!(
+                    "kind `{kind}`, validator `{}`: `input` `{}` is not a JSON Pointer (it must start with `/`)",
+                    v.plugin,
+                    qpf_core::text::escape(&v.input)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_map(file: &ProjectFile, map: &MapFile) -> Result<(), String> {
     let mut seen = std::collections::BTreeSet::new();
     for entry in &map.entries {
@@ -345,9 +442,15 @@ impl Project {
                 .into());
             }
         }
+        check_kinds(&file).map_err(|message| SchemaError::file(PROJECT_FILE, message))?;
         let map: MapFile = qpf_schema::yaml::read_file(&root.join(&file.map), &file.map)?;
         check_map(&file, &map).map_err(|message| SchemaError::file(&file.map, message))?;
         Ok(Project { root: root.to_owned(), file, map })
+    }
+
+    /// Each kind's JSON Schema file, by kind name.
+    pub fn kind_schemas(&self) -> BTreeMap<String, PathBuf> {
+        self.file.kinds.iter().map(|(k, d)| (k.clone(), d.schema().to_owned())).collect()
     }
 
     /// The output root, resolved against the project root.

@@ -54,6 +54,8 @@ pub enum FailureKind {
     /// Not in the cache, and the run may not run plugins (`--require-hits`).
     #[serde(rename = "not-cached")]
     NotCached,
+    /// A validator of the schema's kind found errors in it (its diagnostics say which).
+    Invalid,
 }
 
 impl FailureKind {
@@ -69,6 +71,7 @@ impl FailureKind {
             FailureKind::Spawn => "spawn",
             FailureKind::Skipped => "skipped",
             FailureKind::NotCached => "not-cached",
+            FailureKind::Invalid => "invalid",
         }
     }
 }
@@ -182,7 +185,10 @@ pub struct InvocationReport {
 pub struct DiagnosticReport {
     /// Severity.
     pub severity: Severity,
-    /// The plugin's message.
+    /// The rule the plugin names (a message that starts with `[RULE] `, see [`split_rule`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The plugin's message (without its rule).
     pub message: String,
     /// JSON Pointer into the invocation's input, as the plugin gave it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -207,6 +213,31 @@ pub struct ErrorReport {
     pub message: String,
 }
 
+/// The longest rule id a plugin may name.
+pub const MAX_RULE_LEN: usize = 64;
+
+/// A plugin names the rule a diagnostic enforces by starting its message with `[RULE] `, where
+/// RULE is 1 to [`MAX_RULE_LEN`] characters of `a-z`, `0-9`, `-`, `_`, `.` and `/`, starting with a
+/// letter or digit, and not in the host's own `qpf/` namespace. Returns the rule and the rest of
+/// the message; anything else is a message without a rule.
+pub fn split_rule(message: &str) -> (Option<&str>, &str) {
+    let parsed = message.strip_prefix('[').and_then(|rest| rest.split_once("] ")).filter(|(rule, _)| {
+        !rule.is_empty()
+            && rule.len() <= MAX_RULE_LEN
+            && rule.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && rule.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./".contains(c))
+            && !rule.starts_with("qpf/")
+    });
+    match parsed {
+        Some((rule, rest)) => (Some(rule), rest),
+        None => (None, message),
+    }
+}
+
+/// The start of the message of an invocation that did not run because a validator of its
+/// schema failed.
+pub(crate) const GATED_BY_VALIDATOR: &str = "not run: the validator";
+
 /// The message of an invocation `--fail-fast` kept from running.
 pub(crate) const STOPPED_BY_FAIL_FAST: &str = "not run: `--fail-fast` stopped the run after the first failure";
 
@@ -216,11 +247,29 @@ impl ErrorReport {
     pub fn stopped_by_fail_fast(&self) -> bool {
         self.kind == FailureKind::Skipped && self.message == STOPPED_BY_FAIL_FAST
     }
+
+    /// Whether this is an invocation that did not run because a validator of its schema failed.
+    pub fn gated_by_validator(&self) -> bool {
+        self.kind == FailureKind::Skipped && self.message.starts_with(GATED_BY_VALIDATOR)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_is_a_short_lower_case_prefix_in_brackets() {
+        assert_eq!(split_rule("[agent/unknown-type] no type `x`"), (Some("agent/unknown-type"), "no type `x`"));
+        assert_eq!(split_rule("[a.b_c-1] m"), (Some("a.b_c-1"), "m"));
+        for plain in
+            ["no rule", "[] empty", "[Upper] m", "[qpf/schema] the host's", "[a b] space", "[-a] m", "[a]no space"]
+        {
+            assert_eq!(split_rule(plain), (None, plain), "{plain}");
+        }
+        let long = format!("[{}] m", "a".repeat(MAX_RULE_LEN + 1));
+        assert_eq!(split_rule(&long).0, None);
+    }
 
     /// The names the report, the audit log and messages use are one set of strings.
     #[test]
@@ -234,6 +283,8 @@ mod tests {
             FailureKind::Write,
             FailureKind::Spawn,
             FailureKind::Skipped,
+            FailureKind::NotCached,
+            FailureKind::Invalid,
         ];
         for kind in kinds {
             assert_eq!(serde_json::to_value(kind).ok(), Some(serde_json::Value::String(kind.to_string())));

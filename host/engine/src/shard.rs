@@ -81,7 +81,7 @@ pub fn partition(plan: &Plan, count: u32, cost: &dyn Fn(&PlannedInvocation) -> u
         i
     }
     for (i, inv) in plan.invocations.iter().enumerate() {
-        for &u in inv.upstream.iter().filter(|&&u| u < n) {
+        for u in inv.deps().filter(|&u| u < n) {
             let (a, b) = (find(&mut parent, i), find(&mut parent, u));
             if a != b {
                 parent[a.max(b)] = a.min(b);
@@ -125,6 +125,8 @@ mod tests {
             out_dir: "out".into(),
             input_pointer: String::new(),
             upstream,
+            gates: Vec::new(),
+            validator: false,
             upstream_contents: false,
             root: None,
             depth: 0,

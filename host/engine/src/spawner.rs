@@ -120,6 +120,8 @@ impl Spawner<'_, '_> {
             out_dir: parent.out_dir.clone(),
             input_pointer: String::new(),
             upstream: Vec::new(),
+            gates: Vec::new(),
+            validator: false,
             upstream_contents: false,
             root: Some(root_ref),
             depth: parent.depth + 1,

@@ -6,6 +6,7 @@
 //! separately agree on names (a class, a setting, an environment variable) without seeing each other.
 
 pub mod python;
+pub mod rules;
 pub mod spec;
 pub mod view;
 

@@ -129,7 +129,12 @@ pub fn py_type(expr: &str, known: &[String]) -> Result<String, String> {
         "datetime" => "datetime".to_owned(),
         "any" => "Any".to_owned(),
         name if known.iter().any(|k| k == name) => py_class(name),
-        other => return Err(format!("unknown type `{other}`; use a builtin or one of the agent's types")),
+        other => {
+            let builtins = ["string", "integer", "number", "boolean", "datetime", "any"];
+            let hint = crate::rules::suggest(other, builtins.into_iter().chain(known.iter().map(String::as_str)));
+            let hint = if hint.is_empty() { " (use a builtin or one of the agent's types)".to_owned() } else { hint };
+            return Err(format!("unknown type `{other}`{hint}"));
+        }
     })
 }
 

@@ -4,6 +4,7 @@
 //! the family agree on them.
 
 use crate::python::{py_class, py_const, py_ident, py_literal, py_package, py_str, py_type};
+use crate::rules::{self, Rule};
 use crate::spec::{AgentSpec, Field, Slos, TypeDef};
 use qpf_sdk::{Diagnostic, ExtractError, Request, Severity};
 use serde::Serialize;
@@ -48,8 +49,6 @@ pub struct AgentView {
     pub settings: Vec<SettingView>,
     /// Names `models.py` must import: any of `Any`, `Literal`, `datetime`.
     pub model_imports: Vec<String>,
-    /// Whether a default handler builds a `datetime`.
-    pub handlers_use_datetime: bool,
     /// Whether a setting is a secret.
     pub has_secrets: bool,
     /// Whether a setting has allowed values (`settings.py` imports `Literal`).
@@ -261,8 +260,89 @@ impl AgentView {
     }
 }
 
-fn problem(problems: &mut Vec<Diagnostic>, pointer: String, message: String) {
-    problems.push(Diagnostic::new(Severity::Error, message).at(pointer));
+fn problem(problems: &mut Vec<Diagnostic>, rule: Rule, pointer: String, message: String) {
+    problems.push(Diagnostic::new(Severity::Error, message).rule(rule.id).at(pointer));
+}
+
+/// Every problem of an agent's spec the generators would stop at, plus the references between
+/// agents the project's names allow checking (`context.project.names.Agent`, which only a
+/// validator receives): the checks of the Agent validator, with the generators' own code.
+pub fn check(request: &Request) -> Vec<Diagnostic> {
+    let spec: AgentSpec = match request.input() {
+        Ok(spec) => spec,
+        Err(e) => {
+            let message = format!("the input is not an Agent spec: {}", e.message);
+            return vec![Diagnostic::new(Severity::Error, message).rule(rules::SPEC.id)];
+        }
+    };
+    let mut problems = Vec::new();
+    let _ = build(request, &spec, &mut problems);
+    let context: Value = request.context().unwrap_or(Value::Null);
+    if let Some(agents) = context.pointer("/project/names/Agent").and_then(Value::as_array) {
+        let agents: Vec<&str> = agents.iter().filter_map(Value::as_str).collect();
+        for (i, s) in spec.subagents.iter().enumerate() {
+            if !agents.contains(&s.agent.as_str()) {
+                problem(
+                    &mut problems,
+                    rules::UNKNOWN_AGENT,
+                    format!("/subagents/{i}/agent"),
+                    format!(
+                        "sub-agent `{}` runs the agent `{}`, which is not in the project{}",
+                        s.name,
+                        s.agent,
+                        rules::suggest(&s.agent, agents.iter().copied())
+                    ),
+                );
+            }
+        }
+    }
+    problems
+}
+
+/// The first type, by index, of each cycle of types that contain themselves through required
+/// fields (a value of them could never be built): (type index, field index, the cycle).
+fn self_containing(spec: &AgentSpec) -> Vec<(usize, usize, Vec<String>)> {
+    let index = |name: &str| spec.types.iter().position(|t| t.name == name.trim());
+    // Path from `from` back to `target` through required fields of named types, if any.
+    fn reach(
+        spec: &AgentSpec,
+        from: usize,
+        target: usize,
+        seen: &mut Vec<usize>,
+        index: &dyn Fn(&str) -> Option<usize>,
+    ) -> Option<Vec<usize>> {
+        if from == target {
+            return Some(vec![target]);
+        }
+        if seen.contains(&from) {
+            return None;
+        }
+        seen.push(from);
+        for f in spec.types[from].fields.iter().filter(|f| required(f)) {
+            if let Some(next) = index(&f.ty)
+                && let Some(mut path) = reach(spec, next, target, seen, index)
+            {
+                path.insert(0, from);
+                return Some(path);
+            }
+        }
+        None
+    }
+    let mut found = Vec::new();
+    for (ti, t) in spec.types.iter().enumerate() {
+        for (fi, f) in t.fields.iter().enumerate().filter(|(_, f)| required(f)) {
+            let Some(next) = index(&f.ty) else { continue };
+            let Some(path) = reach(spec, next, ti, &mut Vec::new(), &index) else { continue };
+            // Once per cycle: at its first type.
+            if path.iter().all(|&p| p >= ti) {
+                let mut names = vec![t.name.clone()];
+                names.extend(path.iter().map(|&p| spec.types[p].name.clone()));
+                found.push((ti, fi, names));
+                break;
+            }
+        }
+    }
+    found
 }
 
 fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) -> AgentView {
@@ -273,7 +353,21 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
 
     let types: Vec<TypeView> =
         spec.types.iter().enumerate().map(|(ti, t)| type_view(ti, t, &known, problems)).collect();
-    unique(problems, spec.types.iter().map(|t| py_class(&t.name)), "/types", "type");
+    unique(problems, spec.types.iter().enumerate().map(|(i, t)| item("/types", i, "type", &t.name, py_class(&t.name))));
+    for (ti, fi, cycle) in self_containing(spec) {
+        problem(
+            problems,
+            rules::SELF_CONTAINING_TYPE,
+            format!("/types/{ti}/fields/{fi}/type"),
+            format!(
+                "type `{}` contains itself through required fields ({}), so no value of it can exist; make one of these fields optional, give it a default, or use a list",
+                cycle[0],
+                cycle.join(" → ")
+            ),
+        );
+    }
+    // Problems in the types already explain a capability whose samples cannot be built.
+    let types_clean = problems.is_empty();
 
     let errors: Vec<ErrorView> = spec
         .errors
@@ -287,18 +381,29 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
             retryable: e.retryable,
         })
         .collect();
-    unique(problems, errors.iter().map(|e| e.class.clone()), "/errors", "error");
+    unique(problems, errors.iter().enumerate().map(|(i, e)| item("/errors", i, "error", &e.name, e.class.clone())));
 
     let mut capabilities = Vec::new();
     for (ci, c) in spec.capabilities.iter().enumerate() {
         let at = |field: &str| format!("/capabilities/{ci}/{field}");
         let input = spec.types.iter().find(|t| t.name == c.input);
         let output = spec.types.iter().find(|t| t.name == c.output);
+        let suggest = |name: &str| rules::suggest(name, spec.types.iter().map(|t| t.name.as_str()));
         if input.is_none() {
-            problem(problems, at("input"), format!("capability `{}`: unknown input type `{}`", c.name, c.input));
+            problem(
+                problems,
+                rules::UNKNOWN_TYPE,
+                at("input"),
+                format!("capability `{}`: unknown input type `{}`{}", c.name, c.input, suggest(&c.input)),
+            );
         }
         if output.is_none() {
-            problem(problems, at("output"), format!("capability `{}`: unknown output type `{}`", c.name, c.output));
+            problem(
+                problems,
+                rules::UNKNOWN_TYPE,
+                at("output"),
+                format!("capability `{}`: unknown output type `{}`{}", c.name, c.output, suggest(&c.output)),
+            );
         }
         let mut cap_errors = Vec::new();
         for (ei, e) in c.errors.iter().enumerate() {
@@ -306,8 +411,13 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
                 Some(d) => cap_errors.push(d.clone()),
                 None => problem(
                     problems,
+                    rules::UNDECLARED_ERROR,
                     format!("/capabilities/{ci}/errors/{ei}"),
-                    format!("capability `{}`: error `{e}` is not declared in `errors`", c.name),
+                    format!(
+                        "capability `{}`: error `{e}` is not declared in `errors`{}",
+                        c.name,
+                        rules::suggest(e, errors.iter().map(|d| d.name.as_str()))
+                    ),
                 ),
             }
         }
@@ -315,14 +425,18 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
         let sample_input = match sample_record(input, spec, &mut Vec::new()) {
             Ok(v) => v,
             Err(message) => {
-                problem(problems, at("input"), message);
+                if types_clean {
+                    problem(problems, rules::SELF_CONTAINING_TYPE, at("input"), message);
+                }
                 Value::Null
             }
         };
         let default_output = match default_output(input, output, spec) {
             Ok(v) => v,
             Err(message) => {
-                problem(problems, at("output"), message);
+                if types_clean {
+                    problem(problems, rules::SELF_CONTAINING_TYPE, at("output"), message);
+                }
                 Vec::new()
             }
         };
@@ -343,12 +457,19 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
             errors: cap_errors,
         });
     }
-    unique(problems, spec.capabilities.iter().map(|c| py_ident(&c.name)), "/capabilities", "capability");
+    unique(
+        problems,
+        spec.capabilities
+            .iter()
+            .enumerate()
+            .map(|(i, c)| item("/capabilities", i, "capability", &c.name, py_ident(&c.name))),
+    );
 
     for (i, m) in spec.memory.iter().enumerate() {
         if m.ttl_seconds.is_some() && m.backend != "redis" {
             problem(
                 problems,
+                rules::MEMORY_OPTION,
                 format!("/memory/{i}/ttl_seconds"),
                 format!(
                     "memory `{}`: `ttl_seconds` is supported by the `redis` backend only, not `{}`",
@@ -359,12 +480,14 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
         match (m.backend.as_str(), m.dimensions) {
             ("vector", None) => problem(
                 problems,
+                rules::MEMORY_OPTION,
                 format!("/memory/{i}"),
                 format!("memory `{}`: a `vector` store needs `dimensions`, the length of its embeddings", m.name),
             ),
             ("vector", Some(_)) | (_, None) => {}
             (backend, Some(_)) => problem(
                 problems,
+                rules::MEMORY_OPTION,
                 format!("/memory/{i}/dimensions"),
                 format!("memory `{}`: `dimensions` is for the `vector` backend only, not `{backend}`", m.name),
             ),
@@ -387,7 +510,10 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
             }
         })
         .collect();
-    unique(problems, memory.iter().map(|m| m.ident.clone()), "/memory", "memory store");
+    unique(
+        problems,
+        memory.iter().enumerate().map(|(i, m)| item("/memory", i, "memory store", &m.name, m.ident.clone())),
+    );
     let mut backends: Vec<String> = memory.iter().map(|m| m.backend.clone()).collect();
     backends.sort();
     backends.dedup();
@@ -408,7 +534,10 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
             }
         })
         .collect();
-    unique(problems, subagents.iter().map(|s| s.ident.clone()), "/subagents", "sub-agent");
+    unique(
+        problems,
+        subagents.iter().enumerate().map(|(i, s)| item("/subagents", i, "sub-agent", &s.name, s.ident.clone())),
+    );
 
     let anomalies: Vec<AnomalyView> = spec
         .anomalies
@@ -421,7 +550,10 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
             action: a.action.clone(),
         })
         .collect();
-    unique(problems, anomalies.iter().map(|a| a.ident.clone()), "/anomalies", "anomaly");
+    unique(
+        problems,
+        anomalies.iter().enumerate().map(|(i, a)| item("/anomalies", i, "anomaly", &a.name, a.ident.clone())),
+    );
 
     let settings: Vec<SettingView> = spec
         .settings
@@ -435,6 +567,28 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
                 _ => "str",
             };
             let allowed = s.allowed.clone().unwrap_or_default();
+            if let Some(default) = &s.default {
+                let fits = match s.ty.as_str() {
+                    "string" => default.is_string(),
+                    "integer" => default.is_i64() || default.is_u64(),
+                    "number" => default.is_number(),
+                    "boolean" => default.is_boolean(),
+                    _ => true,
+                };
+                if !fits {
+                    problem(
+                        problems,
+                        rules::SETTING_DEFAULT_TYPE,
+                        format!("/settings/{i}/default"),
+                        format!(
+                            "setting `{}` is of type `{}`, but its default `{default}` is {}",
+                            s.name,
+                            s.ty,
+                            rules::json_type_phrase(default)
+                        ),
+                    );
+                }
+            }
             if !allowed.is_empty() {
                 let fits = |v: &Value| match s.ty.as_str() {
                     "string" => v.is_string(),
@@ -444,21 +598,31 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
                 if s.secret {
                     problem(
                         problems,
+                        rules::SETTING_VALUES,
                         format!("/settings/{i}/enum"),
-                        "a secret setting cannot list its allowed values".into(),
+                        format!("setting `{}`: a secret setting cannot list its allowed values", s.name),
                     );
                 } else if let Some(bad) = allowed.iter().find(|v| !fits(v)) {
                     problem(
                         problems,
+                        rules::SETTING_VALUES,
                         format!("/settings/{i}/enum"),
-                        format!("`{bad}` is not a value of type `{}` (allowed values are strings or integers)", s.ty),
+                        format!(
+                            "setting `{}`: `{bad}` is not a value of type `{}` (allowed values are strings or integers)",
+                            s.name, s.ty
+                        ),
                     );
                 }
                 if let Some(default) = s.default.as_ref().filter(|d| !allowed.contains(d)) {
                     problem(
                         problems,
+                        rules::SETTING_VALUES,
                         format!("/settings/{i}/default"),
-                        format!("the default `{default}` is not one of the allowed values"),
+                        format!(
+                            "setting `{}`: the default `{default}` is not one of the allowed values ({})",
+                            s.name,
+                            allowed.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+                        ),
                     );
                 }
             }
@@ -494,10 +658,20 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
             }
         })
         .collect();
-    let mut setting_names: Vec<String> = settings.iter().map(|s| s.ident.clone()).collect();
-    setting_names.extend(memory.iter().map(|m| m.setting.clone()));
-    setting_names.extend(subagents.iter().map(|s| s.setting.clone()));
-    unique(problems, setting_names.into_iter(), "/settings", "setting");
+    // A memory store's and a sub-agent's URLs are settings too: their names share one namespace.
+    // Those come first, so that the setting that takes such a name is the one reported.
+    let setting_names = memory
+        .iter()
+        .enumerate()
+        .map(|(i, m)| item("/memory", i, "the URL setting of memory store", &m.name, m.setting.clone()))
+        .chain(
+            subagents
+                .iter()
+                .enumerate()
+                .map(|(i, s)| item("/subagents", i, "the URL setting of sub-agent", &s.name, s.setting.clone())),
+        )
+        .chain(settings.iter().enumerate().map(|(i, s)| item("/settings", i, "setting", &s.name, s.ident.clone())));
+    unique(problems, setting_names);
 
     let types: Vec<TypeView> = types;
     let model_imports = ["Any", "Literal", "datetime"]
@@ -505,16 +679,18 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
         .filter(|name| types.iter().flat_map(|t| &t.fields).any(|f| mentions(&f.annotation, name)))
         .map(|name| (*name).to_owned())
         .collect();
-    let handlers_use_datetime =
-        capabilities.iter().flat_map(|c| &c.default_output).any(|(_, expr)| expr.contains("datetime."));
     for (i, e) in errors.iter().enumerate() {
         if ["AgentError", "ErrorResponse"].contains(&e.class.as_str()) {
-            problem(problems, format!("/errors/{i}/name"), format!("`{}` is a name the errors module defines", e.name));
+            problem(
+                problems,
+                rules::RESERVED_NAME,
+                format!("/errors/{i}/name"),
+                format!("`{}` is a name the errors module defines; rename the error", e.name),
+            );
         }
     }
     AgentView {
         model_imports,
-        handlers_use_datetime,
         has_secrets: settings.iter().any(|s| s.secret),
         has_enum_settings: settings.iter().any(|s| !s.allowed.is_empty() && !s.secret),
         kind: request.schema.kind.clone(),
@@ -550,16 +726,28 @@ fn mentions(annotation: &str, name: &str) -> bool {
     annotation.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|token| token == name)
 }
 
-/// Reports the second of two items whose Python names collide.
-fn unique(problems: &mut Vec<Diagnostic>, names: impl Iterator<Item = String>, pointer: &str, what: &str) {
-    let names: Vec<String> = names.collect();
-    for (i, n) in names.iter().enumerate() {
-        if names[..i].contains(n) {
-            problem(
-                problems,
-                format!("{pointer}/{i}/name"),
-                format!("two {what} names become the Python name `{n}`; rename one"),
+/// A named item of a list, for [`unique`]: where it is, what it is, its name and its Python name.
+struct Named {
+    pointer: String,
+    what: &'static str,
+    name: String,
+    python: String,
+}
+
+fn item(list: &str, i: usize, what: &'static str, name: &str, python: String) -> Named {
+    Named { pointer: format!("{list}/{i}/name"), what, name: name.to_owned(), python }
+}
+
+/// Reports the second of two items whose Python names collide, naming both.
+fn unique(problems: &mut Vec<Diagnostic>, items: impl Iterator<Item = Named>) {
+    let items: Vec<Named> = items.collect();
+    for (i, n) in items.iter().enumerate() {
+        if let Some(first) = items[..i].iter().find(|f| f.python == n.python) {
+            let message = format!(
+                "{} `{}` and {} `{}` both become the Python name `{}`; rename one",
+                first.what, first.name, n.what, n.name, n.python
             );
+            problem(problems, rules::NAME_COLLISION, n.pointer.clone(), message);
         }
     }
 }
@@ -579,7 +767,12 @@ fn type_view(ti: usize, t: &TypeDef, known: &[String], problems: &mut Vec<Diagno
             }
             (None, Ok(a)) => a,
             (_, Err(message)) => {
-                problem(problems, format!("/types/{ti}/fields/{fi}/type"), message);
+                problem(
+                    problems,
+                    rules::UNKNOWN_TYPE,
+                    format!("/types/{ti}/fields/{fi}/type"),
+                    format!("field `{}` of type `{}`: {message}", f.name, t.name),
+                );
                 continue;
             }
         };
@@ -587,8 +780,12 @@ fn type_view(ti: usize, t: &TypeDef, known: &[String], problems: &mut Vec<Diagno
         if let Some(other) = t.fields[..fi].iter().find(|o| py_ident(&o.name) == ident) {
             problem(
                 problems,
+                rules::NAME_COLLISION,
                 format!("/types/{ti}/fields/{fi}/name"),
-                format!("fields `{}` and `{}` both become the Python name `{ident}`; rename one", other.name, f.name),
+                format!(
+                    "field `{}` and field `{}` both become the Python name `{ident}`; rename one",
+                    other.name, f.name
+                ),
             );
             continue;
         }
@@ -884,8 +1081,96 @@ mod tests {
         })))
         .unwrap_err();
         let pointers: Vec<_> = err.diagnostics.iter().map(|d| d.pointer.clone().unwrap()).collect();
-        assert_eq!(pointers, ["/capabilities/0/input", "/capabilities/0/errors/0", "/capabilities/1/input"]);
-        assert!(err.diagnostics[2].message.contains("contains itself"), "{:?}", err.diagnostics[2]);
+        assert_eq!(pointers, ["/types/0/fields/0/type", "/capabilities/0/input", "/capabilities/0/errors/0"]);
+        assert!(err.diagnostics[0].message.starts_with("[agent/self-containing-type] type `Loop` contains itself"));
+        assert!(err.diagnostics[0].message.contains("(Loop → Loop)"), "{:?}", err.diagnostics[0]);
+        assert!(err.diagnostics[1].message.starts_with("[agent/unknown-type] "), "{:?}", err.diagnostics[1]);
+        assert!(err.diagnostics[2].message.starts_with("[agent/undeclared-error] "), "{:?}", err.diagnostics[2]);
+    }
+
+    #[test]
+    fn a_cycle_through_several_types_is_reported_once_at_its_first_type() {
+        let err = AgentView::from_request(&request(json!({
+            "description": "d",
+            "types": [
+                { "name": "Leaf", "fields": [{ "name": "x", "type": "integer" }] },
+                { "name": "A", "fields": [{ "name": "b", "type": "B" }] },
+                { "name": "B", "fields": [{ "name": "leaf", "type": "Leaf" }, { "name": "a", "type": "A" }] },
+                { "name": "Ok", "fields": [{ "name": "a", "type": "A", "optional": true }] }
+            ]
+        })))
+        .unwrap_err();
+        let found: Vec<_> = err.diagnostics.iter().map(|d| (d.pointer.clone().unwrap(), d.message.clone())).collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "/types/1/fields/0/type");
+        assert!(found[0].1.contains("(A → B → A)"), "{found:?}");
+    }
+
+    #[test]
+    fn mistyped_names_get_a_suggestion_and_defaults_must_have_their_settings_type() {
+        let err = AgentView::from_request(&request(json!({
+            "description": "d",
+            "types": [{ "name": "Order", "fields": [{ "name": "size", "type": "numbr" }] }],
+            "errors": [{ "name": "NotFound", "status": 404 }],
+            "capabilities": [{ "name": "a", "input": "Ordr", "output": "Order", "errors": ["NotFund"] }],
+            "settings": [
+                { "name": "workers", "type": "integer", "default": "16" },
+                { "name": "ratio", "type": "number", "default": 1 },
+                { "name": "on", "type": "boolean", "default": "yes" }
+            ]
+        })))
+        .unwrap_err();
+        let found: Vec<_> = err.diagnostics.iter().map(|d| (d.pointer.clone().unwrap(), d.message.clone())).collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "/types/0/fields/0/type".to_owned(),
+                    "[agent/unknown-type] field `size` of type `Order`: unknown type `numbr` (did you mean `number`?)"
+                        .to_owned()
+                ),
+                (
+                    "/capabilities/0/input".to_owned(),
+                    "[agent/unknown-type] capability `a`: unknown input type `Ordr` (did you mean `Order`?)".to_owned()
+                ),
+                (
+                    "/capabilities/0/errors/0".to_owned(),
+                    "[agent/undeclared-error] capability `a`: error `NotFund` is not declared in `errors` (did you mean `NotFound`?)"
+                        .to_owned()
+                ),
+                (
+                    "/settings/0/default".to_owned(),
+                    "[agent/setting-default-type] setting `workers` is of type `integer`, but its default `\"16\"` is a string"
+                        .to_owned()
+                ),
+                (
+                    "/settings/2/default".to_owned(),
+                    "[agent/setting-default-type] setting `on` is of type `boolean`, but its default `\"yes\"` is a string"
+                        .to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_check_names_sub_agents_of_agents_the_project_lacks_when_it_knows_them() {
+        let spec = json!({
+            "description": "d",
+            "subagents": [{ "name": "t", "agent": "trainr" }, { "name": "a", "agent": "auditor" }]
+        });
+        // A generator does not know the project's agents: nothing to say.
+        assert!(check(&request(spec.clone())).is_empty());
+        let mut req = request(spec);
+        req.context_json = json!({ "project": { "names": { "Agent": ["auditor", "trainer"] } } }).to_string();
+        let found: Vec<_> = check(&req).into_iter().map(|d| (d.pointer.unwrap(), d.message)).collect();
+        assert_eq!(
+            found,
+            [(
+                "/subagents/0/agent".to_owned(),
+                "[agent/unknown-agent] sub-agent `t` runs the agent `trainr`, which is not in the project (did you mean `trainer`?)"
+                    .to_owned()
+            )]
+        );
     }
 
     #[test]

@@ -172,6 +172,14 @@ impl Diagnostic {
         self.pointer = Some(pointer.into());
         self
     }
+    /// Names the rule the diagnostic enforces (e.g. `agent/unknown-type`): the message then starts
+    /// with `[RULE] `, which the host shows as `error[RULE]` and puts in SARIF output as the rule
+    /// id. A rule is 1 to 64 characters of `a-z`, `0-9`, `-`, `_`, `.`, `/`, starting with a letter
+    /// or digit, outside the host's `qpf/` namespace; the host reads any other prefix as message.
+    pub fn rule(mut self, rule: &str) -> Self {
+        self.message = format!("[{rule}] {}", self.message);
+        self
+    }
 }
 
 /// A further invocation the plugin asks the host to run.

@@ -168,9 +168,9 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         json.push(b'\n');
         std::fs::write(path, json).with_context(|| format!("cannot write the report to `{}`", path.display()))?;
     }
-    print_diagnostics(&report);
+    crate::problems::print_diagnostics(&report);
     let s = &report.summary;
-    print_failures(&report);
+    crate::problems::print_failures(&report);
     say!(
         "{} invocations ({} cached, {} run, {} failed), {} files written, {} unchanged{}, in {} ms -> {}",
         s.invocations,
@@ -215,10 +215,16 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         explain_missing(&engine, &report, not_cached, args.shards);
     }
     if s.skipped > 0 {
-        let stopped =
-            report.invocations.iter().filter_map(|i| i.error.as_ref()).filter(|e| e.stopped_by_fail_fast()).count();
-        if s.skipped > stopped {
-            esay!("error: {} invocations were not run because an entry they need failed", s.skipped - stopped);
+        let errors = || report.invocations.iter().filter_map(|i| i.error.as_ref());
+        let stopped = errors().filter(|e| e.stopped_by_fail_fast()).count();
+        let gated = errors().filter(|e| e.gated_by_validator()).count();
+        if gated > 0 {
+            esay!(
+                "error: {gated} invocations were not run because a validator found errors in their schema (fix them; `qpf validate` lists them)"
+            );
+        }
+        if s.skipped > stopped + gated {
+            esay!("error: {} invocations were not run because an entry they need failed", s.skipped - stopped - gated);
         }
         if stopped > 0 {
             esay!("error: {stopped} invocations were not run: --fail-fast stopped the run after the first failure");
@@ -273,83 +279,5 @@ fn explain_missing(
             Err(e) => format!("its marker cannot be read: {e}"),
         };
         esay!("error: shard {index}/{count}: {n} invocations missing; {why}");
-    }
-}
-
-/// Groups equal items (by `key`) in first-seen order, each with every invocation that raised it.
-fn group_by<'a, K: Eq + std::hash::Hash, T>(
-    items: impl Iterator<Item = (K, T, &'a qpf_engine::report::InvocationReport)>,
-) -> Vec<(T, Vec<&'a qpf_engine::report::InvocationReport>)> {
-    let mut groups: Vec<(T, Vec<&qpf_engine::report::InvocationReport>)> = Vec::new();
-    let mut index: std::collections::HashMap<K, usize> = std::collections::HashMap::new();
-    for (key, item, inv) in items {
-        match index.get(&key) {
-            Some(&i) => groups[i].1.push(inv),
-            None => {
-                index.insert(key, groups.len());
-                groups.push((item, vec![inv]));
-            }
-        }
-    }
-    groups
-}
-
-/// Entries named, at most, in one line about a message several raised (the report has them all).
-const MAX_RAISERS_SHOWN: usize = 12;
-
-/// Who raised a message: `entry `e`, schema `s`, plugin `p`` for one invocation; for several (of
-/// one schema, since the message is keyed by it), the schema once and the entries with their
-/// plugins, the first [`MAX_RAISERS_SHOWN`] of them.
-fn raised_by(invs: &[&qpf_engine::report::InvocationReport]) -> String {
-    match invs {
-        [one] => format!("entry `{}`, schema `{}`, plugin `{}`", one.entry, one.schema, one.plugin),
-        many => {
-            let mut names: Vec<String> =
-                many.iter().take(MAX_RAISERS_SHOWN).map(|i| format!("`{}` (plugin `{}`)", i.entry, i.plugin)).collect();
-            if many.len() > MAX_RAISERS_SHOWN {
-                names.push(format!("and {} more (see --report)", many.len() - MAX_RAISERS_SHOWN));
-            }
-            format!("schema `{}`; raised by {} entries: {}", many[0].schema, many.len(), names.join(", "))
-        }
-    }
-}
-
-/// The run's warnings and every plugin diagnostic, with where it points and what it came through.
-/// A diagnostic several invocations raised (same severity, place, message and schema) is printed
-/// once, naming them all; the report keeps every one.
-fn print_diagnostics(report: &qpf_engine::report::Report) {
-    for warning in &report.warnings {
-        esay!("warning: {}", crate::term::block(warning));
-    }
-    let all = report.invocations.iter().flat_map(|inv| inv.diagnostics.iter().map(move |d| (d, inv)));
-    let keyed = all.map(|(d, inv)| {
-        let at = match (&d.location, &d.pointer) {
-            (Some(loc), _) => format!("{loc}: "),
-            (None, Some(p)) => format!("`{p}`: "),
-            (None, None) => String::new(),
-        };
-        let severity = format!("{:?}", d.severity).to_lowercase();
-        ((severity.clone(), at.clone(), d.message.as_str(), inv.schema.as_str()), (severity, at, d), inv)
-    });
-    for ((severity, at, d), invs) in group_by(keyed) {
-        esay!("{severity}: {}{} ({})", crate::term::one(&at), crate::term::block(&d.message), raised_by(&invs));
-        if let Some(excerpt) = &d.excerpt {
-            esay!("{excerpt}");
-        }
-        for via in &d.via {
-            esay!("  = note: via {via}");
-        }
-    }
-}
-
-/// One line per distinct failure (same kind, message and schema), naming every invocation that
-/// failed so.
-fn print_failures(report: &qpf_engine::report::Report) {
-    let failed = report.invocations.iter().filter(|i| i.outcome != qpf_engine::report::Outcome::Ok);
-    let keyed = failed.filter_map(|inv| {
-        inv.error.as_ref().map(|e| ((e.kind.to_string(), e.message.as_str(), inv.schema.as_str()), e, inv))
-    });
-    for (e, invs) in group_by(keyed) {
-        esay!("error: {}: {} error: {}", raised_by(&invs), e.kind, crate::term::block(&e.message));
     }
 }

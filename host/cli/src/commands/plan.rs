@@ -1,7 +1,8 @@
 //! `qpf plan`: every invocation the project would run, with its cache state and, for a miss, why;
-//! after the checks of `qpf validate` on plugin pins and configs ([`qpf_engine::preflight`]).
+//! after the checks of `qpf validate` on plugin pins and configs ([`qpf_engine::preflight`]) and
+//! its kind validators, whose problems it prints too (exit code 1 when one is an error).
 
-use crate::term::say;
+use crate::term::{esay, say};
 use std::path::Path;
 
 use anyhow::Result;
@@ -35,20 +36,37 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     if let Some([entry, schema]) = args.show_request.as_deref() {
         return show_request(&engine, entry, schema);
     }
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let options = qpf_engine::ExtractOptions {
+        jobs,
+        out: None,
+        no_cache: false,
+        fail_fast: false,
+        require_hits: false,
+        shard: None,
+    };
+    // Before the cache states: the validators' results are cached, so they show as hits below.
+    let validated = engine.validate(&options, &|_| {})?;
+    let schema_file = |id: &str| engine.schemas().get(id).map(|s| s.path.to_string_lossy().replace('\\', "/"));
+    let problems = crate::problems::Problem::of_report(&validated, &schema_file);
+    let invalid = problems.iter().any(|p| p.severity == "error");
     let reasons = engine.miss_reasons();
     let plan = &engine.plan().invocations;
     match args.format {
         Format::Human => {
+            for p in &problems {
+                p.print();
+            }
             for (inv, reason) in plan.iter().zip(&reasons) {
                 let key = qpf_core::digest::file_stem(&inv.key);
                 let state = if reason.is_some() { "miss" } else { "hit" };
                 let why = reason.as_deref().map(|r| format!("  ({r})")).unwrap_or_default();
+                let out = if inv.validator { "(validator)".to_owned() } else { format!("-> {}/", inv.out_dir) };
                 say!(
-                    "{state:<5} {:<16} {:<32} {:<14} -> {}/  key {}{why}",
+                    "{state:<5} {:<16} {:<32} {:<14} {out}  key {}{why}",
                     inv.entry,
                     inv.schema,
                     inv.plugin,
-                    inv.out_dir,
                     &key[..12.min(key.len())]
                 );
             }
@@ -62,14 +80,18 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
                 .map(|(inv, reason)| {
                     serde_json::json!({
                         "entry": inv.entry, "schema": inv.schema, "schema_path": inv.schema_path,
-                        "plugin": inv.plugin, "out": inv.out_dir, "key": inv.key,
+                        "plugin": inv.plugin, "out": inv.out_dir, "key": inv.key, "validator": inv.validator,
                         "cache": if reason.is_some() { "miss" } else { "hit" },
                         "reason": reason,
                     })
                 })
                 .collect();
-            crate::term::out_json(&serde_json::json!({ "invocations": items }), false);
+            crate::term::out_json(&serde_json::json!({ "invocations": items, "problems": problems }), false);
         }
+    }
+    if invalid {
+        esay!("error: the validators found errors: the invocations of those schemas will not run");
+        return Ok(Exit::Failure);
     }
     Ok(Exit::Success)
 }

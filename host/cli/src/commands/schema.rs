@@ -288,7 +288,7 @@ fn diff_cmd(project: &Path, old: &str, new: &str, format: Format) -> Result<Exit
 
 fn check_cmd(project: &Path, rev: &str, format: Format) -> Result<Exit> {
     let current = Project::load(project)?;
-    let kinds = qpf_schema::KindRegistry::load(project, &current.file.kinds).map_err(schema_errors)?;
+    let kinds = qpf_schema::KindRegistry::load(project, &current.kind_schemas()).map_err(schema_errors)?;
     let now = SchemaSet::load(project, &current.file.schemas, &kinds).map_err(schema_errors)?;
     let co = checkout(project, rev)?;
     let old_globs = globs(&co.project);

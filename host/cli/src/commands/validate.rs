@@ -1,62 +1,150 @@
-//! `qpf validate`: load qpf.yaml, the map and every schema, plan, and check every plugin pin and
-//! every entry's config against its plugin's config schema ([`qpf_engine::preflight`]), without
-//! running an extraction.
+//! `qpf validate`, the quality gate: load qpf.yaml, the map and every schema (each against its
+//! kind's JSON Schema), plan, check every plugin pin and every entry's config against its
+//! plugin's config schema ([`qpf_engine::preflight`]), then run each kind's validator plugins on
+//! its schemas ([`qpf_engine::Engine::validate`]: sandboxed and cached like any invocation; no
+//! file is written). Every problem is reported once, for people, as JSON (`format` 2), or as
+//! SARIF 2.1.0 for code-scanning tools ([`crate::problems`]).
 
 use crate::term::{esay, say};
 use std::path::Path;
 
 use anyhow::Result;
-use qpf_engine::EngineError;
+use qpf_engine::{EngineError, ExtractOptions};
 
-use super::Format;
 use crate::exit::Exit;
+use crate::problems::Problem;
+
+/// The version of `qpf validate --format json`.
+pub const VALIDATE_JSON_FORMAT: u32 = 2;
+
+/// Output formats of `qpf validate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValidateFormat {
+    /// For people (problems on stderr, the verdict on stdout).
+    Human,
+    /// One JSON document on stdout (`"format": 2`).
+    Json,
+    /// A SARIF 2.1.0 log on stdout, for code-scanning tools.
+    Sarif,
+}
 
 /// Arguments of `qpf validate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
-    format: Format,
+    format: ValidateFormat,
+    /// Validators to run at once [default: the number of available cores].
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    jobs: Option<u32>,
 }
 
-/// Runs the command.
+/// What the run found.
+struct Found {
+    problems: Vec<Problem>,
+    counts: Option<Counts>,
+}
+
+/// The size of a valid project.
+struct Counts {
+    schemas: usize,
+    entries: usize,
+    invocations: usize,
+    validated: usize,
+}
+
+/// Runs the command: exit 0 when nothing of severity `error` was found, 1 otherwise.
 ///
 /// # Errors
-/// Only for a missing project (usage error); invalid input is reported and gives exit code 1.
+/// Only for a missing project (usage error) or unwritable project state; invalid input is
+/// reported and gives exit code 1.
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
-    let loaded = crate::commands::load(project).and_then(|engine| {
-        let problems = qpf_engine::preflight::check(&engine);
-        if problems.is_empty() { Ok(engine) } else { Err(EngineError::Invalid(problems)) }
-    });
-    match loaded {
-        Ok(engine) => {
-            let (schemas, entries, invocations) =
-                (engine.schemas().len(), engine.project().map.entries.len(), engine.plan().invocations.len());
-            match args.format {
-                Format::Human => {
-                    say!("ok: {schemas} schemas, {entries} entries, {invocations} invocations planned")
-                }
-                Format::Json => crate::term::out_json(
-                    &serde_json::json!({"valid": true, "schemas": schemas, "entries": entries, "invocations": invocations, "errors": []}),
-                    false,
+    let found = find(project, args)?;
+    let errors = found.problems.iter().filter(|p| p.severity == "error").count();
+    let valid = errors == 0;
+    match args.format {
+        ValidateFormat::Human => {
+            for p in &found.problems {
+                p.print();
+            }
+            let warnings = found.problems.len() - errors;
+            match (&found.counts, valid) {
+                (Some(c), true) => say!(
+                    "ok: {} schemas, {} entries, {} invocations planned; {} validator invocations{}",
+                    c.schemas,
+                    c.entries,
+                    c.invocations,
+                    c.validated,
+                    if warnings > 0 { format!(", {warnings} warnings") } else { String::new() }
                 ),
+                _ => esay!("{errors} error(s), {warnings} warning(s) found"),
             }
-            Ok(Exit::Success)
         }
-        Err(EngineError::Invalid(errors)) => {
-            match args.format {
-                Format::Human => {
-                    for e in &errors {
-                        esay!("error: {e}");
-                    }
-                    esay!("{} problem(s) found", errors.len());
-                }
-                Format::Json => {
-                    crate::term::out_json(&serde_json::json!({"valid": false, "errors": errors}), false);
-                }
+        ValidateFormat::Json => {
+            let mut doc = serde_json::json!({
+                "format": VALIDATE_JSON_FORMAT,
+                "valid": valid,
+                "errors": errors,
+                "warnings": found.problems.len() - errors,
+                "problems": found.problems,
+            });
+            if let Some(c) = &found.counts {
+                doc["schemas"] = c.schemas.into();
+                doc["entries"] = c.entries.into();
+                doc["invocations"] = c.invocations.into();
+                doc["validator_invocations"] = c.validated.into();
             }
-            Ok(Exit::Failure)
+            crate::term::out_json(&doc, false);
         }
-        Err(e) => Err(e.into()),
+        ValidateFormat::Sarif => {
+            let log = crate::problems::sarif(&found.problems, project);
+            crate::term::out(&serde_json::to_string_pretty(&log).unwrap_or_default());
+        }
     }
+    Ok(if valid { Exit::Success } else { Exit::Failure })
+}
+
+/// Loads, checks and runs the validators; problems of the project stop before the validators.
+fn find(project: &Path, args: &Args) -> Result<Found> {
+    let engine = match crate::commands::load(project) {
+        Ok(engine) => engine,
+        Err(EngineError::Invalid(errors)) => {
+            // The map's path, for telling project problems from schema problems.
+            let map = qpf_engine::project::Project::load(project).map(|p| p.file.map).unwrap_or_default();
+            return Ok(Found {
+                problems: errors.iter().map(|e| Problem::of_schema_error(e, &map)).collect(),
+                counts: None,
+            });
+        }
+        Err(EngineError::Project(qpf_engine::project::ProjectError::Invalid(error))) => {
+            let map = qpf_engine::project::Project::load(project).map(|p| p.file.map).unwrap_or_default();
+            return Ok(Found { problems: vec![Problem::of_schema_error(&error, &map)], counts: None });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let map = engine.project().file.map.clone();
+    let preflight = qpf_engine::preflight::check(&engine);
+    if !preflight.is_empty() {
+        return Ok(Found {
+            problems: preflight.iter().map(|e| Problem::of_schema_error(e, &map)).collect(),
+            counts: None,
+        });
+    }
+    let jobs =
+        args.jobs.map(|j| j as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let options =
+        ExtractOptions { jobs, out: None, no_cache: false, fail_fast: false, require_hits: false, shard: None };
+    let report = engine.validate(&options, &|_| {})?;
+    let schema_file = |id: &str| engine.schemas().get(id).map(|s| s.path.to_string_lossy().replace('\\', "/"));
+    let problems = Problem::of_report(&report, &schema_file);
+    let plan = &engine.plan().invocations;
+    Ok(Found {
+        problems,
+        counts: Some(Counts {
+            schemas: engine.schemas().len(),
+            entries: engine.project().map.entries.len(),
+            invocations: plan.iter().filter(|i| !i.validator).count(),
+            validated: plan.iter().filter(|i| i.validator).count(),
+        }),
+    })
 }

@@ -34,7 +34,7 @@ fn snapshot(project: &Path) -> BTreeMap<PathBuf, (SystemTime, u64)> {
     let mut files = vec![project.join("qpf.yaml")];
     if let Ok(p) = qpf_engine::project::Project::load(project) {
         files.push(project.join(&p.file.map));
-        files.extend(p.file.kinds.values().map(|k| project.join(k)));
+        files.extend(p.file.kinds.values().map(|k| project.join(k.schema())));
         files.extend(p.file.plugins.values().filter(|d| d.oci.is_none()).map(|d| project.join(&d.path)));
         // Everything under the project that could be a schema or an imported fragment.
         let mut stack = vec![project.to_owned()];
