@@ -340,13 +340,14 @@ fn a_broken_reference_in_an_agent_is_an_error_at_its_schema_line() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = text.lines().position(|l| l == "      output: Alert").expect("the output line") + 2;
-    assert!(
-        stderr.contains(&format!(
-            "agents/monitor.yaml:{line}:16: capability `observe`: error `Overloaded` is not declared"
-        )),
-        "{stderr}"
+    // Found once, by the kind's validator, before any generator runs on the agent.
+    let problem = format!(
+        "error[agent/undeclared-error]: agents/monitor.yaml:{line}:16: capability `observe`: error `Overloaded` is not declared in `errors`"
     );
-    assert!(stderr.contains("plugin `py-api`"), "{stderr}");
+    assert_eq!(stderr.matches(&problem).count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("`Overloaded` is not declared").count(), 1, "{stderr}");
+    assert!(stderr.contains("plugin `agent-validator`"), "{stderr}");
+    assert!(stderr.contains("invocations were not run because a validator found errors in their schema"), "{stderr}");
 }
 
 /// The README's worked example: a team implements one capability in the `handlers.py` scaffold; a

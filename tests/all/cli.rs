@@ -151,7 +151,9 @@ fn validate_checks_every_entry_config_against_its_plugins_schema_at_the_maps_lin
     let out = qpf(&["validate", "--project", p, "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], false);
-    assert_eq!((v["errors"][0]["line"].as_u64(), v["errors"][0]["column"].as_u64()), (Some(11), Some(20)));
+    let problem = &v["problems"][0];
+    assert_eq!((problem["line"].as_u64(), problem["column"].as_u64()), (Some(11), Some(20)), "{v}");
+    assert_eq!((&problem["rule"], &problem["file"]), (&serde_json::json!("qpf/project"), &serde_json::json!("map.yaml")));
 }
 
 #[test]
@@ -164,8 +166,9 @@ fn an_unknown_top_level_key_is_reported_with_its_name() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], false);
-    assert!(v["errors"][0]["message"].as_str().unwrap().contains("specs"), "{v}");
-    assert_eq!(v["errors"][0]["path"], "agents/monitor.yaml");
+    assert!(v["problems"][0]["message"].as_str().unwrap().contains("specs"), "{v}");
+    assert_eq!(v["problems"][0]["file"], "agents/monitor.yaml");
+    assert_eq!(v["problems"][0]["rule"], "qpf/schema");
 }
 
 #[test]

@@ -90,6 +90,19 @@ pub fn show(out: &Output) -> String {
 /// A copy of the example project (`schemas/`) in a temporary folder, with plugin paths made absolute
 /// and the two-entry map of the engine tests (`tests/fixtures/engine-map.yaml`).
 pub fn example_project() -> tempfile::TempDir {
+    let tmp = validated_example_project();
+    // Without the kind's validator, so that these tests count the map's invocations only
+    // (tests/all/validate.rs runs the validator on this project).
+    let qpf_yaml = tmp.path().join("qpf.yaml");
+    let text = std::fs::read_to_string(&qpf_yaml).expect("qpf.yaml");
+    let stripped = text.replace("    validators:\n      - { plugin: agent-validator, input: /spec }\n", "");
+    assert_ne!(stripped, text, "schemas/qpf.yaml names the Agent validator");
+    std::fs::write(&qpf_yaml, stripped).expect("write qpf.yaml");
+    tmp
+}
+
+/// [`example_project`] with the `Agent` kind's validator, as `schemas/qpf.yaml` declares it.
+pub fn validated_example_project() -> tempfile::TempDir {
     let tmp = agents_project();
     std::fs::copy(workspace_root().join("tests/fixtures/engine-map.yaml"), tmp.path().join("extractors.yaml"))
         .expect("engine map");

@@ -33,7 +33,7 @@ fn corpus() -> BTreeMap<String, Vec<String>> {
 
 /// The example project with the corpus as its agents.
 fn corpus_project() -> tempfile::TempDir {
-    let project = support::example_project();
+    let project = support::validated_example_project();
     let agents = project.path().join("agents");
     std::fs::remove_dir_all(&agents).expect("clear agents");
     std::fs::create_dir(&agents).expect("agents");
@@ -200,7 +200,7 @@ fn the_example_project_is_clean_in_every_format_and_its_locations_are_relative_t
 
     // A broken copy, run from its parent folder: the SARIF locations are relative to it.
     let parent = tempfile::tempdir().expect("temp dir");
-    let project = support::example_project();
+    let project = support::validated_example_project();
     let copy = parent.path().join("proj");
     std::fs::rename(project.path(), &copy).expect("move the project");
     let monitor = copy.join("agents/monitor.yaml");
@@ -223,7 +223,7 @@ fn the_example_project_is_clean_in_every_format_and_its_locations_are_relative_t
 
 #[test]
 fn a_problem_of_the_project_or_a_schema_file_is_a_sarif_result_of_the_hosts_rules() {
-    let project = support::example_project();
+    let project = support::validated_example_project();
     let p = project.path();
     std::fs::write(p.join("agents/broken.yaml"), "apiVersion: qpf.dev/v1\nkind: Agent\nmetadata: [\n").expect("broken");
     let out = qpf(&["validate", "--project", p.to_str().expect("utf-8"), "--format", "sarif"]);
@@ -263,7 +263,7 @@ fn a_problem_of_the_project_or_a_schema_file_is_a_sarif_result_of_the_hosts_rule
 
 #[test]
 fn a_diagnostic_several_validators_raise_is_reported_once_naming_them_all() {
-    let project = support::example_project();
+    let project = support::validated_example_project();
     let p = project.path();
     // The same component declared twice, each a validator of Agent.
     let yaml = std::fs::read_to_string(p.join("qpf.yaml")).expect("qpf.yaml");
@@ -296,7 +296,7 @@ fn a_diagnostic_several_validators_raise_is_reported_once_naming_them_all() {
 
 #[test]
 fn extract_runs_no_generator_on_a_schema_its_validator_refuses_and_says_so_once() {
-    let project = support::example_project();
+    let project = support::validated_example_project();
     let p = project.path();
     let monitor = p.join("agents/monitor.yaml");
     let text = std::fs::read_to_string(&monitor).expect("monitor");

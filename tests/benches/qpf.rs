@@ -155,6 +155,38 @@ fn toggle(path: &Path, flip: bool) {
     std::fs::write(path, text).expect("write");
 }
 
+/// What `qpf validate` costs (issue 16), the compiled cache warm: on the example (5 agents) and on
+/// 1,000 agents (the example's five copied 200 times), with the validators' results not cached
+/// (their invocation cache emptied before each run) and cached, and without validators (the
+/// JSON Schema checks, pins and configs alone) for the validators' share.
+fn validate_cost() {
+    for (label, copies, samples) in [("example, 5 agents", 1, 15), ("1,000 agents", 200, 5)] {
+        let project = big_project(copies);
+        let p = project.path().to_str().expect("utf-8 path");
+        let validate = || {
+            let out = std::process::Command::new(qpf_bin()).args(["validate", "--project", p]).output().expect("qpf runs");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        };
+        validate(); // fills the compiled cache
+        let invocations = project.path().join(".qpf/cache/invocations");
+        let uncached = measure(samples, || {
+            let _ = std::fs::remove_dir_all(&invocations);
+            validate();
+        });
+        println!("{:<52} {:>12}", format!("validate {label}: validators run"), fmt(uncached));
+        validate();
+        let cached = measure(samples, validate);
+        println!("{:<52} {:>12}", format!("validate {label}: validators cached"), fmt(cached));
+        let yaml = project.path().join("qpf.yaml");
+        let text = std::fs::read_to_string(&yaml).expect("qpf.yaml");
+        std::fs::write(&yaml, text.replace("    validators:\n      - { plugin: agent-validator, input: /spec }\n", ""))
+            .expect("write");
+        let without = measure(samples, validate);
+        println!("{:<52} {:>12}", format!("validate {label}: no validators"), fmt(without));
+        std::fs::write(&yaml, text).expect("restore");
+    }
+}
+
 /// A small Agent spec, the input of the per-language comparison.
 const AGENT_SPEC: &str = r#"{"description":"d","types":[{"name":"Q","fields":[{"name":"text","type":"string"}]}],"capabilities":[{"name":"ask","input":"Q","output":"Q"}],"settings":[{"name":"log_level","type":"string","default":"INFO"}],"memory":[{"name":"working","backend":"redis"}]}"#;
 
@@ -301,6 +333,10 @@ fn main() {
     }
     if wanted("remote-shards") {
         remote::shards(20_000);
+    }
+
+    if wanted("validate") {
+        validate_cost();
     }
 
     if wanted("project") {
