@@ -153,7 +153,10 @@ fn validate_checks_every_entry_config_against_its_plugins_schema_at_the_maps_lin
     assert_eq!(v["valid"], false);
     let problem = &v["problems"][0];
     assert_eq!((problem["line"].as_u64(), problem["column"].as_u64()), (Some(11), Some(20)), "{v}");
-    assert_eq!((&problem["rule"], &problem["file"]), (&serde_json::json!("qpf/project"), &serde_json::json!("map.yaml")));
+    assert_eq!(
+        (&problem["rule"], &problem["file"]),
+        (&serde_json::json!("qpf/project"), &serde_json::json!("map.yaml"))
+    );
 }
 
 #[test]

@@ -164,7 +164,8 @@ fn validate_cost() {
         let project = big_project(copies);
         let p = project.path().to_str().expect("utf-8 path");
         let validate = || {
-            let out = std::process::Command::new(qpf_bin()).args(["validate", "--project", p]).output().expect("qpf runs");
+            let out =
+                std::process::Command::new(qpf_bin()).args(["validate", "--project", p]).output().expect("qpf runs");
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         };
         validate(); // fills the compiled cache

@@ -463,3 +463,46 @@ impl Project {
         self.root.join(".qpf")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(kinds: &str) -> ProjectFile {
+        let yaml = format!(
+            "version: 1\nschemas: [\"*.yaml\"]\nkinds:\n{kinds}\nmap: map.yaml\noutput: out\nplugins:\n  v: {{ path: v.wasm, digest: \"blake3:{}\" }}\n",
+            "0".repeat(64)
+        );
+        qpf_schema::yaml::from_str(Path::new(PROJECT_FILE), &yaml).expect("parses")
+    }
+
+    #[test]
+    fn a_kind_is_a_schema_path_or_a_schema_with_validators() {
+        let short = file("  Note: note.json");
+        assert_eq!(short.kinds["Note"].schema(), Path::new("note.json"));
+        assert!(short.kinds["Note"].validators().is_empty());
+        let long = file(
+            "  Note:\n    schema: note.json\n    validators: [{ plugin: v, input: /spec, config: { strict: true } }]",
+        );
+        assert_eq!(long.kinds["Note"].schema(), Path::new("note.json"));
+        let v = &long.kinds["Note"].validators()[0];
+        assert_eq!((v.plugin.as_str(), v.input.as_str()), ("v", "/spec"));
+        assert_eq!(v.config, serde_json::json!({ "strict": true }));
+        assert_eq!(check_kinds(&long), Ok(()));
+    }
+
+    #[test]
+    fn validators_name_declared_plugins_once_with_pointer_inputs() {
+        let unknown = file("  Note: { schema: n.json, validators: [{ plugin: w }] }");
+        assert_eq!(
+            check_kinds(&unknown),
+            Err("kind `Note`: validator `w` is not a plugin `qpf.yaml` declares".to_owned())
+        );
+        let twice = file("  Note: { schema: n.json, validators: [{ plugin: v }, { plugin: v }] }");
+        assert_eq!(check_kinds(&twice), Err("kind `Note`: validator `v` is named twice".to_owned()));
+        let pointer = file("  Note: { schema: n.json, validators: [{ plugin: v, input: spec }] }");
+        assert!(check_kinds(&pointer).is_err_and(|e| e.contains("is not a JSON Pointer")));
+        let many = format!("  Note: {{ schema: n.json, validators: [{}] }}", vec!["{ plugin: v }"; 17].join(", "));
+        assert!(check_kinds(&file(&many)).is_err_and(|e| e.contains("at most 16")));
+    }
+}
