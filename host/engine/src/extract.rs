@@ -263,6 +263,8 @@ pub struct Engine {
     /// Keys the caches' MACs (see [`crate::secret`]).
     secret: [u8; 32],
     settings: Settings,
+    /// How long [`Engine::load_with`] took: reading, resolving, validating and planning.
+    load_us: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -285,6 +287,7 @@ impl Engine {
     /// # Errors
     /// As [`Engine::load`]; a `plugin_paths` name the project does not declare is ignored.
     pub fn load_with(root: &Path, settings: Settings) -> Result<Engine, EngineError> {
+        let started = Instant::now();
         let _span = tracing::info_span!("load_project", root = %root.display()).entered();
         let mut project = Project::load(root)?;
         for (name, path) in &settings.plugin_paths {
@@ -299,10 +302,19 @@ impl Engine {
         }
         resolve_oci_plugins(&mut project, &settings)?;
         let kinds = qpf_schema::KindRegistry::load(root, &project.kind_schemas()).map_err(EngineError::Invalid)?;
-        let schemas = SchemaSet::load(root, &project.file.schemas, &kinds).map_err(EngineError::Invalid)?;
+        // The output root (when it is a plain folder under the project) is not searched for schemas.
+        let output = &project.file.output;
+        let exclude: Vec<PathBuf> = (output.is_relative()
+            && output.components().all(|c| matches!(c, std::path::Component::Normal(_))))
+        .then(|| output.clone())
+        .into_iter()
+        .collect();
+        let schemas =
+            SchemaSet::load_excluding(root, &project.file.schemas, &exclude, &kinds).map_err(EngineError::Invalid)?;
         let plan = crate::plan::plan(&project, &schemas).map_err(EngineError::Invalid)?;
         let secret = settings.secret.unwrap_or_else(crate::secret::user_secret);
-        Ok(Engine { project, schemas, plan, secret, settings })
+        let load_us = started.elapsed().as_micros() as u64;
+        Ok(Engine { project, schemas, plan, secret, settings, load_us })
     }
 
     /// The project's invocation cache (`.qpf/cache/invocations`), sealed with the user's secret.
@@ -760,6 +772,7 @@ impl Engine {
             format: REPORT_FORMAT,
             output: output_shown,
             jobs,
+            load_us: self.load_us,
             duration_us: started.elapsed().as_micros() as u64,
             summary: commit.summary,
             invocations: commit.records.iter().map(InvocationRecord::report).collect(),

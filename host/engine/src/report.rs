@@ -110,7 +110,10 @@ pub struct Report {
     pub output: String,
     /// Parallel jobs used.
     pub jobs: usize,
-    /// Wall time of the run in microseconds.
+    /// Wall time of loading the project (reading, resolving and validating the schemas, planning)
+    /// in microseconds; the whole command took about `load_us + duration_us`.
+    pub load_us: u64,
+    /// Wall time of the run (the invocations, writing, the lock and the audit) in microseconds.
     pub duration_us: u64,
     /// Counts.
     pub summary: Summary,

@@ -26,6 +26,20 @@ pub struct SchemaSet {
 /// # Errors
 /// Bad globs, unreadable folders, and links pointing outside the project.
 pub fn find_files(root: &Path, globs: &[String]) -> Result<Vec<PathBuf>, Vec<SchemaError>> {
+    find_files_excluding(root, globs, &[])
+}
+
+/// [`find_files`], without descending into the folders `exclude` names (relative to `root`): the
+/// project's output root, whose generated files (tens of thousands of them in a big project) are
+/// never schemas, and which may not hold any (see the engine's `protect`).
+///
+/// # Errors
+/// As [`find_files`].
+pub fn find_files_excluding(
+    root: &Path,
+    globs: &[String],
+    exclude: &[PathBuf],
+) -> Result<Vec<PathBuf>, Vec<SchemaError>> {
     let mut builder = GlobSetBuilder::new();
     let mut errors = Vec::new();
     for g in globs {
@@ -40,11 +54,12 @@ pub fn find_files(root: &Path, globs: &[String]) -> Result<Vec<PathBuf>, Vec<Sch
     let canonical_root = std::fs::canonicalize(root)
         .map_err(|e| vec![SchemaError::file(root, format!("cannot open the project: {e}"))])?;
     let mut files = Vec::new();
-    let walker = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter().filter_entry(|e| {
+        e.depth() == 0
+            || !(e.file_name().to_string_lossy().starts_with('.')
+                || (e.file_type().is_dir()
+                    && e.path().strip_prefix(root).is_ok_and(|rel| exclude.iter().any(|x| x == rel))))
+    });
     for entry in walker {
         let entry = match entry {
             Ok(e) => e,
@@ -84,7 +99,20 @@ impl SchemaSet {
     /// # Errors
     /// Every problem found, not just the first.
     pub fn load(root: &Path, globs: &[String], kinds: &KindRegistry) -> Result<SchemaSet, Vec<SchemaError>> {
-        let files = find_files(root, globs)?;
+        Self::load_excluding(root, globs, &[], kinds)
+    }
+
+    /// [`SchemaSet::load`], without looking into the folders `exclude` names ([`find_files_excluding`]).
+    ///
+    /// # Errors
+    /// As [`SchemaSet::load`].
+    pub fn load_excluding(
+        root: &Path,
+        globs: &[String],
+        exclude: &[PathBuf],
+        kinds: &KindRegistry,
+    ) -> Result<SchemaSet, Vec<SchemaError>> {
+        let files = find_files_excluding(root, globs, exclude)?;
         SchemaSet::from_files(root, &files, kinds)
     }
 

@@ -172,7 +172,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     let s = &report.summary;
     crate::problems::print_failures(&report);
     say!(
-        "{} invocations ({} cached, {} run, {} failed), {} files written, {} unchanged{}, in {} ms -> {}",
+        "{} invocations ({} cached, {} run, {} failed), {} files written, {} unchanged{}, in {} ms ({} ms loading) -> {}",
         s.invocations,
         s.hits,
         s.misses,
@@ -180,7 +180,8 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         s.files_written,
         s.files_unchanged,
         if s.files_removed > 0 { format!(", {} removed (no longer produced)", s.files_removed) } else { String::new() },
-        report.duration_us / 1000,
+        (report.load_us + report.duration_us) / 1000,
+        report.load_us / 1000,
         report.output
     );
     if let Some(r) = &report.remote {
