@@ -19,7 +19,7 @@ use crate::plan::{Plan, PlannedInvocation};
 use crate::project::{Project, ProjectError};
 use crate::report::{DiagnosticReport, FailureKind, REPORT_FORMAT, Report};
 use crate::spawner::Spawner;
-use crate::writer::{OutputRoot, digest_of};
+use crate::writer::OutputRoot;
 
 /// How to run `extract`.
 #[derive(Debug, Clone)]
@@ -492,30 +492,32 @@ impl Engine {
 
     /// Reads each named plugin's file (within `load-limits.max-component-bytes`) and compares its
     /// digest with its pin in `qpf.yaml`: one problem per plugin whose file is missing, unreadable,
-    /// too large or has another digest. Names `qpf.yaml` does not declare are skipped.
+    /// too large or has another digest. Names `qpf.yaml` does not declare are skipped. A file
+    /// unchanged since it was last hashed (device, inode, size, modification and change times) is
+    /// not read again: its digest comes from the project's sealed pin cache, `.qpf/pins.json`.
     pub fn pin_problems<'n>(&self, names: impl IntoIterator<Item = &'n str>) -> Vec<(&'n str, LoadError)> {
         let limit = self.project.file.load_limits.max_component_bytes;
         let mut problems = Vec::new();
+        // Files unchanged since they were last hashed are not read again (see `pin_cache`).
+        let mut pins = crate::pin_cache::PinCache::load(self.project.state_dir().join("pins.json"), &self.secret);
         for name in names {
             let Some(decl) = self.project.file.plugins.get(name) else { continue };
             let path = decl.path.clone();
-            let problem = match qpf_core::fs::read_regular(&self.project.root.join(&decl.path), limit) {
+            let problem = match pins.digest(&self.project.root.join(&decl.path), limit) {
                 Err(qpf_core::fs::ReadError::TooLarge { size, limit }) => {
                     Some(LoadError::TooLarge { path, size, limit })
                 }
                 Err(qpf_core::fs::ReadError::Io(source)) => Some(LoadError::Read { path, source }),
                 Err(other) => Some(LoadError::Read { path, source: std::io::Error::other(other.to_string()) }),
-                Ok(bytes) => {
-                    let actual = digest_of(&bytes);
-                    (actual != decl.digest).then(|| LoadError::DigestMismatch {
-                        path,
-                        expected: decl.digest.clone(),
-                        actual,
-                    })
-                }
+                Ok(actual) => (actual != decl.digest).then(|| LoadError::DigestMismatch {
+                    path,
+                    expected: decl.digest.clone(),
+                    actual,
+                }),
             };
             problems.extend(problem.map(|p| (name, p)));
         }
+        pins.save();
         problems
     }
 

@@ -72,6 +72,7 @@ pub mod impact;
 mod invoker;
 pub mod lock;
 pub mod pack_cache;
+mod pin_cache;
 pub mod plan;
 pub mod plugin_config;
 pub mod plugin_store;
