@@ -532,9 +532,10 @@ fn a_plugin_file_changed_in_place_is_hashed_again_even_with_its_old_size_and_mod
         ),
     )
     .expect("qpf.yaml");
-    // Old enough to be recorded in the pin cache.
+    // Old enough to be recorded in the pin cache (its change time settles in 2 s).
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     std::fs::File::options().write(true).open(&plugin).expect("open").set_modified(old).expect("mtime");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     assert!(extract(p, &[]).status.success());
     assert!(p.join(".qpf/pins.json").is_file(), "the pin was cached");
     assert!(extract(p, &[]).status.success(), "the cached pin holds");

@@ -624,6 +624,36 @@ fn a_forged_compiled_artifact_is_recompiled_not_loaded() {
 }
 
 #[test]
+fn a_compiled_artifact_mapped_without_hashing_is_hashed_again_once_written_even_with_its_old_times() {
+    let setup = one(json!({ "mode": "echo" }));
+    let compiled = setup.path().join(".qpf/cache/compiled");
+    let env = [("QPF_COMPILED_CACHE", compiled.to_str().unwrap())];
+    setup.run_env(&["extract"], &env).succeeds();
+    let artifacts: Vec<PathBuf> =
+        support::walk(&compiled).into_iter().filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect();
+    assert_eq!(artifacts.len(), 1);
+    let sidecar = artifacts[0].with_extension("json");
+    // Settled, then loaded and verified once: the sidecar records the file's stat.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    setup.run_env(&["extract", "--no-cache"], &env).succeeds();
+    let meta: Value = serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    assert!(meta["artifact"]["stat"]["ino"].is_u64(), "{meta}");
+    setup.run_env(&["extract", "--no-cache"], &env).succeeds();
+
+    // Native code changed in place, same size, its modification time put back.
+    let mtime = std::fs::metadata(&artifacts[0]).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&artifacts[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&artifacts[0], &bytes).unwrap();
+    std::fs::File::options().write(true).open(&artifacts[0]).unwrap().set_modified(mtime).unwrap();
+    let tampered = std::fs::read(&artifacts[0]).unwrap();
+    setup.run_env(&["extract", "--no-cache"], &env).succeeds();
+    assert_ne!(std::fs::read(&artifacts[0]).unwrap(), tampered, "hashed, refused and compiled again");
+    assert!(setup.path().join("out/x/echo.json").is_file());
+}
+
+#[test]
 fn a_forged_cache_manifest_is_never_replayed() {
     let setup = one(json!({ "mode": "echo" }));
     setup.run(&["extract"]).succeeds();

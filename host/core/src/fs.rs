@@ -156,3 +156,72 @@ mod tests {
         assert_eq!(err.to_string(), "it is a FIFO, not a regular file");
     }
 }
+
+/// What identifies a file's bytes without reading them, as git's index does: device, inode,
+/// size, and the modification and change times to the nanosecond. Every write changes the
+/// change time, which user space cannot set back, so a file whose `FileStat` is unchanged holds
+/// the bytes it held when it was recorded, unless it was recorded while "racy" (see
+/// [`FileStat::settled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStat {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// Change time (of the inode), nanoseconds since the epoch.
+    pub ctime_ns: i128,
+}
+
+/// How long after its last modification a file's times are trusted to identify its bytes (a
+/// file system with coarse timestamps could give a second write in the same tick the same times).
+const SETTLE_NS: i128 = 2_000_000_000;
+
+impl FileStat {
+    /// The stat of a regular file at `path` (following links); `None` for anything else, or on a
+    /// system without these fields (not Unix), where nothing may be trusted without reading.
+    pub fn of(path: &Path) -> Option<FileStat> {
+        let meta = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
+        Self::from_metadata(&meta)
+    }
+
+    #[cfg(unix)]
+    fn from_metadata(meta: &std::fs::Metadata) -> Option<FileStat> {
+        use std::os::unix::fs::MetadataExt;
+        Some(FileStat {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn from_metadata(_meta: &std::fs::Metadata) -> Option<FileStat> {
+        None
+    }
+
+    /// Whether the file was last modified long enough ago (2 s) for its times to identify its
+    /// bytes; a stat recorded earlier than that is not to be trusted later.
+    pub fn settled(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+        now - self.mtime_ns.max(self.ctime_ns) > SETTLE_NS
+    }
+
+    /// The fields as bytes, for a MAC.
+    pub fn to_bytes(&self) -> [u8; 56] {
+        let mut out = [0u8; 56];
+        out[..8].copy_from_slice(&self.dev.to_le_bytes());
+        out[8..16].copy_from_slice(&self.ino.to_le_bytes());
+        out[16..24].copy_from_slice(&self.size.to_le_bytes());
+        out[24..40].copy_from_slice(&self.mtime_ns.to_le_bytes());
+        out[40..56].copy_from_slice(&self.ctime_ns.to_le_bytes());
+        out
+    }
+}

@@ -7,7 +7,7 @@
 //! Why that is safe here: every write to a file changes its modification and change times, and
 //! the change time cannot be set from user space (`utimensat` sets it to now), so a swapped or
 //! edited plugin file no longer matches its entry and is hashed again. A file modified in the two
-//! seconds before it was hashed is not recorded ("racy", as git calls it: on a file system with
+//! seconds before it was hashed (or whose inode changed then) is not recorded ("racy", as git calls it: on a file system with
 //! coarse timestamps a second write in the same tick would keep its times). The cache file is
 //! sealed with a MAC under the user's secret ([`crate::secret`]): an entry nobody with the secret
 //! wrote, or a cache file that does not parse, is ignored and the files are hashed. On systems
@@ -21,22 +21,11 @@ use serde::{Deserialize, Serialize};
 /// The largest pin cache read back (a project with thousands of plugins stays far below it).
 const MAX_BYTES: u64 = 4 << 20;
 
-/// Files modified less than this before being hashed are not recorded.
-const RACY_NS: i128 = 2_000_000_000;
-
-/// What a file was when it was hashed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Stat {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
+use qpf_core::fs::FileStat;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
-    stat: Stat,
+    stat: FileStat,
     digest: String,
 }
 
@@ -61,27 +50,6 @@ fn mac(key: &[u8; 32], entries: &BTreeMap<String, Entry>) -> String {
     blake3::keyed_hash(key, &json).to_hex().to_string()
 }
 
-#[cfg(unix)]
-fn stat_of(meta: &std::fs::Metadata) -> Option<Stat> {
-    use std::os::unix::fs::MetadataExt;
-    Some(Stat {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        size: meta.size(),
-        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-    })
-}
-
-#[cfg(not(unix))]
-fn stat_of(_meta: &std::fs::Metadata) -> Option<Stat> {
-    None
-}
-
-fn now_ns() -> i128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128)
-}
-
 impl PinCache {
     /// Reads the cache at `path` (an empty one when it is missing, unreadable, too large, of
     /// another format or not sealed with `secret`).
@@ -101,7 +69,7 @@ impl PinCache {
     /// [`qpf_core::fs::read_regular`] does, with its errors) and hashed.
     pub(crate) fn digest(&mut self, path: &Path, limit: u64) -> Result<String, qpf_core::fs::ReadError> {
         let name = path.to_string_lossy().into_owned();
-        let before = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file).and_then(|m| stat_of(&m));
+        let before = FileStat::of(path);
         if let (Some(stat), Some(entry)) = (&before, self.entries.get(&name))
             && entry.stat == *stat
             && stat.size <= limit
@@ -110,10 +78,10 @@ impl PinCache {
         }
         let bytes = qpf_core::fs::read_regular(path, limit)?;
         let digest = crate::writer::digest_of(&bytes);
-        let after = std::fs::metadata(path).ok().and_then(|m| stat_of(&m));
+        let after = FileStat::of(path);
         match (before, after) {
             // Unchanged while it was read, and not modified too recently to trust its times.
-            (Some(before), Some(after)) if before == after && now_ns() - after.mtime_ns > RACY_NS => {
+            (Some(before), Some(after)) if before == after && after.settled() => {
                 let entry = Entry { stat: after, digest: digest.clone() };
                 if self.entries.get(&name) != Some(&entry) {
                     self.entries.insert(name, entry);
@@ -147,9 +115,11 @@ impl PinCache {
 mod tests {
     use super::*;
 
+    /// Backdates the modification time, then waits until the change time (now) is settled too.
     fn old(path: &Path) {
         let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
         std::fs::File::options().write(true).open(path).expect("open").set_modified(past).expect("set mtime");
+        std::thread::sleep(std::time::Duration::from_millis(2100));
     }
 
     #[test]
@@ -170,7 +140,8 @@ mod tests {
 
         // The same size and an old modification time, but written: the change time moved.
         std::fs::write(&file, b"two").expect("write");
-        old(&file);
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::options().write(true).open(&file).expect("open").set_modified(past).expect("set mtime");
         assert_eq!(pins.digest(&file, 1024).expect("hashes"), crate::writer::digest_of(b"two"));
     }
 

@@ -39,6 +39,17 @@ struct Sidecar {
     /// Keyed blake3 over the plugin digest, the engine hash, the artifact and the info.
     mac: String,
     info: Option<PluginInfo>,
+    /// The artifact file as it was when its bytes last verified against `mac`, and a MAC binding
+    /// that stat to `mac`: while the file still has this stat, it is mapped without being read and
+    /// hashed again (see [`qpf_core::fs::FileStat`]). Absent in sidecars written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    artifact: Option<ArtifactStat>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct ArtifactStat {
+    stat: qpf_core::fs::FileStat,
+    mac: String,
 }
 
 pub(crate) struct CompiledCache {
@@ -83,14 +94,44 @@ impl CompiledCache {
         hasher.finalize().to_hex().to_string()
     }
 
-    /// The cached component and info, when the artifact's MAC verifies.
+    /// The MAC that binds an artifact file's stat to the artifact's MAC.
+    fn stat_mac(&self, artifact_mac: &str, stat: &qpf_core::fs::FileStat) -> String {
+        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        hasher.update(b"artifact stat\n");
+        hasher.update(artifact_mac.as_bytes());
+        hasher.update(&stat.to_bytes());
+        hasher.finalize().to_hex().to_string()
+    }
+
+    /// The cached component and info, when the artifact's MAC verifies: by reading and hashing
+    /// it, or, when the file has the stat recorded (and authenticated) in its sidecar the last
+    /// time it verified, by mapping it without reading it.
     pub(crate) fn load(&self, engine: &Engine, digest: &str) -> Option<(Component, Option<PluginInfo>)> {
         let (artifact, sidecar) = self.paths(engine, digest);
         let sidecar_path = sidecar.clone();
         let raw = qpf_core::fs::read_regular(&sidecar, MAX_SIDECAR_BYTES).ok()?;
-        let sidecar: Sidecar = serde_json::from_slice(&raw).ok()?;
+        let mut sidecar: Sidecar = serde_json::from_slice(&raw).ok()?;
         if sidecar.format != FORMAT || sidecar.plugin_digest != digest {
             return None;
+        }
+        let stat = qpf_core::fs::FileStat::of(&artifact);
+        let unchanged = match (&sidecar.artifact, &stat) {
+            (Some(recorded), Some(now)) => {
+                recorded.stat == *now
+                    && constant_time_eq(self.stat_mac(&sidecar.mac, now).as_bytes(), recorded.mac.as_bytes())
+            }
+            _ => false,
+        };
+        if unchanged {
+            // SAFETY: as below; the file's bytes verified against their MAC when it had this
+            // very stat (device, inode, size, modification and change times: any write since
+            // would have changed the change time), and that stat is itself authenticated. The
+            // mapping requires that nobody modifies the file while it is mapped: only this user
+            // can write to their cache folder, and plugins and projects never reach it.
+            #[allow(unsafe_code)]
+            let component = unsafe { Component::deserialize_file(engine, &artifact) }.ok()?;
+            touch(&sidecar_path);
+            return Some((component, sidecar.info));
         }
         let bytes = qpf_core::fs::read_regular(&artifact, u64::MAX).ok()?;
         let expected = self.mac(engine, digest, &bytes, sidecar.info.as_ref());
@@ -105,7 +146,18 @@ impl CompiledCache {
         // re-checked by wasmtime in the artifact's header).
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize(engine, &bytes) }.ok()?;
-        touch(&sidecar_path);
+        // Verified: record the file's stat, when it did not change while read and is settled,
+        // so that the next load maps it without hashing it (the rewrite also marks it as used).
+        match (stat, qpf_core::fs::FileStat::of(&artifact)) {
+            (Some(before), Some(after)) if before == after && after.settled() => {
+                sidecar.artifact = Some(ArtifactStat { stat: after, mac: self.stat_mac(&sidecar.mac, &after) });
+                match serde_json::to_vec_pretty(&sidecar) {
+                    Ok(json) if write_atomic(&sidecar_path, &json).is_ok() => {}
+                    _ => touch(&sidecar_path),
+                }
+            }
+            _ => touch(&sidecar_path),
+        }
         Some((component, sidecar.info))
     }
 
@@ -119,6 +171,7 @@ impl CompiledCache {
                 plugin_digest: digest.to_owned(),
                 mac: self.mac(engine, digest, &bytes, info),
                 info: info.cloned(),
+                artifact: None,
             };
             write_atomic(&sidecar, &serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?)
         });
