@@ -624,6 +624,22 @@ impl Engine {
         options: &ExtractOptions,
         on_event: &(dyn Fn(Event<'_>) + Sync),
     ) -> Result<Report, EngineError> {
+        if !self.plan.invocations.iter().any(|i| i.validator) {
+            // No kind has validators: nothing to run, nothing to open.
+            return Ok(Report {
+                format: REPORT_FORMAT,
+                output: String::new(),
+                jobs: options.jobs.max(1),
+                load_us: self.load_us,
+                duration_us: 0,
+                summary: crate::report::Summary::default(),
+                invocations: Vec::new(),
+                removed: Vec::new(),
+                remote: None,
+                shard: None,
+                warnings: Vec::new(),
+            });
+        }
         let options = ExtractOptions { fail_fast: false, require_hits: false, shard: None, ..options.clone() };
         self.run(&options, true, on_event)
     }

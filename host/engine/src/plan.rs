@@ -1,7 +1,9 @@
 //! The plan: every (entry × selected schema) pair becomes one [`PlannedInvocation`] with its request
 //! in canonical form and its cache key. Planning is pure: no plugin runs, no file is written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use rayon::prelude::*;
 use std::path::PathBuf;
 
 use qpf_runtime::{Request, SchemaId};
@@ -79,10 +81,19 @@ impl Plan {
 /// Every problem found: an `input` pointer that does not exist in a selected schema, or an `out`
 /// folder that is not a plain relative path.
 pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaError>> {
-    let mut invocations = Vec::new();
+    let mut invocations: Vec<PlannedInvocation> = Vec::new();
     let mut errors = Vec::new();
     let map_path = &project.file.map;
     let limits = &project.file.limits;
+    // Each schema as JSON once, on every core (every entry and validator selects from it).
+    let all: Vec<&Schema> = schemas.iter().collect();
+    let docs: Vec<serde_json::Value> = all.par_iter().map(|s| s.to_json()).collect();
+    // Where each (entry, schema) invocation is in the plan, for `needs` and validator gates.
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    let key_of = |request: &Request, digest: &str| {
+        cache_key::compute(&KeyInputs { abi: qpf_runtime::ABI_VERSION, plugin_digest: digest, request, limits })
+    };
+
     // Validators first: each kind's, over every schema of the kind.
     let names = project_names(schemas);
     let mut gates: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -90,117 +101,131 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
         for validator in decl.validators() {
             let Some(plugin) = project.file.plugins.get(&validator.plugin) else { continue };
             let entry = format!("{}{}", crate::project::VALIDATOR_ENTRY_PREFIX, validator.plugin);
-            for schema in schemas.iter().filter(|s| s.doc.kind == *kind) {
-                let doc = schema.to_json();
-                let Some(selected) = doc.pointer(&validator.input) else {
-                    errors.push(SchemaError::file(
-                        crate::project::PROJECT_FILE,
+            let config = canonical::to_string(&validator.config);
+            let of_kind: Vec<usize> = (0..all.len()).filter(|&i| all[i].doc.kind == *kind).collect();
+            let built: Vec<Result<PlannedInvocation, SchemaError>> = of_kind
+                .par_iter()
+                .map(|&i| {
+                    let schema = all[i];
+                    let Some(selected) = docs[i].pointer(&validator.input) else {
+                        return Err(SchemaError::file(
+                            crate::project::PROJECT_FILE,
+                            format!(
+                                "kind `{kind}`, validator `{}`: `input` `{}` selects nothing in `{}` ({})",
+                                validator.plugin,
+                                validator.input,
+                                schema.id(),
+                                schema.path.display()
+                            ),
+                        ));
+                    };
+                    let mut context = context(schema, std::iter::empty());
+                    context["project"] = names.clone();
+                    let request = request(&entry, schema, selected, config.clone(), &context);
+                    let key = key_of(&request, &plugin.digest);
+                    Ok(PlannedInvocation {
+                        entry: entry.clone(),
+                        plugin: validator.plugin.clone(),
+                        plugin_digest: plugin.digest.clone(),
+                        schema_path: schema.path.clone(),
+                        out_dir: String::new(),
+                        input_pointer: validator.input.clone(),
+                        upstream: Vec::new(),
+                        gates: Vec::new(),
+                        validator: true,
+                        upstream_contents: false,
+                        root: None,
+                        depth: 0,
+                        schema: schema.id(),
+                        request,
+                        key,
+                    })
+                })
+                .collect();
+            for result in built {
+                match result {
+                    Ok(inv) => {
+                        gates.entry(inv.schema.clone()).or_default().push(invocations.len());
+                        invocations.push(inv);
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+    }
+
+    for entry in entries_in_dependency_order(&project.map.entries) {
+        let Some(plugin) = project.file.plugins.get(&entry.plugin) else { continue };
+        let config = canonical::to_string(&entry.config);
+        let selected: Vec<usize> = (0..all.len()).filter(|&i| entry.select.matches(all[i])).collect();
+        // The entry's invocations are independent of each other: built on every core, taken in
+        // schema order.
+        let built: Vec<Result<PlannedInvocation, SchemaError>> = selected
+            .par_iter()
+            .map(|&i| {
+                let schema = all[i];
+                let Some(input) = docs[i].pointer(&entry.input) else {
+                    return Err(SchemaError::file(
+                        map_path,
                         format!(
-                            "kind `{kind}`, validator `{}`: `input` `{}` selects nothing in `{}` ({})",
-                            validator.plugin,
-                            validator.input,
+                            "entry `{}`: `input` `{}` selects nothing in `{}` ({})",
+                            entry.id,
+                            entry.input,
                             schema.id(),
                             schema.path.display()
                         ),
                     ));
-                    continue;
                 };
-                let mut context = context(schema, std::iter::empty());
-                context["project"] = names.clone();
-                let request = request(&entry, schema, selected, canonical::to_string(&validator.config), &context);
-                let key = cache_key::compute(&KeyInputs {
-                    abi: qpf_runtime::ABI_VERSION,
-                    plugin_digest: &plugin.digest,
-                    request: &request,
-                    limits,
-                });
-                gates.entry(schema.id()).or_default().push(invocations.len());
-                invocations.push(PlannedInvocation {
-                    entry: entry.clone(),
-                    plugin: validator.plugin.clone(),
+                let meta = &schema.doc.metadata;
+                let out_dir = entry
+                    .out
+                    .replace("{kind}", &schema.doc.kind.to_ascii_lowercase())
+                    .replace("{name}", &meta.name)
+                    .replace("{version}", &meta.version);
+                if let Err(problem) = crate::output_path::check(&out_dir, limits.max_path_len) {
+                    return Err(SchemaError::file(
+                        map_path,
+                        format!("entry `{}`: `out` `{out_dir}` is not allowed: {problem}", entry.id),
+                    ));
+                }
+                let schema_id = schema.id();
+                // Upstream invocations: the needed entries' invocations for the same schema (planned
+                // before this one). Their keys determine their outputs, so they go into this key.
+                let upstream: Vec<usize> = entry
+                    .needs
+                    .iter()
+                    .filter_map(|need| index.get(&(need.clone(), schema_id.clone())).copied())
+                    .collect();
+                let context = context(schema, upstream.iter().map(|&u| &invocations[u]));
+                let request = request(&entry.id, schema, input, config.clone(), &context);
+                let key = key_of(&request, &plugin.digest);
+                Ok(PlannedInvocation {
+                    entry: entry.id.clone(),
+                    plugin: entry.plugin.clone(),
                     plugin_digest: plugin.digest.clone(),
                     schema_path: schema.path.clone(),
-                    out_dir: String::new(),
-                    input_pointer: validator.input.clone(),
-                    upstream: Vec::new(),
-                    gates: Vec::new(),
-                    validator: true,
-                    upstream_contents: false,
+                    out_dir,
+                    input_pointer: entry.input.clone(),
+                    upstream,
+                    gates: gates.get(&schema_id).cloned().unwrap_or_default(),
+                    validator: false,
+                    upstream_contents: entry.upstream_contents,
                     root: None,
                     depth: 0,
-                    schema: schema.id(),
+                    schema: schema_id,
                     request,
                     key,
-                });
-            }
-        }
-    }
-    for entry in entries_in_dependency_order(&project.map.entries) {
-        let Some(plugin) = project.file.plugins.get(&entry.plugin) else { continue };
-        let config = canonical::to_string(&entry.config);
-        for schema in schemas.iter().filter(|s| entry.select.matches(s)) {
-            let doc = schema.to_json();
-            let Some(selected) = doc.pointer(&entry.input) else {
-                errors.push(SchemaError::file(
-                    map_path,
-                    format!(
-                        "entry `{}`: `input` `{}` selects nothing in `{}` ({})",
-                        entry.id,
-                        entry.input,
-                        schema.id(),
-                        schema.path.display()
-                    ),
-                ));
-                continue;
-            };
-            let meta = &schema.doc.metadata;
-            let out_dir = entry
-                .out
-                .replace("{kind}", &schema.doc.kind.to_ascii_lowercase())
-                .replace("{name}", &meta.name)
-                .replace("{version}", &meta.version);
-            if let Err(problem) = crate::output_path::check(&out_dir, limits.max_path_len) {
-                errors.push(SchemaError::file(
-                    map_path,
-                    format!("entry `{}`: `out` `{out_dir}` is not allowed: {problem}", entry.id),
-                ));
-                continue;
-            }
-            let schema_id = schema.id();
-            // Upstream invocations: the needed entries' invocations for the same schema (planned
-            // before this one). Their keys determine their outputs, so they go into this key.
-            let upstream: Vec<usize> = entry
-                .needs
-                .iter()
-                .filter_map(|need| {
-                    invocations.iter().position(|i: &PlannedInvocation| i.entry == *need && i.schema == schema_id)
                 })
-                .collect();
-            let context = context(schema, upstream.iter().map(|&u| &invocations[u]));
-            let request = request(&entry.id, schema, selected, config.clone(), &context);
-            let key = cache_key::compute(&KeyInputs {
-                abi: qpf_runtime::ABI_VERSION,
-                plugin_digest: &plugin.digest,
-                request: &request,
-                limits,
-            });
-            invocations.push(PlannedInvocation {
-                entry: entry.id.clone(),
-                plugin: entry.plugin.clone(),
-                plugin_digest: plugin.digest.clone(),
-                schema_path: schema.path.clone(),
-                out_dir,
-                input_pointer: entry.input.clone(),
-                upstream,
-                gates: gates.get(&schema_id).cloned().unwrap_or_default(),
-                validator: false,
-                upstream_contents: entry.upstream_contents,
-                root: None,
-                depth: 0,
-                schema: schema.id(),
-                request,
-                key,
-            });
+            })
+            .collect();
+        for result in built {
+            match result {
+                Ok(inv) => {
+                    index.insert((inv.entry.clone(), inv.schema.clone()), invocations.len());
+                    invocations.push(inv);
+                }
+                Err(e) => errors.push(e),
+            }
         }
     }
     if errors.is_empty() { Ok(Plan { invocations }) } else { Err(errors) }

@@ -3,6 +3,8 @@
 //! which files are found.
 
 use std::collections::BTreeMap;
+
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSetBuilder};
@@ -141,20 +143,28 @@ impl SchemaSet {
             }
         }
         errors = errors.into_iter().map(|e| e.with_excerpt(&sources)).collect();
-        for (path, id, resolved) in resolved_all {
-            let doc: SchemaDoc = match serde_json::from_value(resolved.body.clone()) {
-                Ok(doc) => doc,
-                Err(e) => {
-                    errors.push(SchemaError::file(&path, format!("resolved document is not a schema: {e}")));
-                    continue;
+        // Each schema against its kind, on every core; the results are merged in file order.
+        let checked: Vec<(String, Result<Schema, SchemaError>, Result<(), Vec<SchemaError>>)> = resolved_all
+            .into_par_iter()
+            .map(|(path, id, resolved)| match serde_json::from_value::<SchemaDoc>(resolved.body) {
+                Ok(doc) => {
+                    let schema = Schema { path, doc, provenance: resolved.provenance, depends_on: resolved.depends_on };
+                    let valid = kinds.validate(&schema, &sources);
+                    (id, Ok(schema), valid)
                 }
-            };
-            let schema = Schema { path, doc, provenance: resolved.provenance, depends_on: resolved.depends_on };
-            if let Err(found) = kinds.validate(&schema, &sources) {
-                merge_violations(&mut errors, &schema, found);
-                continue;
+                Err(e) => {
+                    (id, Err(SchemaError::file(&path, format!("resolved document is not a schema: {e}"))), Ok(()))
+                }
+            })
+            .collect();
+        for (id, schema, valid) in checked {
+            match (schema, valid) {
+                (Err(e), _) => errors.push(e),
+                (Ok(schema), Err(found)) => merge_violations(&mut errors, &schema, found),
+                (Ok(schema), Ok(())) => {
+                    schemas.insert(id, schema);
+                }
             }
-            schemas.insert(id, schema);
         }
         if errors.is_empty() { Ok(SchemaSet { schemas, sources }) } else { Err(errors) }
     }
@@ -224,16 +234,23 @@ impl SchemaSet {
 fn load_all(root: &Path, files: &[PathBuf], sources: &mut Sources) -> Result<Vec<RawDocument>, Vec<SchemaError>> {
     let mut errors = Vec::new();
     let mut docs: Vec<RawDocument> = Vec::new();
-    for rel in files {
-        let absolute = root.join(rel);
-        match load_document(&absolute, rel) {
+    // Read and parse on every core; the results are taken in file order (deterministic).
+    let parsed: Vec<_> = files
+        .par_iter()
+        .map(|rel| {
+            let absolute = root.join(rel);
+            // On an error, the text for the excerpt (`read_text` applies the same size cap).
+            load_document(&absolute, rel).map_err(|e| (e, crate::yaml::read_text(&absolute, rel).ok()))
+        })
+        .collect();
+    for (rel, result) in files.iter().zip(parsed) {
+        match result {
             Ok((doc, text)) => {
                 sources.add(rel, &text);
                 docs.push(doc);
             }
-            Err(e) => {
-                // For the excerpt; `read_text` applies the same size cap as parsing.
-                if let Ok(text) = crate::yaml::read_text(&absolute, rel) {
+            Err((e, text)) => {
+                if let Some(text) = text {
                     sources.add(rel, &text);
                 }
                 errors.push(e.with_excerpt(sources));

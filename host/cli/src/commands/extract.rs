@@ -123,7 +123,9 @@ fn remote(engine: &qpf_engine::Engine, args: &Args) -> Result<Option<qpf_engine:
 /// A missing or invalid project, a plugin that does not match its digest, an unusable output
 /// root, or an unwritable report.
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
-    let mut engine = crate::commands::load(project)?;
+    // Never dropped: the process ends after this command, and freeing a big project's plan and
+    // report piece by piece would only delay the exit (about 0.2 s at 20,000 invocations).
+    let mut engine = std::mem::ManuallyDrop::new(crate::commands::load(project)?);
     let remote = remote(&engine, args)?;
     let writable_remote = remote.as_ref().is_some_and(|r| !r.read_only);
     engine.set_remote(remote);
@@ -161,10 +163,10 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
             bar.inc(1);
         }
     };
-    let report = engine.extract(&options, &on_event)?;
+    let report = std::mem::ManuallyDrop::new(engine.extract(&options, &on_event)?);
     bar.finish_and_clear();
     if let Some(path) = &args.report {
-        let mut json = serde_json::to_vec_pretty(&report).context("cannot encode the report")?;
+        let mut json = serde_json::to_vec_pretty(&*report).context("cannot encode the report")?;
         json.push(b'\n');
         std::fs::write(path, json).with_context(|| format!("cannot write the report to `{}`", path.display()))?;
     }
