@@ -129,3 +129,31 @@ fn an_invalid_project_is_an_error_1_not_drift() {
     let (code, _, shown) = drift(p, &[]);
     assert_eq!(code, Some(1), "{shown}");
 }
+
+#[test]
+fn an_output_edited_in_place_with_its_old_times_is_still_drift_and_is_rewritten() {
+    let project = extracted();
+    let p = project.path();
+    // Settled, then a run of all hits records the outputs' stats in `.qpf/outputs.json`.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let out = qpf(&["extract", "--project", p.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(p.join(".qpf/outputs.json").is_file(), "the stats were recorded");
+
+    // The same length, other bytes, the modification time put back.
+    let file = p.join("out/monitor/docs/API.md");
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let edited: String = text.chars().map(|c| if c == 'e' { 'E' } else { c }).collect();
+    assert_eq!((edited.len(), edited != text), (text.len(), true));
+    std::fs::write(&file, &edited).unwrap();
+    std::fs::File::options().write(true).open(&file).unwrap().set_modified(mtime).unwrap();
+
+    let (code, report, shown) = drift(p, &[]);
+    assert_eq!(code, Some(2), "{shown}");
+    assert_eq!(classes(&report), [("modified".to_owned(), "monitor/docs/API.md".to_owned())]);
+    let out = qpf(&["extract", "--project", p.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 files written"), "{}", show(&out));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text, "a cache hit wrote it back");
+}

@@ -155,6 +155,78 @@ fn toggle(path: &Path, flip: bool) {
     std::fs::write(path, text).expect("write");
 }
 
+/// One `qpf extract` of a generated project: wall time, the report's loading and run times, and
+/// the process's peak RSS (GNU time's `%M`, when `/usr/bin/time` exists).
+fn extract_once(project: &Path, extra: &[&str]) -> (Duration, u64, u64, Option<u64>) {
+    let report = project.join("report.json");
+    let mut args: Vec<String> =
+        ["extract", "--project", &project.to_string_lossy(), "--report", &report.to_string_lossy()]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let timed = Path::new("/usr/bin/time").is_file();
+    let mut command = if timed {
+        let mut c = std::process::Command::new("/usr/bin/time");
+        c.args(["-f", "%M"]).arg(qpf_bin());
+        c
+    } else {
+        std::process::Command::new(qpf_bin())
+    };
+    let started = Instant::now();
+    let out = command.args(&args).output().expect("qpf runs");
+    let wall = started.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rss = timed
+        .then(|| String::from_utf8_lossy(&out.stderr).lines().last().and_then(|l| l.trim().parse::<u64>().ok()))
+        .flatten();
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON");
+    (wall, r["load_us"].as_u64().unwrap_or(0), r["duration_us"].as_u64().unwrap_or(0), rss)
+}
+
+/// Issue 17's scale measurements: a generated project of N tiny schemas and one entry of the
+/// trivial guest (N invocations), compiled cache warm: cold (`--no-cache`), warm (all hits) and
+/// one schema changed, each with its stages' shares (loading = reading, resolving, validating and
+/// planning; run = invocations, writing, lock, audit; the rest = process start and exit) and
+/// peak RSS. Medians of 5 runs (3 at 100,000).
+fn scale() {
+    for n in [2_000usize, 20_000, 100_000] {
+        let project = remote::generated(n);
+        let p = project.path();
+        let samples = if n >= 100_000 { 3 } else { 5 };
+        extract_once(p, &[]); // the compiled cache, the outputs and the lock
+        let report = |label: &str, runs: Vec<(Duration, u64, u64, Option<u64>)>| {
+            let mut runs = runs;
+            runs.sort_by_key(|r| r.0);
+            let (wall, load, run, rss) = runs[runs.len() / 2];
+            let wall_us = wall.as_micros().max(1) as f64;
+            println!(
+                "{:<52} {:>12}   loading {:>3.0} %, run {:>3.0} %, rest {:>3.0} %, peak RSS {}",
+                format!("scale {n}: {label}"),
+                fmt(wall),
+                100.0 * load as f64 / wall_us,
+                100.0 * run as f64 / wall_us,
+                (100.0 * (wall_us - load as f64 - run as f64) / wall_us).max(0.0),
+                rss.map_or_else(|| "?".to_owned(), |kb| format!("{} MB", kb / 1024))
+            );
+        };
+        report("cold (--no-cache)", (0..samples).map(|_| extract_once(p, &["--no-cache"])).collect());
+        report("warm (all hits)", (0..samples).map(|_| extract_once(p, &[])).collect());
+        let schema = p.join("probes/p00000.yaml");
+        let original = std::fs::read_to_string(&schema).expect("schema");
+        let mut flip = false;
+        let changed = (0..samples)
+            .map(|_| {
+                flip = !flip;
+                let text = if flip { original.replace("hello 0}", "hello 0 again}") } else { original.clone() };
+                std::fs::write(&schema, text).expect("write");
+                extract_once(p, &[])
+            })
+            .collect();
+        report("one schema changed", changed);
+    }
+}
+
 /// What `qpf validate` costs (issue 16), the compiled cache warm: on the example (5 agents) and on
 /// 1,000 agents (the example's five copied 200 times), with the validators' results not cached
 /// (their invocation cache emptied before each run) and cached, and without validators (the
@@ -338,6 +410,10 @@ fn main() {
 
     if wanted("validate") {
         validate_cost();
+    }
+
+    if wanted("scale") {
+        scale();
     }
 
     if wanted("project") {

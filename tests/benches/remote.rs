@@ -175,7 +175,7 @@ fn example(backends: &[(&str, String, String)]) {
 }
 
 /// A project of `n` schemas, one entry, the trivial echo guest: `n` invocations.
-fn generated(n: usize) -> tempfile::TempDir {
+pub fn generated(n: usize) -> tempfile::TempDir {
     let wasm = crate::target_dir().join("wasm32-wasip2/guest/qpf_hostile.wasm");
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().join("probes");

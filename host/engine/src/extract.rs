@@ -218,6 +218,15 @@ fn resolve_oci_plugins(project: &mut Project, settings: &Settings) -> Result<(),
     }
 }
 
+/// Whether the glob `glob` (relative to the project) could match a path under the folder `dir`:
+/// its leading literal components (before the first one with `*`, `?`, `[`, `{` or `\\`) and the
+/// folder's components agree as far as both go.
+fn glob_may_match_under(glob: &str, dir: &Path) -> bool {
+    let literal = glob.split('/').take_while(|c| !c.contains(['*', '?', '[', '{', '\\']));
+    let dir = dir.components().map(|c| c.as_os_str().to_string_lossy().into_owned());
+    literal.zip(dir).all(|(g, d)| g == d)
+}
+
 /// What every invocation of a run shares.
 struct RunContext<'a, 'p> {
     cache: Option<&'a dyn InvocationCache>,
@@ -302,10 +311,13 @@ impl Engine {
         }
         resolve_oci_plugins(&mut project, &settings)?;
         let kinds = qpf_schema::KindRegistry::load(root, &project.kind_schemas()).map_err(EngineError::Invalid)?;
-        // The output root (when it is a plain folder under the project) is not searched for schemas.
+        // The output root is not searched for schemas when no glob could match anything in it: a
+        // big project's output root holds tens of thousands of files. (When one could, it is
+        // searched, and a schema found there is refused as an input the output root would reach.)
         let output = &project.file.output;
         let exclude: Vec<PathBuf> = (output.is_relative()
-            && output.components().all(|c| matches!(c, std::path::Component::Normal(_))))
+            && output.components().all(|c| matches!(c, std::path::Component::Normal(_)))
+            && !project.file.schemas.iter().any(|g| glob_may_match_under(g, output)))
         .then(|| output.clone())
         .into_iter()
         .collect();
@@ -498,8 +510,8 @@ impl Engine {
     pub fn pin_problems<'n>(&self, names: impl IntoIterator<Item = &'n str>) -> Vec<(&'n str, LoadError)> {
         let limit = self.project.file.load_limits.max_component_bytes;
         let mut problems = Vec::new();
-        // Files unchanged since they were last hashed are not read again (see `pin_cache`).
-        let mut pins = crate::pin_cache::PinCache::load(self.project.state_dir().join("pins.json"), &self.secret);
+        // Files unchanged since they were last hashed are not read again (see `stat_cache`).
+        let mut pins = crate::stat_cache::StatCache::load(self.project.state_dir().join("pins.json"), &self.secret, "");
         for name in names {
             let Some(decl) = self.project.file.plugins.get(name) else { continue };
             let path = decl.path.clone();
@@ -670,6 +682,16 @@ impl Engine {
         let scratch_options =
             scratch.as_ref().map(|d| ExtractOptions { out: Some(d.path().to_owned()), ..options.clone() });
         let (_, output_shown, root) = self.open_output(scratch_options.as_ref().unwrap_or(options))?;
+        // Files under the output root unchanged since they were hashed are not read again to
+        // compare them with what a cache hit would write (see `stat_cache`).
+        let root = match dry {
+            true => root,
+            false => root.with_stat_cache(crate::stat_cache::StatCache::load(
+                self.project.state_dir().join("outputs.json"),
+                &self.secret,
+                &output_shown,
+            )),
+        };
         let jobs = options.jobs.max(1);
         let cache_root = self.project.state_dir().join("cache");
         // Held for the whole run: `qpf cache gc|clear` wait for it instead of deleting under us.
@@ -743,6 +765,7 @@ impl Engine {
         } else {
             let removed = commit.prune();
             commit.lock.write(&lock_path).map_err(|source| EngineError::Io { path: lock_path.clone(), source })?;
+            root.save_stat_cache();
             removed
         };
         let audit_path = self.project.state_dir().join("audit.jsonl");
@@ -799,5 +822,22 @@ impl Engine {
             shard,
             warnings,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn an_output_root_is_searched_for_schemas_only_when_a_glob_could_match_in_it() {
+        let may = |g: &str, d: &str| super::glob_may_match_under(g, Path::new(d));
+        assert!(!may("probes/*.yaml", "out"));
+        assert!(!may("agents/*.yaml", "out/agents"));
+        assert!(may("schemas/*.yaml", "schemas"));
+        assert!(may("out/*.yaml", "out/x"));
+        assert!(may("**/*.yaml", "out"));
+        assert!(may("*.yaml", "out"));
+        assert!(may("{a,b}/*.yaml", "out"));
     }
 }

@@ -72,7 +72,6 @@ pub mod impact;
 mod invoker;
 pub mod lock;
 pub mod pack_cache;
-mod pin_cache;
 pub mod plan;
 pub mod plugin_config;
 pub mod plugin_store;
@@ -87,6 +86,7 @@ pub mod secret;
 pub mod shard;
 mod spawner;
 pub mod standalone;
+mod stat_cache;
 pub mod writer;
 
 pub use extract::{Engine, EngineError, Event, ExtractOptions, Settings};

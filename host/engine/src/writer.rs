@@ -68,6 +68,26 @@ pub struct OutputRoot {
     /// `mkdir`: every open still goes through cap-std, which refuses to leave the root whatever
     /// was swapped in since.
     folders: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Digests of the files under the root as last hashed, by stat ([`crate::stat_cache`]).
+    stats: Option<std::sync::Mutex<crate::stat_cache::StatCache>>,
+}
+
+/// The stat of a file under the root, from cap-std's metadata (`None` off Unix).
+#[cfg(unix)]
+fn file_stat(meta: &cap_std::fs::Metadata) -> Option<qpf_core::fs::FileStat> {
+    use cap_std::fs::MetadataExt;
+    Some(qpf_core::fs::FileStat {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        size: meta.size(),
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+    })
+}
+
+#[cfg(not(unix))]
+fn file_stat(_meta: &cap_std::fs::Metadata) -> Option<qpf_core::fs::FileStat> {
+    None
 }
 
 /// What writing one file did.
@@ -89,7 +109,22 @@ impl OutputRoot {
     pub fn open(path: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(path)?;
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
-        Ok(OutputRoot { dir, folders: std::sync::Mutex::new(std::collections::HashSet::new()) })
+        Ok(OutputRoot { dir, folders: std::sync::Mutex::new(std::collections::HashSet::new()), stats: None })
+    }
+
+    /// Answers [`OutputRoot::digest_of`] from `cache` for files unchanged since they were hashed.
+    pub(crate) fn with_stat_cache(mut self, cache: crate::stat_cache::StatCache) -> Self {
+        self.stats = Some(std::sync::Mutex::new(cache));
+        self
+    }
+
+    /// Saves the stat cache with what this run learnt.
+    pub(crate) fn save_stat_cache(&self) {
+        if let Some(stats) = &self.stats
+            && let Ok(mut stats) = stats.lock()
+        {
+            stats.save();
+        }
     }
 
     fn known_folder(&self, rel: &str) -> bool {
@@ -116,8 +151,22 @@ impl OutputRoot {
         if !meta.is_file() {
             return None;
         }
+        let before = file_stat(&meta);
+        if let Some(stats) = &self.stats
+            && let Ok(stats) = stats.lock()
+            && let Some(digest) = stats.lookup(rel, before.as_ref())
+        {
+            return Some(digest.to_owned());
+        }
         let bytes = self.dir.read(rel).ok()?;
-        Some(digest_of(&bytes))
+        let digest = digest_of(&bytes);
+        if let Some(stats) = &self.stats {
+            let after = self.dir.symlink_metadata(rel).ok().and_then(|m| file_stat(&m));
+            if let Ok(mut stats) = stats.lock() {
+                stats.record(rel, before, after, &digest);
+            }
+        }
+        Some(digest)
     }
 
     /// Whether a regular file is at `rel` under the root.

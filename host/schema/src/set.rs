@@ -144,7 +144,7 @@ impl SchemaSet {
         }
         errors = errors.into_iter().map(|e| e.with_excerpt(&sources)).collect();
         // Each schema against its kind, on every core; the results are merged in file order.
-        let checked: Vec<(String, Result<Schema, SchemaError>, Result<(), Vec<SchemaError>>)> = resolved_all
+        let checked: Vec<Checked> = resolved_all
             .into_par_iter()
             .map(|(path, id, resolved)| match serde_json::from_value::<SchemaDoc>(resolved.body) {
                 Ok(doc) => {
@@ -230,6 +230,13 @@ impl SchemaSet {
     }
 }
 
+/// One resolved schema checked against its kind: its id, the schema (or why the resolved
+/// document is not one), and the kind's verdict.
+type Checked = (String, Result<Schema, SchemaError>, Result<(), Vec<SchemaError>>);
+
+/// A file that did not parse: why, and its text for the excerpt.
+type ParseFailure = Box<(SchemaError, Option<String>)>;
+
 /// Parses every file, adding its text to `sources`, and refuses duplicate ids.
 fn load_all(root: &Path, files: &[PathBuf], sources: &mut Sources) -> Result<Vec<RawDocument>, Vec<SchemaError>> {
     let mut errors = Vec::new();
@@ -240,7 +247,8 @@ fn load_all(root: &Path, files: &[PathBuf], sources: &mut Sources) -> Result<Vec
         .map(|rel| {
             let absolute = root.join(rel);
             // On an error, the text for the excerpt (`read_text` applies the same size cap).
-            load_document(&absolute, rel).map_err(|e| (e, crate::yaml::read_text(&absolute, rel).ok()))
+            load_document(&absolute, rel)
+                .map_err(|e| -> ParseFailure { Box::new((e, crate::yaml::read_text(&absolute, rel).ok())) })
         })
         .collect();
     for (rel, result) in files.iter().zip(parsed) {
@@ -249,7 +257,8 @@ fn load_all(root: &Path, files: &[PathBuf], sources: &mut Sources) -> Result<Vec
                 sources.add(rel, &text);
                 docs.push(doc);
             }
-            Err((e, text)) => {
+            Err(failure) => {
+                let (e, text) = *failure;
                 if let Some(text) = text {
                     sources.add(rel, &text);
                 }
