@@ -426,7 +426,7 @@ fn main() {
             let _ = std::fs::remove_dir_all(&hit_project);
             qpf(&["extract", "--project", p, "--no-cache", "--out", out]);
         });
-        println!("{:<52} {:>12}", "example project: cold (compiled cache warm), 10 inv.", fmt(cold));
+        println!("{:<52} {:>12}", "example project: cold (compiled cache warm)", fmt(cold));
         qpf(&["extract", "--project", p]);
         let warm = measure(20, || qpf(&["extract", "--project", p]));
         println!("{:<52} {:>12}", "example project: warm (nothing changed)", fmt(warm));
