@@ -62,6 +62,43 @@ fn request() -> Request {
     }
 }
 
+/// Set in a child process of [`process_per_invocation`].
+const CHILD: &str = "QPF_BENCH_ECHO_CHILD";
+
+/// The child: the trivial guest's `echo` logic, natively: reads the request (JSON) on stdin and
+/// writes a response with one file holding the input on stdout.
+fn echo_child() {
+    use std::io::{Read, Write};
+    let mut text = String::new();
+    let _ = std::io::stdin().read_to_string(&mut text);
+    let request: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let response = serde_json::json!({
+        "files": [{ "path": "echo.json", "contents": request["input"] }],
+        "diagnostics": [],
+    });
+    let _ = std::io::stdout().write_all(response.to_string().as_bytes());
+}
+
+/// One invocation the way a protoc-style host makes it: spawn the plugin's process, write the
+/// request, read and parse the response.
+fn process_per_invocation(req: &Request) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(std::env::current_exe().expect("the bench's path"))
+        .env(CHILD, "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the child starts");
+    let request = serde_json::json!({
+        "entry": req.entry, "input": req.input, "config": req.config, "context": req.context,
+        "schema": { "kind": req.schema.kind, "name": req.schema.name, "version": req.schema.version },
+    });
+    child.stdin.take().expect("stdin").write_all(request.to_string().as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("the child ends");
+    let response: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON response");
+    assert_eq!(response["files"][0]["path"], "echo.json");
+}
+
 fn throughput(rt: &Runtime, plugin: &qpf_runtime::Plugin, threads: usize, calls_per_thread: usize) -> f64 {
     let limits = Limits::default();
     let req = request();
@@ -319,6 +356,10 @@ fn languages() {
 }
 
 fn main() {
+    if std::env::var_os(CHILD).is_some() {
+        echo_child();
+        return;
+    }
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     let wasm = target_dir().join("wasm32-wasip2/guest/qpf_hostile.wasm");
@@ -355,6 +396,15 @@ fn main() {
             rt.invoke(&plugin, &req, &limits, &Seed::from_key("test")).expect("runs");
         });
         println!("{:<52} {:>12}", "trivial plugin: fresh-instance invocation", fmt(call));
+        // The protoc-style peer: a native process per invocation, request on stdin, response on
+        // stdout, the same echo logic (this bench's own executable, as a child).
+        let peer = measure(300, || process_per_invocation(&req));
+        println!("{:<52} {:>12}", "peer: native process per invocation (same logic)", fmt(peer));
+        println!(
+            "{:<52} {:>12}",
+            "  ratio process / QPF fresh instance",
+            format!("{:.1}x", peer.as_secs_f64() / call.as_secs_f64().max(1e-9))
+        );
         let hit_project = hostile_echo_project(&wasm);
         let engine = qpf_engine::Engine::load(hit_project.path()).expect("project loads");
         let options = qpf_engine::ExtractOptions {
