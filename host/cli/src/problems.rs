@@ -256,6 +256,29 @@ impl Problem {
         problems
     }
 
+    /// Runs the kind validators of `engine`'s project ([`qpf_engine::Engine::validate`]), `jobs`
+    /// at a time (default: the available cores), and returns their problems ([`Problem::of_report`]).
+    ///
+    /// # Errors
+    /// What stops a run before any invocation (unwritable project state).
+    pub fn of_validators(
+        engine: &qpf_engine::Engine,
+        jobs: Option<usize>,
+    ) -> Result<Vec<Problem>, qpf_engine::EngineError> {
+        let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let options = qpf_engine::ExtractOptions {
+            jobs,
+            out: None,
+            no_cache: false,
+            fail_fast: false,
+            require_hits: false,
+            shard: None,
+        };
+        let report = engine.validate(&options, &|_| {})?;
+        let schema_file = |id: &str| engine.schemas().get(id).map(|s| s.path.to_string_lossy().replace('\\', "/"));
+        Ok(Self::of_report(&report, &schema_file))
+    }
+
     /// Prints the problem for people: `error[RULE]: FILE:LINE:COL: message (who)`, the excerpt
     /// and the notes.
     pub fn print(&self) {

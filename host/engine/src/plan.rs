@@ -95,7 +95,10 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
     };
 
     // Validators first: each kind's, over every schema of the kind.
-    let names = project_names(schemas);
+    // Built only when a kind has validators: it goes into each of their requests.
+    let has_validators = project.file.kinds.values().any(|k| !k.validators().is_empty());
+    let names =
+        if has_validators { project_names(schemas.iter().map(|s| (&s.doc.kind, &s.doc.metadata.name))) } else { None };
     let mut gates: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (kind, decl) in &project.file.kinds {
         for validator in decl.validators() {
@@ -120,25 +123,14 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
                         ));
                     };
                     let mut context = context(schema, std::iter::empty());
-                    context["project"] = names.clone();
+                    if let Some(names) = &names {
+                        context["project"] = names.clone();
+                    }
                     let request = request(&entry, schema, selected, config.clone(), &context);
                     let key = key_of(&request, &plugin.digest);
                     Ok(PlannedInvocation {
-                        entry: entry.clone(),
-                        plugin: validator.plugin.clone(),
-                        plugin_digest: plugin.digest.clone(),
-                        schema_path: schema.path.clone(),
-                        out_dir: String::new(),
-                        input_pointer: validator.input.clone(),
-                        upstream: Vec::new(),
-                        gates: Vec::new(),
                         validator: true,
-                        upstream_contents: false,
-                        root: None,
-                        depth: 0,
-                        schema: schema.id(),
-                        request,
-                        key,
+                        ..invocation(&entry, &validator.plugin, &plugin.digest, schema, &validator.input, request, key)
                     })
                 })
                 .collect();
@@ -200,21 +192,11 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
                 let request = request(&entry.id, schema, input, config.clone(), &context);
                 let key = key_of(&request, &plugin.digest);
                 Ok(PlannedInvocation {
-                    entry: entry.id.clone(),
-                    plugin: entry.plugin.clone(),
-                    plugin_digest: plugin.digest.clone(),
-                    schema_path: schema.path.clone(),
                     out_dir,
-                    input_pointer: entry.input.clone(),
                     upstream,
                     gates: gates.get(&schema_id).cloned().unwrap_or_default(),
-                    validator: false,
                     upstream_contents: entry.upstream_contents,
-                    root: None,
-                    depth: 0,
-                    schema: schema_id,
-                    request,
-                    key,
+                    ..invocation(&entry.id, &entry.plugin, &plugin.digest, schema, &entry.input, request, key)
                 })
             })
             .collect();
@@ -229,6 +211,36 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
         }
     }
     if errors.is_empty() { Ok(Plan { invocations }) } else { Err(errors) }
+}
+
+/// A planned invocation of `plugin` on `schema`, with nothing upstream, no gate and no output
+/// folder (the callers set what differs).
+fn invocation(
+    entry: &str,
+    plugin: &str,
+    plugin_digest: &str,
+    schema: &Schema,
+    input_pointer: &str,
+    request: Request,
+    key: String,
+) -> PlannedInvocation {
+    PlannedInvocation {
+        entry: entry.to_owned(),
+        plugin: plugin.to_owned(),
+        plugin_digest: plugin_digest.to_owned(),
+        schema_path: schema.path.clone(),
+        out_dir: String::new(),
+        input_pointer: input_pointer.to_owned(),
+        upstream: Vec::new(),
+        gates: Vec::new(),
+        validator: false,
+        upstream_contents: false,
+        root: None,
+        depth: 0,
+        schema: schema.id(),
+        request,
+        key,
+    }
 }
 
 /// The request of one invocation.
@@ -249,16 +261,28 @@ fn request(
     }
 }
 
+/// The most schema names a validator's context carries ([`project_names`]): every validator
+/// invocation carries them all, so the plan holds (number of schemas)² names; above this, none.
+pub const MAX_PROJECT_NAMES: usize = 2_048;
+
 /// What a validator knows of the rest of the project (`context.project`): the names of its
 /// schemas by kind, sorted, each once (`{"names": {"Agent": ["adapter", ...]}}`), so that it can
 /// check references between schemas (a sub-agent naming an agent the project lacks). It is part
-/// of every validator's key: adding or removing a schema validates every schema again.
-fn project_names(schemas: &SchemaSet) -> serde_json::Value {
+/// of every validator's key: adding or removing a schema validates every schema again. A project
+/// of more than [`MAX_PROJECT_NAMES`] distinct names gets `None` (no `context.project`): its
+/// validators check each schema on its own.
+fn project_names<'a>(schemas: impl Iterator<Item = (&'a String, &'a String)>) -> Option<serde_json::Value> {
     let mut names: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
-    for s in schemas.iter() {
-        names.entry(s.doc.kind.as_str()).or_default().insert(s.doc.metadata.name.as_str());
+    let mut count = 0;
+    for (kind, name) in schemas {
+        if names.entry(kind.as_str()).or_default().insert(name.as_str()) {
+            count += 1;
+            if count > MAX_PROJECT_NAMES {
+                return None;
+            }
+        }
     }
-    serde_json::json!({ "names": names })
+    Some(serde_json::json!({ "names": names }))
 }
 
 /// The context object of an invocation: the schema's envelope, and the cache keys of the upstream
@@ -327,5 +351,23 @@ impl Plan {
     /// The plugins the plan uses, by name, with their digests.
     pub fn plugins(&self) -> BTreeMap<&str, &str> {
         self.invocations.iter().map(|i| (i.plugin.as_str(), i.plugin_digest.as_str())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validators_get_the_projects_names_by_kind_within_their_budget() {
+        let (agent, fragment) = ("Agent".to_owned(), "Fragment".to_owned());
+        let names: Vec<String> = (0..=MAX_PROJECT_NAMES).map(|i| format!("a{i:05}")).collect();
+        let listed = project_names(
+            [(&agent, &names[1]), (&agent, &names[0]), (&fragment, &names[0]), (&agent, &names[1])].into_iter(),
+        );
+        assert_eq!(listed, Some(serde_json::json!({"names": {"Agent": ["a00000", "a00001"], "Fragment": ["a00000"]}})));
+        // One name over the budget: none at all (each validator's context would hold them all).
+        assert!(project_names(names.iter().map(|n| (&agent, n))).is_none());
+        assert!(project_names(names[..MAX_PROJECT_NAMES].iter().map(|n| (&agent, n))).is_some());
     }
 }

@@ -47,6 +47,8 @@ pub(crate) struct StatCache {
     key: [u8; 32],
     scope: String,
     entries: BTreeMap<String, Entry>,
+    /// The names this run looked up or recorded ([`StatCache::keep_only_touched`]).
+    touched: std::collections::HashSet<String>,
     changed: bool,
 }
 
@@ -79,13 +81,24 @@ impl StatCache {
             .filter(|s| s.format == 1 && s.scope == scope && s.mac == mac(&key, scope, &s.entries))
             .map(|s| s.entries)
             .unwrap_or_default();
-        StatCache { path, key, scope: scope.to_owned(), entries, changed: false }
+        StatCache { path, key, scope: scope.to_owned(), entries, touched: Default::default(), changed: false }
     }
 
     /// The recorded digest of `name`, when the file now has the stat it had when recorded.
-    pub(crate) fn lookup(&self, name: &str, now: Option<&FileStat>) -> Option<&str> {
+    pub(crate) fn lookup(&mut self, name: &str, now: Option<&FileStat>) -> Option<&str> {
+        if !self.touched.contains(name) {
+            self.touched.insert(name.to_owned());
+        }
         let entry = self.entries.get(name)?;
         (Some(&entry.stat) == now).then_some(entry.digest.as_str())
+    }
+
+    /// Drops the entries this run neither looked up nor recorded (files no longer produced), so
+    /// that the cache holds what the last run used, not every file it ever saw.
+    pub(crate) fn keep_only_touched(&mut self) {
+        let before = self.entries.len();
+        self.entries.retain(|name, _| self.touched.contains(name));
+        self.changed |= self.entries.len() != before;
     }
 
     /// Records what hashing `name` found: its stat before and after it was read. Only a file that
@@ -179,6 +192,29 @@ mod tests {
         let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
         std::fs::File::options().write(true).open(&file).expect("open").set_modified(past).expect("set mtime");
         assert_eq!(pins.digest(&file, 1024).expect("hashes"), crate::writer::digest_of(b"two"));
+    }
+
+    #[test]
+    fn only_the_files_a_run_looked_at_are_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cache = dir.path().join("outputs.json");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"a").expect("write");
+        std::fs::write(&b, b"b").expect("write");
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::options().write(true).open(&b).expect("open").set_modified(past).expect("set mtime");
+        old(&a); // and waits for both to settle
+        let mut stats = StatCache::load(cache.clone(), &[1; 32], "out");
+        stats.digest(&a, 1024).expect("hashes");
+        stats.digest(&b, 1024).expect("hashes");
+        stats.save();
+        let mut stats = StatCache::load(cache.clone(), &[1; 32], "out");
+        assert_eq!(stats.entries.len(), 2);
+        stats.digest(&a, 1024).expect("cached");
+        stats.keep_only_touched();
+        stats.save();
+        let kept = StatCache::load(cache, &[1; 32], "out");
+        assert_eq!(kept.entries.keys().collect::<Vec<_>>(), [&a.to_string_lossy().into_owned()]);
     }
 
     #[test]

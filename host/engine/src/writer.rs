@@ -118,11 +118,12 @@ impl OutputRoot {
         self
     }
 
-    /// Saves the stat cache with what this run learnt.
+    /// Saves the stat cache with what this run learnt, and only the files this run compared.
     pub(crate) fn save_stat_cache(&self) {
         if let Some(stats) = &self.stats
             && let Ok(mut stats) = stats.lock()
         {
+            stats.keep_only_touched();
             stats.save();
         }
     }
@@ -153,7 +154,7 @@ impl OutputRoot {
         }
         let before = file_stat(&meta);
         if let Some(stats) = &self.stats
-            && let Ok(stats) = stats.lock()
+            && let Ok(mut stats) = stats.lock()
             && let Some(digest) = stats.lookup(rel, before.as_ref())
         {
             return Some(digest.to_owned());

@@ -36,19 +36,8 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     if let Some([entry, schema]) = args.show_request.as_deref() {
         return show_request(&engine, entry, schema);
     }
-    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let options = qpf_engine::ExtractOptions {
-        jobs,
-        out: None,
-        no_cache: false,
-        fail_fast: false,
-        require_hits: false,
-        shard: None,
-    };
     // Before the cache states: the validators' results are cached, so they show as hits below.
-    let validated = engine.validate(&options, &|_| {})?;
-    let schema_file = |id: &str| engine.schemas().get(id).map(|s| s.path.to_string_lossy().replace('\\', "/"));
-    let problems = crate::problems::Problem::of_report(&validated, &schema_file);
+    let problems = crate::problems::Problem::of_validators(&engine, None)?;
     let invalid = problems.iter().any(|p| p.severity == "error");
     let reasons = engine.miss_reasons();
     let plan = &engine.plan().invocations;

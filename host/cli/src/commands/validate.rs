@@ -9,7 +9,7 @@ use crate::term::{esay, say};
 use std::path::Path;
 
 use anyhow::Result;
-use qpf_engine::{EngineError, ExtractOptions};
+use qpf_engine::EngineError;
 
 use crate::exit::Exit;
 use crate::problems::Problem;
@@ -106,20 +106,15 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
 
 /// Loads, checks and runs the validators; problems of the project stop before the validators.
 fn find(project: &Path, args: &Args) -> Result<Found> {
+    let invalid = |errors: &[qpf_schema::SchemaError]| {
+        // The map's path, for telling project problems from schema problems.
+        let map = qpf_engine::project::Project::load(project).map(|p| p.file.map).unwrap_or_default();
+        Found { problems: errors.iter().map(|e| Problem::of_schema_error(e, &map)).collect(), counts: None }
+    };
     let engine = match crate::commands::load(project) {
         Ok(engine) => engine,
-        Err(EngineError::Invalid(errors)) => {
-            // The map's path, for telling project problems from schema problems.
-            let map = qpf_engine::project::Project::load(project).map(|p| p.file.map).unwrap_or_default();
-            return Ok(Found {
-                problems: errors.iter().map(|e| Problem::of_schema_error(e, &map)).collect(),
-                counts: None,
-            });
-        }
-        Err(EngineError::Project(qpf_engine::project::ProjectError::Invalid(error))) => {
-            let map = qpf_engine::project::Project::load(project).map(|p| p.file.map).unwrap_or_default();
-            return Ok(Found { problems: vec![Problem::of_schema_error(&error, &map)], counts: None });
-        }
+        Err(EngineError::Invalid(errors)) => return Ok(invalid(&errors)),
+        Err(EngineError::Project(qpf_engine::project::ProjectError::Invalid(error))) => return Ok(invalid(&[error])),
         Err(e) => return Err(e.into()),
     };
     let map = engine.project().file.map.clone();
@@ -130,13 +125,7 @@ fn find(project: &Path, args: &Args) -> Result<Found> {
             counts: None,
         });
     }
-    let jobs =
-        args.jobs.map(|j| j as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let options =
-        ExtractOptions { jobs, out: None, no_cache: false, fail_fast: false, require_hits: false, shard: None };
-    let report = engine.validate(&options, &|_| {})?;
-    let schema_file = |id: &str| engine.schemas().get(id).map(|s| s.path.to_string_lossy().replace('\\', "/"));
-    let problems = Problem::of_report(&report, &schema_file);
+    let problems = Problem::of_validators(&engine, args.jobs.map(|j| j as usize))?;
     let plan = &engine.plan().invocations;
     Ok(Found {
         problems,
