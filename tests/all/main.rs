@@ -10,6 +10,7 @@ mod abi;
 mod agents;
 mod architecture;
 mod cli;
+mod compilers;
 mod drift;
 mod extract;
 mod hardening;

@@ -3,6 +3,7 @@
 //! output checks, cache store; then writes outputs in plan order, records the lock and the audit
 //! log, and returns the [`Report`]. A failing invocation never stops the others.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime};
@@ -262,6 +263,9 @@ pub struct Settings {
     pub fetcher: Option<std::sync::Arc<dyn crate::plugin_store::PluginFetcher>>,
     /// A shared remote cache behind the local one ([`crate::remote`]); `None`: local only.
     pub remote: Option<crate::remote::RemoteSettings>,
+    /// Which compiler turns plugins into native code (default:
+    /// [`crate::standalone::user_compiler`], `auto`).
+    pub compiler: Option<crate::CompilerChoice>,
 }
 
 /// A loaded, planned project.
@@ -341,6 +345,11 @@ impl Engine {
     /// How often a running plugin yields its core ([`Settings::yield_every`]).
     pub fn yield_every(&self) -> Option<std::time::Duration> {
         self.settings.yield_every
+    }
+
+    /// Which compiler turns this engine's plugins into native code.
+    pub fn compiler_choice(&self) -> crate::CompilerChoice {
+        self.settings.compiler.unwrap_or_else(crate::standalone::user_compiler)
     }
 
     /// The compiled-plugin cache: its folder and the secret that authenticates its artifacts.
@@ -720,11 +729,43 @@ impl Engine {
         let invocations = &self.plan.invocations;
         on_event(Event::Planned { total: (0..invocations.len()).filter(|&i| selected(i)).count() });
 
+        // Plugins this run calls that are not compiled yet are compiled first, largest first,
+        // each by a task of its own that their invocations wait for: the other workers meanwhile
+        // run the invocations of plugins already compiled, rather than waiting for the same one.
+        let (ahead, misses) = match options.require_hits {
+            true => (Vec::new(), Vec::new()),
+            false => {
+                let local = (!options.no_cache).then(|| self.invocation_cache());
+                let misses: Vec<bool> = (0..invocations.len())
+                    .map(|i| selected(i) && !local.as_ref().is_some_and(|c| c.contains(&invocations[i].key)))
+                    .collect();
+                let mut calls: BTreeMap<&str, usize> = BTreeMap::new();
+                for (inv, _) in invocations.iter().zip(&misses).filter(|(_, m)| **m) {
+                    *calls.entry(inv.plugin.as_str()).or_default() += 1;
+                }
+                (plugins.compile_ahead(&calls), misses)
+            }
+        };
+        let k = ahead.len();
+
         // Worker phase: every invocation, `jobs` at a time, each after the invocations it needs.
         let results: Vec<OnceLock<Worked>> = invocations.iter().map(|_| OnceLock::new()).collect();
         let invoke = RunContext { cache, plugins: &plugins, root: &root, limits };
-        let deps: Vec<Vec<usize>> = invocations.iter().map(|i| i.deps().collect()).collect();
-        crate::scheduler::run_dag(&deps, jobs, options.fail_fast, |i| {
+        let deps: Vec<Vec<usize>> = (0..k)
+            .map(|_| Vec::new())
+            .chain(invocations.iter().enumerate().map(|(n, i)| {
+                let miss = misses.get(n).copied().unwrap_or(false);
+                let load = ahead.iter().position(|&p| p == i.plugin).filter(|_| miss);
+                i.deps().map(|d| d + k).chain(load).collect()
+            }))
+            .collect();
+        crate::scheduler::run_dag(&deps, jobs, options.fail_fast, |t| {
+            if let Some(&name) = ahead.get(t) {
+                // A load error is reported by each invocation of the plugin.
+                let _ = plugins.get(name);
+                return true;
+            }
+            let i = t - k;
             if !selected(i) {
                 return true;
             }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use qpf_runtime::{Limits, Plugin, Runtime, RuntimeOptions};
+use qpf_runtime::{Compiler, Limits, LoadError, Plugin, Runtime, RuntimeOptions};
 use qpf_schema::kinds::JsonSchema;
 
 use crate::Engine;
@@ -110,15 +110,63 @@ pub(crate) fn error(kind: FailureKind, message: impl Into<String>) -> ErrorRepor
 
 /// The project's plugins, loaded on first use: a run where everything is a cache hit never
 /// creates a wasm engine.
+///
+/// Each plugin is compiled by one of two runtimes (see [`CompilerChoice`]): with `auto`, a plugin
+/// whose Cranelift artifact is in the compiled cache uses it; one that is not compiled yet is
+/// compiled by Winch (5–7 times faster to compile) unless the run will call it at least
+/// [`TIER_UP_CALLS`] times, where Cranelift's faster code repays its compile time.
 pub(crate) struct Plugins<'a> {
     project: &'a Project,
     options: RuntimeOptions,
-    runtime: OnceLock<Result<Runtime, qpf_runtime::RuntimeError>>,
-    loaded: BTreeMap<&'a str, OnceLock<Result<Plugin, String>>>,
+    choice: CompilerChoice,
+    /// One runtime per compiler, created on first use.
+    cranelift: OnceLock<Result<Runtime, qpf_runtime::RuntimeError>>,
+    winch: OnceLock<Result<Runtime, qpf_runtime::RuntimeError>>,
+    /// The compiler of each plugin, decided before its first load.
+    tiers: BTreeMap<&'a str, OnceLock<Compiler>>,
+    loaded: BTreeMap<&'a str, OnceLock<Result<Loaded, String>>>,
     config_schemas: BTreeMap<&'a str, OnceLock<Result<Option<JsonSchema>, crate::plugin_config::ConfigError>>>,
     /// Run no plugin: a miss fails with [`FailureKind::NotCached`] (`--require-hits`).
     pub(crate) require_hits: bool,
 }
+
+/// A plugin loaded, and the compiler that compiled it.
+type Loaded = (Compiler, Plugin);
+
+/// Which compiler turns plugins into native code ([`crate::Settings::compiler`]; the CLI reads
+/// `QPF_COMPILER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompilerChoice {
+    /// Cranelift's artifact when it is cached; else Winch for a plugin this run calls fewer than
+    /// [`TIER_UP_CALLS`] times, Cranelift otherwise.
+    #[default]
+    Auto,
+    /// Always Cranelift.
+    Cranelift,
+    /// Always Winch.
+    Winch,
+}
+
+impl std::str::FromStr for CompilerChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(CompilerChoice::Auto),
+            "cranelift" => Ok(CompilerChoice::Cranelift),
+            "winch" => Ok(CompilerChoice::Winch),
+            other => {
+                Err(format!("`{}` is not a compiler: use auto, cranelift or winch", qpf_core::text::escape(other)))
+            }
+        }
+    }
+}
+
+/// The number of calls of a plugin in one run from which `auto` compiles it with Cranelift rather
+/// than Winch. Measured on the example's plugins (docs/benchmarks.md): Cranelift takes 4–6 s more
+/// than Winch to compile a Python or JavaScript plugin and 0.5 s more for a Rust one, and saves at
+/// most 1–2 ms a call; below a thousand calls Winch finishes first.
+pub const TIER_UP_CALLS: usize = 1000;
 
 impl<'a> Plugins<'a> {
     pub(crate) fn new(engine: &'a Engine, jobs: usize) -> Self {
@@ -132,32 +180,102 @@ impl<'a> Plugins<'a> {
             max_concurrency: u32::try_from(jobs).unwrap_or(u32::MAX),
             pooling: true,
             yield_every: engine.yield_every(),
+            compiler: Compiler::Cranelift,
         };
         // A slot for every declared plugin (each is loaded on first use only): spawn targets and
         // the plugin of an entry that selects no schema are declared without being in the plan.
-        let loaded = project.file.plugins.keys().map(|name| (name.as_str(), OnceLock::new())).collect();
-        let config_schemas = project.file.plugins.keys().map(|name| (name.as_str(), OnceLock::new())).collect();
-        Plugins { project, options, runtime: OnceLock::new(), loaded, config_schemas, require_hits: false }
+        let names = || project.file.plugins.keys().map(String::as_str);
+        Plugins {
+            project,
+            options,
+            choice: engine.compiler_choice(),
+            cranelift: OnceLock::new(),
+            winch: OnceLock::new(),
+            tiers: names().map(|n| (n, OnceLock::new())).collect(),
+            loaded: names().map(|n| (n, OnceLock::new())).collect(),
+            config_schemas: names().map(|n| (n, OnceLock::new())).collect(),
+            require_hits: false,
+        }
     }
 
-    fn runtime(&self) -> Result<&Runtime, String> {
-        self.runtime.get_or_init(|| Runtime::new(&self.options)).as_ref().map_err(ToString::to_string)
+    fn runtime(&self, compiler: Compiler) -> Result<&Runtime, String> {
+        let slot = match compiler {
+            Compiler::Cranelift => &self.cranelift,
+            Compiler::Winch => &self.winch,
+        };
+        slot.get_or_init(|| Runtime::new(&RuntimeOptions { compiler, ..self.options.clone() }))
+            .as_ref()
+            .map_err(ToString::to_string)
+    }
+
+    /// The compiler of a plugin, decided once: `calls` is how many times this run will call it,
+    /// when known.
+    fn tier(&self, name: &str, calls: Option<usize>) -> Compiler {
+        let decide = || match self.choice {
+            CompilerChoice::Cranelift => Compiler::Cranelift,
+            CompilerChoice::Winch => Compiler::Winch,
+            CompilerChoice::Auto => {
+                let digest = self.project.file.plugins.get(name).map(|d| d.digest.as_str()).unwrap_or_default();
+                let compiled = self.runtime(Compiler::Cranelift).is_ok_and(|r| r.has_compiled(digest));
+                if compiled || calls.is_some_and(|c| c >= TIER_UP_CALLS) {
+                    Compiler::Cranelift
+                } else {
+                    Compiler::Winch
+                }
+            }
+        };
+        match self.tiers.get(name) {
+            Some(slot) => *slot.get_or_init(decide),
+            None => Compiler::Cranelift,
+        }
+    }
+
+    /// The plugins a run should compile before it runs their invocations, largest file first:
+    /// those with at least one call (`calls`, by plugin) whose compiled artifact is not cached for
+    /// the compiler they get. Loading them as the run's first tasks keeps every core compiling
+    /// while the invocations of plugins already compiled run on the others, instead of letting
+    /// two workers wait for the same compilation.
+    pub(crate) fn compile_ahead(&self, calls: &BTreeMap<&str, usize>) -> Vec<&'a str> {
+        let mut ahead: Vec<(u64, &'a str)> = Vec::new();
+        for (&name, _) in self.tiers.iter() {
+            let Some(&n) = calls.get(name).filter(|&&n| n > 0) else { continue };
+            let compiler = self.tier(name, Some(n));
+            let Some(decl) = self.project.file.plugins.get(name) else { continue };
+            if self.runtime(compiler).is_ok_and(|r| r.has_compiled(&decl.digest)) {
+                continue;
+            }
+            let size = std::fs::metadata(self.project.root.join(&decl.path)).map_or(0, |m| m.len());
+            ahead.push((size, name));
+        }
+        ahead.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        ahead.into_iter().map(|(_, n)| n).collect()
     }
 
     pub(crate) fn get(&self, name: &str) -> Result<(&Runtime, &Plugin), String> {
-        let runtime = self.runtime()?;
         let slot = self.loaded.get(name).ok_or_else(|| format!("plugin `{name}` is not declared"))?;
-        let plugin = slot
+        let (compiler, plugin) = slot
             .get_or_init(|| {
                 let decl = &self.project.file.plugins[name];
-                let _span = tracing::info_span!("load", plugin = name).entered();
-                runtime
-                    .load(&self.project.root.join(&decl.path), Some(&decl.digest), &self.project.file.limits)
-                    .map_err(|e| e.to_string())
+                let load = |compiler: Compiler| -> Result<Result<Plugin, LoadError>, String> {
+                    let _span = tracing::info_span!("load", plugin = name, compiler = compiler.name()).entered();
+                    let runtime = self.runtime(compiler)?;
+                    Ok(runtime.load(&self.project.root.join(&decl.path), Some(&decl.digest), &self.project.file.limits))
+                };
+                let compiler = self.tier(name, None);
+                match load(compiler)? {
+                    Ok(plugin) => Ok((compiler, plugin)),
+                    // Winch does not compile everything Cranelift does on every platform: such a
+                    // plugin is compiled by Cranelift instead (every other load error stands).
+                    Err(LoadError::Compile { message, .. }) if compiler == Compiler::Winch => {
+                        tracing::info!(plugin = name, "Winch cannot compile it ({message}); compiling with Cranelift");
+                        load(Compiler::Cranelift)?.map(|p| (Compiler::Cranelift, p)).map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
             })
             .as_ref()
             .map_err(Clone::clone)?;
-        Ok((runtime, plugin))
+        Ok((self.runtime(*compiler)?, plugin))
     }
 }
 

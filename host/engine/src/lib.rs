@@ -90,6 +90,6 @@ mod stat_cache;
 pub mod writer;
 
 pub use extract::{Engine, EngineError, Event, ExtractOptions, Settings};
-pub use invoker::{Call, Invoker};
+pub use invoker::{Call, CompilerChoice, Invoker, TIER_UP_CALLS};
 /// Canonical JSON and output-path rules live in `qpf-core` (pure, fuzzed); re-exported here.
 pub use qpf_core::{canonical, output_path};

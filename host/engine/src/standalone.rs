@@ -37,6 +37,18 @@ pub fn user_compiled_cache_max() -> u64 {
     }
 }
 
+/// The compiler choice of runs whose [`crate::Settings::compiler`] is unset: `QPF_COMPILER`
+/// (`auto`, `cranelift`, `winch`) when set, else `auto`. An invalid value is a warning, and `auto`.
+pub fn user_compiler() -> crate::CompilerChoice {
+    match std::env::var("QPF_COMPILER") {
+        Ok(text) if !text.trim().is_empty() => text.parse().unwrap_or_else(|e| {
+            tracing::warn!("QPF_COMPILER: {e}; using auto");
+            crate::CompilerChoice::Auto
+        }),
+        _ => crate::CompilerChoice::Auto,
+    }
+}
+
 /// The user's cache base folder: `$XDG_CACHE_HOME`, else `~/.cache` (`None` without a home folder).
 pub(crate) fn user_cache_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
@@ -66,7 +78,8 @@ pub struct Workbench {
 
 impl Workbench {
     /// A runtime with the default limits and the compiled cache at `compiled_cache` (none: compile
-    /// every time).
+    /// every time). A workbench runs a few cases, so it compiles with Winch unless `QPF_COMPILER`
+    /// says `cranelift` (see [`user_compiler`]).
     ///
     /// # Errors
     /// When the wasm engine cannot be created.
@@ -83,6 +96,10 @@ impl Workbench {
             max_concurrency: 1,
             pooling: false,
             yield_every: None,
+            compiler: match user_compiler() {
+                crate::CompilerChoice::Cranelift => qpf_runtime::Compiler::Cranelift,
+                crate::CompilerChoice::Auto | crate::CompilerChoice::Winch => qpf_runtime::Compiler::Winch,
+            },
         })?;
         Ok(Workbench { runtime, limits })
     }

@@ -1,4 +1,4 @@
-//! The compiled-plugin cache: Cranelift output kept on disk, keyed by everything that invalidates
+//! The compiled-plugin cache: Cranelift's or Winch's output kept on disk, keyed by everything that invalidates
 //! it (the plugin's digest and the engine's compatibility hash), with a sidecar holding a MAC of
 //! the artifact and the plugin's `info()`, so that a hit needs neither compilation nor an
 //! instantiation.
@@ -58,7 +58,7 @@ pub(crate) struct CompiledCache {
     max_bytes: u64,
 }
 
-/// Compiles a component with Cranelift.
+/// Compiles a component with the engine's compiler.
 pub(crate) fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, String> {
     Component::new(engine, bytes).map_err(|e| format!("{e:#}"))
 }
@@ -101,6 +101,12 @@ impl CompiledCache {
         hasher.update(artifact_mac.as_bytes());
         hasher.update(&stat.to_bytes());
         hasher.finalize().to_hex().to_string()
+    }
+
+    /// Whether an artifact and its sidecar are stored for this engine and digest (unverified).
+    pub(crate) fn holds(&self, engine: &Engine, digest: &str) -> bool {
+        let (artifact, sidecar) = self.paths(engine, digest);
+        artifact.is_file() && sidecar.is_file()
     }
 
     /// The cached component and info, when the artifact's MAC verifies: by reading and hashing

@@ -27,7 +27,7 @@ pub use limits::{LOG_LINE_OVERHEAD, Limits, LoadLimits};
 pub use log::{LogLevel, LogLine};
 pub use plugin::{BUILD_WITHOUT_IMPORTS, Plugin, SUPPORTED_ABI_VERSIONS, is_granted};
 pub use random::Seed;
-pub use runtime::{CompiledCacheOptions, DEFAULT_COMPILED_CACHE_MAX, Inspection, Runtime, RuntimeOptions};
+pub use runtime::{CompiledCacheOptions, Compiler, DEFAULT_COMPILED_CACHE_MAX, Inspection, Runtime, RuntimeOptions};
 pub use types::{
     Diagnostic, ExtractError, FileMode, Invocation, OutputFile, PluginInfo, Request, Response, SchemaId, Severity,
     SpawnRequest,

@@ -106,6 +106,8 @@ fn run(store: &Store, tenant: &Tenant, gz: &[u8], dir: &Path, id: &str) -> Resul
         fetcher: None,
         // A tenant's results stay in its own cache namespace.
         remote: None,
+        // Not the service's environment: `auto`, the same for every tenant.
+        compiler: Some(qpf_engine::CompilerChoice::Auto),
     };
     let engine = Engine::load_with(&project, settings).map_err(|e| invalid_project(&e))?;
     let spawnable = engine.project().map.entries.iter().flat_map(|e| e.spawn.plugins.iter().map(String::as_str));

@@ -107,6 +107,9 @@ async fn serve(config: ServeConfig, config_path: &Path, workers: usize) -> Resul
         max_concurrency: u32::try_from(workers).unwrap_or(u32::MAX),
         pooling: true,
         yield_every: Some(YIELD_EVERY),
+        // Uploads are compiled here, off the requests' path, with the optimising compiler; a
+        // run then finds Cranelift's artifact (`auto`).
+        compiler: qpf_runtime::Compiler::Cranelift,
     })?;
     let store = store::Store::new(runtime, &config.data, compiled);
     let tenants = tenants::Tenants::new(&config, &secret, None)
