@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod floor;
 mod remote;
 // The S3 server of the remote cache tests (this benchmark uses only part of it).
 #[allow(dead_code)]
@@ -219,6 +220,63 @@ fn extract_once(project: &Path, extra: &[&str]) -> (Duration, u64, u64, Option<u
         .flatten();
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON");
     (wall, r["load_us"].as_u64().unwrap_or(0), r["duration_us"].as_u64().unwrap_or(0), rss)
+}
+
+/// `qpf extract` of the example with `QPF_COMPILER` set to `compiler`, its own compiled cache and
+/// nothing in the output folder.
+fn extract_with(project: &Path, compiled: &Path, compiler: &str, extra: &[&str]) -> Duration {
+    let _ = std::fs::remove_dir_all(project.join("out"));
+    let t = Instant::now();
+    let out = std::process::Command::new(qpf_bin())
+        .args(["extract", "--project", &project.to_string_lossy()])
+        .args(extra)
+        .env("QPF_COMPILED_CACHE", compiled)
+        .env("QPF_COMPILER", compiler)
+        .output()
+        .expect("qpf runs");
+    let elapsed = t.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    elapsed
+}
+
+/// Issue 17, item 3: the example's first run on a machine whose compiled cache is empty, per
+/// compiler choice (3 runs each, each with an empty compiled cache and invocation cache), and what
+/// staying on Winch's code costs afterwards: `--no-cache` runs over each compiler's artifacts.
+fn first_run() {
+    let project = example_project();
+    let p = project.path();
+    let mut firsts = Vec::new();
+    for compiler in ["auto", "cranelift"] {
+        let first = median(
+            (0..3)
+                .map(|_| {
+                    let compiled = tempfile::tempdir().expect("temp dir");
+                    let _ = std::fs::remove_dir_all(p.join(".qpf"));
+                    extract_with(p, compiled.path(), compiler, &[])
+                })
+                .collect(),
+        );
+        println!("{:<52} {:>12}", format!("example: first run, empty compiled cache, {compiler}"), fmt(first));
+        firsts.push(first);
+    }
+    println!(
+        "{:<52} {:>12}",
+        "first run: cranelift / auto",
+        format!("{:.1}x", firsts[1].as_secs_f64() / firsts[0].as_secs_f64())
+    );
+    let mut cold = Vec::new();
+    for compiler in ["winch", "cranelift"] {
+        let compiled = tempfile::tempdir().expect("temp dir");
+        extract_with(p, compiled.path(), compiler, &["--no-cache"]);
+        let run = median((0..9).map(|_| extract_with(p, compiled.path(), compiler, &["--no-cache"])).collect());
+        println!("{:<52} {:>12}", format!("example: --no-cache over {compiler}'s artifacts"), fmt(run));
+        cold.push(run);
+    }
+    println!(
+        "{:<52} {:>12}",
+        "--no-cache: winch / cranelift",
+        format!("{:.2}x", cold[0].as_secs_f64() / cold[1].as_secs_f64())
+    );
 }
 
 /// Issue 17's scale measurements: a generated project of N tiny schemas and one entry of the
@@ -464,6 +522,15 @@ fn main() {
 
     if wanted("scale") {
         scale();
+    }
+
+    if wanted("floor") {
+        let project = example_project();
+        floor::run(project.path(), fmt);
+    }
+
+    if wanted("first-run") {
+        first_run();
     }
 
     if wanted("project") {

@@ -8,7 +8,8 @@
 use qpf_agent_model::family_info;
 use qpf_sdk::{ExtractError, Extractor, PluginInfo, Request, Response};
 
-struct AgentValidator;
+/// The extractor (exported as the component; public for native callers).
+pub struct AgentValidator;
 
 impl Extractor for AgentValidator {
     fn info() -> PluginInfo {

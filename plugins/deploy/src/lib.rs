@@ -121,7 +121,8 @@ fn replicas(availability: f64) -> u32 {
     }
 }
 
-struct Deploy;
+/// The extractor (exported as the component; public for native callers).
+pub struct Deploy;
 
 impl Extractor for Deploy {
     fn info() -> PluginInfo {

@@ -194,7 +194,8 @@ fn openapi(agent: &AgentView) -> Value {
         "security": [{ "apiKey": [] }, { "bearer": [] }],
     })
 }
-struct MdDocs;
+/// The extractor (exported as the component; public for native callers).
+pub struct MdDocs;
 
 impl Extractor for MdDocs {
     fn info() -> PluginInfo {

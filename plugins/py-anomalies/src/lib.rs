@@ -10,7 +10,8 @@ const MODULE: Template = Template {
 };
 const PLUGIN: &str = concat!("py-anomalies ", env!("CARGO_PKG_VERSION"));
 
-struct PyAnomalies;
+/// The extractor (exported as the component; public for native callers).
+pub struct PyAnomalies;
 
 impl Extractor for PyAnomalies {
     fn info() -> PluginInfo {

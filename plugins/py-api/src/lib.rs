@@ -28,7 +28,8 @@ const HANDLERS: Template = Template {
 };
 const PLUGIN: &str = concat!("py-api ", env!("CARGO_PKG_VERSION"));
 
-struct PyApi;
+/// The extractor (exported as the component; public for native callers).
+pub struct PyApi;
 
 impl Extractor for PyApi {
     fn info() -> PluginInfo {

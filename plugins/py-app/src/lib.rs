@@ -36,7 +36,8 @@ fn extras(agent: &AgentView) -> Vec<(&'static str, Vec<&'static str>)> {
     out
 }
 
-struct PyApp;
+/// The extractor (exported as the component; public for native callers).
+pub struct PyApp;
 
 impl Extractor for PyApp {
     fn info() -> PluginInfo {

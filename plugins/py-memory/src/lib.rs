@@ -51,7 +51,8 @@ const BACKENDS: &[(&str, Template)] = &[
 ];
 const PLUGIN: &str = concat!("py-memory ", env!("CARGO_PKG_VERSION"));
 
-struct PyMemory;
+/// The extractor (exported as the component; public for native callers).
+pub struct PyMemory;
 
 impl Extractor for PyMemory {
     fn info() -> PluginInfo {

@@ -25,7 +25,8 @@ fn default_path() -> String {
     "src/{package}/models.py".to_owned()
 }
 
-struct PyModels;
+/// The extractor (exported as the component; public for native callers).
+pub struct PyModels;
 
 impl Extractor for PyModels {
     fn info() -> PluginInfo {

@@ -18,7 +18,8 @@ const TEMPLATES: [Template; 2] = [
 ];
 const PLUGIN: &str = concat!("py-observability ", env!("CARGO_PKG_VERSION"));
 
-struct PyObservability;
+/// The extractor (exported as the component; public for native callers).
+pub struct PyObservability;
 
 impl Extractor for PyObservability {
     fn info() -> PluginInfo {

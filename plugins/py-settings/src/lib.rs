@@ -12,7 +12,8 @@ const SETTINGS: Template = Template {
 };
 const PLUGIN: &str = concat!("py-settings ", env!("CARGO_PKG_VERSION"));
 
-struct PySettings;
+/// The extractor (exported as the component; public for native callers).
+pub struct PySettings;
 
 impl Extractor for PySettings {
     fn info() -> PluginInfo {

@@ -10,7 +10,8 @@ const MODULE: Template = Template {
 };
 const PLUGIN: &str = concat!("py-subagents ", env!("CARGO_PKG_VERSION"));
 
-struct PySubagents;
+/// The extractor (exported as the component; public for native callers).
+pub struct PySubagents;
 
 impl Extractor for PySubagents {
     fn info() -> PluginInfo {

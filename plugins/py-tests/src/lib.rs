@@ -49,7 +49,8 @@ const AUTH: Template = Template {
 };
 const PLUGIN: &str = concat!("py-tests ", env!("CARGO_PKG_VERSION"));
 
-struct PyTests;
+/// The extractor (exported as the component; public for native callers).
+pub struct PyTests;
 
 impl Extractor for PyTests {
     fn info() -> PluginInfo {

@@ -333,7 +333,14 @@ macro_rules! export {
                 ))
             }
         }
+        // The component's exports exist only in the wasm build: natively (a benchmark or a test
+        // calling the plugin's `Extractor` in-process) several plugins can link into one binary.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_world!($ty with_types_in $crate::bindings);
+        // Natively, the extractor is still the crate's entry point (no dead-code warnings).
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: (fn() -> $crate::PluginInfo, fn($crate::Request) -> Result<$crate::Response, $crate::ExtractError>) =
+            (<$ty as $crate::Extractor>::info, <$ty as $crate::Extractor>::extract);
     };
 }
 
