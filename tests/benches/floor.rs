@@ -2,7 +2,8 @@
 //! in-process (their `Extractor::extract`, the very code the components run), against the same
 //! requests run in the sandbox (a fresh instance per call, Cranelift's code from the compiled
 //! cache): what the sandbox costs per call, per plugin and over the whole example. Both sides
-//! produce the same files; the benchmark checks it before timing.
+//! produce the same files; the benchmark checks it before timing. Then the seed's own stack, Python
+//! + Jinja2, renders the same templates with the same contexts (`jinja_peer.py`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -10,23 +11,62 @@ use std::time::{Duration, Instant};
 use qpf_runtime::{Limits, Runtime, RuntimeOptions, Seed};
 use qpf_sdk::{ExtractError, Extractor, Request, Response, SchemaId};
 
+// The plugins' own sources, compiled natively into this benchmark (their `export!` emits the
+// component's exports only for wasm): the very code the components run.
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../plugins/agent-validator/src/lib.rs"]
+mod agent_validator;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../plugins/deploy/src/lib.rs"]
+mod deploy;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../plugins/md-docs/src/lib.rs"]
+mod md_docs;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../plugins/py-anomalies/src/lib.rs"]
+mod py_anomalies;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../plugins/py-api/src/lib.rs"]
+mod py_api;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../plugins/py-app/src/lib.rs"]
+mod py_app;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../plugins/py-memory/src/lib.rs"]
+mod py_memory;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../plugins/py-models/src/lib.rs"]
+mod py_models;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../plugins/py-observability/src/lib.rs"]
+mod py_observability;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../plugins/py-settings/src/lib.rs"]
+mod py_settings;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../plugins/py-subagents/src/lib.rs"]
+mod py_subagents;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../plugins/py-tests/src/lib.rs"]
+mod py_tests;
+
 type Native = fn(Request) -> Result<Response, ExtractError>;
 
 /// The native build of a Rust reference plugin, by its name in the example's `qpf.yaml`.
 fn native(plugin: &str) -> Option<Native> {
     Some(match plugin {
-        "agent-validator" => <qpf_agent_validator::AgentValidator as Extractor>::extract,
-        "py-models" => <qpf_py_models::PyModels as Extractor>::extract,
-        "py-settings" => <qpf_py_settings::PySettings as Extractor>::extract,
-        "py-api" => <qpf_py_api::PyApi as Extractor>::extract,
-        "py-memory" => <qpf_py_memory::PyMemory as Extractor>::extract,
-        "py-subagents" => <qpf_py_subagents::PySubagents as Extractor>::extract,
-        "py-anomalies" => <qpf_py_anomalies::PyAnomalies as Extractor>::extract,
-        "py-observability" => <qpf_py_observability::PyObservability as Extractor>::extract,
-        "py-app" => <qpf_py_app::PyApp as Extractor>::extract,
-        "py-tests" => <qpf_py_tests::PyTests as Extractor>::extract,
-        "md-docs" => <qpf_md_docs::MdDocs as Extractor>::extract,
-        "deploy" => <qpf_deploy::Deploy as Extractor>::extract,
+        "agent-validator" => <agent_validator::AgentValidator as Extractor>::extract,
+        "py-models" => <py_models::PyModels as Extractor>::extract,
+        "py-settings" => <py_settings::PySettings as Extractor>::extract,
+        "py-api" => <py_api::PyApi as Extractor>::extract,
+        "py-memory" => <py_memory::PyMemory as Extractor>::extract,
+        "py-subagents" => <py_subagents::PySubagents as Extractor>::extract,
+        "py-anomalies" => <py_anomalies::PyAnomalies as Extractor>::extract,
+        "py-observability" => <py_observability::PyObservability as Extractor>::extract,
+        "py-app" => <py_app::PyApp as Extractor>::extract,
+        "py-tests" => <py_tests::PyTests as Extractor>::extract,
+        "md-docs" => <md_docs::MdDocs as Extractor>::extract,
+        "deploy" => <deploy::Deploy as Extractor>::extract,
         _ => return None,
     })
 }
@@ -51,7 +91,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// Runs the floor benchmark over the project at `project` (the example, with its validator).
-pub fn run(project: &Path, fmt: fn(Duration) -> String) {
+pub fn run(project: &Path, tools: &Path, fmt: fn(Duration) -> String) {
     let engine = qpf_engine::Engine::load(project).expect("the example loads");
     let root = &engine.project().root;
     let rt = Runtime::new(&RuntimeOptions {
@@ -145,5 +185,51 @@ pub fn run(project: &Path, fmt: fn(Duration) -> String) {
         fmt(total_native),
         fmt(total_sandboxed),
         total_sandboxed.as_secs_f64() / total_native.as_secs_f64()
+    );
+
+    // The Python + Jinja2 peer: the same templates and contexts, recorded from one native pass.
+    let python = tools.join("jinja/bin/python");
+    if !python.is_file() {
+        println!("jinja peer: not run ({} is missing: `./dev tools` installs it)", python.display());
+        return;
+    }
+    qpf_agent_model::recording::start();
+    for (_, f, _, requests) in &plugins {
+        for r in requests {
+            f(sdk_request(r)).expect("native extract");
+        }
+    }
+    let renders = qpf_agent_model::recording::take();
+    let input = tempfile::NamedTempFile::new().expect("temp file");
+    let data = serde_json::json!({ "reserved": qpf_agent_model::recording::reserved_names(), "renders": renders });
+    std::fs::write(input.path(), serde_json::to_vec(&data).expect("JSON")).expect("write");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/benches/jinja_peer.py");
+    let peer = |passes: &str| {
+        let t = Instant::now();
+        let out =
+            std::process::Command::new(&python).arg(&script).arg(input.path()).arg(passes).output().expect("python");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the peer's JSON");
+        (t.elapsed(), result)
+    };
+    // Whole processes that render everything once (a generator run), then one that times passes.
+    let process: Vec<Duration> = (0..7).map(|_| peer("0").0).collect();
+    let (_, result) = peer("15");
+    let rendered = result["rendered"].as_u64().unwrap_or(0);
+    println!(
+        "jinja peer: {} of {} templates render under Jinja2, {} byte-identical to QPF's",
+        rendered, result["templates"], result["identical"]
+    );
+    for (name, why) in result["failed"].as_object().into_iter().flatten() {
+        let why = why.as_str().unwrap_or_default();
+        println!("  not rendered: {name}: {}", why.chars().take(100).collect::<String>());
+    }
+    let pass = Duration::from_secs_f64(result["pass_ms"].as_f64().unwrap_or(0.0) / 1000.0);
+    println!("{:<52} {:>12}", "jinja peer: one pass over those renders (compiled)", fmt(pass));
+    println!("{:<52} {:>12}", "jinja peer: whole process (start, import, compile, render once)", fmt(median(process)));
+    println!(
+        "{:<52} {:>12}",
+        "QPF sandboxed calls / jinja peer's pass",
+        format!("{:.2}x", total_sandboxed.as_secs_f64() / pass.as_secs_f64())
     );
 }

@@ -526,7 +526,7 @@ fn main() {
 
     if wanted("floor") {
         let project = example_project();
-        floor::run(project.path(), fmt);
+        floor::run(project.path(), &target_dir().join("qpf-tools"), fmt);
     }
 
     if wanted("first-run") {

@@ -65,13 +65,91 @@ pub fn render(
     extra: minijinja::Value,
 ) -> Result<String, ExtractError> {
     let env = template_env();
+    #[cfg(not(target_arch = "wasm32"))]
+    let recorded = recording::context(agent, plugin, &extra);
     let ctx = minijinja::context! {
         agent => value(agent),
         plugin => plugin,
         ..extra
     };
-    env.render_str(template.source, ctx)
-        .map_err(|e| ExtractError::new(format!("template `{}` failed: {e:#}", template.name)))
+    let text = env
+        .render_str(template.source, ctx)
+        .map_err(|e| ExtractError::new(format!("template `{}` failed: {e:#}", template.name)))?;
+    #[cfg(not(target_arch = "wasm32"))]
+    recording::record(template, recorded, &text);
+    Ok(text)
+}
+
+/// Native builds only: every render's template, context (as JSON) and output, recorded on the
+/// current thread between [`recording::start`] and [`recording::take`]. The benchmark's Python +
+/// Jinja2 peer renders the same templates with the same contexts (`cargo bench -- jinja`).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod recording {
+    use std::cell::RefCell;
+
+    /// One render.
+    #[derive(serde::Serialize)]
+    pub struct Render {
+        /// The template's name.
+        pub name: &'static str,
+        /// Its source.
+        pub source: &'static str,
+        /// The context it was rendered with, as JSON.
+        pub context: serde_json::Value,
+        /// What minijinja rendered.
+        pub output: String,
+    }
+
+    thread_local! {
+        static RENDERS: RefCell<Option<Vec<Render>>> = const { RefCell::new(None) };
+    }
+
+    /// Starts recording on this thread (dropping anything recorded before).
+    pub fn start() {
+        RENDERS.with(|r| *r.borrow_mut() = Some(Vec::new()));
+    }
+
+    /// Stops recording and returns what was recorded.
+    pub fn take() -> Vec<Render> {
+        RENDERS.with(|r| r.borrow_mut().take()).unwrap_or_default()
+    }
+
+    /// The names the Python filters treat specially: keywords, pydantic's reserved names, and the
+    /// names the models module imports (what a port of `py_ident` and `py_class` needs).
+    pub fn reserved_names() -> serde_json::Value {
+        serde_json::json!({
+            "keywords": crate::python::PY_KEYWORDS,
+            "pydantic": crate::python::PYDANTIC_RESERVED,
+            "model_imports": crate::python::MODEL_IMPORTS,
+        })
+    }
+
+    pub(crate) fn context(
+        agent: &crate::AgentView,
+        plugin: &str,
+        extra: &minijinja::Value,
+    ) -> Option<serde_json::Value> {
+        let on = RENDERS.with(|r| r.borrow().is_some());
+        if !on {
+            return None;
+        }
+        let mut context = match serde_json::to_value(extra) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        context.insert("agent".into(), serde_json::to_value(agent).unwrap_or_default());
+        context.insert("plugin".into(), plugin.into());
+        Some(serde_json::Value::Object(context))
+    }
+
+    pub(crate) fn record(template: &crate::Template, context: Option<serde_json::Value>, output: &str) {
+        let Some(context) = context else { return };
+        RENDERS.with(|r| {
+            if let Some(list) = r.borrow_mut().as_mut() {
+                list.push(Render { name: template.name, source: template.source, context, output: output.to_owned() });
+            }
+        });
+    }
 }
 
 /// An output path (a [`Template::path`]) with `{package}` and `{item}` filled in.

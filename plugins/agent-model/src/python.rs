@@ -1,14 +1,14 @@
 //! Rules that turn schema names and values into valid Python.
 
 /// Python's reserved words (3.11), plus the soft keywords that break as field names.
-const PY_KEYWORDS: &[&str] = &[
+pub(crate) const PY_KEYWORDS: &[&str] = &[
     "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del",
     "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal",
     "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
 ];
 
 /// Attributes of pydantic's `BaseModel` that a field must not shadow.
-const PYDANTIC_RESERVED: &[&str] = &[
+pub(crate) const PYDANTIC_RESERVED: &[&str] = &[
     "construct",
     "copy",
     "dict",
@@ -45,7 +45,7 @@ pub fn py_package(name: &str) -> String {
 }
 
 /// Names a generated `models.py` imports, which a class must not shadow.
-const MODEL_IMPORTS: &[&str] = &["Any", "BaseModel", "ConfigDict", "Field", "Literal", "Optional"];
+pub(crate) const MODEL_IMPORTS: &[&str] = &["Any", "BaseModel", "ConfigDict", "Field", "Literal", "Optional"];
 
 /// A Python class name: [`py_ident`] of the name with its first letter upper-cased, and a `_`
 /// suffix when it would shadow a name `models.py` imports (`Field` → `Field_`).
