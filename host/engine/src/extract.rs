@@ -729,23 +729,50 @@ impl Engine {
         let invocations = &self.plan.invocations;
         on_event(Event::Planned { total: (0..invocations.len()).filter(|&i| selected(i)).count() });
 
-        // Plugins this run calls that are not compiled yet are compiled first, largest first,
-        // each by a task of its own that their invocations wait for: the other workers meanwhile
-        // run the invocations of plugins already compiled, rather than waiting for the same one.
-        let (ahead, misses) = match options.require_hits {
-            true => (Vec::new(), Vec::new()),
-            false => {
-                let local = (!options.no_cache).then(|| self.invocation_cache());
-                let misses: Vec<bool> = (0..invocations.len())
-                    .map(|i| selected(i) && !local.as_ref().is_some_and(|c| c.contains(&invocations[i].key)))
-                    .collect();
-                let mut calls: BTreeMap<&str, usize> = BTreeMap::new();
-                for (inv, _) in invocations.iter().zip(&misses).filter(|(_, m)| **m) {
-                    *calls.entry(inv.plugin.as_str()).or_default() += 1;
-                }
-                (plugins.compile_ahead(&calls), misses)
+        // What `auto` needs to choose a plugin's compiler at its first load: the keys of its
+        // invocations in this run, looked up in the local cache only then (a run of hits looks at
+        // nothing).
+        let mut ahead: Vec<&str> = Vec::new();
+        let mut waits: Vec<bool> = Vec::new();
+        if !options.require_hits {
+            let mut keys: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for (_, inv) in invocations.iter().enumerate().filter(|(i, _)| selected(*i)) {
+                keys.entry(inv.plugin.as_str()).or_default().push(inv.key.as_str());
             }
-        };
+            let local = (!options.no_cache).then(|| self.invocation_cache());
+            // Plugins with no artifact in the compiled cache (one listing of its folder) that this
+            // run calls are compiled first, largest first, each by a task of its own that only
+            // their misses wait for: the other workers meanwhile run hits and the invocations of
+            // plugins already compiled, rather than waiting for the same compilation.
+            let compiled = self.compiled_cache().compiled_digests();
+            let uncompiled: Vec<&str> = keys
+                .keys()
+                .copied()
+                .filter(|n| self.project.file.plugins.get(*n).is_some_and(|d| !compiled.contains(&d.digest)))
+                .collect();
+            if !uncompiled.is_empty() {
+                waits = invocations
+                    .iter()
+                    .enumerate()
+                    .map(|(i, inv)| {
+                        selected(i)
+                            && uncompiled.contains(&inv.plugin.as_str())
+                            && !local.as_ref().is_some_and(|c| c.contains(&inv.key))
+                    })
+                    .collect();
+                let mut sized: Vec<(u64, &str)> = uncompiled
+                    .iter()
+                    .filter(|n| invocations.iter().zip(&waits).any(|(inv, w)| *w && inv.plugin == **n))
+                    .map(|n| {
+                        let path = self.project.root.join(&self.project.file.plugins[*n].path);
+                        (std::fs::metadata(path).map_or(0, |m| m.len()), *n)
+                    })
+                    .collect();
+                sized.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+                ahead = sized.into_iter().map(|(_, n)| n).collect();
+            }
+            plugins.planned_calls(keys, local);
+        }
         let k = ahead.len();
 
         // Worker phase: every invocation, `jobs` at a time, each after the invocations it needs.
@@ -754,8 +781,8 @@ impl Engine {
         let deps: Vec<Vec<usize>> = (0..k)
             .map(|_| Vec::new())
             .chain(invocations.iter().enumerate().map(|(n, i)| {
-                let miss = misses.get(n).copied().unwrap_or(false);
-                let load = ahead.iter().position(|&p| p == i.plugin).filter(|_| miss);
+                let wait = waits.get(n).copied().unwrap_or(false);
+                let load = ahead.iter().position(|&p| p == i.plugin).filter(|_| wait);
                 i.deps().map(|d| d + k).chain(load).collect()
             }))
             .collect();

@@ -114,7 +114,8 @@ pub(crate) fn error(kind: FailureKind, message: impl Into<String>) -> ErrorRepor
 /// Each plugin is compiled by one of two runtimes (see [`CompilerChoice`]): with `auto`, a plugin
 /// whose Cranelift artifact is in the compiled cache uses it; one that is not compiled yet is
 /// compiled by Winch (5–7 times faster to compile) unless the run will call it at least
-/// [`TIER_UP_CALLS`] times, where Cranelift's faster code repays its compile time.
+/// [`TIER_UP_CALLS`] times, where Cranelift's faster code repays its compile time. The choice is
+/// made at the plugin's first load, which only a miss causes.
 pub(crate) struct Plugins<'a> {
     project: &'a Project,
     options: RuntimeOptions,
@@ -128,6 +129,9 @@ pub(crate) struct Plugins<'a> {
     config_schemas: BTreeMap<&'a str, OnceLock<Result<Option<JsonSchema>, crate::plugin_config::ConfigError>>>,
     /// Run no plugin: a miss fails with [`FailureKind::NotCached`] (`--require-hits`).
     pub(crate) require_hits: bool,
+    /// The cache keys of each plugin's invocations in this run, and where to look them up.
+    planned: BTreeMap<&'a str, Vec<&'a str>>,
+    lookup: Option<crate::cache::LocalCache>,
 }
 
 /// A plugin loaded, and the compiler that compiled it.
@@ -195,6 +199,8 @@ impl<'a> Plugins<'a> {
             loaded: names().map(|n| (n, OnceLock::new())).collect(),
             config_schemas: names().map(|n| (n, OnceLock::new())).collect(),
             require_hits: false,
+            planned: BTreeMap::new(),
+            lookup: None,
         }
     }
 
@@ -208,47 +214,42 @@ impl<'a> Plugins<'a> {
             .map_err(ToString::to_string)
     }
 
-    /// The compiler of a plugin, decided once: `calls` is how many times this run will call it,
-    /// when known.
-    fn tier(&self, name: &str, calls: Option<usize>) -> Compiler {
+    /// Tells `auto` which invocations of each plugin this run plans (their cache keys) and the
+    /// local cache to look them up in (`None`: every one runs, `--no-cache`).
+    pub(crate) fn planned_calls(
+        &mut self,
+        keys: BTreeMap<&'a str, Vec<&'a str>>,
+        cache: Option<crate::cache::LocalCache>,
+    ) {
+        self.planned = keys;
+        self.lookup = cache;
+    }
+
+    /// How many times this run will call a plugin: its planned invocations that are not in the
+    /// local cache (counted only when they could reach [`TIER_UP_CALLS`]).
+    fn calls(&self, name: &str) -> usize {
+        let keys = self.planned.get(name).map_or(&[][..], Vec::as_slice);
+        match &self.lookup {
+            Some(cache) if keys.len() >= TIER_UP_CALLS => keys.iter().filter(|k| !cache.contains(k)).count(),
+            _ => keys.len(),
+        }
+    }
+
+    /// The compiler of a plugin, decided once, at its first load.
+    fn tier(&self, name: &str) -> Compiler {
         let decide = || match self.choice {
             CompilerChoice::Cranelift => Compiler::Cranelift,
             CompilerChoice::Winch => Compiler::Winch,
             CompilerChoice::Auto => {
                 let digest = self.project.file.plugins.get(name).map(|d| d.digest.as_str()).unwrap_or_default();
                 let compiled = self.runtime(Compiler::Cranelift).is_ok_and(|r| r.has_compiled(digest));
-                if compiled || calls.is_some_and(|c| c >= TIER_UP_CALLS) {
-                    Compiler::Cranelift
-                } else {
-                    Compiler::Winch
-                }
+                if compiled || self.calls(name) >= TIER_UP_CALLS { Compiler::Cranelift } else { Compiler::Winch }
             }
         };
         match self.tiers.get(name) {
             Some(slot) => *slot.get_or_init(decide),
             None => Compiler::Cranelift,
         }
-    }
-
-    /// The plugins a run should compile before it runs their invocations, largest file first:
-    /// those with at least one call (`calls`, by plugin) whose compiled artifact is not cached for
-    /// the compiler they get. Loading them as the run's first tasks keeps every core compiling
-    /// while the invocations of plugins already compiled run on the others, instead of letting
-    /// two workers wait for the same compilation.
-    pub(crate) fn compile_ahead(&self, calls: &BTreeMap<&str, usize>) -> Vec<&'a str> {
-        let mut ahead: Vec<(u64, &'a str)> = Vec::new();
-        for (&name, _) in self.tiers.iter() {
-            let Some(&n) = calls.get(name).filter(|&&n| n > 0) else { continue };
-            let compiler = self.tier(name, Some(n));
-            let Some(decl) = self.project.file.plugins.get(name) else { continue };
-            if self.runtime(compiler).is_ok_and(|r| r.has_compiled(&decl.digest)) {
-                continue;
-            }
-            let size = std::fs::metadata(self.project.root.join(&decl.path)).map_or(0, |m| m.len());
-            ahead.push((size, name));
-        }
-        ahead.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
-        ahead.into_iter().map(|(_, n)| n).collect()
     }
 
     pub(crate) fn get(&self, name: &str) -> Result<(&Runtime, &Plugin), String> {
@@ -261,7 +262,7 @@ impl<'a> Plugins<'a> {
                     let runtime = self.runtime(compiler)?;
                     Ok(runtime.load(&self.project.root.join(&decl.path), Some(&decl.digest), &self.project.file.limits))
                 };
-                let compiler = self.tier(name, None);
+                let compiler = self.tier(name);
                 match load(compiler)? {
                     Ok(plugin) => Ok((compiler, plugin)),
                     // Winch does not compile everything Cranelift does on every platform: such a

@@ -61,6 +61,22 @@ impl CompiledCacheOptions {
     pub fn new(dir: PathBuf, secret: [u8; 32]) -> CompiledCacheOptions {
         CompiledCacheOptions { dir, secret, max_bytes: DEFAULT_COMPILED_CACHE_MAX }
     }
+
+    /// The digests (`blake3:<hex>`) of the plugins the folder holds an artifact of, for any
+    /// engine or compiler: one listing of the folder, nothing read or verified (a load still
+    /// verifies). Empty when the folder cannot be listed.
+    pub fn compiled_digests(&self) -> std::collections::BTreeSet<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Default::default() };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let stem = name.strip_suffix(".cwasm")?;
+                let (hex, _engine) = stem.split_once('-')?;
+                Some(format!("blake3:{hex}"))
+            })
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for CompiledCacheOptions {
