@@ -19,6 +19,10 @@ mod serve;
 
 use qpf_runtime::{CompiledCacheOptions, Limits, Request, Runtime, RuntimeOptions, SchemaId, Seed};
 
+/// The `qpf` binary's allocator, so that in-process measurements see what `qpf` does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("bench executable path");
     exe.ancestors().nth(3).expect("<target>/<profile>/deps/bench").to_owned()
