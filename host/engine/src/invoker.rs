@@ -268,6 +268,7 @@ impl<'a> Plugins<'a> {
                     // Winch does not compile everything Cranelift does on every platform: such a
                     // plugin is compiled by Cranelift instead (every other load error stands).
                     Err(LoadError::Compile { message, .. }) if compiler == Compiler::Winch => {
+                        let message: String = qpf_core::text::escape(&message).chars().take(300).collect();
                         tracing::info!(plugin = name, "Winch cannot compile it ({message}); compiling with Cranelift");
                         load(Compiler::Cranelift)?.map(|p| (Compiler::Cranelift, p)).map_err(|e| e.to_string())
                     }
