@@ -213,3 +213,30 @@ fn info_is_read_from_the_plugin() {
     assert_eq!(plugin.info().version, env!("CARGO_PKG_VERSION"));
     assert_eq!(plugin.abi(), "0.2.0", "the test guests are built with the SDK of the newest contract");
 }
+
+#[test]
+fn a_pinned_plugin_with_an_authenticated_artifact_is_loaded_without_reading_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(&RuntimeOptions {
+        compiled_cache: Some(qpf_runtime::CompiledCacheOptions::new(dir.path().join("compiled"), [9; 32])),
+        ..RuntimeOptions::default()
+    })
+    .expect("runtime");
+    let wasm = dir.path().join("plugin.wasm");
+    std::fs::copy(support::wasm("qpf_hostile"), &wasm).unwrap();
+    let pin = support::digest(&wasm);
+    let first = rt.load(&wasm, Some(&pin), &Limits::default()).expect("compiles and caches");
+    // The file now holds other bytes: the pin's artifact is what runs, not the file.
+    std::fs::write(&wasm, b"not a component").unwrap();
+    let again = rt.load(&wasm, Some(&pin), &Limits::default()).expect("the pinned artifact");
+    assert_eq!(again.digest(), first.digest());
+    let echo = request(serde_json::json!({"mode": "echo"}));
+    assert!(rt.invoke(&again, &echo, &Limits::default(), &Seed::from_key("t")).expect("runs").result.is_ok());
+    // Without a pin, or with a pin that has no artifact, the file is read and checked.
+    assert!(matches!(rt.load(&wasm, None, &Limits::default()), Err(qpf_runtime::LoadError::Compile { .. })));
+    let other = format!("blake3:{}", "0".repeat(64));
+    assert!(matches!(
+        rt.load(&wasm, Some(&other), &Limits::default()),
+        Err(qpf_runtime::LoadError::DigestMismatch { .. })
+    ));
+}

@@ -109,6 +109,17 @@ impl Runtime {
     /// Reads a component, checks its digest against `expected` (when given), and loads the compiled
     /// artifact from the cache or compiles it.
     fn read_and_compile(&self, path: &Path, expected: Option<&str>) -> Result<Compiled, LoadError> {
+        // A pinned plugin whose artifact is in the compiled cache is not read at all: the
+        // artifact's MAC says it was compiled from bytes that hash to the pin, so it is the pinned
+        // plugin whatever the file holds now (the engine checks files against their pins before a
+        // run, through its stat cache of pins).
+        if let Some(expected) = expected
+            && let Some((component, cached_info)) = self.cache.as_ref().and_then(|c| c.load(&self.engine, expected))
+        {
+            tracing::debug!(digest = %expected, "compiled-plugin cache hit for the pin");
+            let size = std::fs::metadata(path).map_or(0, |m| m.len());
+            return Ok(Compiled { digest: expected.to_owned(), size, component, cached_info, fresh: false });
+        }
         let bytes = read_component(path, &self.load_limits)?;
         let digest = qpf_core::digest_of(&bytes);
         if let Some(expected) = expected
