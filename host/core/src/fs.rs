@@ -191,13 +191,20 @@ impl FileStat {
     #[cfg(unix)]
     fn from_metadata(meta: &std::fs::Metadata) -> Option<FileStat> {
         use std::os::unix::fs::MetadataExt;
-        Some(FileStat {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-        })
+        Some(FileStat::from_unix(
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            (meta.mtime(), meta.mtime_nsec()),
+            (meta.ctime(), meta.ctime_nsec()),
+        ))
+    }
+
+    /// A stat from Unix metadata fields (as `std` and cap-std expose them): device, inode, size,
+    /// and the modification and change times as (seconds, nanoseconds).
+    pub fn from_unix(dev: u64, ino: u64, size: u64, mtime: (i64, i64), ctime: (i64, i64)) -> FileStat {
+        let ns = |(s, n): (i64, i64)| i128::from(s) * 1_000_000_000 + i128::from(n);
+        FileStat { dev, ino, size, mtime_ns: ns(mtime), ctime_ns: ns(ctime) }
     }
 
     #[cfg(not(unix))]

@@ -123,8 +123,6 @@ pub(crate) struct Plugins<'a> {
     /// One runtime per compiler, created on first use.
     cranelift: OnceLock<Result<Runtime, qpf_runtime::RuntimeError>>,
     winch: OnceLock<Result<Runtime, qpf_runtime::RuntimeError>>,
-    /// The compiler of each plugin, decided before its first load.
-    tiers: BTreeMap<&'a str, OnceLock<Compiler>>,
     loaded: BTreeMap<&'a str, OnceLock<Result<Loaded, String>>>,
     config_schemas: BTreeMap<&'a str, OnceLock<Result<Option<JsonSchema>, crate::plugin_config::ConfigError>>>,
     /// Run no plugin: a miss fails with [`FailureKind::NotCached`] (`--require-hits`).
@@ -195,7 +193,6 @@ impl<'a> Plugins<'a> {
             choice: engine.compiler_choice(),
             cranelift: OnceLock::new(),
             winch: OnceLock::new(),
-            tiers: names().map(|n| (n, OnceLock::new())).collect(),
             loaded: names().map(|n| (n, OnceLock::new())).collect(),
             config_schemas: names().map(|n| (n, OnceLock::new())).collect(),
             require_hits: false,
@@ -235,9 +232,9 @@ impl<'a> Plugins<'a> {
         }
     }
 
-    /// The compiler of a plugin, decided once, at its first load.
+    /// The compiler of a plugin, chosen at its first load (the only time this is asked).
     fn tier(&self, name: &str) -> Compiler {
-        let decide = || match self.choice {
+        match self.choice {
             CompilerChoice::Cranelift => Compiler::Cranelift,
             CompilerChoice::Winch => Compiler::Winch,
             CompilerChoice::Auto => {
@@ -245,10 +242,6 @@ impl<'a> Plugins<'a> {
                 let compiled = self.runtime(Compiler::Cranelift).is_ok_and(|r| r.has_compiled(digest));
                 if compiled || self.calls(name) >= TIER_UP_CALLS { Compiler::Cranelift } else { Compiler::Winch }
             }
-        };
-        match self.tiers.get(name) {
-            Some(slot) => *slot.get_or_init(decide),
-            None => Compiler::Cranelift,
         }
     }
 

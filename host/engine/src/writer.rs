@@ -76,13 +76,13 @@ pub struct OutputRoot {
 #[cfg(unix)]
 fn file_stat(meta: &cap_std::fs::Metadata) -> Option<qpf_core::fs::FileStat> {
     use cap_std::fs::MetadataExt;
-    Some(qpf_core::fs::FileStat {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        size: meta.size(),
-        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-    })
+    Some(qpf_core::fs::FileStat::from_unix(
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        (meta.mtime(), meta.mtime_nsec()),
+        (meta.ctime(), meta.ctime_nsec()),
+    ))
 }
 
 #[cfg(not(unix))]
