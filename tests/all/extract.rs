@@ -509,29 +509,15 @@ fn a_plugin_file_changed_in_place_is_hashed_again_even_with_its_old_size_and_mod
     // A project with its own copy of a plugin (`hello.wat` writes `hello.txt`).
     let dir = tempfile::tempdir().expect("temp dir");
     let p = dir.path();
-    let wasm = wat::parse_str(
-        std::fs::read_to_string(support::workspace_root().join("tests/guests/wat/hello.wat")).expect("hello.wat"),
-    )
-    .expect("wat");
+    let wasm = support::hello_wasm();
     let plugin = p.join("hello.wasm");
     std::fs::write(&plugin, &wasm).expect("wasm");
-    std::fs::create_dir_all(p.join("notes")).expect("notes");
-    std::fs::write(
-        p.join("notes/first.yaml"),
-        "apiVersion: example.dev/v1\nkind: Note\nmetadata: { name: first, version: 1.0.0 }\nspec: { text: hi }\n",
-    )
-    .expect("schema");
-    std::fs::write(p.join("note.schema.json"), r#"{"type": "object"}"#).expect("kind");
-    std::fs::write(p.join("map.yaml"), "entries:\n  - { id: hello, plugin: hello, input: /spec, out: \"{name}\" }\n")
-        .expect("map");
-    std::fs::write(
-        p.join("qpf.yaml"),
-        format!(
-            "version: 1\nschemas: [\"notes/*.yaml\"]\nkinds: {{ Note: note.schema.json }}\nmap: map.yaml\noutput: out\nplugins:\n  hello: {{ path: hello.wasm, digest: \"blake3:{}\" }}\n",
-            blake3::hash(&wasm).to_hex()
-        ),
-    )
-    .expect("qpf.yaml");
+    let digest = blake3::hash(&wasm).to_hex();
+    support::note_project(
+        p,
+        "{ Note: note.schema.json }",
+        &format!("\n  hello: {{ path: hello.wasm, digest: \"blake3:{digest}\" }}\n"),
+    );
     // Old enough to be recorded in the pin cache (its change time settles in 2 s).
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     std::fs::File::options().write(true).open(&plugin).expect("open").set_modified(old).expect("mtime");

@@ -598,17 +598,25 @@ fn output_roots_that_reach_state_inputs_or_plugins_are_refused() {
 
 // ---- 10. Caches: nothing loaded back unless this user's qpf made it.
 
-#[test]
-fn a_forged_compiled_artifact_is_recompiled_not_loaded() {
+/// The echo guest's project, extracted once with a private compiled cache in its `.qpf/` (which
+/// a forger can write, as a project folder could be when a project points `QPF_COMPILED_CACHE`
+/// into it): the setup, that folder, and the one compiled artifact.
+fn compiled_once() -> (Setup, PathBuf, PathBuf) {
     let setup = one(json!({ "mode": "echo" }));
-    // A private compiled cache, which the forger can write (as a project folder could be, when
-    // a project points `QPF_COMPILED_CACHE` into it).
     let compiled = setup.path().join(".qpf/cache/compiled");
-    let env = [("QPF_COMPILED_CACHE", compiled.to_str().unwrap())];
-    setup.run_env(&["extract"], &env).succeeds();
+    setup.run_env(&["extract"], &[("QPF_COMPILED_CACHE", compiled.to_str().unwrap())]).succeeds();
     let artifacts: Vec<PathBuf> =
         support::walk(&compiled).into_iter().filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect();
     assert_eq!(artifacts.len(), 1);
+    let artifact = artifacts[0].clone();
+    (setup, compiled, artifact)
+}
+
+#[test]
+fn a_forged_compiled_artifact_is_recompiled_not_loaded() {
+    let (setup, compiled, artifact) = compiled_once();
+    let artifacts = [artifact];
+    let env = [("QPF_COMPILED_CACHE", compiled.to_str().unwrap())];
     // A forger who can write the project folder replaces the native code and "fixes" the sidecar
     // the way a plain digest would have allowed.
     let forged = b"\x7fELF forged native code".to_vec();
@@ -625,13 +633,9 @@ fn a_forged_compiled_artifact_is_recompiled_not_loaded() {
 
 #[test]
 fn a_compiled_artifact_mapped_without_hashing_is_hashed_again_once_written_even_with_its_old_times() {
-    let setup = one(json!({ "mode": "echo" }));
-    let compiled = setup.path().join(".qpf/cache/compiled");
+    let (setup, compiled, artifact) = compiled_once();
+    let artifacts = [artifact];
     let env = [("QPF_COMPILED_CACHE", compiled.to_str().unwrap())];
-    setup.run_env(&["extract"], &env).succeeds();
-    let artifacts: Vec<PathBuf> =
-        support::walk(&compiled).into_iter().filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect();
-    assert_eq!(artifacts.len(), 1);
     let sidecar = artifacts[0].with_extension("json");
     // Settled, then loaded and verified once: the sidecar records the file's stat.
     std::thread::sleep(std::time::Duration::from_millis(2100));

@@ -38,23 +38,11 @@ fn stderr(out: &Output) -> String {
 
 /// A project with one schema and one entry whose plugin is `oci: REFERENCE` pinned to `digest`.
 fn project(dir: &Path, reference: &str, digest: &str) {
-    std::fs::create_dir_all(dir.join("notes")).expect("mkdir");
-    std::fs::write(
-        dir.join("notes/first.yaml"),
-        "apiVersion: example.dev/v1\nkind: Note\nmetadata: { name: first, version: 1.0.0 }\nspec: { text: hi }\n",
-    )
-    .expect("schema");
-    std::fs::write(dir.join("note.schema.json"), r#"{"type": "object"}"#).expect("kind");
-    std::fs::write(dir.join("map.yaml"), "entries:\n  - { id: hello, plugin: hello, input: /spec, out: \"{name}\" }\n")
-        .expect("map");
-    std::fs::write(
-        dir.join("qpf.yaml"),
-        format!(
-            "version: 1\nschemas: [\"notes/*.yaml\"]\nkinds: {{ Note: note.schema.json }}\nmap: map.yaml\noutput: out\n\
-             plugins:\n  hello:\n    oci: {reference}\n    digest: \"{digest}\"\n"
-        ),
-    )
-    .expect("qpf.yaml");
+    support::note_project(
+        dir,
+        "{ Note: note.schema.json }",
+        &format!("\n  hello:\n    oci: {reference}\n    digest: \"{digest}\"\n"),
+    );
 }
 
 #[test]

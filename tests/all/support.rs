@@ -210,6 +210,34 @@ pub fn hostile_project_with(entries: &[(&str, serde_json::Value, &str)], limits:
     tmp
 }
 
+/// The component of `tests/guests/wat/hello.wat`, which writes `hello.txt`.
+pub fn hello_wasm() -> Vec<u8> {
+    let wat = std::fs::read_to_string(workspace_root().join("tests/guests/wat/hello.wat")).expect("hello.wat");
+    wat::parse_str(wat).expect("wat")
+}
+
+/// A one-schema project in `dir`: `notes/first.yaml` (kind `Note`, any object), a map with one
+/// entry `hello` of plugin `hello` into `out/{name}`, and `qpf.yaml` with `kinds:` and `plugins:`
+/// given as their YAML values (e.g. `{ Note: note.schema.json }`).
+pub fn note_project(dir: &Path, kinds: &str, plugins: &str) {
+    std::fs::create_dir_all(dir.join("notes")).expect("mkdir");
+    std::fs::write(
+        dir.join("notes/first.yaml"),
+        "apiVersion: example.dev/v1\nkind: Note\nmetadata: { name: first, version: 1.0.0 }\nspec: { text: hi }\n",
+    )
+    .expect("schema");
+    std::fs::write(dir.join("note.schema.json"), r#"{"type": "object"}"#).expect("kind");
+    std::fs::write(dir.join("map.yaml"), "entries:\n  - { id: hello, plugin: hello, input: /spec, out: \"{name}\" }\n")
+        .expect("map");
+    std::fs::write(
+        dir.join("qpf.yaml"),
+        format!(
+            "version: 1\nschemas: [\"notes/*.yaml\"]\nkinds: {kinds}\nmap: map.yaml\noutput: out\nplugins:{plugins}"
+        ),
+    )
+    .expect("qpf.yaml");
+}
+
 /// Whether golden files are to be rewritten: `QPF_BLESS=1`, and no other value, blesses (the one
 /// switch of every golden and snapshot test, and of `qpf plugin test`).
 pub fn blessing() -> bool {

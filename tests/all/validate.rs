@@ -350,28 +350,14 @@ fn a_validator_that_writes_files_fails_and_gates_its_schema() {
     // `hello.wat` writes `hello.txt`: as a validator, that is an error, not a file.
     let dir = tempfile::tempdir().expect("temp dir");
     let p = dir.path();
-    let wasm = wat::parse_str(
-        std::fs::read_to_string(support::workspace_root().join("tests/guests/wat/hello.wat")).expect("hello.wat"),
-    )
-    .expect("wat");
+    let wasm = support::hello_wasm();
     std::fs::write(p.join("hello.wasm"), &wasm).expect("wasm");
-    std::fs::create_dir_all(p.join("notes")).expect("notes");
-    std::fs::write(
-        p.join("notes/first.yaml"),
-        "apiVersion: example.dev/v1\nkind: Note\nmetadata: { name: first, version: 1.0.0 }\nspec: { text: hi }\n",
-    )
-    .expect("schema");
-    std::fs::write(p.join("note.schema.json"), r#"{"type": "object"}"#).expect("kind");
-    std::fs::write(p.join("map.yaml"), "entries:\n  - { id: hello, plugin: hello, input: /spec, out: \"{name}\" }\n")
-        .expect("map");
     let digest = format!("blake3:{}", blake3::hash(&wasm).to_hex());
-    std::fs::write(
-        p.join("qpf.yaml"),
-        format!(
-            "version: 1\nschemas: [\"notes/*.yaml\"]\nkinds:\n  Note:\n    schema: note.schema.json\n    validators: [{{ plugin: hello, input: /spec }}]\nmap: map.yaml\noutput: out\nplugins:\n  hello: {{ path: hello.wasm, digest: \"{digest}\" }}\n"
-        ),
-    )
-    .expect("qpf.yaml");
+    support::note_project(
+        p,
+        "\n  Note:\n    schema: note.schema.json\n    validators: [{ plugin: hello, input: /spec }]",
+        &format!("\n  hello: {{ path: hello.wasm, digest: \"{digest}\" }}\n"),
+    );
     let out = qpf(&["validate", "--project", p.to_str().expect("utf-8"), "--format", "json"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let doc = json_of(&out);
