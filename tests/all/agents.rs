@@ -66,6 +66,7 @@ fn extracted() -> tempfile::TempDir {
     let p = project.path().to_str().expect("utf-8 path");
     let out = Command::new(support::qpf_bin())
         .args(["extract", "--project", p])
+        .env("QPF_RUN_SNAPSHOT", "off")
         .env("QPF_LOG", "warn")
         // The Python and JavaScript plugins take seconds to compile: compile them once per build.
         .env("QPF_COMPILED_CACHE", support::target_dir().join("qpf-test-compiled"))
@@ -334,6 +335,7 @@ fn a_broken_reference_in_an_agent_is_an_error_at_its_schema_line() {
         .expect("edit");
     let out = Command::new(support::qpf_bin())
         .args(["extract", "--project", p.to_str().expect("utf-8 path")])
+        .env("QPF_RUN_SNAPSHOT", "off")
         .env("QPF_COMPILED_CACHE", support::target_dir().join("qpf-test-compiled"))
         .output()
         .expect("qpf runs");

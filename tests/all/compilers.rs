@@ -18,7 +18,8 @@ fn artifacts(dir: &Path) -> Vec<PathBuf> {
 fn extract(project: &Path, compiled: &Path, compiler: Option<&str>, extra: &[&str]) -> Output {
     let mut command = std::process::Command::new(support::qpf_bin());
     command.args(["extract", "--project", project.to_str().unwrap()]).args(extra);
-    command.env("QPF_LOG", "warn").env("QPF_COMPILED_CACHE", compiled).env_remove("QPF_COMPILER");
+    command.env("QPF_LOG", "warn").env("QPF_RUN_SNAPSHOT", "off");
+    command.env("QPF_COMPILED_CACHE", compiled).env_remove("QPF_COMPILER");
     if let Some(c) = compiler {
         command.env("QPF_COMPILER", c);
     }

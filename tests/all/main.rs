@@ -25,6 +25,7 @@ mod sandbox;
 mod schema;
 mod serve;
 mod servers;
+mod snapshot;
 mod support;
 mod validate;
 mod watch;

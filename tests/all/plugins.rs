@@ -172,6 +172,7 @@ fn a_new_plugin_builds_passes_its_own_test_and_is_pushed_and_pulled_in_every_lan
     .expect("qpf.yaml");
     let out = Command::new(support::qpf_bin())
         .args(["extract", "--project", p.to_str().expect("utf-8"), "--report"])
+        .env("QPF_RUN_SNAPSHOT", "off")
         .arg(p.join("report.json"))
         .env("QPF_LOG", "warn")
         .env("QPF_PLUGIN_STORE", p.join(".store"))

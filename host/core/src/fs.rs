@@ -188,6 +188,12 @@ impl FileStat {
         Self::from_metadata(&meta)
     }
 
+    /// The stat of a folder at `path` (following links); `None` for anything else, or not on Unix.
+    pub fn of_dir(path: &Path) -> Option<FileStat> {
+        let meta = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_dir)?;
+        Self::from_metadata(&meta)
+    }
+
     #[cfg(unix)]
     fn from_metadata(meta: &std::fs::Metadata) -> Option<FileStat> {
         use std::os::unix::fs::MetadataExt;

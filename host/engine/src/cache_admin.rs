@@ -113,17 +113,30 @@ pub struct GcReport {
 
 /// Shrinks the invocation cache to at most `max_bytes`: removes the least recently used manifests
 /// (a hit refreshes a manifest's time), then every blob no remaining manifest references. Call
-/// with the exclusive lock held.
+/// with the exclusive lock held. `in_use` is the project's run snapshot ([`crate::snapshot`]):
+/// a replayed run opens no manifest, so the entries it stands for count as used when it was.
 ///
 /// # Errors
 /// I/O errors while deleting.
-pub fn gc(cache_root: &Path, max_bytes: u64) -> std::io::Result<GcReport> {
+pub fn gc(
+    cache_root: &Path,
+    max_bytes: u64,
+    in_use: Option<(std::collections::HashSet<String>, SystemTime)>,
+) -> std::io::Result<GcReport> {
     let inv = cache_root.join("invocations");
     let cache = LocalCache::new(&inv, &crate::secret::user_secret());
     let mut manifests = files(&inv.join("manifests"));
     let blobs = files(&inv.join("blobs"));
     let mut total: u64 = manifests.iter().chain(&blobs).map(|f| f.1).sum();
     let mut report = GcReport::default();
+    if let Some((keys, used)) = &in_use {
+        for (path, _, time) in &mut manifests {
+            let key = path.file_stem().map(|s| format!("blake3:{}", s.to_string_lossy())).unwrap_or_default();
+            if keys.contains(&key) {
+                *time = (*time).max(*used);
+            }
+        }
+    }
     manifests.sort_by_key(|f| f.2);
     let mut kept = Vec::new();
     for (path, size, _) in manifests {

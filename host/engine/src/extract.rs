@@ -266,6 +266,9 @@ pub struct Settings {
     /// Which compiler turns plugins into native code (default:
     /// [`crate::standalone::user_compiler`], `auto`).
     pub compiler: Option<crate::CompilerChoice>,
+    /// Leave a run snapshot after a complete run, so that the next run over the same files is
+    /// answered from it ([`crate::snapshot`]; the CLI's `qpf extract`). Default off.
+    pub run_snapshot: bool,
 }
 
 /// A loaded, planned project.
@@ -278,6 +281,8 @@ pub struct Engine {
     settings: Settings,
     /// How long [`Engine::load_with`] took: reading, resolving, validating and planning.
     load_us: u64,
+    /// The folders listed while looking for schemas (relative to the root), for the run snapshot.
+    walked_dirs: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -325,12 +330,12 @@ impl Engine {
         .then(|| output.clone())
         .into_iter()
         .collect();
-        let schemas =
-            SchemaSet::load_excluding(root, &project.file.schemas, &exclude, &kinds).map_err(EngineError::Invalid)?;
+        let walked = qpf_schema::walk(root, &project.file.schemas, &exclude).map_err(EngineError::Invalid)?;
+        let schemas = SchemaSet::from_files(root, &walked.files, &kinds).map_err(EngineError::Invalid)?;
         let plan = crate::plan::plan(&project, &schemas).map_err(EngineError::Invalid)?;
         let secret = settings.secret.unwrap_or_else(crate::secret::user_secret);
         let load_us = started.elapsed().as_micros() as u64;
-        Ok(Engine { project, schemas, plan, secret, settings, load_us })
+        Ok(Engine { project, schemas, plan, secret, settings, load_us, walked_dirs: walked.dirs })
     }
 
     /// The project's invocation cache (`.qpf/cache/invocations`), sealed with the user's secret.
@@ -371,6 +376,18 @@ impl Engine {
         }
         crate::standalone::user_compiled_cache()
             .unwrap_or_else(|| self.project.state_dir().join("cache").join("compiled"))
+    }
+
+    /// Every file a run reads besides the caches, and the lock: `qpf.yaml`, the map, the kinds'
+    /// JSON Schemas, the schemas and fragments, the plugins' components (absolute paths).
+    fn input_files(&self) -> Vec<PathBuf> {
+        let root = &self.project.root;
+        let file = &self.project.file;
+        let mut out = vec![root.join(LOCK_FILE), root.join(crate::project::PROJECT_FILE), root.join(&file.map)];
+        out.extend(file.kinds.values().map(|d| root.join(d.schema())));
+        out.extend(self.schemas.sources().files().map(|p| root.join(p)));
+        out.extend(file.plugins.values().map(|d| root.join(&d.path)));
+        out
     }
 
     /// Everything the output root must stay clear of (see [`crate::protect`]).
@@ -659,6 +676,7 @@ impl Engine {
                 remote: None,
                 shard: None,
                 warnings: Vec::new(),
+                replayed: false,
             });
         }
         let options = ExtractOptions { fail_fast: false, require_hits: false, shard: None, ..options.clone() };
@@ -690,7 +708,13 @@ impl Engine {
         };
         let scratch_options =
             scratch.as_ref().map(|d| ExtractOptions { out: Some(d.path().to_owned()), ..options.clone() });
-        let (_, output_shown, root) = self.open_output(scratch_options.as_ref().unwrap_or(options))?;
+        let (output_path, output_shown, root) = self.open_output(scratch_options.as_ref().unwrap_or(options))?;
+        if !dry {
+            // The last run's snapshot describes files this run may change: gone until it ends well.
+            if let Err(e) = crate::snapshot::remove(&self.project.root) {
+                tracing::warn!("cannot remove the run snapshot: {e}");
+            }
+        }
         // Files under the output root unchanged since they were hashed are not read again to
         // compare them with what a cache hit would write (see `stat_cache`).
         let root = match dry {
@@ -877,6 +901,20 @@ impl Engine {
             };
             ShardReport { marker, stored }
         });
+        let complete = commit.summary.failed == 0 && commit.summary.skipped == 0 && warnings.is_empty();
+        if !dry && complete && crate::snapshot::applies(&self.settings, options) {
+            let ran = crate::snapshot::Ran {
+                root: &self.project.root,
+                files: self.input_files(),
+                dirs: self.walked_dirs.iter().map(|d| self.project.root.join(d)).collect(),
+                output_root: &output_path,
+                output: &output_shown,
+                outputs: commit.lock.files.keys().cloned().collect(),
+                summary: &commit.summary,
+                records: &commit.records,
+            };
+            crate::snapshot::write(&ran, &self.settings, options, &self.secret);
+        }
         Ok(Report {
             format: REPORT_FORMAT,
             output: output_shown,
@@ -889,6 +927,7 @@ impl Engine {
             remote,
             shard,
             warnings,
+            replayed: false,
         })
     }
 }

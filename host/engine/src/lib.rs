@@ -84,6 +84,7 @@ pub mod report;
 mod scheduler;
 pub mod secret;
 pub mod shard;
+pub mod snapshot;
 mod spawner;
 pub mod standalone;
 mod stat_cache;

@@ -130,10 +130,14 @@ pub struct Report {
     pub shard: Option<crate::extract::ShardReport>,
     /// Problems that did not fail the run (for example a corrupted cache entry that was ignored).
     pub warnings: Vec<String>,
+    /// Nothing the last complete run read or wrote had changed: the run was answered from its
+    /// snapshot ([`crate::snapshot`]) without loading the project (present only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 /// Counts of a run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Invocations planned.
     pub invocations: usize,
@@ -184,7 +188,7 @@ pub struct InvocationReport {
 }
 
 /// A plugin's diagnostic, placed in the schema file when it points at a value.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DiagnosticReport {
     /// Severity.
     pub severity: Severity,
@@ -203,7 +207,7 @@ pub struct DiagnosticReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub excerpt: Option<String>,
     /// How the value reached the schema (imports, extends, `$ref`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub via: Vec<String>,
 }
 

@@ -49,6 +49,23 @@ pub fn user_compiler() -> crate::CompilerChoice {
     }
 }
 
+/// Whether `qpf extract` keeps and replays a run snapshot ([`crate::snapshot`]): `QPF_RUN_SNAPSHOT`
+/// `on` (the default) or `off` (every run loads the project and looks at every cache entry). An
+/// invalid value is a warning, and `on`.
+pub fn user_run_snapshot() -> bool {
+    match std::env::var("QPF_RUN_SNAPSHOT") {
+        Ok(text) => match text.trim() {
+            "" | "on" => true,
+            "off" => false,
+            other => {
+                tracing::warn!("QPF_RUN_SNAPSHOT: `{}` is not on or off; using on", qpf_core::text::escape(other));
+                true
+            }
+        },
+        Err(_) => true,
+    }
+}
+
 /// The user's cache base folder: `$XDG_CACHE_HOME`, else `~/.cache` (`None` without a home folder).
 pub(crate) fn user_cache_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")

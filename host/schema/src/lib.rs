@@ -28,4 +28,4 @@ pub use error::SchemaError;
 pub use kinds::KindRegistry;
 pub use provenance::{Origin, Provenance, Sources};
 pub use schema::{Metadata, Schema, SchemaDoc};
-pub use set::{SchemaSet, find_files, find_files_excluding};
+pub use set::{SchemaSet, Walked, find_files, find_files_excluding, walk};

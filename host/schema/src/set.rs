@@ -42,6 +42,25 @@ pub fn find_files_excluding(
     globs: &[String],
     exclude: &[PathBuf],
 ) -> Result<Vec<PathBuf>, Vec<SchemaError>> {
+    walk(root, globs, exclude).map(|w| w.files)
+}
+
+/// What [`walk`] found: the matching files and every folder it looked into.
+#[derive(Debug, Clone, Default)]
+pub struct Walked {
+    /// The files matching the globs, relative to the root, sorted.
+    pub files: Vec<PathBuf>,
+    /// Every folder listed, relative to the root (the root itself is the empty path), sorted: a
+    /// file added, removed or renamed in any of them changes its modification time, which is how
+    /// the engine's run snapshot knows the set of schema files did not change.
+    pub dirs: Vec<PathBuf>,
+}
+
+/// [`find_files_excluding`], also naming the folders it listed.
+///
+/// # Errors
+/// As [`find_files`].
+pub fn walk(root: &Path, globs: &[String], exclude: &[PathBuf]) -> Result<Walked, Vec<SchemaError>> {
     let mut builder = GlobSetBuilder::new();
     let mut errors = Vec::new();
     for g in globs {
@@ -56,6 +75,7 @@ pub fn find_files_excluding(
     let canonical_root = std::fs::canonicalize(root)
         .map_err(|e| vec![SchemaError::file(root, format!("cannot open the project: {e}"))])?;
     let mut files = Vec::new();
+    let mut dirs = Vec::new();
     let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter().filter_entry(|e| {
         e.depth() == 0
             || !(e.file_name().to_string_lossy().starts_with('.')
@@ -71,7 +91,11 @@ pub fn find_files_excluding(
             }
         };
         let Ok(rel) = entry.path().strip_prefix(root) else { continue };
-        if entry.file_type().is_dir() || !set.is_match(rel) {
+        if entry.file_type().is_dir() {
+            dirs.push(rel.to_owned());
+            continue;
+        }
+        if !set.is_match(rel) {
             continue;
         }
         if entry.path_is_symlink() {
@@ -92,7 +116,7 @@ pub fn find_files_excluding(
         }
         files.push(rel.to_owned());
     }
-    if errors.is_empty() { Ok(files) } else { Err(errors) }
+    if errors.is_empty() { Ok(Walked { files, dirs }) } else { Err(errors) }
 }
 
 impl SchemaSet {

@@ -108,6 +108,8 @@ fn run(store: &Store, tenant: &Tenant, gz: &[u8], dir: &Path, id: &str) -> Resul
         remote: None,
         // Not the service's environment: `auto`, the same for every tenant.
         compiler: Some(qpf_engine::CompilerChoice::Auto),
+        // Every request loads and runs: a tenant's project folder is made for it.
+        run_snapshot: false,
     };
     let engine = Engine::load_with(&project, settings).map_err(|e| invalid_project(&e))?;
     let spawnable = engine.project().map.entries.iter().flat_map(|e| e.spawn.plugins.iter().map(String::as_str));

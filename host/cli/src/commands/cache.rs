@@ -70,7 +70,8 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         }
         Command::Gc { max_size } => {
             let _lock = cache_admin::lock_exclusive(&root, &waiting).context("cannot lock the cache")?;
-            let r = cache_admin::gc(&root, *max_size).context("cannot trim the cache")?;
+            let in_use = qpf_engine::snapshot::keys_in_use(&project.root, &qpf_engine::secret::user_secret());
+            let r = cache_admin::gc(&root, *max_size, in_use).context("cannot trim the cache")?;
             if json {
                 crate::term::out_json(&r, false);
             } else {
@@ -86,6 +87,8 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         Command::Clear => {
             let _lock = cache_admin::lock_exclusive(&root, &waiting).context("cannot lock the cache")?;
             let freed = cache_admin::clear(&root, &compiled).context("cannot clear the cache")?;
+            // The last run's snapshot stands for entries that are gone: the next run runs.
+            qpf_engine::snapshot::remove(&project.root).context("cannot remove the run snapshot")?;
             if json {
                 crate::term::out_json(&serde_json::json!({"bytes_freed": freed}), false);
             } else {

@@ -123,15 +123,33 @@ fn remote(engine: &qpf_engine::Engine, args: &Args) -> Result<Option<qpf_engine:
 /// A missing or invalid project, a plugin that does not match its digest, an unusable output
 /// root, or an unwritable report.
 pub fn run(project: &Path, args: &Args) -> Result<Exit> {
-    // Never dropped: the process ends after this command, and freeing a big project's plan and
-    // report piece by piece would only delay the exit (about 0.2 s at 20,000 invocations).
-    let mut engine = std::mem::ManuallyDrop::new(crate::commands::load(project)?);
-    let remote = remote(&engine, args)?;
-    let writable_remote = remote.as_ref().is_some_and(|r| !r.read_only);
-    engine.set_remote(remote);
     let jobs =
         args.jobs.map(|j| j as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let shard = shard(args)?;
+    let options = ExtractOptions {
+        jobs,
+        out: args.out.clone(),
+        no_cache: args.no_cache,
+        fail_fast: args.fail_fast,
+        require_hits: args.require_hits,
+        shard,
+    };
+    let settings = qpf_engine::Settings {
+        run_snapshot: qpf_engine::standalone::user_run_snapshot(),
+        ..crate::commands::settings()
+    };
+    // Nothing the last complete run read or wrote changed: its answer, without loading.
+    if args.remote_cache.is_none()
+        && let Some(report) = qpf_engine::snapshot::replay(project, &settings, &options)
+    {
+        return finish(None, &std::mem::ManuallyDrop::new(report), args);
+    }
+    // Never dropped: the process ends after this command, and freeing a big project's plan and
+    // report piece by piece would only delay the exit (about 0.2 s at 20,000 invocations).
+    let mut engine = std::mem::ManuallyDrop::new(qpf_engine::Engine::load_with(project, settings)?);
+    let remote = remote(&engine, args)?;
+    let writable_remote = remote.as_ref().is_some_and(|r| !r.read_only);
+    engine.set_remote(remote);
     if shard.is_some() && args.no_cache {
         esay!("error: --shard stores its results in the remote cache, which --no-cache turns off");
         return Ok(Exit::Usage);
@@ -142,14 +160,6 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         );
         return Ok(Exit::Usage);
     }
-    let options = ExtractOptions {
-        jobs,
-        out: args.out.clone(),
-        no_cache: args.no_cache,
-        fail_fast: args.fail_fast,
-        require_hits: args.require_hits,
-        shard,
-    };
     let bar =
         if std::io::stderr().is_terminal() { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(
@@ -165,16 +175,26 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     };
     let report = std::mem::ManuallyDrop::new(engine.extract(&options, &on_event)?);
     bar.finish_and_clear();
+    finish(Some(&engine), &report, args)
+}
+
+/// Writes the report where asked, prints the diagnostics, failures and summary, and says how the
+/// run ended.
+fn finish(engine: Option<&qpf_engine::Engine>, report: &qpf_engine::report::Report, args: &Args) -> Result<Exit> {
     if let Some(path) = &args.report {
-        let mut json = serde_json::to_vec_pretty(&*report).context("cannot encode the report")?;
+        let mut json = serde_json::to_vec_pretty(report).context("cannot encode the report")?;
         json.push(b'\n');
         std::fs::write(path, json).with_context(|| format!("cannot write the report to `{}`", path.display()))?;
     }
-    crate::problems::print_diagnostics(&report);
+    crate::problems::print_diagnostics(report);
     let s = &report.summary;
-    crate::problems::print_failures(&report);
+    crate::problems::print_failures(report);
+    let took = match report.replayed {
+        true => "nothing changed since the last run".to_owned(),
+        false => format!("{} ms loading", report.load_us / 1000),
+    };
     say!(
-        "{} invocations ({} cached, {} run, {} failed), {} files written, {} unchanged{}, in {} ms ({} ms loading) -> {}",
+        "{} invocations ({} cached, {} run, {} failed), {} files written, {} unchanged{}, in {} ms ({took}) -> {}",
         s.invocations,
         s.hits,
         s.misses,
@@ -183,7 +203,6 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         s.files_unchanged,
         if s.files_removed > 0 { format!(", {} removed (no longer produced)", s.files_removed) } else { String::new() },
         (report.load_us + report.duration_us) / 1000,
-        report.load_us / 1000,
         report.output
     );
     if let Some(r) = &report.remote {
@@ -214,8 +233,8 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
         .iter()
         .filter(|i| i.error.as_ref().is_some_and(|e| e.kind == qpf_engine::report::FailureKind::NotCached))
         .count();
-    if not_cached > 0 {
-        explain_missing(&engine, &report, not_cached, args.shards);
+    if let (true, Some(engine)) = (not_cached > 0, engine) {
+        explain_missing(engine, report, not_cached, args.shards);
     }
     if s.skipped > 0 {
         let errors = || report.invocations.iter().filter_map(|i| i.error.as_ref());

@@ -22,11 +22,16 @@ use qpf_engine::{Engine, EngineError};
 /// # Errors
 /// As [`Engine::load_with`].
 pub fn load(project: &Path) -> Result<Engine, EngineError> {
-    let settings = qpf_engine::Settings {
+    Engine::load_with(project, settings())
+}
+
+/// The engine's settings for a command-line run: the user's caches and secret, `oci:` plugins
+/// fetched as the environment says.
+pub fn settings() -> qpf_engine::Settings {
+    qpf_engine::Settings {
         fetcher: Some(std::sync::Arc::new(plugin::oci::Fetcher::from_env())),
         ..qpf_engine::Settings::default()
-    };
-    Engine::load_with(project, settings)
+    }
 }
 
 /// `--format`.
