@@ -121,9 +121,19 @@ fn throughput(rt: &Runtime, plugin: &qpf_runtime::Plugin, threads: usize, calls_
     (threads * calls_per_thread) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// Runs `qpf` without the run snapshot (measured on its own: `snapshot_on`).
 fn qpf(args: &[&str]) {
+    qpf_snapshot(args, false);
+}
+
+/// Runs `qpf` with the run snapshot on or off (`QPF_RUN_SNAPSHOT`).
+fn qpf_snapshot(args: &[&str], snapshot_on: bool) {
     let bin = qpf_bin();
-    let out = std::process::Command::new(&bin).args(args).output().expect("qpf runs (build it first: ./dev build)");
+    let out = std::process::Command::new(&bin)
+        .args(args)
+        .env("QPF_RUN_SNAPSHOT", if snapshot_on { "on" } else { "off" })
+        .output()
+        .expect("qpf runs (build it first: ./dev build)");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -200,6 +210,21 @@ fn toggle(path: &Path, flip: bool) {
 /// One `qpf extract` of a generated project: wall time, the report's loading and run times, and
 /// the process's peak RSS (GNU time's `%M`, when `/usr/bin/time` exists).
 fn extract_once(project: &Path, extra: &[&str]) -> (Duration, u64, u64, Option<u64>) {
+    extract_measured(project, extra, false, false)
+}
+
+/// [`extract_once`] with the run snapshot on, which must answer the run (nothing changed).
+fn extract_replayed(project: &Path) -> (Duration, u64, u64, Option<u64>) {
+    extract_measured(project, &[], true, true)
+}
+
+/// `qpf extract` with the run snapshot on or off; whether the snapshot must answer the run.
+fn extract_measured(
+    project: &Path,
+    extra: &[&str],
+    snapshot_on: bool,
+    replay: bool,
+) -> (Duration, u64, u64, Option<u64>) {
     let report = project.join("report.json");
     let mut args: Vec<String> =
         ["extract", "--project", &project.to_string_lossy(), "--report", &report.to_string_lossy()]
@@ -215,6 +240,7 @@ fn extract_once(project: &Path, extra: &[&str]) -> (Duration, u64, u64, Option<u
     } else {
         std::process::Command::new(qpf_bin())
     };
+    command.env("QPF_RUN_SNAPSHOT", if snapshot_on { "on" } else { "off" });
     let started = Instant::now();
     let out = command.args(&args).output().expect("qpf runs");
     let wall = started.elapsed();
@@ -223,6 +249,7 @@ fn extract_once(project: &Path, extra: &[&str]) -> (Duration, u64, u64, Option<u
         .then(|| String::from_utf8_lossy(&out.stderr).lines().last().and_then(|l| l.trim().parse::<u64>().ok()))
         .flatten();
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON");
+    assert_eq!(r["replayed"] == true, replay, "replayed or not as expected");
     (wall, r["load_us"].as_u64().unwrap_or(0), r["duration_us"].as_u64().unwrap_or(0), rss)
 }
 
@@ -310,7 +337,11 @@ fn scale() {
             );
         };
         report("cold (--no-cache)", (0..samples).map(|_| extract_once(p, &["--no-cache"])).collect());
-        report("warm (all hits)", (0..samples).map(|_| extract_once(p, &[])).collect());
+        report("warm (all hits, snapshot off)", (0..samples).map(|_| extract_once(p, &[])).collect());
+        // A run leaves the snapshot once its files have settled (2 s); then nothing changed.
+        std::thread::sleep(Duration::from_millis(2_100));
+        qpf_snapshot(&["extract", "--project", &p.to_string_lossy()], true);
+        report("warm (nothing changed: snapshot replay)", (0..samples).map(|_| extract_replayed(p)).collect());
         let schema = p.join("probes/p00000.yaml");
         let original = std::fs::read_to_string(&schema).expect("schema");
         let mut flip = false;
@@ -319,10 +350,10 @@ fn scale() {
                 flip = !flip;
                 let text = if flip { original.replace("hello 0}", "hello 0 again}") } else { original.clone() };
                 std::fs::write(&schema, text).expect("write");
-                extract_once(p, &[])
+                extract_measured(p, &[], true, false)
             })
             .collect();
-        report("one schema changed", changed);
+        report("one schema changed (snapshot on)", changed);
     }
 }
 
@@ -550,7 +581,12 @@ fn main() {
         println!("{:<52} {:>12}", "example project: cold (compiled cache warm)", fmt(cold));
         qpf(&["extract", "--project", p]);
         let warm = measure(20, || qpf(&["extract", "--project", p]));
-        println!("{:<52} {:>12}", "example project: warm (nothing changed)", fmt(warm));
+        println!("{:<52} {:>12}", "example project: warm (all hits, snapshot off)", fmt(warm));
+        std::thread::sleep(Duration::from_millis(2_100));
+        qpf_snapshot(&["extract", "--project", p], true);
+        assert!(project.path().join(".qpf/run-snapshot").is_file(), "a settled run leaves the snapshot");
+        let replay = measure(20, || qpf_snapshot(&["extract", "--project", p], true));
+        println!("{:<52} {:>12}", "example project: warm (nothing changed: replay)", fmt(replay));
         let schema = project.path().join("agents/monitor.yaml");
         let original = std::fs::read_to_string(&schema).expect("schema");
         let mut flip = false;
