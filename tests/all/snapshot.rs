@@ -181,6 +181,21 @@ fn a_changed_project_file_lock_or_request_runs_again() {
     assert!(report["summary"]["files_written"].as_u64().expect("count") > 0, "{report}");
     runs_again(&|_| {}, &["--no-cache"], &[]);
     runs_again(&|_| {}, &[], &[("QPF_RUN_SNAPSHOT", "off")]);
+    // Another `qpf` executable (here the same bytes under another name) may plan differently.
+    let (tmp, _) = settled();
+    let bin = tempfile::tempdir().expect("tmp");
+    let other = bin.path().join("qpf");
+    if std::fs::hard_link(support::qpf_bin(), &other).is_err() {
+        std::fs::copy(support::qpf_bin(), &other).expect("copy qpf");
+    }
+    let out = std::process::Command::new(&other)
+        .args(["extract", "--project", tmp.path().to_str().expect("utf-8")])
+        .env("QPF_LOG", "warn")
+        .env_remove("QPF_RUN_SNAPSHOT")
+        .output()
+        .expect("qpf runs");
+    assert!(out.status.success(), "{}", support::show(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("nothing changed"), "{}", support::show(&out));
 }
 
 #[test]
