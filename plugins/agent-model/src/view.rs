@@ -660,10 +660,21 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
         .collect();
     // A memory store's and a sub-agent's URLs are settings too: their names share one namespace.
     // Those come first, so that the setting that takes such a name is the one reported.
-    let setting_names = memory
-        .iter()
-        .enumerate()
-        .map(|(i, m)| item("/memory", i, "the URL setting of memory store", &m.name, m.setting.clone()))
+    // The sub-agents' own settings (the shared Redis and the lease), when there are sub-agents.
+    let coordination =
+        ["subagents_redis_url", "subagents_lease_s"].into_iter().filter(|_| !subagents.is_empty()).map(|name| Named {
+            pointer: "/subagents".to_owned(),
+            what: "the sub-agents' setting",
+            name: name.to_owned(),
+            python: name.to_owned(),
+        });
+    let setting_names = coordination
+        .chain(
+            memory
+                .iter()
+                .enumerate()
+                .map(|(i, m)| item("/memory", i, "the URL setting of memory store", &m.name, m.setting.clone())),
+        )
         .chain(
             subagents
                 .iter()
@@ -679,6 +690,17 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
         .filter(|name| types.iter().flat_map(|t| &t.fields).any(|f| mentions(&f.annotation, name)))
         .map(|name| (*name).to_owned())
         .collect();
+    for (i, c) in capabilities.iter().enumerate() {
+        // The generated `Handlers` class has these methods besides one per capability.
+        if ["agent", "bind", "implemented", "run_subagent_task"].contains(&c.ident.as_str()) {
+            problem(
+                problems,
+                rules::RESERVED_NAME,
+                format!("/capabilities/{i}/name"),
+                format!("`{}` is a name the generated `Handlers` class uses; rename the capability", c.name),
+            );
+        }
+    }
     for (i, e) in errors.iter().enumerate() {
         if ["AgentError", "ErrorResponse"].contains(&e.class.as_str()) {
             problem(
@@ -1206,6 +1228,27 @@ mod tests {
         assert!(found[1].0 == "/settings/1/enum" && found[1].1.contains("secret"), "{found:?}");
         assert!(
             found[2].0 == "/settings/2/enum" && found[2].1.contains("`\"two\"` is not a value of type `integer`"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn names_the_generated_code_uses_are_refused_where_they_are_declared() {
+        let err = AgentView::from_request(&request(json!({
+            "description": "d",
+            "types": [{ "name": "T", "fields": [{ "name": "x", "type": "string" }] }],
+            "capabilities": [{ "name": "run_subagent_task", "input": "T", "output": "T" }],
+            "subagents": [{ "name": "worker", "agent": "worker" }],
+            "settings": [{ "name": "subagents_redis_url", "type": "string", "default": "" }]
+        })))
+        .unwrap_err();
+        let found: Vec<_> = err.diagnostics.iter().map(|d| (d.pointer.clone().unwrap(), d.message.clone())).collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().any(|(p, m)| p == "/capabilities/0/name" && m.contains("`Handlers` class")), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|(p, m)| p == "/settings/0/name" && m.contains("the sub-agents' setting `subagents_redis_url`")),
             "{found:?}"
         );
     }

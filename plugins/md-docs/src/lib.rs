@@ -126,12 +126,43 @@ fn openapi(agent: &AgentView) -> Value {
             "/subagents".into(),
             json!({ "get": operation("The declared sub-agents and how many of each run.", "subagents", json!({ "type": "array" })) }),
         );
-        let mut spawn = operation("Start a sub-agent on a task.", "subagents", json!({ "type": "object" }));
-        spawn["parameters"] =
-            json!([{ "name": "name", "in": "path", "required": true, "schema": { "type": "string", "enum": names } }]);
-        spawn["responses"]["404"] = json!({ "description": "No sub-agent has this name." });
-        spawn["responses"]["429"] = json!({ "description": "The sub-agent already runs `max_instances` times." });
+        let name =
+            json!({ "name": "name", "in": "path", "required": true, "schema": { "type": "string", "enum": names } });
+        let instance = json!({ "name": "instance", "in": "path", "required": true, "schema": { "type": "string" } });
+        let task_id = json!({ "name": "task_id", "in": "path", "required": true, "schema": { "type": "string" } });
+        let body = json!({ "content": json_body(json!({ "type": "object", "additionalProperties": true })) });
+        let not_running = json!({ "description": "No running sub-agent of this name has this id on this replica.", "content": error_body() });
+        let mut spawn =
+            operation("Start a sub-agent, on a first task if one is given.", "subagents", json!({ "type": "object" }));
+        spawn["parameters"] = json!([name]);
+        spawn["requestBody"] = json!({ "required": false, "content": body["content"] });
+        spawn["responses"]["404"] = json!({ "description": "No sub-agent has this name.", "content": error_body() });
+        spawn["responses"]["429"] = json!({ "description": "The sub-agent already runs `max_instances` times (across the replicas sharing a Redis).", "content": error_body() });
+        spawn["responses"]["503"] =
+            json!({ "description": "The remote sub-agent does not answer.", "content": error_body() });
         paths.insert("/subagents/{name}".into(), json!({ "post": spawn }));
+        let mut status = operation("A running sub-agent and its tasks.", "subagents", json!({ "type": "object" }));
+        status["parameters"] = json!([name, instance]);
+        status["responses"]["404"] = not_running.clone();
+        let mut stop = json!({ "summary": "Stop a sub-agent.", "tags": ["subagents"], "responses": { "204": { "description": "Stopped." } } });
+        stop["parameters"] = json!([name, instance]);
+        stop["responses"]["404"] = not_running.clone();
+        paths.insert("/subagents/{name}/{instance}".into(), json!({ "get": status, "delete": stop }));
+        let mut submit = json!({ "summary": "Deliver a task to a running sub-agent.", "tags": ["subagents"], "responses": { "202": { "description": "Queued: the task's id and state.", "content": json_body(json!({ "type": "object" })) } } });
+        submit["parameters"] = json!([name, instance]);
+        submit["requestBody"] = json!({ "required": true, "content": body["content"] });
+        submit["responses"]["404"] = not_running.clone();
+        submit["responses"]["429"] =
+            json!({ "description": "The sub-agent has too many tasks waiting.", "content": error_body() });
+        paths.insert("/subagents/{name}/{instance}/tasks".into(), json!({ "post": submit }));
+        let mut task = operation(
+            "A task delivered to a sub-agent: its state (queued, running, done, failed), result and error.",
+            "subagents",
+            json!({ "type": "object" }),
+        );
+        task["parameters"] = json!([name, instance, task_id]);
+        task["responses"]["404"] = json!({ "description": "No such sub-agent or task.", "content": error_body() });
+        paths.insert("/subagents/{name}/{instance}/tasks/{task_id}".into(), json!({ "get": task }));
     }
     if !agent.anomalies.is_empty() {
         let names: Vec<&str> = agent.anomalies.iter().map(|a| a.name.as_str()).collect();

@@ -101,6 +101,7 @@ def create_app(
     )
     handlers = handlers or team_handlers()
     handlers.bind(agent)
+    agent.subagents.bind(handlers.run_subagent_task)
     log.info("handlers bound", extra={"fields": {"implemented": handlers.implemented()}})
 
     @contextlib.asynccontextmanager

@@ -29,3 +29,7 @@ class Handlers(GeneratedHandlers):
     # async def status(self, body: models.Assignment) -> models.TaskStatus:
     #     """Report the state of a task."""
     #     return models.TaskStatus(...)
+
+    # async def run_subagent_task(self, subagent: str, task: dict[str, Any]) -> Any:
+    #     """Runs a task of an in-process sub-agent (trainer, auditor) and returns its result."""
+    #     return {"subagent": subagent, "done": task}

@@ -65,6 +65,15 @@ class Settings(BaseSettings):
         default=None,
         description="Base URL of the `auditor` sub-agent; in-process when unset (ORCHESTRATOR_SUBAGENT_AUDITOR_URL).",
     )
+    subagents_redis_url: str | None = Field(
+        default=None,
+        description="Redis shared by the replicas: each sub-agent's `max_instances` then counts across all of them; this process alone when unset (ORCHESTRATOR_SUBAGENTS_REDIS_URL).",
+    )
+    subagents_lease_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds a running sub-agent's place lasts without renewal (every third of it); a dead replica's places free up after it (ORCHESTRATOR_SUBAGENTS_LEASE_S).",
+    )
 
     @model_validator(mode="after")
     def _credentials_are_configured(self) -> Settings:

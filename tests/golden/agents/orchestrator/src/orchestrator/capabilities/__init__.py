@@ -46,6 +46,12 @@ class Handlers:
         """The capabilities this object overrides (the others answer 501)."""
         return [name for name in CAPABILITIES if getattr(type(self), name) is not getattr(Handlers, name)]
 
+    async def run_subagent_task(self, subagent: str, task: dict[str, Any]) -> Any:
+        """Runs a task delivered to an in-process sub-agent (one without a URL setting) and returns
+        its result (JSON). Not implemented here: such a task fails until `handlers.py` overrides it.
+        """
+        raise NotImplementedError(f"sub-agent {subagent!r}: `handlers.py` does not implement `run_subagent_task`")
+
     async def dispatch(self, body: models.Task) -> models.Assignment:
         """Assign a task to the best available agent.
 
