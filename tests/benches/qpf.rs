@@ -357,6 +357,52 @@ fn scale() {
     }
 }
 
+/// Spawn-to-first-task latency of the generated sub-agents (issue 18): the example's `orchestrator`
+/// service runs its own benchmark (`tests/bench_subagents.py`, generated with its tests) in the
+/// tests' Python environment, with a real Redis for the limits across replicas.
+fn subagents() {
+    let project = example_project();
+    let p = project.path();
+    qpf(&["extract", "--project", &p.to_string_lossy()]);
+    // The tests' environment (tests/all/agents.rs makes the same one, stamped with its requirements).
+    let venv = target_dir().join("e2e-venv");
+    if !venv.join("bin/python").is_file() {
+        let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/requirements.txt");
+        let ok =
+            std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success())
+                && std::process::Command::new(venv.join("bin/python"))
+                    .args(["-m", "pip", "install", "--quiet", "-r"])
+                    .arg(&requirements)
+                    .status()
+                    .is_ok_and(|s| s.success());
+        assert!(ok, "cannot make the Python environment {}", venv.display());
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a port").port();
+    let mut redis = std::process::Command::new("timeout")
+        .args(["300", "redis-server", "--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
+        .args(["--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (./dev tools installs it)");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let service = p.join("out/orchestrator");
+    let out = std::process::Command::new(venv.join("bin/python"))
+        .args(["tests/bench_subagents.py", "500"])
+        .current_dir(&service)
+        .env("PYTHONPATH", service.join("src"))
+        .env("TEST_REDIS_URL", format!("redis://127.0.0.1:{port}/0"))
+        .output()
+        .expect("python runs");
+    let _ = std::process::Command::new("kill").arg(redis.id().to_string()).status();
+    let _ = redis.wait();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
 /// What `qpf validate` costs (issue 16), the compiled cache warm: on the example (5 agents) and on
 /// 1,000 agents (the example's five copied 200 times), with the validators' results not cached
 /// (their invocation cache emptied before each run) and cached, and without validators (the
@@ -557,6 +603,10 @@ fn main() {
 
     if wanted("scale") {
         scale();
+    }
+
+    if wanted("subagents") {
+        subagents();
     }
 
     if wanted("floor") {

@@ -32,6 +32,11 @@ const SUBAGENTS: Template = Template {
     name: "test_subagents.py.j2",
     source: include_str!("../templates/test_subagents.py.j2"),
 };
+const SUBAGENTS_BENCH: Template = Template {
+    path: "tests/bench_subagents.py",
+    name: "bench_subagents.py.j2",
+    source: include_str!("../templates/bench_subagents.py.j2"),
+};
 const ANOMALIES: Template = Template {
     path: "tests/test_anomalies.py",
     name: "test_anomalies.py.j2",
@@ -85,6 +90,7 @@ impl Extractor for PyTests {
         let parts = [
             (&MEMORY, "memory/__init__.py", !agent.memory.is_empty()),
             (&SUBAGENTS, "subagents.py", !agent.subagents.is_empty()),
+            (&SUBAGENTS_BENCH, "subagents.py", !agent.subagents.is_empty()),
             (&ANOMALIES, "anomalies.py", !agent.anomalies.is_empty()),
             (&AUTH, "auth.py", true),
             (&BACKENDS, "memory/__init__.py", agent.memory.iter().any(|m| m.backend != "memory")),

@@ -172,8 +172,7 @@ def test_a_remote_subagent_is_checked_and_its_tasks_posted_to_its_capabilities()
         registry = SubagentRegistry({FIRST: "http://sub.test"}, transport=httpx.MockTransport(answer))
         handle = await registry.spawn(FIRST, {"capability": "train", "input": {"epochs": 2}})
         bad = registry.submit(handle.id, {"capability": "../admin"})
-        while bad.state in ("queued", "running"):
-            await asyncio.sleep(0.001)
+        await bad.finished.wait()
         first = next(iter(handle.tasks.values()))
         assert first.view()["result"] == {"echo": "/train"}
         assert bad.state == "failed" and "capability" in (bad.error or "")
@@ -250,8 +249,9 @@ def test_a_dead_replicas_places_free_up_when_its_leases_run_out() -> None:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
         handle = await alive.spawn(FIRST, {"after": "recovery"})
-        while next(iter(handle.tasks.values())).state != "done":
-            await asyncio.sleep(0.01)
+        first = next(iter(handle.tasks.values()))
+        await first.finished.wait()
+        assert first.state == "done"
         # A lease taken away (as if it had run out) stops its sub-agent at the next renewal.
         await alive._slots.release(FIRST, handle.id)
         while alive.running():

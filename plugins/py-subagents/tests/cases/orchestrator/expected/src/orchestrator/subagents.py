@@ -246,6 +246,8 @@ class TaskRecord:
     error: str | None = None
     queued_at: float = field(default_factory=time.monotonic)
     finished_at: float | None = None
+    # Set when it has finished (done or failed): `await record.finished.wait()`.
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     def view(self) -> dict[str, Any]:
         """What `GET .../tasks/<id>` answers."""
@@ -429,6 +431,7 @@ class SubagentRegistry:
                 log.warning("sub-agent task failed", extra={"fields": {"id": handle.id, "error": record.error}})
             finally:
                 record.finished_at = time.monotonic()
+                record.finished.set()
                 TASKS.labels(handle.name, record.state).inc()
 
     async def _run(self, handle: SubagentHandle, task: dict[str, Any]) -> Any:
