@@ -39,6 +39,9 @@ pub struct AgentView {
     pub memory: Vec<MemoryView>,
     /// Distinct backends of the memory stores, sorted.
     pub backends: Vec<String>,
+    /// Whether the service's replicas may coordinate through Redis (a swarm of capability tasks,
+    /// sub-agent limits): it then needs the `redis` extra even without a Redis memory store.
+    pub coordinates: bool,
     /// Sub-agents.
     pub subagents: Vec<SubagentView>,
     /// Anomaly types.
@@ -661,13 +664,20 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
     // A memory store's and a sub-agent's URLs are settings too: their names share one namespace.
     // Those come first, so that the setting that takes such a name is the one reported.
     // The sub-agents' own settings (the shared Redis and the lease), when there are sub-agents.
-    let coordination =
-        ["subagents_redis_url", "subagents_lease_s"].into_iter().filter(|_| !subagents.is_empty()).map(|name| Named {
-            pointer: "/subagents".to_owned(),
-            what: "the sub-agents' setting",
-            name: name.to_owned(),
-            python: name.to_owned(),
-        });
+    let (swarm, has_subagents) = (!capabilities.is_empty() || !subagents.is_empty(), !subagents.is_empty());
+    let coordination = [
+        ("swarm_redis_url", swarm),
+        ("swarm_reclaim_after_s", !capabilities.is_empty()),
+        ("subagents_lease_s", has_subagents),
+    ]
+    .into_iter()
+    .filter(|(_, generated)| *generated)
+    .map(|(name, _)| Named {
+        pointer: "/settings".to_owned(),
+        what: "the generated setting",
+        name: name.to_owned(),
+        python: name.to_owned(),
+    });
     let setting_names = coordination
         .chain(
             memory
@@ -692,7 +702,7 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
         .collect();
     for (i, c) in capabilities.iter().enumerate() {
         // The generated `Handlers` class has these methods besides one per capability.
-        if ["agent", "bind", "implemented", "run_subagent_task"].contains(&c.ident.as_str()) {
+        if ["agent", "bind", "implemented", "run_subagent_task", "run_swarm_task"].contains(&c.ident.as_str()) {
             problem(
                 problems,
                 rules::RESERVED_NAME,
@@ -727,6 +737,7 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
         errors,
         capabilities,
         memory,
+        coordinates: swarm,
         backends,
         subagents,
         anomalies,
@@ -1239,16 +1250,14 @@ mod tests {
             "types": [{ "name": "T", "fields": [{ "name": "x", "type": "string" }] }],
             "capabilities": [{ "name": "run_subagent_task", "input": "T", "output": "T" }],
             "subagents": [{ "name": "worker", "agent": "worker" }],
-            "settings": [{ "name": "subagents_redis_url", "type": "string", "default": "" }]
+            "settings": [{ "name": "swarm_redis_url", "type": "string", "default": "" }]
         })))
         .unwrap_err();
         let found: Vec<_> = err.diagnostics.iter().map(|d| (d.pointer.clone().unwrap(), d.message.clone())).collect();
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found.iter().any(|(p, m)| p == "/capabilities/0/name" && m.contains("`Handlers` class")), "{found:?}");
         assert!(
-            found
-                .iter()
-                .any(|(p, m)| p == "/settings/0/name" && m.contains("the sub-agents' setting `subagents_redis_url`")),
+            found.iter().any(|(p, m)| p == "/settings/0/name" && m.contains("the generated setting `swarm_redis_url`")),
             "{found:?}"
         );
     }

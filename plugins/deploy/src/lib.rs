@@ -149,7 +149,8 @@ impl Extractor for Deploy {
         let image = config.image.replace("{name}", &agent.name).replace("{version}", &agent.version);
         let mut extras: Vec<&str> = Vec::new();
         for (extra, backends) in [("postgres", &["postgres", "vector"][..]), ("redis", &["redis"]), ("s3", &["s3"])] {
-            if agent.backends.iter().any(|b| backends.contains(&b.as_str())) {
+            if agent.backends.iter().any(|b| backends.contains(&b.as_str())) || (extra == "redis" && agent.coordinates)
+            {
                 extras.push(extra);
             }
         }

@@ -164,6 +164,36 @@ fn openapi(agent: &AgentView) -> Value {
         task["responses"]["404"] = json!({ "description": "No such sub-agent or task.", "content": error_body() });
         paths.insert("/subagents/{name}/{instance}/tasks/{task_id}".into(), json!({ "get": task }));
     }
+    if !agent.capabilities.is_empty() {
+        let names: Vec<&str> = agent.capabilities.iter().map(|c| c.name.as_str()).collect();
+        let mut submit = json!({
+            "summary": "Queue a task for whichever replica is free.",
+            "tags": ["swarm"],
+            "parameters": [{ "name": "idempotency-key", "in": "header", "required": false, "schema": { "type": "string", "maxLength": 200 }, "description": "A repeated submission with the same key returns the first one's id." }],
+            "requestBody": { "required": true, "content": json_body(json!({
+                "type": "object",
+                "required": ["capability"],
+                "properties": { "capability": { "type": "string", "enum": names }, "input": { "type": "object" } }
+            })) },
+            "responses": { "202": { "description": "Queued: the task's id.", "content": json_body(json!({ "type": "object" })) } }
+        });
+        submit["responses"]["413"] =
+            json!({ "description": "The task is larger than 1 MiB of JSON.", "content": error_body() });
+        paths.insert("/swarm/tasks".into(), json!({ "post": submit }));
+        let mut task = operation(
+            "A swarm task: its state (queued, done, failed), result, error and the replica that ran it.",
+            "swarm",
+            json!({ "type": "object" }),
+        );
+        task["parameters"] =
+            json!([{ "name": "task_id", "in": "path", "required": true, "schema": { "type": "string" } }]);
+        task["responses"]["404"] = json!({ "description": "No swarm task has this id.", "content": error_body() });
+        paths.insert("/swarm/tasks/{task_id}".into(), json!({ "get": task }));
+        paths.insert(
+            "/swarm/members".into(),
+            json!({ "get": operation("The replicas taking part (a recent heartbeat).", "swarm", json!({ "type": "object" })) }),
+        );
+    }
     if !agent.anomalies.is_empty() {
         let names: Vec<&str> = agent.anomalies.iter().map(|a| a.name.as_str()).collect();
         let mut report =

@@ -27,7 +27,7 @@ fn extras(agent: &AgentView) -> Vec<(&'static str, Vec<&'static str>)> {
     if agent.backends.iter().any(|b| b == "postgres" || b == "vector") {
         out.push(("postgres", vec!["psycopg[binary,pool]>=3.1"]));
     }
-    if agent.backends.iter().any(|b| b == "redis") {
+    if agent.backends.iter().any(|b| b == "redis") || agent.coordinates {
         out.push(("redis", vec!["redis>=5"]));
     }
     if agent.backends.iter().any(|b| b == "s3") {
@@ -62,6 +62,7 @@ impl Extractor for PyApp {
             errors => module("errors.py"),
             memory => module("memory/__init__.py"),
             subagents => module("subagents.py"),
+            swarm => module("swarm.py"),
             anomalies => module("anomalies.py"),
             observability => module("observability.py"),
             operations => module("operations.py"),

@@ -37,6 +37,11 @@ const SUBAGENTS_BENCH: Template = Template {
     name: "bench_subagents.py.j2",
     source: include_str!("../templates/bench_subagents.py.j2"),
 };
+const SWARM: Template = Template {
+    path: "tests/test_swarm.py",
+    name: "test_swarm.py.j2",
+    source: include_str!("../templates/test_swarm.py.j2"),
+};
 const ANOMALIES: Template = Template {
     path: "tests/test_anomalies.py",
     name: "test_anomalies.py.j2",
@@ -91,6 +96,7 @@ impl Extractor for PyTests {
             (&MEMORY, "memory/__init__.py", !agent.memory.is_empty()),
             (&SUBAGENTS, "subagents.py", !agent.subagents.is_empty()),
             (&SUBAGENTS_BENCH, "subagents.py", !agent.subagents.is_empty()),
+            (&SWARM, "swarm.py", !agent.capabilities.is_empty()),
             (&ANOMALIES, "anomalies.py", !agent.anomalies.is_empty()),
             (&AUTH, "auth.py", true),
             (&BACKENDS, "memory/__init__.py", agent.memory.iter().any(|m| m.backend != "memory")),

@@ -65,9 +65,14 @@ class Settings(BaseSettings):
         default=None,
         description="Base URL of the `auditor` sub-agent; in-process when unset (ORCHESTRATOR_SUBAGENT_AUDITOR_URL).",
     )
-    subagents_redis_url: str | None = Field(
+    swarm_redis_url: str | None = Field(
         default=None,
-        description="Redis shared by the replicas: each sub-agent's `max_instances` then counts across all of them; this process alone when unset (ORCHESTRATOR_SUBAGENTS_REDIS_URL).",
+        description="Redis shared by the replicas: their shared task queue and each sub-agent's `max_instances`, counted across all of them; this process alone when unset (ORCHESTRATOR_SWARM_REDIS_URL).",
+    )
+    swarm_reclaim_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds without a heartbeat after which a replica counts as gone and the tasks it took go to the others (ORCHESTRATOR_SWARM_RECLAIM_AFTER_S).",
     )
     subagents_lease_s: float = Field(
         default=15.0,

@@ -11,7 +11,7 @@ time, and runs each (`POST /subagents/<name>` starts one, optionally on a first 
 answers, and a task `{"capability": C, "input": {...}}` is posted to its capability `/C`. Otherwise a
 task runs in-process, in `Handlers.run_subagent_task` of `handlers.py`.
 
-`max_instances` holds across every replica when `ORCHESTRATOR_SUBAGENTS_REDIS_URL` names a Redis
+`max_instances` holds across every replica when `ORCHESTRATOR_SWARM_REDIS_URL` names a Redis
 they share: each running sub-agent holds a lease in a sorted set (`orchestrator:subagents:<name>`,
 checked and taken atomically by a script on the server's clock), renewed every third of
 `ORCHESTRATOR_SUBAGENTS_LEASE_S`; a replica that dies frees its sub-agents' places when their
@@ -315,7 +315,7 @@ class SubagentRegistry:
     @classmethod
     def from_settings(cls, settings: Any, runner: Runner | None = None) -> SubagentRegistry:
         """A registry with the endpoints, the shared Redis and the lease the settings hold."""
-        url = settings.subagents_redis_url
+        url = settings.swarm_redis_url
         return cls(
             {
                 "trainer": settings.subagent_trainer_url,

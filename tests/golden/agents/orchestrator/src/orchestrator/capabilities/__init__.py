@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import fastapi
+import pydantic
 
 from .. import errors, models
 from .dispatch import router as dispatch_router
@@ -29,6 +30,12 @@ ROUTERS: list[fastapi.APIRouter] = [
 
 # The capabilities, by method name of `Handlers`.
 CAPABILITIES: tuple[str, ...] = ("dispatch", "status",)
+
+# Each capability by its schema name: its method of `Handlers` and its input type (swarm tasks).
+INPUTS: dict[str, tuple[str, type[pydantic.BaseModel]]] = {
+    "dispatch": ("dispatch", models.Task),
+    "status": ("status", models.Assignment),
+}
 
 
 class Handlers:
@@ -45,6 +52,19 @@ class Handlers:
     def implemented(self) -> list[str]:
         """The capabilities this object overrides (the others answer 501)."""
         return [name for name in CAPABILITIES if getattr(type(self), name) is not getattr(Handlers, name)]
+
+    async def run_swarm_task(self, task_id: str, task: dict[str, Any]) -> Any:
+        """Runs a swarm task `{"capability": C, "input": {...}}` as `POST /C` would: the input
+        validated against C's input type, the result as JSON. An unknown capability, an invalid
+        input or a capability not implemented fails the task with that error. (`task_id` is the
+        same on every delivery of the task: override this to use it as an idempotency key.)"""
+        capability = task.get("capability")
+        found = INPUTS.get(capability) if isinstance(capability, str) else None
+        if found is None:
+            raise ValueError(f"no capability is named {capability!r}")
+        method, model = found
+        result: pydantic.BaseModel = await getattr(self, method)(model.model_validate(task.get("input", {})))
+        return result.model_dump(mode="json", by_alias=True)
 
     async def run_subagent_task(self, subagent: str, task: dict[str, Any]) -> Any:
         """Runs a task delivered to an in-process sub-agent (one without a URL setting) and returns

@@ -55,6 +55,15 @@ class Settings(BaseSettings):
         default=None,
         description="URL of the `series` memory (memory); in-process when unset (MONITOR_MEMORY_SERIES_URL).",
     )
+    swarm_redis_url: str | None = Field(
+        default=None,
+        description="Redis shared by the replicas: their shared task queue; this process alone when unset (MONITOR_SWARM_REDIS_URL).",
+    )
+    swarm_reclaim_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds without a heartbeat after which a replica counts as gone and the tasks it took go to the others (MONITOR_SWARM_RECLAIM_AFTER_S).",
+    )
 
     @model_validator(mode="after")
     def _credentials_are_configured(self) -> Settings:
