@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod floor;
+mod recovery;
 mod remote;
 // The S3 server of the remote cache tests (this benchmark uses only part of it).
 #[allow(dead_code)]
@@ -357,6 +358,24 @@ fn scale() {
     }
 }
 
+/// The tests' Python environment (tests/all/agents.rs makes the same one, stamped with its
+/// requirements), made here when it is missing.
+fn e2e_venv() -> PathBuf {
+    let venv = target_dir().join("e2e-venv");
+    if !venv.join("bin/python").is_file() {
+        let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/requirements.txt");
+        let made = std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
+        let ok = made.is_ok_and(|s| s.success())
+            && std::process::Command::new(venv.join("bin/python"))
+                .args(["-m", "pip", "install", "--quiet", "-r"])
+                .arg(&requirements)
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(ok, "cannot make the Python environment {}", venv.display());
+    }
+    venv
+}
+
 /// Spawn-to-first-task latency of the generated sub-agents (issue 18): the example's `orchestrator`
 /// service runs its own benchmark (`tests/bench_subagents.py`, generated with its tests) in the
 /// tests' Python environment, with a real Redis for the limits across replicas.
@@ -364,19 +383,7 @@ fn subagents() {
     let project = example_project();
     let p = project.path();
     qpf(&["extract", "--project", &p.to_string_lossy()]);
-    // The tests' environment (tests/all/agents.rs makes the same one, stamped with its requirements).
-    let venv = target_dir().join("e2e-venv");
-    if !venv.join("bin/python").is_file() {
-        let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/requirements.txt");
-        let ok =
-            std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success())
-                && std::process::Command::new(venv.join("bin/python"))
-                    .args(["-m", "pip", "install", "--quiet", "-r"])
-                    .arg(&requirements)
-                    .status()
-                    .is_ok_and(|s| s.success());
-        assert!(ok, "cannot make the Python environment {}", venv.display());
-    }
+    let venv = e2e_venv();
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a port").port();
     let mut redis = std::process::Command::new("timeout")
         .args(["300", "redis-server", "--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
@@ -607,6 +614,12 @@ fn main() {
 
     if wanted("subagents") {
         subagents();
+    }
+
+    if wanted("recovery") {
+        let project = example_project();
+        qpf(&["extract", "--project", &project.path().to_string_lossy()]);
+        recovery::run(&e2e_venv(), &project.path().join("out/orchestrator"), fmt);
     }
 
     if wanted("floor") {

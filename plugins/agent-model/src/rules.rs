@@ -59,8 +59,14 @@ pub const MEMORY_OPTION: Rule = Rule {
     summary: "`ttl_seconds` is for `redis` stores only, and `dimensions` is given for `vector` stores and only for them.",
 };
 
+/// An anomaly's action or rule that cannot work.
+pub const ANOMALY_RULE: Rule = Rule {
+    id: "agent/anomaly-rule",
+    summary: "An anomaly with `action: spawn` names a declared sub-agent (and only such an anomaly names one), and a `when` rule has one of `above` and `below`, or none (then the SLO of its metric).",
+};
+
 /// Every rule, in the order the documentation lists them.
-pub const ALL: [Rule; 10] = [
+pub const ALL: [Rule; 11] = [
     UNKNOWN_TYPE,
     UNDECLARED_ERROR,
     NAME_COLLISION,
@@ -70,6 +76,7 @@ pub const ALL: [Rule; 10] = [
     SETTING_DEFAULT_TYPE,
     SETTING_VALUES,
     MEMORY_OPTION,
+    ANOMALY_RULE,
     SPEC,
 ];
 

@@ -162,9 +162,35 @@ pub struct Anomaly {
     pub description: String,
     /// `info`, `warning` or `critical`.
     pub severity: String,
-    /// `log`, `alert`, `restart` or `escalate`.
+    /// `log`, `alert`, `restart`, `escalate`, `shed`, `unready` or `spawn`.
     #[serde(default = "default_action")]
     pub action: String,
+    /// For `spawn`: the sub-agent to start.
+    #[serde(default)]
+    pub subagent: Option<String>,
+    /// The rule that raises it from the service's own metrics, if any.
+    #[serde(default)]
+    pub when: Option<When>,
+}
+
+/// A rule over the service's requests on a rolling window.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// `latency_p99_ms`, `error_rate` or `availability`.
+    pub metric: String,
+    /// Raised above this value.
+    #[serde(default)]
+    pub above: Option<f64>,
+    /// Raised below this value.
+    #[serde(default)]
+    pub below: Option<f64>,
+    /// The window in seconds (default 60).
+    #[serde(default)]
+    pub window_s: Option<u32>,
+    /// Requests the window needs before the rule is evaluated (default 20).
+    #[serde(default)]
+    pub min_requests: Option<u32>,
 }
 
 fn default_action() -> String {

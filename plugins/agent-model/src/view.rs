@@ -198,8 +198,27 @@ pub struct AnomalyView {
     pub description: String,
     /// `info`, `warning` or `critical`.
     pub severity: String,
-    /// `log`, `alert`, `restart` or `escalate`.
+    /// `log`, `alert`, `restart`, `escalate`, `shed`, `unready` or `spawn`.
     pub action: String,
+    /// For `spawn`: the sub-agent it starts.
+    pub subagent: Option<String>,
+    /// The rule that raises it, with its threshold resolved (from the SLOs when not given).
+    pub when: Option<WhenView>,
+}
+
+/// An anomaly's rule, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct WhenView {
+    /// `latency_p99_ms`, `error_rate` or `availability`.
+    pub metric: String,
+    /// `above` or `below`.
+    pub op: String,
+    /// The threshold.
+    pub threshold: f64,
+    /// Window in seconds.
+    pub window_s: u32,
+    /// Requests the window needs.
+    pub min_requests: u32,
 }
 
 /// A setting.
@@ -545,12 +564,70 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
     let anomalies: Vec<AnomalyView> = spec
         .anomalies
         .iter()
-        .map(|a| AnomalyView {
-            name: a.name.clone(),
-            ident: py_ident(&a.name),
-            description: a.description.clone(),
-            severity: a.severity.clone(),
-            action: a.action.clone(),
+        .enumerate()
+        .map(|(i, a)| {
+            let at = |field: &str| format!("/anomalies/{i}/{field}");
+            match (&a.subagent, a.action == "spawn") {
+                (None, true) => problem(
+                    problems,
+                    rules::ANOMALY_RULE,
+                    at("action"),
+                    format!("anomaly `{}` spawns a sub-agent: name it with `subagent`", a.name),
+                ),
+                (Some(s), true) if !spec.subagents.iter().any(|d| &d.name == s) => problem(
+                    problems,
+                    rules::ANOMALY_RULE,
+                    at("subagent"),
+                    format!(
+                        "anomaly `{}` spawns `{s}`, which is not a sub-agent of this agent{}",
+                        a.name,
+                        rules::suggest(s, spec.subagents.iter().map(|d| d.name.as_str()))
+                    ),
+                ),
+                (Some(_), false) => problem(
+                    problems,
+                    rules::ANOMALY_RULE,
+                    at("subagent"),
+                    format!("anomaly `{}` names a sub-agent but its action is `{}`, not `spawn`", a.name, a.action),
+                ),
+                _ => {}
+            }
+            let when = a.when.as_ref().and_then(|w| {
+                let (op, threshold) = match (w.above, w.below) {
+                    (Some(x), None) => ("above", x),
+                    (None, Some(x)) => ("below", x),
+                    (None, None) => match w.metric.as_str() {
+                        "latency_p99_ms" => ("above", spec.slos.latency_p99_ms as f64),
+                        "error_rate" => ("above", spec.slos.error_rate),
+                        _ => ("below", spec.slos.availability),
+                    },
+                    (Some(_), Some(_)) => {
+                        problem(
+                            problems,
+                            rules::ANOMALY_RULE,
+                            at("when"),
+                            format!("anomaly `{}`: give `above` or `below`, not both", a.name),
+                        );
+                        return None;
+                    }
+                };
+                Some(WhenView {
+                    metric: w.metric.clone(),
+                    op: op.to_owned(),
+                    threshold,
+                    window_s: w.window_s.unwrap_or(60),
+                    min_requests: w.min_requests.unwrap_or(20),
+                })
+            });
+            AnomalyView {
+                name: a.name.clone(),
+                ident: py_ident(&a.name),
+                description: a.description.clone(),
+                severity: a.severity.clone(),
+                action: a.action.clone(),
+                subagent: a.subagent.clone(),
+                when,
+            }
         })
         .collect();
     unique(
@@ -669,6 +746,9 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
         ("swarm_redis_url", swarm),
         ("swarm_reclaim_after_s", !capabilities.is_empty()),
         ("subagents_lease_s", has_subagents),
+        ("anomaly_webhook_url", !anomalies.is_empty()),
+        ("anomaly_hold_s", !anomalies.is_empty()),
+        ("anomaly_eval_s", !anomalies.is_empty()),
     ]
     .into_iter()
     .filter(|(_, generated)| *generated)
@@ -1260,5 +1340,45 @@ mod tests {
             found.iter().any(|(p, m)| p == "/settings/0/name" && m.contains("the generated setting `swarm_redis_url`")),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn anomaly_rules_resolve_their_slo_and_refuse_what_cannot_work() {
+        let view = AgentView::from_request(&request(json!({
+            "description": "d",
+            "subagents": [{ "name": "helper", "agent": "helper" }],
+            "slos": { "latency_p99_ms": 250, "error_rate": 0.02, "availability": 99.0 },
+            "anomalies": [
+                { "name": "slow", "severity": "warning", "action": "shed", "when": { "metric": "latency_p99_ms" } },
+                { "name": "down", "severity": "critical", "action": "unready", "when": { "metric": "availability", "below": 50, "window_s": 30 } },
+                { "name": "busy", "severity": "info", "action": "spawn", "subagent": "helper" }
+            ]
+        })))
+        .unwrap();
+        let slow = view.anomalies[0].when.as_ref().unwrap();
+        assert_eq!((slow.op.as_str(), slow.threshold, slow.window_s, slow.min_requests), ("above", 250.0, 60, 20));
+        let down = view.anomalies[1].when.as_ref().unwrap();
+        assert_eq!((down.op.as_str(), down.threshold, down.window_s), ("below", 50.0, 30));
+        assert_eq!(view.anomalies[2].subagent.as_deref(), Some("helper"));
+
+        let err = AgentView::from_request(&request(json!({
+            "description": "d",
+            "subagents": [{ "name": "helper", "agent": "helper" }],
+            "anomalies": [
+                { "name": "a", "severity": "info", "action": "spawn" },
+                { "name": "b", "severity": "info", "action": "spawn", "subagent": "helpr" },
+                { "name": "c", "severity": "info", "action": "alert", "subagent": "helper" },
+                { "name": "d", "severity": "info", "when": { "metric": "error_rate", "above": 0.1, "below": 0.2 } }
+            ]
+        })))
+        .unwrap_err();
+        let found: Vec<_> = err.diagnostics.iter().map(|d| (d.pointer.clone().unwrap(), d.message.clone())).collect();
+        let pointers: Vec<_> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            pointers,
+            ["/anomalies/0/action", "/anomalies/1/subagent", "/anomalies/2/subagent", "/anomalies/3/when"]
+        );
+        assert!(found[1].1.contains("(did you mean `helper`?)"), "{found:?}");
+        assert!(found.iter().all(|(_, m)| m.starts_with("[agent/anomaly-rule] ")), "{found:?}");
     }
 }

@@ -65,6 +65,20 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds without a heartbeat after which a replica counts as gone and the tasks it took go to the others (AUDITOR_SWARM_RECLAIM_AFTER_S).",
     )
+    anomaly_webhook_url: str | None = Field(
+        default=None,
+        description="Where `alert` anomalies are posted (JSON: agent, anomaly, severity, detail); only logged when unset (AUDITOR_ANOMALY_WEBHOOK_URL).",
+    )
+    anomaly_hold_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a `shed` or `unready` anomaly lasts after it was last raised (AUDITOR_ANOMALY_HOLD_S).",
+    )
+    anomaly_eval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between evaluations of the anomaly rules over the service's requests (AUDITOR_ANOMALY_EVAL_S).",
+    )
 
     @model_validator(mode="after")
     def _credentials_are_configured(self) -> Settings:

@@ -261,13 +261,18 @@ class Swarm:
             RUN.labels(state).inc()
 
     async def _consume(self) -> None:
+        # First the tasks delivered to this replica and not acknowledged (an error, a restarted
+        # Redis, cut its last run short), then new ones.
+        backlog = True
         while True:
             batches = await self._client.xreadgroup(
-                self._group, self.replica, {self._stream: ">"}, count=1, block=self._block_ms
+                self._group, self.replica, {self._stream: "0" if backlog else ">"}, count=1, block=self._block_ms
             )
-            for _, entries in batches or []:
-                for entry, fields in entries:
-                    await self._handle(entry, fields.get("id", ""))
+            entries = [e for _, found in batches or [] for e in found]
+            if backlog and not entries:
+                backlog = False
+            for entry, fields in entries:
+                await self._handle(entry, (fields or {}).get("id", ""))
 
     async def _handle(self, entry: str, task_id: str) -> None:
         """Runs a delivered task unless its outcome is already committed, then commits."""
