@@ -18,6 +18,7 @@ mod oci;
 mod plugins;
 mod reapi;
 mod recovery;
+mod registry;
 mod remote;
 mod report;
 mod s3;

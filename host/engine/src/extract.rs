@@ -269,6 +269,46 @@ pub struct Settings {
     /// Leave a run snapshot after a complete run, so that the next run over the same files is
     /// answered from it ([`crate::snapshot`]; the CLI's `qpf extract`). Default off.
     pub run_snapshot: bool,
+    /// Resolve registry fragments to the newest matching versions, not the ones the lock holds
+    /// (`qpf extract --update-registry`).
+    pub registry_update: bool,
+}
+
+/// Every schema file (`*.yaml`, `*.yml`) and folder of the registry folders `qpf.yaml` names,
+/// absolute and sorted; hidden entries are skipped, links are not followed.
+fn registry_files(root: &Path, registries: &[PathBuf]) -> Result<qpf_schema::Walked, Vec<SchemaError>> {
+    let mut found = qpf_schema::Walked::default();
+    let mut errors = Vec::new();
+    for declared in registries {
+        let dir = root.join(declared);
+        let dir = match std::fs::canonicalize(&dir) {
+            Ok(d) if d.is_dir() => d,
+            Ok(_) => {
+                errors
+                    .push(SchemaError::file("qpf.yaml", format!("registry `{}` is not a folder", declared.display())));
+                continue;
+            }
+            Err(e) => {
+                errors.push(SchemaError::file(
+                    "qpf.yaml",
+                    format!("registry `{}`: cannot open it: {e}", declared.display()),
+                ));
+                continue;
+            }
+        };
+        let walker = walkdir::WalkDir::new(&dir).follow_links(false).sort_by_file_name().into_iter();
+        for entry in walker.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')) {
+            match entry {
+                Ok(e) if e.file_type().is_dir() => found.dirs.push(e.into_path()),
+                Ok(e) if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "yaml" || x == "yml") => {
+                    found.files.push(e.into_path());
+                }
+                Ok(_) => {}
+                Err(e) => errors.push(SchemaError::file("qpf.yaml", format!("registry `{}`: {e}", declared.display()))),
+            }
+        }
+    }
+    if errors.is_empty() { Ok(found) } else { Err(errors) }
 }
 
 /// A loaded, planned project.
@@ -330,8 +370,18 @@ impl Engine {
         .then(|| output.clone())
         .into_iter()
         .collect();
-        let walked = qpf_schema::walk(root, &project.file.schemas, &exclude).map_err(EngineError::Invalid)?;
-        let schemas = SchemaSet::from_files(root, &walked.files, &kinds).map_err(EngineError::Invalid)?;
+        let mut walked = qpf_schema::walk(root, &project.file.schemas, &exclude).map_err(EngineError::Invalid)?;
+        let mut registry = registry_files(root, &project.file.registries).map_err(EngineError::Invalid)?;
+        walked.dirs.append(&mut registry.dirs);
+        let locked = match settings.registry_update {
+            true => BTreeMap::new(),
+            false => Lock::read(&root.join(LOCK_FILE))
+                .map(|l| l.registry.into_iter().filter_map(|(n, f)| Some((n, f.version.parse().ok()?))).collect())
+                .unwrap_or_default(),
+        };
+        let registry = qpf_schema::Registry { files: registry.files, locked };
+        let schemas = SchemaSet::from_files_with_registry(root, &walked.files, &registry, &kinds)
+            .map_err(EngineError::Invalid)?;
         let plan = crate::plan::plan(&project, &schemas).map_err(EngineError::Invalid)?;
         let secret = settings.secret.unwrap_or_else(crate::secret::user_secret);
         let load_us = started.elapsed().as_micros() as u64;
@@ -852,6 +902,20 @@ impl Engine {
                 commit.add(&child, worked, &place);
             }
         }
+        commit.lock.registry = self
+            .schemas
+            .registry_picks()
+            .iter()
+            .map(|(name, (version, file))| {
+                let digest = self.schemas.sources().text(file).map(|t| qpf_core::digest_of(t.as_bytes()));
+                let locked = crate::lock::LockedFragment {
+                    version: version.to_string(),
+                    file: file.display().to_string(),
+                    digest: digest.unwrap_or_default(),
+                };
+                (name.clone(), locked)
+            })
+            .collect();
         let removed = if dry {
             Vec::new()
         } else {

@@ -25,6 +25,21 @@ pub struct Lock {
     /// an invocation will run again.
     #[serde(default)]
     pub invocations: BTreeMap<String, InvocationInputs>,
+    /// The registry fragments the project's imports resolved to, by name: later runs keep these
+    /// versions while they exist and match (`qpf extract --update-registry` takes the newest).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub registry: BTreeMap<String, LockedFragment>,
+}
+
+/// A registry fragment in the lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedFragment {
+    /// Its version.
+    pub version: String,
+    /// Its file.
+    pub file: String,
+    /// `blake3:<hex>` of its bytes when it was read.
+    pub digest: String,
 }
 
 /// Digests of the parts of an invocation's key.
@@ -104,7 +119,13 @@ pub struct SpawnedBy {
 impl Lock {
     /// An empty lock for an output root.
     pub fn new(output: String) -> Self {
-        Lock { format: LOCK_FORMAT, output, files: BTreeMap::new(), invocations: BTreeMap::new() }
+        Lock {
+            format: LOCK_FORMAT,
+            output,
+            files: BTreeMap::new(),
+            invocations: BTreeMap::new(),
+            registry: BTreeMap::new(),
+        }
     }
 
     /// Reads the lock, or `None` when there is none or it cannot be parsed (a warning is logged;

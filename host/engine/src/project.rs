@@ -41,6 +41,10 @@ pub struct ProjectFile {
     /// A shared remote cache behind the local one (object storage; `--remote-cache` overrides).
     #[serde(default, rename = "remote-cache", skip_serializing_if = "Option::is_none")]
     pub remote_cache: Option<RemoteCacheDecl>,
+    /// Folders of fragments shared between projects (relative to the project or absolute): a
+    /// `name@range` import of a name no project schema has resolves among their schema files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<PathBuf>,
 }
 
 /// One kind in `qpf.yaml`: `Kind: path.schema.json`, or `Kind: { schema: PATH, validators: [...] }`.

@@ -147,6 +147,7 @@ pub(crate) struct Ran<'a> {
 /// run of the CLI (no remote cache, no shard, the cache on, no embedder's overrides).
 pub(crate) fn applies(settings: &Settings, options: &ExtractOptions) -> bool {
     settings.run_snapshot
+        && !settings.registry_update
         && settings.remote.is_none()
         && settings.plugin_paths.is_empty()
         && settings.ceilings.is_none()

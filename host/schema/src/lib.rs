@@ -28,4 +28,4 @@ pub use error::SchemaError;
 pub use kinds::KindRegistry;
 pub use provenance::{Origin, Provenance, Sources};
 pub use schema::{Metadata, Schema, SchemaDoc};
-pub use set::{SchemaSet, Walked, find_files, find_files_excluding, walk};
+pub use set::{Registry, SchemaSet, Walked, find_files, find_files_excluding, walk};

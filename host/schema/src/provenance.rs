@@ -83,6 +83,11 @@ impl Sources {
         self.texts.insert(file.to_owned(), text.to_owned());
     }
 
+    /// The text of a file read.
+    pub fn text(&self, file: &Path) -> Option<&str> {
+        self.texts.get(file).map(String::as_str)
+    }
+
     /// Every file read (relative to the project root): schemas and the fragments they import.
     pub fn files(&self) -> impl Iterator<Item = &Path> {
         self.texts.keys().map(PathBuf::as_path)

@@ -33,6 +33,13 @@ pub struct Resolver<'a> {
     /// scan them all (20 000 schemas made planning quadratic: 11 s).
     by_path: std::collections::HashMap<&'a Path, &'a RawDocument>,
     by_name: BTreeMap<&'a str, Vec<&'a RawDocument>>,
+    /// Documents of the registry folders, by name: candidates of a `name@range` import no project
+    /// document answers (their paths are absolute).
+    registry: BTreeMap<&'a str, Vec<&'a RawDocument>>,
+    /// The version the lock holds for a registry name: kept while it exists and matches the range.
+    locked: BTreeMap<String, semver::Version>,
+    /// What each registry name resolved to in this run.
+    picked: BTreeMap<String, (semver::Version, PathBuf)>,
     sources: &'a mut Sources,
     loaded: BTreeMap<PathBuf, RawDocument>,
     done: BTreeMap<PathBuf, Resolved>,
@@ -70,22 +77,47 @@ fn normalise(path: &Path) -> Option<PathBuf> {
 impl<'a> Resolver<'a> {
     /// A resolver for the project at `root` (canonical path) whose schema files are `project`.
     pub fn new(root: &Path, project: &'a [RawDocument], sources: &'a mut Sources) -> Self {
-        let mut by_path = std::collections::HashMap::with_capacity(project.len());
+        Self::with_registry(root, project, &[], BTreeMap::new(), sources)
+    }
+
+    /// [`Resolver::new`], with the documents of registry folders (absolute paths) that answer
+    /// `name@range` imports of names no project document has, preferring the `locked` versions.
+    pub fn with_registry(
+        root: &Path,
+        project: &'a [RawDocument],
+        registry: &'a [RawDocument],
+        locked: BTreeMap<String, semver::Version>,
+        sources: &'a mut Sources,
+    ) -> Self {
+        let mut by_path = std::collections::HashMap::with_capacity(project.len() + registry.len());
         let mut by_name: BTreeMap<&str, Vec<&RawDocument>> = BTreeMap::new();
         for d in project {
             // The first of two documents at one path wins, as the linear search did.
             by_path.entry(d.path.as_path()).or_insert(d);
             by_name.entry(d.name.as_str()).or_default().push(d);
         }
+        let mut by_registry_name: BTreeMap<&str, Vec<&RawDocument>> = BTreeMap::new();
+        for d in registry {
+            by_path.entry(d.path.as_path()).or_insert(d);
+            by_registry_name.entry(d.name.as_str()).or_default().push(d);
+        }
         Resolver {
             root: root.to_owned(),
             by_path,
             by_name,
+            registry: by_registry_name,
+            locked,
+            picked: BTreeMap::new(),
             sources,
             loaded: BTreeMap::new(),
             done: BTreeMap::new(),
             stack: Vec::new(),
         }
+    }
+
+    /// What each registry name resolved to (version and file), for the lock.
+    pub fn registry_picks(&self) -> &BTreeMap<String, (semver::Version, PathBuf)> {
+        &self.picked
     }
 
     fn find(&self, path: &Path) -> Option<&RawDocument> {
@@ -138,6 +170,13 @@ impl<'a> Resolver<'a> {
         alias: &str,
     ) -> Result<PathBuf, SchemaError> {
         match target {
+            ImportTarget::Path(rel) if doc.path.is_absolute() => Err(err_at(
+                origin,
+                format!(
+                    "import `{alias}`: `{}` is a path, and a registry fragment imports by `name@range` only",
+                    rel.display()
+                ),
+            )),
             ImportTarget::Path(rel) => {
                 let joined = doc.path.parent().unwrap_or(Path::new("")).join(rel);
                 let outside = || {
@@ -163,30 +202,55 @@ impl<'a> Resolver<'a> {
                 Ok(inside)
             }
             ImportTarget::Name { name, range } => {
-                let same_name: &[&RawDocument] = self.by_name.get(name.as_str()).map_or(&[], Vec::as_slice);
+                // The project's documents first; a name none of them has, from the registries.
+                let in_project = self.by_name.get(name.as_str()).filter(|d| !d.is_empty());
+                let from_registry = in_project.is_none();
+                let same_name: &[&RawDocument] =
+                    in_project.or_else(|| self.registry.get(name.as_str())).map_or(&[], Vec::as_slice);
                 let candidates: Vec<&RawDocument> =
                     same_name.iter().copied().filter(|d| range.matches(&d.version)).collect();
-                let best = candidates.iter().max_by(|a, b| a.version.cmp(&b.version)).ok_or_else(|| {
-                    let known: Vec<String> = same_name.iter().map(|d| d.version.to_string()).collect();
-                    err_at(
-                        origin,
-                        format!(
-                            "import `{alias}`: no schema `{name}` matches `{range}`{}",
-                            if known.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" (versions found: {})", known.join(", "))
-                            }
-                        ),
-                    )
-                })?;
+                // A registry name keeps its locked version while that still exists and matches.
+                let locked = self.locked.get(name.as_str()).filter(|_| from_registry);
+                let kept = locked.and_then(|v| candidates.iter().find(|d| &d.version == v));
+                let best =
+                    kept.or_else(|| candidates.iter().max_by(|a, b| a.version.cmp(&b.version))).ok_or_else(|| {
+                        let known: Vec<String> = same_name.iter().map(|d| d.version.to_string()).collect();
+                        err_at(
+                            origin,
+                            format!(
+                                "import `{alias}`: no schema `{name}` matches `{range}`{}",
+                                if known.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(" (versions found: {})", known.join(", "))
+                                }
+                            ),
+                        )
+                    })?;
                 if candidates.iter().any(|c| c.kind != best.kind && c.version == best.version) {
                     return Err(err_at(
                         origin,
                         format!("import `{alias}`: `{name}` is ambiguous: more than one kind has that name"),
                     ));
                 }
-                Ok(best.path.clone())
+                let path = best.path.clone();
+                if from_registry {
+                    let version = best.version.clone();
+                    match self.picked.get(name.as_str()) {
+                        Some((v, p)) if (v, p) != (&version, &path) => {
+                            return Err(err_at(
+                                origin,
+                                format!(
+                                    "import `{alias}`: registry fragment `{name}` is imported at {version} here and at {v} elsewhere in the project; a name resolves to one version per project"
+                                ),
+                            ));
+                        }
+                        _ => {
+                            self.picked.insert(name.clone(), (version, path.clone()));
+                        }
+                    }
+                }
+                Ok(path)
             }
         }
     }

@@ -20,6 +20,17 @@ use crate::{Schema, SchemaDoc, SchemaError};
 pub struct SchemaSet {
     schemas: BTreeMap<String, Schema>,
     sources: Sources,
+    /// Registry fragments the imports resolved to: name → (version, file).
+    registry_picks: BTreeMap<String, (semver::Version, PathBuf)>,
+}
+
+/// Shared fragments from registry folders, for [`SchemaSet::from_files_with_registry`].
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    /// Every schema file of the registry folders (absolute paths).
+    pub files: Vec<PathBuf>,
+    /// The version the lock holds for a fragment name (kept while it exists and matches).
+    pub locked: BTreeMap<String, semver::Version>,
 }
 
 /// Finds the files under `root` matching `globs`, sorted. Hidden folders (`.qpf`, `.git`) are
@@ -147,6 +158,22 @@ impl SchemaSet {
     /// # Errors
     /// Every problem found: bad files, duplicate ids, resolution and validation errors.
     pub fn from_files(root: &Path, files: &[PathBuf], kinds: &KindRegistry) -> Result<SchemaSet, Vec<SchemaError>> {
+        Self::from_files_with_registry(root, files, &Registry::default(), kinds)
+    }
+
+    /// [`SchemaSet::from_files`], with fragments shared through registry folders: a
+    /// `name@range` import of a name no project file has resolves among them (the locked version
+    /// while it exists and matches, else the highest matching one). They are not schemas of the
+    /// project themselves: only what imports them is extracted.
+    ///
+    /// # Errors
+    /// As [`SchemaSet::from_files`], and every registry file that does not parse.
+    pub fn from_files_with_registry(
+        root: &Path,
+        files: &[PathBuf],
+        registry: &Registry,
+        kinds: &KindRegistry,
+    ) -> Result<SchemaSet, Vec<SchemaError>> {
         let canonical_root = std::fs::canonicalize(root)
             .map_err(|e| vec![SchemaError::file(root, format!("cannot open the project: {e}"))])?;
         let mut files = files.to_vec();
@@ -154,18 +181,22 @@ impl SchemaSet {
         files.dedup();
         let mut sources = Sources::default();
         let docs = load_all(root, &files, &mut sources)?;
+        // Absolute paths: `root.join` leaves them as they are, and they show where the file is.
+        let shared = load_all(root, &registry.files, &mut sources)?;
         let mut errors = Vec::new();
         let mut schemas = BTreeMap::new();
         let mut resolved_all = Vec::new();
-        {
-            let mut resolver = Resolver::new(&canonical_root, &docs, &mut sources);
+        let registry_picks = {
+            let mut resolver =
+                Resolver::with_registry(&canonical_root, &docs, &shared, registry.locked.clone(), &mut sources);
             for doc in &docs {
                 match resolver.resolve(&doc.path) {
                     Ok(resolved) => resolved_all.push((doc.path.clone(), doc.id(), resolved)),
                     Err(e) => errors.push(e),
                 }
             }
-        }
+            resolver.registry_picks().clone()
+        };
         errors = errors.into_iter().map(|e| e.with_excerpt(&sources)).collect();
         // Each schema against its kind, on every core; the results are merged in file order.
         let checked: Vec<Checked> = resolved_all
@@ -190,7 +221,7 @@ impl SchemaSet {
                 }
             }
         }
-        if errors.is_empty() { Ok(SchemaSet { schemas, sources }) } else { Err(errors) }
+        if errors.is_empty() { Ok(SchemaSet { schemas, sources, registry_picks }) } else { Err(errors) }
     }
 
     /// Resolves one schema file (relative to `root`) in the context of the project's other schema
@@ -241,6 +272,11 @@ impl SchemaSet {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.schemas.is_empty()
+    }
+
+    /// The registry fragments the imports resolved to: name → (version, file).
+    pub fn registry_picks(&self) -> &BTreeMap<String, (semver::Version, PathBuf)> {
+        &self.registry_picks
     }
 
     /// The source texts of every file read (for quoting positions in messages).

@@ -51,6 +51,10 @@ pub struct Args {
     /// fails with kind `not-cached`.
     #[arg(long, conflicts_with = "shard")]
     require_hits: bool,
+    /// Resolve fragments from the registry folders (`registries` in qpf.yaml) to the newest
+    /// versions their imports allow, instead of the versions qpf.lock holds.
+    #[arg(long)]
+    update_registry: bool,
 }
 
 /// The shard of `--shard`: `I/N`, or `auto` from the CI's variables.
@@ -136,6 +140,7 @@ pub fn run(project: &Path, args: &Args) -> Result<Exit> {
     };
     let settings = qpf_engine::Settings {
         run_snapshot: qpf_engine::standalone::user_run_snapshot(),
+        registry_update: args.update_registry,
         ..crate::commands::settings()
     };
     // Nothing the last complete run read or wrote changed: its answer, without loading.

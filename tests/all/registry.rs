@@ -1,0 +1,140 @@
+//! Fragments shared between projects through registry folders (`registries` in `qpf.yaml`):
+//! a `name@range` import no project schema answers resolves among them, the version chosen is
+//! locked in `qpf.lock`, and `--update-registry` moves it.
+
+use std::path::Path;
+
+use crate::support;
+
+/// A fragment `base` at `version` whose spec's greeting is `text`.
+fn fragment(dir: &Path, version: &str, text: &str) {
+    std::fs::write(
+        dir.join(format!("base-{version}.yaml")),
+        format!("apiVersion: qpf.dev/v1\nkind: Fragment\nmetadata: {{ name: base, version: {version} }}\nspec: {{ greeting: {text} }}\n"),
+    )
+    .expect("fragment");
+}
+
+/// A one-probe project whose probe extends `base@^1` from the registry folder `registry`; the
+/// hostile guest echoes the probe's spec to `out/probe/echo.json`.
+fn project(dir: &Path, registry: &Path) {
+    let wasm = support::wasm("qpf_hostile");
+    std::fs::create_dir_all(dir.join("probes")).expect("mkdir");
+    std::fs::write(
+        dir.join("probes/probe.yaml"),
+        "apiVersion: qpf.dev/v1\nkind: Probe\nmetadata: { name: probe, version: 1.0.0 }\nimports: { base: base@^1 }\nextends: base\nspec: {}\n",
+    )
+    .expect("probe");
+    std::fs::write(dir.join("probe.schema.json"), support::PROBE_KIND).expect("kind");
+    std::fs::write(
+        dir.join("map.yaml"),
+        "entries:\n  - { id: echo, plugin: hostile, input: /spec, out: \"{name}\", config: { mode: echo } }\n",
+    )
+    .expect("map");
+    std::fs::write(
+        dir.join("qpf.yaml"),
+        format!(
+            "version: 1\nschemas: [\"probes/*.yaml\"]\nkinds: {{ Probe: probe.schema.json }}\nmap: map.yaml\noutput: out\nplugins:\n  hostile: {{ path: {:?}, digest: \"{}\" }}\nregistries: [{:?}]\n",
+            wasm.to_str().expect("utf-8"),
+            support::digest(&wasm),
+            registry.to_str().expect("utf-8"),
+        ),
+    )
+    .expect("qpf.yaml");
+}
+
+fn extract(p: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["extract", "--project", p.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    let out = support::qpf(&args);
+    assert!(out.status.success(), "{}", support::show(&out));
+    let echo: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.join("out/probe/echo.json")).expect("output")).expect("json");
+    echo["greeting"].as_str().expect("a greeting").to_owned()
+}
+
+fn locked(p: &Path) -> serde_json::Value {
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.join("qpf.lock")).expect("lock")).expect("json");
+    lock["registry"]["base"].clone()
+}
+
+#[test]
+fn a_registry_fragment_is_resolved_by_range_locked_and_updated_on_request() {
+    let registry = tempfile::tempdir().expect("tmp");
+    let r = registry.path();
+    fragment(r, "1.0.0", "one");
+    fragment(r, "1.1.0", "one-one");
+    fragment(r, "2.0.0", "two");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let p = tmp.path();
+    project(p, r);
+
+    // The newest version the range allows, recorded in the lock with its file and digest.
+    assert_eq!(extract(p, &[]), "one-one");
+    let lock = locked(p);
+    assert_eq!(lock["version"], "1.1.0");
+    let file = r.canonicalize().expect("canonical").join("base-1.1.0.yaml");
+    assert_eq!(lock["file"], file.to_str().expect("utf-8"));
+    assert_eq!(lock["digest"], support::digest(&file));
+
+    // A newer version in the registry changes nothing until asked for.
+    fragment(r, "1.2.0", "one-two");
+    assert_eq!(extract(p, &[]), "one-one");
+    assert_eq!(locked(p)["version"], "1.1.0");
+    assert_eq!(extract(p, &["--update-registry"]), "one-two");
+    assert_eq!(locked(p)["version"], "1.2.0");
+
+    // The locked version gone: the newest that matches, locked in turn.
+    std::fs::remove_file(r.join("base-1.2.0.yaml")).expect("remove");
+    assert_eq!(extract(p, &[]), "one-one");
+    assert_eq!(locked(p)["version"], "1.1.0");
+
+    // A project schema of the same name is preferred to the registry's.
+    std::fs::write(
+        p.join("probes/base.yaml"),
+        "apiVersion: qpf.dev/v1\nkind: Probe\nmetadata: { name: base, version: 1.5.0 }\nspec: { greeting: mine }\n",
+    )
+    .expect("project base");
+    assert_eq!(extract(p, &[]), "mine");
+    assert!(locked(p).is_null(), "nothing comes from the registry any more");
+}
+
+#[test]
+fn registry_problems_are_errors_naming_the_registry_or_the_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let p = tmp.path();
+    let missing = p.join("no-such-registry");
+    project(p, &missing);
+    let out = support::qpf(&["extract", "--project", p.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1), "{}", support::show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("registry `") && err.contains("no-such-registry") && err.contains("cannot open it"), "{err}");
+
+    let registry = tempfile::tempdir().expect("tmp");
+    let r = registry.path();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let p = tmp.path();
+    project(p, r);
+    std::fs::write(
+        r.join("base-1.0.0.yaml"),
+        "apiVersion: qpf.dev/v1\nkind: Fragment\nmetadata: { name: base, version: 1.0.0\nspec: {}\n",
+    )
+    .expect("broken");
+    let out = support::qpf(&["extract", "--project", p.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("base-1.0.0.yaml:"), "{}", support::show(&out));
+
+    std::fs::write(
+        r.join("base-1.0.0.yaml"),
+        "apiVersion: qpf.dev/v1\nkind: Fragment\nmetadata: { name: base, version: 1.0.0 }\nimports: { up: ../secret.yaml }\nspec: {}\n",
+    )
+    .expect("path import");
+    let out = support::qpf(&["extract", "--project", p.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("a registry fragment imports by `name@range` only"),
+        "{}",
+        support::show(&out)
+    );
+}
