@@ -221,10 +221,16 @@ impl FileStat {
     /// Whether the file was last modified long enough ago (2 s) for its times to identify its
     /// bytes; a stat recorded earlier than that is not to be trusted later.
     pub fn settled(&self) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
-        now - self.mtime_ns.max(self.ctime_ns) > SETTLE_NS
+        self.settled_before(std::time::SystemTime::now())
+    }
+
+    /// Whether the file was last modified (or its inode changed) more than 2 s before `time`: a
+    /// stat taken after a file was read that is settled before the read began proves that the
+    /// bytes read are the ones this stat identifies.
+    pub fn settled_before(&self, time: std::time::SystemTime) -> bool {
+        let at =
+            time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+        at - self.mtime_ns.max(self.ctime_ns) > SETTLE_NS
     }
 
     /// The fields as bytes, for a MAC.

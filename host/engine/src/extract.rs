@@ -323,6 +323,8 @@ pub struct Engine {
     load_us: u64,
     /// The folders listed while looking for schemas (relative to the root), for the run snapshot.
     walked_dirs: Vec<PathBuf>,
+    /// When loading began (the run snapshot's stats must be settled before it).
+    began: SystemTime,
 }
 
 impl std::fmt::Debug for Engine {
@@ -346,6 +348,7 @@ impl Engine {
     /// As [`Engine::load`]; a `plugin_paths` name the project does not declare is ignored.
     pub fn load_with(root: &Path, settings: Settings) -> Result<Engine, EngineError> {
         let started = Instant::now();
+        let began = SystemTime::now();
         let _span = tracing::info_span!("load_project", root = %root.display()).entered();
         let mut project = Project::load(root)?;
         for (name, path) in &settings.plugin_paths {
@@ -385,7 +388,7 @@ impl Engine {
         let plan = crate::plan::plan(&project, &schemas).map_err(EngineError::Invalid)?;
         let secret = settings.secret.unwrap_or_else(crate::secret::user_secret);
         let load_us = started.elapsed().as_micros() as u64;
-        Ok(Engine { project, schemas, plan, secret, settings, load_us, walked_dirs: walked.dirs })
+        Ok(Engine { project, schemas, plan, secret, settings, load_us, walked_dirs: walked.dirs, began })
     }
 
     /// The project's invocation cache (`.qpf/cache/invocations`), sealed with the user's secret.
@@ -969,6 +972,7 @@ impl Engine {
         if !dry && complete && crate::snapshot::applies(&self.settings, options) {
             let ran = crate::snapshot::Ran {
                 root: &self.project.root,
+                began: self.began,
                 files: self.input_files(),
                 dirs: self.walked_dirs.iter().map(|d| self.project.root.join(d)).collect(),
                 output_root: &output_path,

@@ -13,8 +13,9 @@
 //!
 //! Why a replay is the run's answer: the stats are [`FileStat`]s (device, inode, size,
 //! modification and change times to the nanosecond), which every write changes and user space
-//! cannot set back (see `stat_cache`); a snapshot is written only when every one of them has
-//! settled (2 s old), and sealed with a MAC under the user's secret over its bytes and the
+//! cannot set back (see `stat_cache`); a snapshot is written only when every one of them was
+//! last changed more than 2 s before the run began reading the project (the stats are taken at
+//! the end of the run: a file changed during the run has a later change time), and sealed with a MAC under the user's secret over its bytes and the
 //! project's folder. The plan is a function of those files and that build; the outputs on disk
 //! are the ones the lock names with these stats; so the run would find every invocation cached
 //! and every file up to date, which is what the replay reports (and appends to the audit log).
@@ -127,6 +128,8 @@ impl Record {
 pub(crate) struct Ran<'a> {
     /// The project's folder.
     pub root: &'a Path,
+    /// When the run began reading the project: every stat recorded must be settled before it.
+    pub began: std::time::SystemTime,
     /// The files it read (absolute).
     pub files: Vec<PathBuf>,
     /// The folders the schema search listed (absolute).
@@ -216,9 +219,12 @@ pub(crate) fn write(ran: &Ran<'_>, settings: &Settings, options: &ExtractOptions
     let _span = tracing::info_span!("write_run_snapshot").entered();
     let Some(root) = canonical(ran.root) else { return false };
     let Some(fingerprint) = fingerprint(&root, settings, options) else { return false };
-    // Every stat, settled: a file written in the last 2 s could change again in the same tick.
+    // Every stat, settled before the run began reading: the stats are taken now, after the files
+    // were read and the outputs compared, so a file changed meanwhile (its change time is then
+    // later than the start) is not recorded as what the run saw; and a file written in the 2 s
+    // before could change again in the same tick of a coarse clock.
     let settled = |path: &Path, stat: Option<FileStat>| {
-        let stat = stat.filter(FileStat::settled);
+        let stat = stat.filter(|s| s.settled_before(ran.began));
         if stat.is_none() {
             tracing::debug!(path = %path.display(), "no run snapshot: written in the last 2 s (or unreadable)");
         }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import fastapi
@@ -99,6 +100,22 @@ def test_reports_are_counted(client: TestClient) -> None:
     assert f'anomaly="{name}"' in client.get("/metrics").text
 
 
+def outcome_detail(name: str, spec: AnomalySpec) -> dict[str, Any]:
+    """The detail a rule's raise carries, for `breaching` requests only in the window."""
+    assert spec.when is not None
+    monitor = Monitor(AnomalyHandlers(clock=Clock()), clock=Clock())
+    for _ in range(spec.when.min_requests):
+        monitor.observe(*breaching(spec.when))
+    value, count = monitor.measure(spec.when.metric, spec.when.window_s)
+    return {
+        "metric": spec.when.metric,
+        "value": round(value, 6),
+        spec.when.op: spec.when.threshold,
+        "window_s": spec.when.window_s,
+        "requests": count,
+    }
+
+
 def breaching(rule: Rule, breach: bool = True) -> tuple[float, bool]:
     """A request (seconds, answered without a server error) that breaks `rule` (or keeps it)."""
     if rule.metric == "latency_p99_ms":
@@ -157,6 +174,14 @@ def test_a_raised_rule_takes_its_action(name: str, app: fastapi.FastAPI, auth_he
         posted.append(json.loads(request.content))
         return httpx.Response(204)
 
+    ran: list[tuple[str, dict[str, Any]]] = []
+
+    async def record(subagent: str, task: dict[str, Any]) -> Any:
+        ran.append((subagent, task))
+        return None
+
+    if spec.action is Action.SPAWN:
+        app.state.subagents.bind(record)
     clock = Clock()
     handlers = AnomalyHandlers(
         webhook_url="http://alerts.test/hook",
@@ -188,7 +213,12 @@ def test_a_raised_rule_takes_its_action(name: str, app: fastapi.FastAPI, auth_he
             clock.now += 31
             assert client.get("/ready").status_code == 200
         if spec.action is Action.SPAWN:
-            assert len(app.state.subagents.running(spec.subagent)) == 1
+            # The sub-agent runs the anomaly as its task, then gives its place back.
+            deadline = time.monotonic() + 10
+            while app.state.subagents.running(spec.subagent) or not ran:
+                assert time.monotonic() < deadline, (ran, app.state.subagents.running())
+                time.sleep(0.01)
+            assert ran == [(spec.subagent, {"anomaly": name, "detail": outcome_detail(name, spec)})]
 
 
 def test_the_service_measures_its_own_requests(client: TestClient, app: fastapi.FastAPI) -> None:

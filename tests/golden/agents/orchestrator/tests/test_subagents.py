@@ -139,9 +139,12 @@ def test_stopping_a_subagent_cancels_its_running_task() -> None:
     async def scenario() -> None:
         registry = SubagentRegistry(runner=echo)
         handle = await registry.spawn(FIRST, {"sleep": 60})
+        waiting = registry.submit(handle.id, {"after": "the long one"})
         while next(iter(handle.tasks.values())).state != "running":
             await asyncio.sleep(0.001)
         assert await registry.stop(handle.id) is True
+        await asyncio.wait_for(waiting.finished.wait(), 5)
+        assert (waiting.state, waiting.error) == ("failed", "the sub-agent ended before running it")
         assert await registry.stop(handle.id) is False
         assert handle.state == "stopped"
         assert next(iter(handle.tasks.values())).view()["error"] == "the sub-agent was stopped"

@@ -110,7 +110,8 @@ async def forget(url: str, namespace: str) -> None:
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(url)
-    keys = [key async for key in client.scan_iter(match=f"{namespace}:*")]
+    patterns = (namespace + ":*", "{" + namespace + "}:*")
+    keys = [key for pattern in patterns async for key in client.scan_iter(match=pattern)]
     if keys:
         await client.delete(*keys)
     await client.aclose()
@@ -240,12 +241,12 @@ def test_a_killed_replica_loses_no_task_and_no_outcome_is_committed_twice() -> N
             states = await wait_all(client, ids)
             assert [s["state"] for s in states] == ["done"] * 60, "no task is lost"
             assert [s["result"] for s in states] == [{"doubled": 2 * n} for n in range(60)]
-            commits = [await raw.hget(f"{namespace}:swarm:task:{i}", "commits") for i in ids]
+            commits = [await raw.hget("{" + namespace + "}:swarm:task:" + i, "commits") for i in ids]
             assert commits == ["1"] * 60, "each outcome is committed once"
             ran = await raw.lrange(f"{namespace}:ran", 0, -1)
             assert set(ran) == set(ids) and ran.count(taken) == 2, "the victim's task ran again elsewhere"
             assert (await client.status(taken) or {})["replica"] in ("one", "two")
-            pending = await raw.xpending(f"{namespace}:swarm:tasks", "replicas")
+            pending = await raw.xpending("{" + namespace + "}:swarm:tasks", "replicas")
             assert pending["pending"] == 0
             assert "victim" not in await client.members()
         finally:

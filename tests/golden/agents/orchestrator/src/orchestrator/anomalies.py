@@ -200,6 +200,8 @@ class AnomalyHandlers:
         self._clock = clock
         self._shed_until = -math.inf
         self._unready_until = -math.inf
+        # Sub-agents started by `spawn`, each stopped once it has run the anomaly's task.
+        self._spawned: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_settings(cls, settings: Any, subagents: Any = None) -> AnomalyHandlers:
@@ -252,21 +254,31 @@ class AnomalyHandlers:
             return True
         if spec.action is Action.SPAWN and self._subagents is not None and spec.subagent is not None:
             try:
-                await self._subagents.spawn(spec.subagent, {"anomaly": spec.name, "detail": detail})
-                return True
+                handle = await self._subagents.spawn(spec.subagent, {"anomaly": spec.name, "detail": detail})
             except Exception as exc:  # at its limit, or a remote sub-agent down: the raise is still logged
                 log.warning("anomaly %s: cannot spawn %s: %s", spec.name, spec.subagent, exc)
                 return False
+            # It runs the anomaly's task, then gives its place back.
+            task = asyncio.create_task(self._stop_after_first_task(handle), name=f"anomaly {spec.name}")
+            self._spawned.add(task)
+            task.add_done_callback(self._spawned.discard)
+            return True
         if spec.action is Action.ALERT and self._webhook_url:
             body = {"agent": "orchestrator", "anomaly": spec.name, "severity": spec.severity.value, "detail": detail}
             try:
                 async with httpx.AsyncClient(timeout=self._timeout_s, transport=self._transport) as client:
                     (await client.post(self._webhook_url, json=body)).raise_for_status()
                 return True
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 log.warning("anomaly %s: the alert webhook failed: %s", spec.name, exc)
                 return False
         return False
+
+    async def _stop_after_first_task(self, handle: Any) -> None:
+        with contextlib.suppress(Exception):
+            first = next(iter(handle.tasks.values()))
+            await first.finished.wait()
+            await self._subagents.stop(handle.id)
 
     async def on_error_budget_burn(self, detail: dict[str, Any] | None = None) -> AnomalyOutcome:
         """Errors consume the SLO's budget too fast."""
@@ -343,7 +355,6 @@ class Monitor:
                 continue
             if now - self._raised.get(spec.name, -math.inf) < self._handlers.hold_s:
                 continue
-            self._raised[spec.name] = now
             detail = {
                 "metric": spec.when.metric,
                 "value": round(value, 6),
@@ -351,7 +362,12 @@ class Monitor:
                 "window_s": spec.when.window_s,
                 "requests": count,
             }
-            outcomes.append(await self._handlers.handle(spec.name, detail))
+            try:
+                outcomes.append(await self._handlers.handle(spec.name, detail))
+            except Exception:  # a failing hook: the other rules are still evaluated, this one again next time
+                log.exception("anomaly %s: its action failed", spec.name)
+                continue
+            self._raised[spec.name] = now
         return outcomes
 
     async def _loop(self) -> None:

@@ -395,9 +395,13 @@ class SubagentRegistry:
         return True
 
     async def stop_all(self) -> None:
-        """Stops every sub-agent started here, and the lease renewals."""
+        """Stops every sub-agent started here, and the lease renewals (a place that cannot be
+        given back expires with its lease)."""
         for handle_id in list(self._running):
-            await self.stop(handle_id)
+            try:
+                await self.stop(handle_id)
+            except Exception as exc:
+                log.warning("sub-agent %s: cannot give its place back: %s", handle_id, exc)
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -413,6 +417,12 @@ class SubagentRegistry:
             handle.worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await handle.worker
+        # The tasks still waiting will not run: they fail, and whoever awaits them is told.
+        while not handle.queue.empty():
+            record = handle.queue.get_nowait()
+            record.state, record.error = "failed", "the sub-agent ended before running it"
+            record.finished_at = time.monotonic()
+            record.finished.set()
         ACTIVE.labels(handle.name).dec()
         log.info("sub-agent ended", extra={"fields": {"subagent": handle.name, "id": handle.id, "state": state}})
 
@@ -424,8 +434,11 @@ class SubagentRegistry:
                 record.result = await self._run(handle, record.task)
                 record.state = "done"
             except asyncio.CancelledError:
+                current = asyncio.current_task()
                 record.state, record.error = "failed", "the sub-agent was stopped"
-                raise
+                if current is not None and current.cancelling():
+                    raise
+                record.error = "CancelledError: a wait of the task was cancelled"  # not a stop: go on
             except Exception as exc:  # a task's failure is its own, never the worker's
                 record.state, record.error = "failed", f"{type(exc).__name__}: {exc}"
                 log.warning("sub-agent task failed", extra={"fields": {"id": handle.id, "error": record.error}})
@@ -448,14 +461,26 @@ class SubagentRegistry:
         return await self._runner(handle.name, task)
 
     async def _beat(self) -> None:
+        renewed = time.monotonic()
         while self._running:
             await asyncio.sleep(self._lease_s / 3)
-            for handle in list(self._running.values()):
-                if not await self._slots.renew(handle.name, handle.id):
-                    # Another replica may hold the place now: this one must not run on.
-                    log.error("sub-agent lease lost", extra={"fields": {"id": handle.id}})
-                    self._running.pop(handle.id, None)
-                    await self._end(handle, "lost")
+            try:
+                for handle in list(self._running.values()):
+                    if handle.id in self._running and not await self._slots.renew(handle.name, handle.id):
+                        # Another replica may hold the place now: this one must not run on.
+                        await self._lose(handle, "sub-agent lease lost")
+                renewed = time.monotonic()
+            except Exception as exc:  # Redis unreachable: retried at the next beat
+                log.warning("sub-agent leases: cannot renew them: %s", exc)
+                if time.monotonic() - renewed > self._lease_s:
+                    # Their leases have run out: other replicas may have taken the places.
+                    for handle in list(self._running.values()):
+                        await self._lose(handle, "sub-agent lease expired while the shared Redis was unreachable")
+
+    async def _lose(self, handle: SubagentHandle, why: str) -> None:
+        if self._running.pop(handle.id, None) is not None:
+            log.error(why, extra={"fields": {"id": handle.id}})
+            await self._end(handle, "lost")
 
 
 router = fastapi.APIRouter(prefix="/subagents", tags=["subagents"])

@@ -56,16 +56,34 @@ MAX_LOCAL_RECORDS = 10_000
 RETRY_S = 1.0
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
-# Records the outcome once and acknowledges the delivery: KEYS task hash, stream; ARGV group,
-# entry, state, result, error, replica. Returns 1 when this call committed it, 0 if it was already.
+# Records the outcome once and acknowledges (and deletes) the delivery: KEYS task hash, stream;
+# ARGV group, entry, state, result, error, replica. Returns 1 when this call committed it, 0 if
+# it was already (or the task's record expired). The keys share the `{namespace}` hash tag, so the
+# script also runs on a Redis Cluster.
 _COMMIT = (
     "local state = redis.call('HGET', KEYS[1], 'state') "
-    + "if state == 'done' or state == 'failed' then redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) return 0 end "
+    + "if (not state) or state == 'done' or state == 'failed' then "
+    + "redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) redis.call('XDEL', KEYS[2], ARGV[2]) return 0 end "
     + "redis.call('HSET', KEYS[1], 'state', ARGV[3], 'result', ARGV[4], 'error', ARGV[5], 'replica', ARGV[6]) "
     + "redis.call('HINCRBY', KEYS[1], 'commits', 1) "
-    + "redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) return 1"
+    + "redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) redis.call('XDEL', KEYS[2], ARGV[2]) return 1"
 )
-_BEAT = _NOW + "redis.call('ZADD', KEYS[1], now, ARGV[1]) redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2])) return now"
+# Queues a task, atomically with its idempotency key: KEYS task hash, stream, key (or the task
+# hash again when there is no key); ARGV id, task, keep (s), whether there is a key. Returns the
+# id of the task (the first one's for a repeated key).
+_SUBMIT = (
+    "if ARGV[4] == '1' then local first = redis.call('GET', KEYS[3]) if first then return first end "
+    + "redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3]) end "
+    + "redis.call('HSET', KEYS[1], 'state', 'queued', 'task', ARGV[2]) redis.call('EXPIRE', KEYS[1], ARGV[3]) "
+    + "redis.call('XADD', KEYS[2], '*', 'id', ARGV[1]) return ARGV[1]"
+)
+# Beats, and forgets members silent for ten reclaim periods.
+_BEAT = (
+    _NOW
+    + "redis.call('ZADD', KEYS[1], now, ARGV[1]) "
+    + "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2])) "
+    + "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2])) return now"
+)
 _ALIVE = _NOW + "return redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')"
 
 
@@ -86,10 +104,13 @@ class Swarm:
         self._runner = runner
         self._reclaim_ms = max(1, int(reclaim_after_s * 1000))
         self._block_ms = block_ms
-        self._prefix = f"{namespace}:swarm"
+        # `{...}`: a Redis Cluster hash tag, so that a script's keys live in one slot.
+        self._prefix = "{" + namespace + "}:swarm"
         self._stream = f"{self._prefix}:tasks"
         self._group = "replicas"
         self._tasks: list[asyncio.Task[None]] = []
+        # Set when tasks were claimed for this replica: the worker reads its own backlog again.
+        self._claimed = asyncio.Event()
         # Without Redis: the queue and the records of this process.
         self._local: asyncio.Queue[str] | None = None
         self._records: dict[str, dict[str, Any]] = {}
@@ -102,6 +123,7 @@ class Swarm:
                 raise RuntimeError("a swarm across replicas needs redis: pip install 'orchestrator-agent[redis]'") from exc
             self._client = aioredis.Redis.from_url(url, decode_responses=True)
             self._commit = self._client.register_script(_COMMIT)
+            self._submit = self._client.register_script(_SUBMIT)
             self._beat = self._client.register_script(_BEAT)
             self._alive = self._client.register_script(_ALIVE)
 
@@ -176,7 +198,7 @@ class Swarm:
             raise ValueError(f"the task is {len(body)} bytes of JSON; at most {MAX_TASK_BYTES}")
         task_id = uuid.uuid4().hex
         if self._client is None:
-            if key is not None and key in self._keys:
+            if key is not None and self._keys.get(key) in self._records:
                 return self._keys[key]
             if key is not None:
                 self._keys[key] = task_id
@@ -185,22 +207,15 @@ class Swarm:
                 finished = [k for k, r in self._records.items() if r["state"] != "queued"]
                 for old in finished[: len(self._records) - MAX_LOCAL_RECORDS]:
                     del self._records[old]
+                self._keys = {k: v for k, v in self._keys.items() if v in self._records}
             if self._local is None:
                 self._local = asyncio.Queue()
             self._local.put_nowait(task_id)
             return task_id
-        if key is not None:
-            taken = await self._client.set(f"{self._prefix}:key:{key}", task_id, nx=True, ex=KEEP_S)
-            if not taken:
-                existing = await self._client.get(f"{self._prefix}:key:{key}")
-                if existing:
-                    return str(existing)
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hset(self._task_key(task_id), mapping={"state": "queued", "task": body})
-            pipe.expire(self._task_key(task_id), KEEP_S)
-            pipe.xadd(self._stream, {"id": task_id})
-            await pipe.execute()
-        return task_id
+        task_key = self._task_key(task_id)
+        keys = [task_key, self._stream, f"{self._prefix}:key:{key}" if key is not None else task_key]
+        first = await self._submit(keys=keys, args=[task_id, body, KEEP_S, "1" if key is not None else "0"])
+        return str(first)
 
     async def status(self, task_id: str) -> dict[str, Any] | None:
         """A task's state (`queued`, `done` or `failed`), result, error and the replica that ran it."""
@@ -246,8 +261,11 @@ class Swarm:
                 raise NotImplementedError("no runner: create_app binds `Handlers.run_swarm_task`")
             result = await self._runner(task_id, json.loads(body))
             return "done", json.dumps(result, sort_keys=True), ""
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the swarm stops
+            return "failed", "", f"CancelledError: {exc}"  # the handler's own cancelled wait
         except Exception as exc:  # a task's failure is its own, never the worker's
             return "failed", "", f"{type(exc).__name__}: {exc}"
 
@@ -265,6 +283,9 @@ class Swarm:
         # Redis, cut its last run short), then new ones.
         backlog = True
         while True:
+            if self._claimed.is_set():
+                self._claimed.clear()
+                backlog = True
             batches = await self._client.xreadgroup(
                 self._group, self.replica, {self._stream: "0" if backlog else ">"}, count=1, block=self._block_ms
             )
@@ -288,21 +309,29 @@ class Swarm:
         RUN.labels(state if committed else "duplicate").inc()
 
     async def _watch(self) -> None:
-        """Heartbeats, and claims the tasks pending with replicas that stopped beating."""
+        """Heartbeats, and claims the tasks pending with replicas that stopped beating (the worker
+        runs them: a long task never delays the heartbeat), forgetting those replicas."""
         while True:
             await asyncio.sleep(self._reclaim_ms / 3000)
             await self.heartbeat()
             alive = set(await self.members())
-            pending = await self._client.xpending_range(
-                self._stream, self._group, min="-", max="+", count=100, idle=self._reclaim_ms
-            )
-            gone = [p["message_id"] for p in pending if p["consumer"] not in alive]
-            if not gone:
-                continue
-            claimed = await self._client.xclaim(self._stream, self._group, self.replica, self._reclaim_ms, gone)
-            log.warning("swarm tasks reclaimed", extra={"fields": {"replica": self.replica, "count": len(claimed)}})
-            for entry, fields in claimed:
-                await self._handle(entry, (fields or {}).get("id", ""))
+            for consumer in await self._client.xinfo_consumers(self._stream, self._group):
+                name = str(consumer["name"])
+                if name in alive:
+                    continue
+                if int(consumer["pending"]) == 0:
+                    await self._client.xgroup_delconsumer(self._stream, self._group, name)
+                    continue
+                pending = await self._client.xpending_range(
+                    self._stream, self._group, min="-", max="+", count=100, consumername=name, idle=self._reclaim_ms
+                )
+                ids = [p["message_id"] for p in pending]
+                if ids:
+                    await self._client.xclaim(
+                        self._stream, self._group, self.replica, self._reclaim_ms, ids, justid=True
+                    )
+                    log.warning("swarm tasks reclaimed", extra={"fields": {"from": name, "count": len(ids)}})
+                    self._claimed.set()
 
 
 router = fastapi.APIRouter(prefix="/swarm", tags=["swarm"])
