@@ -279,3 +279,58 @@ fn cache_gc_keeps_the_entries_of_the_snapshot_it_stands_for() {
     }
     assert!(older.iter().any(|m| !m.exists()), "an older entry went first");
 }
+
+#[test]
+fn an_import_through_a_link_that_is_re_pointed_runs_again() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let p = tmp.path();
+    let wasm = support::wasm("qpf_hostile");
+    let write = |rel: &str, text: &str| {
+        let path = p.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    let fragment = |greeting: &str| {
+        format!(
+            "apiVersion: qpf.dev/v1\nkind: Fragment\nmetadata: {{ name: base, version: 1.0.0 }}\nspec: {{ greeting: {greeting} }}\n"
+        )
+    };
+    // The shared part lives in a hidden folder (not searched for schemas) behind a link.
+    write(".shared/v1.yaml", &fragment("one"));
+    write(".shared/v2.yaml", &fragment("two"));
+    std::os::unix::fs::symlink("v1.yaml", p.join(".shared/current.yaml")).expect("link");
+    write(
+        "probes/probe.yaml",
+        "apiVersion: qpf.dev/v1\nkind: Probe\nmetadata: { name: probe, version: 1.0.0 }\nimports: { base: ../.shared/current.yaml }\nextends: base\nspec: {}\n",
+    );
+    write("probe.schema.json", support::PROBE_KIND);
+    write(
+        "map.yaml",
+        "entries:\n  - { id: echo, plugin: hostile, input: /spec, out: \"{name}\", config: { mode: echo } }\n",
+    );
+    write(
+        "qpf.yaml",
+        &format!(
+            "version: 1\nschemas: [\"probes/*.yaml\"]\nkinds: {{ Probe: probe.schema.json }}\nmap: map.yaml\noutput: out\nplugins:\n  hostile: {{ path: {:?}, digest: \"{}\" }}\n",
+            wasm.to_str().expect("utf-8"),
+            support::digest(&wasm)
+        ),
+    );
+    let greeting = || -> serde_json::Value {
+        let echo: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(p.join("out/probe/echo.json")).expect("echo")).expect("json");
+        echo["greeting"].clone()
+    };
+    for _ in 0..2 {
+        std::thread::sleep(SETTLE);
+        let (out, _) = extract(p, &[], &[]);
+        assert!(out.status.success(), "{}", support::show(&out));
+    }
+    assert!(p.join(".qpf/run-snapshot").is_file());
+    assert_eq!(greeting(), "one");
+    std::fs::remove_file(p.join(".shared/current.yaml")).expect("unlink");
+    std::os::unix::fs::symlink("v2.yaml", p.join(".shared/current.yaml")).expect("link");
+    let (out, report) = extract(p, &[], &[]);
+    assert!(out.status.success() && !replayed(&report), "{}", support::show(&out));
+    assert_eq!(greeting(), "two");
+}

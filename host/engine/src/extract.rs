@@ -439,6 +439,8 @@ impl Engine {
         let mut out = vec![root.join(LOCK_FILE), root.join(crate::project::PROJECT_FILE), root.join(&file.map)];
         out.extend(file.kinds.values().map(|d| root.join(d.schema())));
         out.extend(self.schemas.sources().files().map(|p| root.join(p)));
+        // A link re-pointed to another file changes what its path (followed) stats as.
+        out.extend(self.schemas.linked_imports().iter().map(|p| root.join(p)));
         out.extend(file.plugins.values().map(|d| root.join(&d.path)));
         out
     }

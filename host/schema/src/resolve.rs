@@ -40,6 +40,9 @@ pub struct Resolver<'a> {
     locked: BTreeMap<String, semver::Version>,
     /// What each registry name resolved to in this run.
     picked: BTreeMap<String, (semver::Version, PathBuf)>,
+    /// Imports written as a path that reached their file through a symbolic link: the path as
+    /// written (relative to the root), which names a different file once the link is re-pointed.
+    linked: std::collections::BTreeSet<PathBuf>,
     sources: &'a mut Sources,
     loaded: BTreeMap<PathBuf, RawDocument>,
     done: BTreeMap<PathBuf, Resolved>,
@@ -108,11 +111,17 @@ impl<'a> Resolver<'a> {
             registry: by_registry_name,
             locked,
             picked: BTreeMap::new(),
+            linked: std::collections::BTreeSet::new(),
             sources,
             loaded: BTreeMap::new(),
             done: BTreeMap::new(),
             stack: Vec::new(),
         }
+    }
+
+    /// Import paths that went through a symbolic link, as written (relative to the root).
+    pub fn linked_imports(&self) -> &std::collections::BTreeSet<PathBuf> {
+        &self.linked
     }
 
     /// What each registry name resolved to (version and file), for the lock.
@@ -194,6 +203,9 @@ impl<'a> Resolver<'a> {
                     err_at(origin, format!("import `{alias}`: cannot open `{}`: {e}", normal.display()))
                 })?;
                 let inside = canonical.strip_prefix(&self.root).map_err(|_| outside())?.to_owned();
+                if inside != normal {
+                    self.linked.insert(normal.clone());
+                }
                 if self.find(&inside).is_none() {
                     let (raw, text) = load_document(&canonical, &inside)?;
                     self.sources.add(&inside, &text);

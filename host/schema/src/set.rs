@@ -22,6 +22,8 @@ pub struct SchemaSet {
     sources: Sources,
     /// Registry fragments the imports resolved to: name → (version, file).
     registry_picks: BTreeMap<String, (semver::Version, PathBuf)>,
+    /// Imports that reached their file through a symbolic link, as written.
+    linked_imports: Vec<PathBuf>,
 }
 
 /// Shared fragments from registry folders, for [`SchemaSet::from_files_with_registry`].
@@ -186,7 +188,7 @@ impl SchemaSet {
         let mut errors = Vec::new();
         let mut schemas = BTreeMap::new();
         let mut resolved_all = Vec::new();
-        let registry_picks = {
+        let (registry_picks, linked_imports) = {
             let mut resolver =
                 Resolver::with_registry(&canonical_root, &docs, &shared, registry.locked.clone(), &mut sources);
             for doc in &docs {
@@ -195,7 +197,7 @@ impl SchemaSet {
                     Err(e) => errors.push(e),
                 }
             }
-            resolver.registry_picks().clone()
+            (resolver.registry_picks().clone(), resolver.linked_imports().iter().cloned().collect())
         };
         errors = errors.into_iter().map(|e| e.with_excerpt(&sources)).collect();
         // Each schema against its kind, on every core; the results are merged in file order.
@@ -221,7 +223,7 @@ impl SchemaSet {
                 }
             }
         }
-        if errors.is_empty() { Ok(SchemaSet { schemas, sources, registry_picks }) } else { Err(errors) }
+        if errors.is_empty() { Ok(SchemaSet { schemas, sources, registry_picks, linked_imports }) } else { Err(errors) }
     }
 
     /// Resolves one schema file (relative to `root`) in the context of the project's other schema
@@ -272,6 +274,12 @@ impl SchemaSet {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.schemas.is_empty()
+    }
+
+    /// Imports that reached their file through a symbolic link, as written (relative to the root):
+    /// re-pointing the link changes what they read.
+    pub fn linked_imports(&self) -> &[PathBuf] {
+        &self.linked_imports
     }
 
     /// The registry fragments the imports resolved to: name → (version, file).
