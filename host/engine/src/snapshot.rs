@@ -53,14 +53,10 @@ struct Body {
     fingerprint: String,
     /// [`Report::output`].
     output: String,
-    /// The output root.
-    output_root: PathBuf,
-    /// Files the run read, and the lock (absolute paths).
+    /// Files the run read, the lock, and the files the lock names (absolute paths).
     files: Vec<(PathBuf, FileStat)>,
     /// Folders the schema search listed (absolute paths).
     dirs: Vec<(PathBuf, FileStat)>,
-    /// The files the lock names, relative to the output root.
-    outputs: Vec<(String, FileStat)>,
     /// The run's counts.
     summary: Summary,
     /// Every invocation, in the report's order.
@@ -223,36 +219,25 @@ pub(crate) fn write(ran: &Ran<'_>, settings: &Settings, options: &ExtractOptions
     // were read and the outputs compared, so a file changed meanwhile (its change time is then
     // later than the start) is not recorded as what the run saw; and a file written in the 2 s
     // before could change again in the same tick of a coarse clock.
-    let settled = |path: &Path, stat: Option<FileStat>| {
-        let stat = stat.filter(|s| s.settled_before(ran.began));
-        if stat.is_none() {
-            tracing::debug!(path = %path.display(), "no run snapshot: written in the last 2 s (or unreadable)");
-        }
-        stat
+    let settled = |paths: &mut dyn Iterator<Item = PathBuf>, stat: fn(&Path) -> Option<FileStat>| {
+        paths
+            .map(|path| match stat(&path).filter(|s| s.settled_before(ran.began)) {
+                Some(s) => Some((path, s)),
+                None => {
+                    tracing::debug!(path = %path.display(), "no run snapshot: changed since the run began (or unreadable)");
+                    None
+                }
+            })
+            .collect::<Option<Vec<_>>>()
     };
-    let mut files = Vec::with_capacity(ran.files.len());
-    for f in &ran.files {
-        let Some(stat) = settled(f, FileStat::of(f)) else { return false };
-        files.push((f.clone(), stat));
-    }
-    let mut dirs = Vec::with_capacity(ran.dirs.len());
-    for d in &ran.dirs {
-        let Some(stat) = settled(d, FileStat::of_dir(d)) else { return false };
-        dirs.push((d.clone(), stat));
-    }
-    let mut outputs = Vec::with_capacity(ran.outputs.len());
-    for rel in &ran.outputs {
-        let path = ran.output_root.join(rel);
-        let Some(stat) = settled(&path, FileStat::of(&path)) else { return false };
-        outputs.push((rel.clone(), stat));
-    }
+    let outputs = ran.outputs.iter().map(|rel| ran.output_root.join(rel));
+    let Some(files) = settled(&mut ran.files.iter().cloned().chain(outputs), FileStat::of) else { return false };
+    let Some(dirs) = settled(&mut ran.dirs.iter().cloned(), FileStat::of_dir) else { return false };
     let body = Body {
         fingerprint,
         output: ran.output.to_owned(),
-        output_root: ran.output_root.to_owned(),
         files,
         dirs,
-        outputs,
         summary: ran.summary.clone(),
         records: ran.records.iter().map(Record::of).collect(),
     };
@@ -284,25 +269,13 @@ pub fn replay(root: &Path, settings: &Settings, options: &ExtractOptions) -> Opt
     if body.fingerprint != fingerprint(&canonical_root, settings, options)? {
         return None;
     }
-    let same = |(path, stat): &(PathBuf, FileStat), now: Option<FileStat>| {
-        now.as_ref() == Some(stat) || {
+    let same = |(path, stat): &(PathBuf, FileStat), now: fn(&Path) -> Option<FileStat>| {
+        now(path).as_ref() == Some(stat) || {
             tracing::debug!(path = %path.display(), "changed since the run snapshot");
             false
         }
     };
-    if !body.files.iter().all(|f| same(f, FileStat::of(&f.0)))
-        || !body.dirs.iter().all(|d| same(d, FileStat::of_dir(&d.0)))
-    {
-        return None;
-    }
-    let outputs_same = body.outputs.iter().all(|(rel, stat)| {
-        let now = FileStat::of(&body.output_root.join(rel));
-        now.as_ref() == Some(stat) || {
-            tracing::debug!(path = %rel, "output changed since the run snapshot");
-            false
-        }
-    });
-    if !outputs_same {
+    if !body.files.iter().all(|f| same(f, FileStat::of)) || !body.dirs.iter().all(|d| same(d, FileStat::of_dir)) {
         return None;
     }
     let time = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
