@@ -111,6 +111,17 @@ fn registry_problems_are_errors_naming_the_registry_or_the_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("registry `") && err.contains("no-such-registry") && err.contains("cannot open it"), "{err}");
 
+    // A registry too big to be a folder of fragments is refused before anything is read.
+    let huge = tempfile::tempdir().expect("tmp");
+    for i in 0..=qpf_engine::extract::MAX_REGISTRY_ENTRIES {
+        std::fs::write(huge.path().join(format!("f{i}.txt")), "").expect("file");
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    project(tmp.path(), huge.path());
+    let out = support::qpf(&["extract", "--project", tmp.path().to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("more than 20000 files and folders"), "{}", support::show(&out));
+
     let registry = tempfile::tempdir().expect("tmp");
     let r = registry.path();
     let tmp = tempfile::tempdir().expect("tmp");

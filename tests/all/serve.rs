@@ -564,6 +564,15 @@ fn hostile_bundles_are_refused_and_nothing_leaves_the_tenants_storage() {
         .call("POST", "/v1/extract", Some("team-a"), Some(("application/gzip", bundle(broken.path(), &[]))))
         .problem(400, "invalid-project");
     assert!(v["detail"].as_str().is_some_and(|d| d.contains("qpf.yaml:")), "{v}");
+    // Registry folders are folders of the host: a tenant's project may not name any.
+    let reaching = support::example_project();
+    let qpf_yaml = reaching.path().join("qpf.yaml");
+    let text = std::fs::read_to_string(&qpf_yaml).expect("qpf.yaml") + "registries: [/etc]\n";
+    std::fs::write(&qpf_yaml, text).expect("qpf.yaml");
+    let v = server
+        .call("POST", "/v1/extract", Some("team-a"), Some(("application/gzip", bundle(reaching.path(), &[]))))
+        .problem(400, "invalid-project");
+    assert!(v["detail"].as_str().is_some_and(|d| d.contains("`registries` names folders of this machine")), "{v}");
     // Failed runs leave nothing behind.
     let runs = server.dir.join("state/tenants/team-a/runs");
     assert_eq!(std::fs::read_dir(&runs).map(|d| d.count()).unwrap_or(0), 0);

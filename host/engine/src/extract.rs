@@ -272,13 +272,21 @@ pub struct Settings {
     /// Resolve registry fragments to the newest matching versions, not the ones the lock holds
     /// (`qpf extract --update-registry`).
     pub registry_update: bool,
+    /// Refuse a project that names registry folders (`qpf serve`: a tenant's project may read
+    /// nothing of the host's file system).
+    pub forbid_registries: bool,
 }
+
+/// The most entries (files and folders) the walk of the registry folders looks at: a registry is a
+/// folder of fragments, and `registries: [/]` must not walk the whole file system.
+pub const MAX_REGISTRY_ENTRIES: usize = 20_000;
 
 /// Every schema file (`*.yaml`, `*.yml`) and folder of the registry folders `qpf.yaml` names,
 /// absolute and sorted; hidden entries are skipped, links are not followed.
 fn registry_files(root: &Path, registries: &[PathBuf]) -> Result<qpf_schema::Walked, Vec<SchemaError>> {
     let mut found = qpf_schema::Walked::default();
     let mut errors = Vec::new();
+    let mut seen = 0usize;
     for declared in registries {
         let dir = root.join(declared);
         let dir = match std::fs::canonicalize(&dir) {
@@ -298,6 +306,17 @@ fn registry_files(root: &Path, registries: &[PathBuf]) -> Result<qpf_schema::Wal
         };
         let walker = walkdir::WalkDir::new(&dir).follow_links(false).sort_by_file_name().into_iter();
         for entry in walker.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')) {
+            seen += 1;
+            if seen > MAX_REGISTRY_ENTRIES {
+                errors.push(SchemaError::file(
+                    "qpf.yaml",
+                    format!(
+                        "registry `{}`: the registry folders hold more than {MAX_REGISTRY_ENTRIES} files and folders; name a folder of fragments",
+                        declared.display()
+                    ),
+                ));
+                return Err(errors);
+            }
             match entry {
                 Ok(e) if e.file_type().is_dir() => found.dirs.push(e.into_path()),
                 Ok(e) if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "yaml" || x == "yml") => {
@@ -374,9 +393,16 @@ impl Engine {
         .into_iter()
         .collect();
         let mut walked = qpf_schema::walk(root, &project.file.schemas, &exclude).map_err(EngineError::Invalid)?;
+        if settings.forbid_registries && !project.file.registries.is_empty() {
+            return Err(EngineError::Invalid(vec![SchemaError::file(
+                "qpf.yaml",
+                "`registries` names folders of this machine, which this host does not let a project read; bundle the fragments with the project",
+            )]));
+        }
         let mut registry = registry_files(root, &project.file.registries).map_err(EngineError::Invalid)?;
         walked.dirs.append(&mut registry.dirs);
-        let locked = match settings.registry_update {
+        // The lock is read (all of it: tens of megabytes in a big project) only for registry names.
+        let locked = match settings.registry_update || project.file.registries.is_empty() {
             true => BTreeMap::new(),
             false => Lock::read(&root.join(LOCK_FILE))
                 .map(|l| l.registry.into_iter().filter_map(|(n, f)| Some((n, f.version.parse().ok()?))).collect())

@@ -111,6 +111,8 @@ fn run(store: &Store, tenant: &Tenant, gz: &[u8], dir: &Path, id: &str) -> Resul
         // Every request loads and runs: a tenant's project folder is made for it.
         run_snapshot: false,
         registry_update: false,
+        // A tenant's project reads its bundle and nothing else of this machine.
+        forbid_registries: true,
     };
     let engine = Engine::load_with(&project, settings).map_err(|e| invalid_project(&e))?;
     let spawnable = engine.project().map.entries.iter().flat_map(|e| e.spawn.plugins.iter().map(String::as_str));
