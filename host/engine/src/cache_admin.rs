@@ -111,6 +111,11 @@ pub struct GcReport {
     pub bytes_after: u64,
 }
 
+/// The invocation key a manifest file stands for (`blake3:<its name>`).
+fn manifest_key(path: &Path) -> String {
+    path.file_stem().map(|s| format!("blake3:{}", s.to_string_lossy())).unwrap_or_default()
+}
+
 /// Shrinks the invocation cache to at most `max_bytes`: removes the least recently used manifests
 /// (a hit refreshes a manifest's time), then every blob no remaining manifest references. Call
 /// with the exclusive lock held. `in_use` is the project's run snapshot ([`crate::snapshot`]):
@@ -131,8 +136,7 @@ pub fn gc(
     let mut report = GcReport::default();
     if let Some((keys, used)) = &in_use {
         for (path, _, time) in &mut manifests {
-            let key = path.file_stem().map(|s| format!("blake3:{}", s.to_string_lossy())).unwrap_or_default();
-            if keys.contains(&key) {
+            if keys.contains(&manifest_key(path)) {
                 *time = (*time).max(*used);
             }
         }
@@ -151,8 +155,7 @@ pub fn gc(
     }
     let mut referenced = std::collections::HashSet::new();
     for path in &kept {
-        let key = path.file_stem().map(|s| format!("blake3:{}", s.to_string_lossy())).unwrap_or_default();
-        if let Ok(Some(m)) = cache.manifest(&key) {
+        if let Ok(Some(m)) = cache.manifest(&manifest_key(path)) {
             referenced.extend(m.files.into_iter().map(|f| f.digest.trim_start_matches("blake3:").to_owned()));
         }
     }
