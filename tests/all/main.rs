@@ -28,5 +28,6 @@ mod serve;
 mod servers;
 mod snapshot;
 mod support;
+mod templates;
 mod validate;
 mod watch;

@@ -229,11 +229,11 @@ fn glob_may_match_under(glob: &str, dir: &Path) -> bool {
 }
 
 /// What every invocation of a run shares.
-struct RunContext<'a, 'p> {
-    cache: Option<&'a dyn InvocationCache>,
-    plugins: &'a Plugins<'p>,
-    root: &'a OutputRoot,
-    limits: &'a qpf_runtime::Limits,
+pub(crate) struct RunContext<'a, 'p> {
+    pub(crate) cache: Option<&'a dyn InvocationCache>,
+    pub(crate) plugins: &'a Plugins<'p>,
+    pub(crate) root: &'a OutputRoot,
+    pub(crate) limits: &'a qpf_runtime::Limits,
 }
 
 /// Where an embedder keeps what a CLI run keeps in the project's `.qpf/`: the caches, their
@@ -334,6 +334,8 @@ fn registry_files(root: &Path, registries: &[PathBuf]) -> Result<qpf_schema::Wal
 pub struct Engine {
     project: Project,
     schemas: SchemaSet,
+    /// The kinds' JSON Schemas, for the schemas a template spawn completes.
+    kinds: qpf_schema::KindRegistry,
     plan: Plan,
     /// Keys the caches' MACs (see [`crate::secret`]).
     secret: [u8; 32],
@@ -409,12 +411,13 @@ impl Engine {
                 .unwrap_or_default(),
         };
         let registry = qpf_schema::Registry { files: registry.files, locked };
-        let schemas = SchemaSet::from_files_with_registry(root, &walked.files, &registry, &kinds)
+        let templates: Vec<PathBuf> = project.map.templates.values().cloned().collect();
+        let schemas = SchemaSet::from_files_with_registry(root, &walked.files, &registry, &templates, &kinds)
             .map_err(EngineError::Invalid)?;
         let plan = crate::plan::plan(&project, &schemas).map_err(EngineError::Invalid)?;
         let secret = settings.secret.unwrap_or_else(crate::secret::user_secret);
         let load_us = started.elapsed().as_micros() as u64;
-        Ok(Engine { project, schemas, plan, secret, settings, load_us, walked_dirs: walked.dirs, began })
+        Ok(Engine { project, schemas, kinds, plan, secret, settings, load_us, walked_dirs: walked.dirs, began })
     }
 
     /// The project's invocation cache (`.qpf/cache/invocations`), sealed with the user's secret.
@@ -664,59 +667,67 @@ impl Engine {
         results: &[OnceLock<Worked>],
         ctx: &RunContext<'_, '_>,
     ) -> Worked {
-        let failed = |&&g: &&usize| results[g].get().is_none_or(|w| w.result.is_err());
-        if let Some(&g) = inv.gates.iter().find(failed) {
-            let v = &invocations[g];
-            let error = results[g].get().and_then(|w| w.result.as_ref().err());
-            let why =
-                if error.is_some_and(|e| e.kind == FailureKind::Invalid) { "found errors in" } else { "failed on" };
-            return Worked::skipped(format!(
-                "{} `{}` {why} `{}`",
-                crate::report::GATED_BY_VALIDATOR,
-                v.plugin,
-                v.schema
-            ));
+        let mut worked = invoke_planned(inv, invocations, results, ctx);
+        if worked.result.is_err() {
+            return worked;
         }
-        let failed_upstream = inv.upstream.iter().find(failed);
-        match failed_upstream {
-            Some(&u) => Worked::skipped(format!(
-                "not run: the entry it needs, `{}`, failed for `{}`",
-                invocations[u].entry, invocations[u].schema
-            )),
-            None => {
-                let upstream = upstream_context(inv, invocations, results, ctx.root);
-                let mut worked = work(inv, upstream, ctx.cache, ctx.plugins, ctx.root, ctx.limits);
-                if inv.validator && worked.result.is_ok() {
-                    let errors =
-                        worked.diagnostics.iter().filter(|d| d.severity == qpf_runtime::Severity::Error).count();
-                    if errors > 0 {
-                        worked.result = Err(crate::invoker::error(
-                            FailureKind::Invalid,
-                            format!(
-                                "the validator found {errors} error{} in the schema; its generators do not run",
-                                if errors == 1 { "" } else { "s" }
-                            ),
-                        ));
-                    }
-                }
-                let policy = self.project.map.entries.iter().find(|e| e.id == inv.entry).map(|e| &e.spawn);
-                if let Some(policy) = policy {
-                    let mut spawner = Spawner {
-                        project: &self.project,
-                        policy,
-                        cache: ctx.cache,
-                        plugins: ctx.plugins,
-                        root: ctx.root,
-                        limits: ctx.limits,
-                        count: 0,
-                    };
-                    worked.children = spawner.run(inv, &worked);
-                }
-                worked
-            }
+        let policy = self.project.map.entries.iter().find(|e| e.id == inv.entry).map(|e| &e.spawn);
+        if let Some(policy) = policy {
+            let mut spawner = Spawner { engine: self, policy, ctx, count: 0 };
+            worked.children = spawner.run(inv, &worked);
         }
+        worked
     }
 
+    /// The schemas a template spawn completes are checked against these.
+    pub(crate) fn kinds(&self) -> &qpf_schema::KindRegistry {
+        &self.kinds
+    }
+}
+
+/// One planned invocation of `invocations` (a plan, or the plan of a template spawn): skipped when
+/// a validator of its schema or an entry it needs failed, otherwise invoked with its upstream
+/// outputs; a validator that found errors fails. Its spawns are not run here.
+pub(crate) fn invoke_planned(
+    inv: &PlannedInvocation,
+    invocations: &[PlannedInvocation],
+    results: &[OnceLock<Worked>],
+    ctx: &RunContext<'_, '_>,
+) -> Worked {
+    let failed = |&&g: &&usize| results[g].get().is_none_or(|w| w.result.is_err());
+    if let Some(&g) = inv.gates.iter().find(failed) {
+        let v = &invocations[g];
+        let error = results[g].get().and_then(|w| w.result.as_ref().err());
+        let why = if error.is_some_and(|e| e.kind == FailureKind::Invalid) { "found errors in" } else { "failed on" };
+        return Worked::skipped(format!("{} `{}` {why} `{}`", crate::report::GATED_BY_VALIDATOR, v.plugin, v.schema));
+    }
+    let failed_upstream = inv.upstream.iter().find(failed);
+    match failed_upstream {
+        Some(&u) => Worked::skipped(format!(
+            "not run: the entry it needs, `{}`, failed for `{}`",
+            invocations[u].entry, invocations[u].schema
+        )),
+        None => {
+            let upstream = upstream_context(inv, invocations, results, ctx.root);
+            let mut worked = work(inv, upstream, ctx.cache, ctx.plugins, ctx.root, ctx.limits);
+            if inv.validator && worked.result.is_ok() {
+                let errors = worked.diagnostics.iter().filter(|d| d.severity == qpf_runtime::Severity::Error).count();
+                if errors > 0 {
+                    worked.result = Err(crate::invoker::error(
+                        FailureKind::Invalid,
+                        format!(
+                            "the validator found {errors} error{} in the schema; its generators do not run",
+                            if errors == 1 { "" } else { "s" }
+                        ),
+                    ));
+                }
+            }
+            worked
+        }
+    }
+}
+
+impl Engine {
     /// Runs the plan.
     ///
     /// # Errors

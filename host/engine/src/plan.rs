@@ -81,12 +81,53 @@ impl Plan {
 /// Every problem found: an `input` pointer that does not exist in a selected schema, or an `out`
 /// folder that is not a plain relative path.
 pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaError>> {
+    let templates = template_digests(project, schemas);
+    plan_schemas(project, &schemas.iter().collect::<Vec<_>>(), &templates, None)
+}
+
+/// Where a template spawn's invocations come from: the invocation that asked for the new schema.
+pub(crate) struct Derived<'a> {
+    /// Put before every entry id (`<entry>>template:<name>#<n>>`).
+    pub(crate) prefix: String,
+    /// The invocation that asked.
+    pub(crate) parent: &'a PlannedInvocation,
+}
+
+/// Each declared template's digest (of its resolved document): it goes into the context of the
+/// entries that may spawn from it, so that editing a template changes their keys.
+pub(crate) fn template_digests(project: &Project, schemas: &SchemaSet) -> BTreeMap<String, String> {
+    project
+        .map
+        .templates
+        .iter()
+        .filter_map(|(name, path)| {
+            let doc = schemas.template(path)?.to_json();
+            Some((name.clone(), crate::writer::digest_of(canonical::to_string(&doc).as_bytes())))
+        })
+        .collect()
+}
+
+/// The plan of `all` (in this order): every validator of their kinds, then every entry selecting
+/// them. For a template spawn (`derived`), the ids get its prefix, the contexts `spawned_by`, and
+/// the invocations the spawning invocation's schema, root and depth + 1.
+pub(crate) fn plan_schemas(
+    project: &Project,
+    all: &[&Schema],
+    templates: &BTreeMap<String, String>,
+    derived: Option<&Derived<'_>>,
+) -> Result<Plan, Vec<SchemaError>> {
     let mut invocations: Vec<PlannedInvocation> = Vec::new();
     let mut errors = Vec::new();
     let map_path = &project.file.map;
     let limits = &project.file.limits;
+    let prefix = derived.map_or("", |d| d.prefix.as_str());
+    let spawned_by = |mut context: serde_json::Value| {
+        if let Some(d) = derived {
+            context["spawned_by"] = serde_json::Value::String(d.parent.key.clone());
+        }
+        context
+    };
     // Each schema as JSON once, on every core (every entry and validator selects from it).
-    let all: Vec<&Schema> = schemas.iter().collect();
     let docs: Vec<serde_json::Value> = all.par_iter().map(|s| s.to_json()).collect();
     // Where each (entry, schema) invocation is in the plan, for `needs` and validator gates.
     let mut index: HashMap<(String, String), usize> = HashMap::new();
@@ -98,12 +139,12 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
     // Built only when a kind has validators: it goes into each of their requests.
     let has_validators = project.file.kinds.values().any(|k| !k.validators().is_empty());
     let names =
-        if has_validators { project_names(schemas.iter().map(|s| (&s.doc.kind, &s.doc.metadata.name))) } else { None };
+        if has_validators { project_names(all.iter().map(|s| (&s.doc.kind, &s.doc.metadata.name))) } else { None };
     let mut gates: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (kind, decl) in &project.file.kinds {
         for validator in decl.validators() {
             let Some(plugin) = project.file.plugins.get(&validator.plugin) else { continue };
-            let entry = format!("{}{}", crate::project::VALIDATOR_ENTRY_PREFIX, validator.plugin);
+            let entry = format!("{prefix}{}{}", crate::project::VALIDATOR_ENTRY_PREFIX, validator.plugin);
             let config = canonical::to_string(&validator.config);
             let of_kind: Vec<usize> = (0..all.len()).filter(|&i| all[i].doc.kind == *kind).collect();
             let built: Vec<Result<PlannedInvocation, SchemaError>> = of_kind
@@ -122,7 +163,7 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
                             ),
                         ));
                     };
-                    let mut context = context(schema, std::iter::empty());
+                    let mut context = spawned_by(context(schema, std::iter::empty()));
                     if let Some(names) = &names {
                         context["project"] = names.clone();
                     }
@@ -188,26 +229,46 @@ pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaEr
                     .iter()
                     .filter_map(|need| index.get(&(need.clone(), schema_id.clone())).copied())
                     .collect();
-                let context = context(schema, upstream.iter().map(|&u| &invocations[u]));
-                let request = request(&entry.id, schema, input, config.clone(), &context);
+                let mut context = spawned_by(context(schema, upstream.iter().map(|&u| &invocations[u])));
+                if !entry.spawn.templates.is_empty() {
+                    let allowed: serde_json::Map<String, serde_json::Value> = entry
+                        .spawn
+                        .templates
+                        .iter()
+                        .filter_map(|t| Some((t.clone(), serde_json::Value::String(templates.get(t)?.clone()))))
+                        .collect();
+                    context["templates"] = serde_json::Value::Object(allowed);
+                }
+                let id = format!("{prefix}{}", entry.id);
+                let request = request(&id, schema, input, config.clone(), &context);
                 let key = key_of(&request, &plugin.digest);
                 Ok(PlannedInvocation {
                     out_dir,
                     upstream,
                     gates: gates.get(&schema_id).cloned().unwrap_or_default(),
                     upstream_contents: entry.upstream_contents,
-                    ..invocation(&entry.id, &entry.plugin, &plugin.digest, schema, &entry.input, request, key)
+                    ..invocation(&id, &entry.plugin, &plugin.digest, schema, &entry.input, request, key)
                 })
             })
             .collect();
         for result in built {
             match result {
                 Ok(inv) => {
-                    index.insert((inv.entry.clone(), inv.schema.clone()), invocations.len());
+                    index.insert((entry.id.clone(), inv.schema.clone()), invocations.len());
                     invocations.push(inv);
                 }
                 Err(e) => errors.push(e),
             }
+        }
+    }
+    if let Some(d) = derived {
+        // Judged, locked and reported under the schema the spawning invocation read.
+        let root = d.parent.root.clone().unwrap_or_else(|| (d.parent.entry.clone(), d.parent.key.clone()));
+        for inv in &mut invocations {
+            inv.schema.clone_from(&d.parent.schema);
+            inv.schema_path.clone_from(&d.parent.schema_path);
+            inv.root = Some(root.clone());
+            inv.depth = d.parent.depth + 1;
         }
     }
     if errors.is_empty() { Ok(Plan { invocations }) } else { Err(errors) }

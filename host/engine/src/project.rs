@@ -146,7 +146,18 @@ const MAX_OCI_REFERENCE: usize = 512;
 pub struct MapFile {
     /// The entries, run in this order when they do not depend on each other.
     pub entries: Vec<Entry>,
+    /// Schema templates by name: schema files (relative to the project folder) that are not
+    /// extracted themselves; an entry whose `spawn.templates` names one may ask for a new schema
+    /// completed from it (`template:<name>` in a spawn request), which every entry selecting it
+    /// then extracts.
+    #[serde(default)]
+    pub templates: BTreeMap<String, PathBuf>,
 }
+
+/// The prefix of a spawn request's `plugin` that names a template of the map instead.
+pub const TEMPLATE_PREFIX: &str = "template:";
+/// The most templates a map may declare.
+pub const MAX_TEMPLATES: usize = 64;
 
 /// One extractor-map entry: which schemas, which part of them, which plugin, which config, where.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,6 +198,9 @@ pub struct SpawnPolicy {
     /// Plugins (declared in qpf.yaml) that may be spawned; empty: spawning is refused.
     #[serde(default)]
     pub plugins: Vec<String>,
+    /// Templates (declared under the map's `templates`) new schemas may be completed from.
+    #[serde(default)]
+    pub templates: Vec<String>,
     /// How deep spawns may nest (a spawned invocation spawning again is depth 2).
     #[serde(default = "default_spawn_depth")]
     pub max_depth: u32,
@@ -211,7 +225,12 @@ fn default_spawn_count() -> u32 {
 
 impl Default for SpawnPolicy {
     fn default() -> Self {
-        SpawnPolicy { plugins: Vec::new(), max_depth: default_spawn_depth(), max_count: default_spawn_count() }
+        SpawnPolicy {
+            plugins: Vec::new(),
+            templates: Vec::new(),
+            max_depth: default_spawn_depth(),
+            max_count: default_spawn_count(),
+        }
     }
 }
 
@@ -354,6 +373,26 @@ fn check_kinds(file: &ProjectFile) -> Result<(), String> {
 }
 
 fn check_map(file: &ProjectFile, map: &MapFile) -> Result<(), String> {
+    if map.templates.len() > MAX_TEMPLATES {
+        return Err(format!("the map declares {} templates; at most {MAX_TEMPLATES} are allowed", map.templates.len()));
+    }
+    for (name, path) in &map.templates {
+        if name.is_empty()
+            || name.len() > 63
+            || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(format!(
+                "template name `{}` must be 1-63 lower-case letters, digits and `-`",
+                qpf_core::text::escape(name)
+            ));
+        }
+        if path.as_os_str().is_empty() || !path.components().all(|c| matches!(c, std::path::Component::Normal(_))) {
+            return Err(format!(
+                "template `{name}`: `{}` must be a plain path relative to the project folder (no `..`, no leading `/`)",
+                qpf_core::text::escape(&path.display().to_string())
+            ));
+        }
+    }
     let mut seen = std::collections::BTreeSet::new();
     for entry in &map.entries {
         let problem = if !seen.insert(entry.id.as_str()) {
@@ -396,6 +435,15 @@ fn check_map(file: &ProjectFile, map: &MapFile) -> Result<(), String> {
                 "entry `{}` allows spawning plugin `{p}`, which `{PROJECT_FILE}` does not declare{}",
                 entry.id,
                 qpf_schema::document::suggest(p, &declared)
+            ));
+        }
+        if let Some(t) = entry.spawn.templates.iter().find(|t| !map.templates.contains_key(*t)) {
+            let declared: Vec<&str> = map.templates.keys().map(String::as_str).collect();
+            return Err(format!(
+                "entry `{}` allows spawning from template `{}`, which the map's `templates` does not declare{}",
+                entry.id,
+                qpf_core::text::escape(t),
+                qpf_schema::document::suggest(t, &declared)
             ));
         }
         for need in &entry.needs {

@@ -185,6 +185,25 @@ pub fn labels_of(body: &serde_json::Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// Whether `name` may be a schema's `metadata.name`: 1-63 lower-case letters, digits or `-`, not
+/// starting with `-`.
+///
+/// # Errors
+/// Why not, quoting the name (escaped).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 63
+        || name.starts_with('-')
+        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(format!(
+            "`metadata.name` `{}` must be 1-63 lower-case letters, digits or `-`, not starting with `-`",
+            qpf_core::text::escape(&name.chars().take(80).collect::<String>())
+        ));
+    }
+    Ok(())
+}
+
 /// `metadata`: its keys, a valid `name` and a semantic `version`, and string labels.
 fn metadata(path: &Path, meta_node: &Node) -> Result<(String, semver::Version), SchemaError> {
     let meta = expect_map(path, meta_node, "`metadata`")?;
@@ -192,17 +211,8 @@ fn metadata(path: &Path, meta_node: &Node) -> Result<(String, semver::Version), 
     let name_node = get(meta, "name")
         .ok_or_else(|| at(path, meta_node.line, meta_node.column, "missing `metadata.name`".into()))?;
     let name = expect_str(path, name_node, "`metadata.name`")?.to_owned();
-    if name.is_empty()
-        || name.len() > 63
-        || name.starts_with('-')
-        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return Err(at(
-            path,
-            name_node.line,
-            name_node.column,
-            format!("`metadata.name` `{name}` must be 1-63 lower-case letters, digits or `-`, not starting with `-`"),
-        ));
+    if let Err(problem) = check_name(&name) {
+        return Err(at(path, name_node.line, name_node.column, problem));
     }
     let version_node = get(meta, "version")
         .ok_or_else(|| at(path, meta_node.line, meta_node.column, "missing `metadata.version`".into()))?;

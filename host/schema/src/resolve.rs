@@ -119,6 +119,15 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// Makes a document that is not one of the project's files (a template) resolvable by its
+    /// path, as an imported file would be.
+    pub fn preload(&mut self, doc: RawDocument, text: &str) {
+        if self.find(&doc.path).is_none() {
+            self.sources.add(&doc.path, text);
+            self.loaded.insert(doc.path.clone(), doc);
+        }
+    }
+
     /// Import paths that went through a symbolic link, as written (relative to the root).
     pub fn linked_imports(&self) -> &std::collections::BTreeSet<PathBuf> {
         &self.linked

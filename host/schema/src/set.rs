@@ -24,6 +24,8 @@ pub struct SchemaSet {
     registry_picks: BTreeMap<String, (semver::Version, PathBuf)>,
     /// Imports that reached their file through a symbolic link, as written.
     linked_imports: Vec<PathBuf>,
+    /// Schema templates (see [`SchemaSet::from_files_with_registry`]), by file.
+    templates: BTreeMap<PathBuf, Schema>,
 }
 
 /// Shared fragments from registry folders, for [`SchemaSet::from_files_with_registry`].
@@ -160,7 +162,7 @@ impl SchemaSet {
     /// # Errors
     /// Every problem found: bad files, duplicate ids, resolution and validation errors.
     pub fn from_files(root: &Path, files: &[PathBuf], kinds: &KindRegistry) -> Result<SchemaSet, Vec<SchemaError>> {
-        Self::from_files_with_registry(root, files, &Registry::default(), kinds)
+        Self::from_files_with_registry(root, files, &Registry::default(), &[], kinds)
     }
 
     /// [`SchemaSet::from_files`], with fragments shared through registry folders: a
@@ -168,12 +170,18 @@ impl SchemaSet {
     /// while it exists and matches, else the highest matching one). They are not schemas of the
     /// project themselves: only what imports them is extracted.
     ///
+    /// `templates` (relative to the root) are schema files that are not extracted themselves: an
+    /// extractor map completes them into new schemas when a plugin asks (template spawns). Each
+    /// is resolved (imports, extends) and checked against its kind like a schema.
+    ///
     /// # Errors
-    /// As [`SchemaSet::from_files`], and every registry file that does not parse.
+    /// As [`SchemaSet::from_files`], every registry file that does not parse, and every
+    /// template that is not a plain relative path inside the project or not a valid schema.
     pub fn from_files_with_registry(
         root: &Path,
         files: &[PathBuf],
         registry: &Registry,
+        templates: &[PathBuf],
         kinds: &KindRegistry,
     ) -> Result<SchemaSet, Vec<SchemaError>> {
         let canonical_root = std::fs::canonicalize(root)
@@ -188,6 +196,7 @@ impl SchemaSet {
         let mut errors = Vec::new();
         let mut schemas = BTreeMap::new();
         let mut resolved_all = Vec::new();
+        let mut template_all = Vec::new();
         let (registry_picks, linked_imports) = {
             let mut resolver =
                 Resolver::with_registry(&canonical_root, &docs, &shared, registry.locked.clone(), &mut sources);
@@ -197,8 +206,32 @@ impl SchemaSet {
                     Err(e) => errors.push(e),
                 }
             }
+            for rel in templates {
+                match load_template(&canonical_root, rel).and_then(|raw| {
+                    resolver.preload(raw.0, &raw.1);
+                    resolver.resolve(rel)
+                }) {
+                    Ok(resolved) => template_all.push((rel.clone(), resolved)),
+                    Err(e) => errors.push(e),
+                }
+            }
             (resolver.registry_picks().clone(), resolver.linked_imports().iter().cloned().collect())
         };
+        let mut template_set = BTreeMap::new();
+        for (path, resolved) in template_all {
+            match serde_json::from_value::<SchemaDoc>(resolved.body) {
+                Ok(doc) => {
+                    let schema = Schema { path, doc, provenance: resolved.provenance, depends_on: resolved.depends_on };
+                    match kinds.validate(&schema, &sources) {
+                        Ok(()) => {
+                            template_set.insert(schema.path.clone(), schema);
+                        }
+                        Err(found) => merge_violations(&mut errors, &schema, found),
+                    }
+                }
+                Err(e) => errors.push(SchemaError::file(&path, format!("resolved template is not a schema: {e}"))),
+            }
+        }
         errors = errors.into_iter().map(|e| e.with_excerpt(&sources)).collect();
         // Each schema against its kind, on every core; the results are merged in file order.
         let checked: Vec<Checked> = resolved_all
@@ -223,7 +256,11 @@ impl SchemaSet {
                 }
             }
         }
-        if errors.is_empty() { Ok(SchemaSet { schemas, sources, registry_picks, linked_imports }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(SchemaSet { schemas, sources, registry_picks, linked_imports, templates: template_set })
+        } else {
+            Err(errors)
+        }
     }
 
     /// Resolves one schema file (relative to `root`) in the context of the project's other schema
@@ -296,6 +333,29 @@ impl SchemaSet {
     pub fn get(&self, id: &str) -> Option<&Schema> {
         self.schemas.get(id)
     }
+
+    /// A resolved, checked template by its file (relative to the root).
+    pub fn template(&self, path: &Path) -> Option<&Schema> {
+        self.templates.get(path)
+    }
+}
+
+/// A template file: a plain relative path (no `..`, no root) whose file, links followed, is
+/// inside the project; parsed like a schema file.
+fn load_template(canonical_root: &Path, rel: &Path) -> Result<(crate::document::RawDocument, String), SchemaError> {
+    use std::path::Component;
+    if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(SchemaError::file(
+            rel,
+            "a template must be a plain path relative to the project folder (no `..`, no leading `/`)",
+        ));
+    }
+    let canonical = std::fs::canonicalize(canonical_root.join(rel))
+        .map_err(|e| SchemaError::file(rel, format!("cannot open the template: {e}")))?;
+    if !canonical.starts_with(canonical_root) {
+        return Err(SchemaError::file(rel, "the template is a link to a file outside the project"));
+    }
+    load_document(&canonical, rel)
 }
 
 /// One resolved schema checked against its kind: its id, the schema (or why the resolved

@@ -111,7 +111,7 @@ impl Extractor for Hostile {
             }
             "spawn" => {
                 let mut response = Response::new()
-                    .file(format!("{}.json", request.entry.replace(['>', '#'], "_")), request.input_json.clone());
+                    .file(format!("{}.json", request.entry.replace(['>', '#', ':'], "_")), request.input_json.clone());
                 for s in &config.spawn {
                     response = response.spawn(&s.plugin, &s.input, &s.config);
                 }
