@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The agents whose generated trees are golden files under `tests/golden/agents/`.
-const GOLDEN: [&str; 2] = ["orchestrator", "auditor"];
+const GOLDEN: [&str; 3] = ["orchestrator", "auditor", "monitor-metric-drift-handler"];
 
 /// The venv with the pinned tools, created (under a lock, so parallel tests share it) when
 /// missing or when the requirements changed.
@@ -156,9 +156,11 @@ fn every_agent_passes_its_tests_and_lint_and_serves_http() {
     let python = venv.join("bin/python");
     let project = extracted();
     let out = project.path().join("out");
-    let agents = ["adapter", "auditor", "monitor", "orchestrator", "trainer"];
+    // The five schemas, and the handler agent the monitor's `metric_drift` anomaly was given.
+    let agents = ["adapter", "auditor", "monitor", "orchestrator", "trainer", "monitor-metric-drift-handler"];
     for agent in agents {
         let dir = out.join(agent);
+        let package = agent.replace('-', "_");
         let quiet = |cmd: &mut Command| {
             cmd.current_dir(&dir).env("PYTHONDONTWRITEBYTECODE", "1").env_remove("PYTHONPATH");
         };
@@ -232,7 +234,7 @@ fn every_agent_passes_its_tests_and_lint_and_serves_http() {
             .find_map(|(path, item)| item.get("post").filter(|op| op["tags"][0] == "capabilities").map(|op| (path, op)))
             .expect("a capability");
         let example = operation["requestBody"]["content"]["application/json"]["example"].to_string();
-        let (_server, port) = serve(&venv, &dir, agent);
+        let (_server, port) = serve(&venv, &dir, &package);
         let (status, body) = http(port, "GET", "/ready", "").expect("/ready");
         assert_eq!(status, 200, "{agent}: /ready: {body}");
         let (status, body) = http_as(port, "POST", path, &example, None).expect("anonymous call");
@@ -437,6 +439,57 @@ fn a_teams_handlers_py_survives_regeneration_and_schema_changes_and_serves() {
     assert_eq!(run(&mut check, "loading the team's handlers").trim(), "['status']");
     let out = qpf_in(&["drift"]);
     assert_eq!(out.status.code(), Some(0), "drift stays clean: {}", show(&out));
+}
+
+/// An anomaly with `action: agent` (the monitor's `metric_drift`) got a service of its own from
+/// the map's handler template; over real HTTP, the monitor hands each raise to it, with the key,
+/// and the team's `handle` (written in its `handlers.py`, as a team would) receives it. A handler
+/// that is down leaves the raise logged, not lost in an error.
+#[test]
+fn an_agent_anomaly_is_handed_over_http_to_the_service_extracted_for_it() {
+    let venv = venv();
+    let project = extracted();
+    let out = project.path().join("out");
+    let handler = out.join("monitor-metric-drift-handler");
+    let package = handler.join("src/monitor_metric_drift_handler");
+    assert!(package.join("capabilities/handle.py").is_file(), "the handler agent has its `handle` capability");
+    let team = r#"from . import models
+from .capabilities import Handlers as GeneratedHandlers
+
+
+class Handlers(GeneratedHandlers):
+    async def handle(self, body: models.AnomalyEvent) -> models.Handling:
+        return models.Handling(accepted=True, note=f"{body.agent}/{body.anomaly}/{body.severity}: {body.detail['value']}")
+"#;
+    std::fs::write(package.join("handlers.py"), team).expect("the team's handlers.py");
+    let (handler_server, handler_port) = serve(&venv, &handler, "monitor_metric_drift_handler");
+    let url = format!("http://127.0.0.1:{handler_port}");
+    let env = [("MONITOR_ANOMALY_METRIC_DRIFT_AGENT_URL", url.as_str()), ("MONITOR_ANOMALY_AGENT_API_KEY", API_KEY)];
+    let (_monitor, port) = serve_with(&venv, &out.join("monitor"), "monitor", &env);
+    let (status, body) = http(port, "POST", "/anomalies/metric_drift", r#"{"detail": {"value": 7}}"#).expect("raise");
+    assert_eq!(status, 200, "{body}");
+    let outcome: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        outcome,
+        serde_json::json!({"anomaly": "metric_drift", "severity": "warning", "action": "agent", "acted": true})
+    );
+    // The handler answered its capability for the monitor's request (counted by its own metrics).
+    let (_, metrics) = http(handler_port, "GET", "/metrics", "").expect("/metrics");
+    assert!(metrics.contains("route=\"/handle\"") && metrics.contains("status=\"200\""), "{metrics}");
+    // The same call the monitor made, answered by the team's code.
+    let (status, body) = http(
+        handler_port,
+        "POST",
+        "/handle",
+        r#"{"agent": "monitor", "anomaly": "metric_drift", "severity": "warning", "detail": {"value": 7}}"#,
+    )
+    .expect("handle");
+    assert_eq!((status, body.as_str()), (200, r#"{"accepted":true,"note":"monitor/metric_drift/warning: 7"}"#));
+
+    drop(handler_server);
+    let (status, body) = http(port, "POST", "/anomalies/metric_drift", r#"{"detail": {"value": 8}}"#).expect("raise");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""acted":false"#), "a handler that is down: the raise is only logged: {body}");
 }
 
 /// The generated backend tests against real servers on loopback (Redis and PostgreSQL from

@@ -348,6 +348,11 @@ fn golden_cases_assert_diagnostics_and_match_errors_by_text_or_regex() {
     case("warns", warns, &[("expected/d.txt", "x"), ("expected-diagnostics.txt", "warning: w0\nwarning: w1\n")]);
     case("fails-text", fails, &[("expected-error.txt", "the input has no `types`")]);
     case("fails-regex", fails, &[("expected-error.regex", r"^the input has no `\w+`\nerror: expected a list")]);
+    // Spawns are part of what a plugin returns: a case lists them, or none may be asked for.
+    let spawns = r#"{"mode": "spawn", "spawn": [{"plugin": "template:h", "input": {"name": "x"}, "config": {}}]}"#;
+    let listed = r#"[{"plugin": "template:h", "input": {"name": "x"}, "config": {}}]"#;
+    case("spawns", spawns, &[("expected/test.json", "{}"), ("expected-spawns.json", listed)]);
+    case("spawns-unlisted", spawns, &[("expected/test.json", "{}")]);
     let wasm = support::wasm("qpf_hostile");
     let run = |env: &[(&str, &str)]| {
         let mut cmd = Command::new(support::qpf_bin());
@@ -360,6 +365,11 @@ fn golden_cases_assert_diagnostics_and_match_errors_by_text_or_regex() {
         }
         cmd.output().expect("qpf runs")
     };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stdout(&out).contains("case spawns ... ok"), "{}", show(&out));
+    assert!(stdout(&out).contains("the spawns (`expected-spawns.json`) differ"), "{}", show(&out));
+    std::fs::write(dir.join("tests/cases/spawns-unlisted/expected-spawns.json"), listed).expect("edit");
     let out = run(&[]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(stdout(&out).contains("case warns ... ok\n  warning: w0\n  warning: w1\n"), "{}", show(&out));

@@ -62,7 +62,7 @@ pub const MEMORY_OPTION: Rule = Rule {
 /// An anomaly's action or rule that cannot work.
 pub const ANOMALY_RULE: Rule = Rule {
     id: "agent/anomaly-rule",
-    summary: "An anomaly with `action: spawn` names a declared sub-agent (and only such an anomaly names one), and a `when` rule has one of `above` and `below`, or none (then the SLO of its metric).",
+    summary: "An anomaly with `action: spawn` names a declared sub-agent (and only such an anomaly names one), only an anomaly with `action: agent` names a handler agent (whose name, given or derived, is a schema name), and a `when` rule has one of `above` and `below`, or none (then the SLO of its metric).",
 };
 
 /// Every rule, in the order the documentation lists them.

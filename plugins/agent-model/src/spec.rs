@@ -162,12 +162,16 @@ pub struct Anomaly {
     pub description: String,
     /// `info`, `warning` or `critical`.
     pub severity: String,
-    /// `log`, `alert`, `restart`, `escalate`, `shed`, `unready` or `spawn`.
+    /// `log`, `alert`, `restart`, `escalate`, `shed`, `unready`, `spawn` or `agent`.
     #[serde(default = "default_action")]
     pub action: String,
     /// For `spawn`: the sub-agent to start.
     #[serde(default)]
     pub subagent: Option<String>,
+    /// For `agent`: the name of the handler agent extracted for it (default
+    /// `<agent>-<anomaly>-handler`, `_` as `-`).
+    #[serde(default)]
+    pub agent: Option<String>,
     /// The rule that raises it from the service's own metrics, if any.
     #[serde(default)]
     pub when: Option<When>,

@@ -202,8 +202,33 @@ pub struct AnomalyView {
     pub action: String,
     /// For `spawn`: the sub-agent it starts.
     pub subagent: Option<String>,
+    /// For `agent`: the handler agent extracted for it, which receives it.
+    pub handler: Option<HandlerView>,
     /// The rule that raises it, with its threshold resolved (from the SLOs when not given).
     pub when: Option<WhenView>,
+}
+
+/// Whether `name` may be a schema's `metadata.name` (the host's rule): 1-63 lower-case letters,
+/// digits or `-`, not starting with `-`.
+fn valid_agent_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The agent an `action: agent` anomaly is handed to: a service of its own, extracted from a
+/// template of the extractor map.
+#[derive(Debug, Clone, Serialize)]
+pub struct HandlerView {
+    /// Its schema name (`monitor-metric-drift-handler`).
+    pub name: String,
+    /// Setting holding its base URL (`anomaly_metric_drift_agent_url`).
+    pub setting: String,
+    /// That setting's environment variable.
+    pub env: String,
+    /// The URL's default: its Kubernetes service (`http://<name>`).
+    pub url: String,
 }
 
 /// An anomaly's rule, resolved.
@@ -592,6 +617,35 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
                 ),
                 _ => {}
             }
+            if a.agent.is_some() && a.action != "agent" {
+                problem(
+                    problems,
+                    rules::ANOMALY_RULE,
+                    at("agent"),
+                    format!("anomaly `{}` names a handler agent but its action is `{}`, not `agent`", a.name, a.action),
+                );
+            }
+            let handler = (a.action == "agent").then(|| {
+                let handler = a.agent.clone().unwrap_or_else(|| format!("{name}-{}-handler", a.name.replace('_', "-")));
+                if !valid_agent_name(&handler) {
+                    problem(
+                        problems,
+                        rules::ANOMALY_RULE,
+                        at(if a.agent.is_some() { "agent" } else { "name" }),
+                        format!(
+                            "anomaly `{}`: its handler agent's name `{handler}` is not a schema name (1-63 lower-case letters, digits or `-`); name it with `agent`",
+                            a.name
+                        ),
+                    );
+                }
+                let ident = py_ident(&a.name);
+                HandlerView {
+                    url: format!("http://{handler}"),
+                    setting: format!("anomaly_{ident}_agent_url"),
+                    env: format!("{env_prefix}ANOMALY_{}_AGENT_URL", py_const(&a.name)),
+                    name: handler,
+                }
+            });
             let when = a.when.as_ref().and_then(|w| {
                 let (op, threshold) = match (w.above, w.below) {
                     (Some(x), None) => ("above", x),
@@ -626,6 +680,7 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
                 severity: a.severity.clone(),
                 action: a.action.clone(),
                 subagent: a.subagent.clone(),
+                handler,
                 when,
             }
         })
@@ -749,6 +804,7 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
         ("anomaly_webhook_url", !anomalies.is_empty()),
         ("anomaly_hold_s", !anomalies.is_empty()),
         ("anomaly_eval_s", !anomalies.is_empty()),
+        ("anomaly_agent_api_key", anomalies.iter().any(|a| a.handler.is_some())),
     ]
     .into_iter()
     .filter(|(_, generated)| *generated)
@@ -771,6 +827,10 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
                 .enumerate()
                 .map(|(i, s)| item("/subagents", i, "the URL setting of sub-agent", &s.name, s.setting.clone())),
         )
+        .chain(anomalies.iter().enumerate().filter_map(|(i, a)| {
+            let h = a.handler.as_ref()?;
+            Some(item("/anomalies", i, "the handler URL setting of anomaly", &a.name, h.setting.clone()))
+        }))
         .chain(settings.iter().enumerate().map(|(i, s)| item("/settings", i, "setting", &s.name, s.ident.clone())));
     unique(problems, setting_names);
 

@@ -11,6 +11,7 @@
 //! | `context.json` | the context object (default `{}`) |
 //! | `expected/` | exactly the files the plugin must write |
 //! | `expected-diagnostics.txt` | with `expected/`: exactly the diagnostics of a success, one per line (`warning: message (at /pointer)`) |
+//! | `expected-spawns.json` | with `expected/`: exactly the spawns a success asks for (`[{"plugin", "input", "config"}]`, input and config as JSON); none when absent |
 //! | `expected-error.txt` | or: text the plugin's error message must contain |
 //! | `expected-error.regex` | or: a regular expression the error message must match |
 //!
@@ -41,8 +42,9 @@ pub struct Args {
 
 /// What one case produced.
 enum Outcome {
-    /// The files, the diagnostics as lines, and the paths of the files in `scaffold` mode.
-    Files(BTreeMap<String, Vec<u8>>, Vec<String>, Vec<String>),
+    /// The files, the diagnostics as lines, the paths of the files in `scaffold` mode, and the
+    /// spawns asked for (`[{"plugin", "input", "config"}]`).
+    Files(BTreeMap<String, Vec<u8>>, Vec<String>, Vec<String>, Vec<serde_json::Value>),
     /// The error message, then its diagnostics, one per line.
     Error(String),
 }
@@ -140,10 +142,17 @@ fn run_case(loaded: &qpf_engine::standalone::Loaded<'_>, case: &Path) -> Result<
             let mut scaffolds: Vec<String> =
                 files.iter().filter(|f| !f.mode.is_generated()).map(|f| f.path.clone()).collect();
             scaffolds.sort();
+            let json = |text: &str| serde_json::from_str(text).unwrap_or_else(|_| serde_json::json!(text));
+            let spawns = call
+                .spawns
+                .iter()
+                .map(|s| serde_json::json!({"plugin": s.plugin, "input": json(&s.input), "config": json(&s.config)}))
+                .collect();
             Ok(Outcome::Files(
                 files.into_iter().map(|f| (f.path, f.bytes)).collect(),
                 call.diagnostics.iter().map(diagnostic_line).collect(),
                 scaffolds,
+                spawns,
             ))
         }
     }
@@ -180,7 +189,13 @@ fn compare(expected: &BTreeMap<String, Vec<u8>>, actual: &BTreeMap<String, Vec<u
 fn bless(case: &Path, outcome: &Outcome) -> Result<()> {
     let expected = case.join("expected");
     let _ = std::fs::remove_dir_all(&expected);
-    for stale in ["expected-error.txt", "expected-error.regex", "expected-diagnostics.txt", "expected-scaffolds.txt"] {
+    for stale in [
+        "expected-error.txt",
+        "expected-error.regex",
+        "expected-diagnostics.txt",
+        "expected-scaffolds.txt",
+        "expected-spawns.json",
+    ] {
         let _ = std::fs::remove_file(case.join(stale));
     }
     match outcome {
@@ -188,7 +203,10 @@ fn bless(case: &Path, outcome: &Outcome) -> Result<()> {
             let first = message.lines().next().unwrap_or_default();
             std::fs::write(case.join("expected-error.txt"), format!("{first}\n"))?;
         }
-        Outcome::Files(files, diagnostics, scaffolds) => {
+        Outcome::Files(files, diagnostics, scaffolds, spawns) => {
+            if !spawns.is_empty() {
+                std::fs::write(case.join("expected-spawns.json"), serde_json::to_string_pretty(spawns)? + "\n")?;
+            }
             if !scaffolds.is_empty() {
                 std::fs::write(case.join("expected-scaffolds.txt"), scaffolds.join("\n") + "\n")?;
             }
@@ -211,7 +229,7 @@ fn bless(case: &Path, outcome: &Outcome) -> Result<()> {
 enum Expectation {
     Contains(String),
     Matches(regex::Regex),
-    Files { diagnostics: Option<Vec<String>>, scaffolds: Vec<String> },
+    Files { diagnostics: Option<Vec<String>>, scaffolds: Vec<String>, spawns: Vec<serde_json::Value> },
 }
 
 fn expectation(case: &Path) -> Result<Expectation> {
@@ -230,7 +248,12 @@ fn expectation(case: &Path) -> Result<Expectation> {
     let scaffolds = std::fs::read_to_string(case.join("expected-scaffolds.txt"))
         .map(|t| t.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
         .unwrap_or_default();
-    Ok(Expectation::Files { diagnostics, scaffolds })
+    let spawns = match std::fs::read_to_string(case.join("expected-spawns.json")) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("`{}`: not a JSON array", case.join("expected-spawns.json").display()))?,
+        Err(_) => Vec::new(),
+    };
+    Ok(Expectation::Files { diagnostics, scaffolds, spawns })
 }
 
 /// The ways `outcome` differs from what the case expects (empty: the case passes).
@@ -251,8 +274,21 @@ fn check(case: &Path, outcome: &Outcome) -> Result<Vec<String>> {
             vec![format!("expected an error matching `{}`, but the plugin succeeded", re.as_str())]
         }
         (Expectation::Files { .. }, Outcome::Error(message)) => vec![format!("the plugin failed: {message}")],
-        (Expectation::Files { diagnostics, scaffolds }, Outcome::Files(files, actual, actual_scaffolds)) => {
+        (
+            Expectation::Files { diagnostics, scaffolds, spawns },
+            Outcome::Files(files, actual, actual_scaffolds, asked),
+        ) => {
             let mut problems = compare(&read_tree(&case.join("expected"))?, files);
+            if &spawns != asked {
+                let show = |s: &[serde_json::Value]| {
+                    if s.is_empty() { "(none)".to_owned() } else { serde_json::to_string(s).unwrap_or_default() }
+                };
+                problems.push(format!(
+                    "the spawns (`expected-spawns.json`) differ:\n  expected: {}\n  actual:   {}",
+                    show(&spawns),
+                    show(asked)
+                ));
+            }
             let mut scaffolds = scaffolds;
             scaffolds.sort();
             if &scaffolds != actual_scaffolds {
@@ -320,7 +356,7 @@ pub fn run(args: &Args) -> Result<Exit> {
         if problems.is_empty() {
             say!("case {name} ... ok");
             // Warnings and notes of a success are shown even when not asserted.
-            if let Outcome::Files(_, diagnostics, _) = &outcome {
+            if let Outcome::Files(_, diagnostics, _, _) = &outcome {
                 for d in diagnostics {
                     // Plugin text: continuation lines indented, so none passes for a case line.
                     say!("  {}", crate::term::block(d));

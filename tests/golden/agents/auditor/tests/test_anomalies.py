@@ -32,11 +32,25 @@ RULED = [name for name, spec in ANOMALIES.items() if spec.when is not None]
         ("policy_violation", "critical", "escalate"),
     ],
 )
-def test_each_anomaly_gets_its_declared_reaction(client: TestClient, name: str, severity: str, action: str) -> None:
+def test_each_anomaly_gets_its_declared_reaction(
+    client: TestClient, app: fastapi.FastAPI, name: str, severity: str, action: str
+) -> None:
+    handed: list[dict[str, Any]] = []
+
+    def handler_agent(request: httpx.Request) -> httpx.Response:
+        handed.append(json.loads(request.content))
+        return httpx.Response(200, json={"accepted": True})
+
+    # An `agent` anomaly goes to its handler agent's service (here, a stand-in for it).
+    app.state.anomalies = AnomalyHandlers(transport=httpx.MockTransport(handler_agent))
     response = client.post(f"/anomalies/{name}", json={"detail": {"source": "test"}})
     assert response.status_code == 200, response.text
-    acted = Action(action) in SELF_ACTED
+    acted = Action(action) in SELF_ACTED | {Action.AGENT}
     assert response.json() == {"anomaly": name, "severity": severity, "action": action, "acted": acted}
+    if Action(action) is Action.AGENT:
+        assert handed == [{"agent": "auditor", "anomaly": name, "severity": severity, "detail": {"source": "test"}}]
+    else:
+        assert handed == []
 
 
 def test_an_unknown_anomaly_is_404(client: TestClient) -> None:
@@ -49,13 +63,15 @@ def test_hooks_run_for_their_action() -> None:
     async def hook(spec: AnomalySpec, detail: dict[str, Any]) -> None:
         calls.append((spec.name, detail))
 
-    handlers = AnomalyHandlers(on_alert=hook, on_restart=hook, on_escalate=hook)
+    # Handler agents that do not answer: an `agent` anomaly is then only logged.
+    down = httpx.MockTransport(lambda request: httpx.Response(503))
+    handlers = AnomalyHandlers(on_alert=hook, on_restart=hook, on_escalate=hook, transport=down)
 
     async def scenario() -> None:
         for name, spec in ANOMALIES.items():
             outcome = await handlers.handle(name, {"n": 1})
             # Without sub-agents to start, `spawn` is only logged.
-            assert outcome.acted is (spec.action not in (Action.LOG, Action.SPAWN))
+            assert outcome.acted is (spec.action not in (Action.LOG, Action.SPAWN, Action.AGENT))
 
     asyncio.run(scenario())
     hooked = (Action.ALERT, Action.RESTART, Action.ESCALATE)
@@ -63,22 +79,26 @@ def test_hooks_run_for_their_action() -> None:
 
 
 def test_on_error_budget_burn_handles_error_budget_burn() -> None:
-    outcome = asyncio.run(AnomalyHandlers().on_error_budget_burn({"n": 1}))
+    down = httpx.MockTransport(lambda request: httpx.Response(503))
+    outcome = asyncio.run(AnomalyHandlers(transport=down).on_error_budget_burn({"n": 1}))
     assert outcome.anomaly == "error_budget_burn"
 
 
 def test_on_slow_responses_handles_slow_responses() -> None:
-    outcome = asyncio.run(AnomalyHandlers().on_slow_responses({"n": 1}))
+    down = httpx.MockTransport(lambda request: httpx.Response(503))
+    outcome = asyncio.run(AnomalyHandlers(transport=down).on_slow_responses({"n": 1}))
     assert outcome.anomaly == "slow_responses"
 
 
 def test_on_unavailable_handles_unavailable() -> None:
-    outcome = asyncio.run(AnomalyHandlers().on_unavailable({"n": 1}))
+    down = httpx.MockTransport(lambda request: httpx.Response(503))
+    outcome = asyncio.run(AnomalyHandlers(transport=down).on_unavailable({"n": 1}))
     assert outcome.anomaly == "unavailable"
 
 
 def test_on_policy_violation_handles_policy_violation() -> None:
-    outcome = asyncio.run(AnomalyHandlers().on_policy_violation({"n": 1}))
+    down = httpx.MockTransport(lambda request: httpx.Response(503))
+    outcome = asyncio.run(AnomalyHandlers(transport=down).on_policy_violation({"n": 1}))
     assert outcome.anomaly == "policy_violation"
 
 
@@ -185,8 +205,8 @@ def test_a_raised_rule_takes_its_action(name: str, app: fastapi.FastAPI, auth_he
     with TestClient(app, headers=auth_headers) as client:
         assert client.portal is not None
         [outcome] = [o for o in client.portal.call(monitor.evaluate) if o.anomaly == name]
-        assert outcome.acted is (spec.action in SELF_ACTED | {Action.ALERT})
-        if spec.action is Action.ALERT:
+        assert outcome.acted is (spec.action in SELF_ACTED | {Action.ALERT, Action.AGENT})
+        if spec.action in (Action.ALERT, Action.AGENT):
             assert posted == [{"agent": "auditor", "anomaly": name, "severity": spec.severity.value, "detail": posted[0]["detail"]}]
             assert posted[0]["detail"]["metric"] == spec.when.metric
         if spec.action is Action.SHED:

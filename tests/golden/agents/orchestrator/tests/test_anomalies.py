@@ -34,11 +34,25 @@ RULED = [name for name, spec in ANOMALIES.items() if spec.when is not None]
         ("training_backlog", "warning", "spawn"),
     ],
 )
-def test_each_anomaly_gets_its_declared_reaction(client: TestClient, name: str, severity: str, action: str) -> None:
+def test_each_anomaly_gets_its_declared_reaction(
+    client: TestClient, app: fastapi.FastAPI, name: str, severity: str, action: str
+) -> None:
+    handed: list[dict[str, Any]] = []
+
+    def handler_agent(request: httpx.Request) -> httpx.Response:
+        handed.append(json.loads(request.content))
+        return httpx.Response(200, json={"accepted": True})
+
+    # An `agent` anomaly goes to its handler agent's service (here, a stand-in for it).
+    app.state.anomalies = AnomalyHandlers(transport=httpx.MockTransport(handler_agent))
     response = client.post(f"/anomalies/{name}", json={"detail": {"source": "test"}})
     assert response.status_code == 200, response.text
-    acted = Action(action) in SELF_ACTED
+    acted = Action(action) in SELF_ACTED | {Action.AGENT}
     assert response.json() == {"anomaly": name, "severity": severity, "action": action, "acted": acted}
+    if Action(action) is Action.AGENT:
+        assert handed == [{"agent": "orchestrator", "anomaly": name, "severity": severity, "detail": {"source": "test"}}]
+    else:
+        assert handed == []
 
 
 def test_an_unknown_anomaly_is_404(client: TestClient) -> None:
@@ -51,13 +65,15 @@ def test_hooks_run_for_their_action() -> None:
     async def hook(spec: AnomalySpec, detail: dict[str, Any]) -> None:
         calls.append((spec.name, detail))
 
-    handlers = AnomalyHandlers(on_alert=hook, on_restart=hook, on_escalate=hook)
+    # Handler agents that do not answer: an `agent` anomaly is then only logged.
+    down = httpx.MockTransport(lambda request: httpx.Response(503))
+    handlers = AnomalyHandlers(on_alert=hook, on_restart=hook, on_escalate=hook, transport=down)
 
     async def scenario() -> None:
         for name, spec in ANOMALIES.items():
             outcome = await handlers.handle(name, {"n": 1})
             # Without sub-agents to start, `spawn` is only logged.
-            assert outcome.acted is (spec.action not in (Action.LOG, Action.SPAWN))
+            assert outcome.acted is (spec.action not in (Action.LOG, Action.SPAWN, Action.AGENT))
 
     asyncio.run(scenario())
     hooked = (Action.ALERT, Action.RESTART, Action.ESCALATE)
@@ -65,32 +81,38 @@ def test_hooks_run_for_their_action() -> None:
 
 
 def test_on_error_budget_burn_handles_error_budget_burn() -> None:
-    outcome = asyncio.run(AnomalyHandlers().on_error_budget_burn({"n": 1}))
+    down = httpx.MockTransport(lambda request: httpx.Response(503))
+    outcome = asyncio.run(AnomalyHandlers(transport=down).on_error_budget_burn({"n": 1}))
     assert outcome.anomaly == "error_budget_burn"
 
 
 def test_on_slow_responses_handles_slow_responses() -> None:
-    outcome = asyncio.run(AnomalyHandlers().on_slow_responses({"n": 1}))
+    down = httpx.MockTransport(lambda request: httpx.Response(503))
+    outcome = asyncio.run(AnomalyHandlers(transport=down).on_slow_responses({"n": 1}))
     assert outcome.anomaly == "slow_responses"
 
 
 def test_on_unavailable_handles_unavailable() -> None:
-    outcome = asyncio.run(AnomalyHandlers().on_unavailable({"n": 1}))
+    down = httpx.MockTransport(lambda request: httpx.Response(503))
+    outcome = asyncio.run(AnomalyHandlers(transport=down).on_unavailable({"n": 1}))
     assert outcome.anomaly == "unavailable"
 
 
 def test_on_queue_backlog_handles_queue_backlog() -> None:
-    outcome = asyncio.run(AnomalyHandlers().on_queue_backlog({"n": 1}))
+    down = httpx.MockTransport(lambda request: httpx.Response(503))
+    outcome = asyncio.run(AnomalyHandlers(transport=down).on_queue_backlog({"n": 1}))
     assert outcome.anomaly == "queue_backlog"
 
 
 def test_on_agent_unresponsive_handles_agent_unresponsive() -> None:
-    outcome = asyncio.run(AnomalyHandlers().on_agent_unresponsive({"n": 1}))
+    down = httpx.MockTransport(lambda request: httpx.Response(503))
+    outcome = asyncio.run(AnomalyHandlers(transport=down).on_agent_unresponsive({"n": 1}))
     assert outcome.anomaly == "agent_unresponsive"
 
 
 def test_on_training_backlog_handles_training_backlog() -> None:
-    outcome = asyncio.run(AnomalyHandlers().on_training_backlog({"n": 1}))
+    down = httpx.MockTransport(lambda request: httpx.Response(503))
+    outcome = asyncio.run(AnomalyHandlers(transport=down).on_training_backlog({"n": 1}))
     assert outcome.anomaly == "training_backlog"
 
 
@@ -197,8 +219,8 @@ def test_a_raised_rule_takes_its_action(name: str, app: fastapi.FastAPI, auth_he
     with TestClient(app, headers=auth_headers) as client:
         assert client.portal is not None
         [outcome] = [o for o in client.portal.call(monitor.evaluate) if o.anomaly == name]
-        assert outcome.acted is (spec.action in SELF_ACTED | {Action.ALERT})
-        if spec.action is Action.ALERT:
+        assert outcome.acted is (spec.action in SELF_ACTED | {Action.ALERT, Action.AGENT})
+        if spec.action in (Action.ALERT, Action.AGENT):
             assert posted == [{"agent": "orchestrator", "anomaly": name, "severity": spec.severity.value, "detail": posted[0]["detail"]}]
             assert posted[0]["detail"]["metric"] == spec.when.metric
         if spec.action is Action.SHED:
