@@ -40,8 +40,9 @@ def test_each_anomaly_gets_its_declared_reaction(
         handed.append(json.loads(request.content))
         return httpx.Response(200, json={"accepted": True})
 
-    # An `agent` anomaly goes to its handler agent's service (here, a stand-in for it).
-    app.state.anomalies = AnomalyHandlers(transport=httpx.MockTransport(handler_agent))
+    if Action(action) is Action.AGENT:
+        # It goes to its handler agent's service (here, a stand-in for it).
+        app.state.anomalies = AnomalyHandlers(transport=httpx.MockTransport(handler_agent))
     response = client.post(f"/anomalies/{name}", json={"detail": {"source": "test"}})
     assert response.status_code == 200, response.text
     acted = Action(action) in SELF_ACTED | {Action.AGENT}
