@@ -141,7 +141,7 @@ fn qpf_snapshot(args: &[&str], snapshot_on: bool) {
 fn example_project() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("temp dir");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
-    for sub in ["agents", "kinds", "fragments"] {
+    for sub in ["agents", "kinds", "fragments", "templates"] {
         std::fs::create_dir_all(tmp.path().join(sub)).expect("mkdir");
         for e in std::fs::read_dir(src.join(sub)).expect("schemas/").flatten() {
             std::fs::copy(e.path(), tmp.path().join(sub).join(e.file_name())).expect("copy");
@@ -374,6 +374,52 @@ fn e2e_venv() -> PathBuf {
         assert!(ok, "cannot make the Python environment {}", venv.display());
     }
     venv
+}
+
+/// New anomaly types become agents (issue 18, item 4): from a schema edit (one new anomaly with
+/// `action: agent` in the example's `trainer`) to the handler agent's passing generated test
+/// suite: `qpf extract` (compiled cache warm; the trainer's own invocations run again, the other
+/// agents' are cache hits; the handler's fourteen are new), then its pytest suite in the tests'
+/// Python environment. Five edits, each a new anomaly type on the original schema (so the last
+/// edit's handler is removed as the next one is added); medians.
+fn anomaly_agent() {
+    let project = example_project();
+    let p = project.path();
+    let root = p.to_string_lossy().into_owned();
+    qpf(&["extract", "--project", &root]);
+    let venv = e2e_venv();
+    let trainer = p.join("agents/trainer.yaml");
+    let original = std::fs::read_to_string(&trainer).expect("trainer.yaml");
+    let (mut extracts, mut suites, mut totals) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..5 {
+        let edited = original.replacen(
+            "  anomalies:\n",
+            &format!("  anomalies:\n    - {{ name: drift_{i}, severity: warning, action: agent }}\n"),
+            1,
+        );
+        assert_ne!(edited, original, "trainer.yaml has anomalies");
+        let started = Instant::now();
+        std::fs::write(&trainer, edited).expect("edit");
+        qpf(&["extract", "--project", &root]);
+        let extracted = started.elapsed();
+        let service = p.join(format!("out/trainer-drift-{i}-handler"));
+        let out = std::process::Command::new(venv.join("bin/python"))
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+            .current_dir(&service)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env_remove("PYTHONPATH")
+            .output()
+            .expect("pytest runs");
+        let total = started.elapsed();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && report.contains(" passed"), "{}: {report}", service.display());
+        extracts.push(extracted);
+        suites.push(total - extracted);
+        totals.push(total);
+    }
+    println!("{:<52} {:>12}", "anomaly -> agent: qpf extract (new handler service)", fmt(median(extracts)));
+    println!("{:<52} {:>12}", "anomaly -> agent: its generated test suite", fmt(median(suites)));
+    println!("{:<52} {:>12}", "anomaly -> agent: schema edit to passing tests", fmt(median(totals)));
 }
 
 /// Spawn-to-first-task latency of the generated sub-agents (issue 18): the example's `orchestrator`
@@ -614,6 +660,10 @@ fn main() {
 
     if wanted("subagents") {
         subagents();
+    }
+
+    if wanted("anomaly-agent") {
+        anomaly_agent();
     }
 
     if wanted("recovery") {
