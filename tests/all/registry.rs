@@ -149,3 +149,100 @@ fn registry_problems_are_errors_naming_the_registry_or_the_file() {
         support::show(&out)
     );
 }
+
+/// The project of [`project`], its plugin `hostile` declared by `spec` (`registry: ...`).
+fn plugin_project(dir: &Path, registry: &Path, spec: &str) {
+    project(dir, registry);
+    let text = std::fs::read_to_string(dir.join("qpf.yaml")).expect("qpf.yaml");
+    let declared = text.lines().find(|l| l.starts_with("  hostile:")).expect("the plugin").to_owned();
+    std::fs::write(dir.join("qpf.yaml"), text.replace(&declared, &format!("  hostile: {spec}"))).expect("qpf.yaml");
+}
+
+fn locked_plugin(p: &Path) -> serde_json::Value {
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.join("qpf.lock")).expect("lock")).expect("json");
+    lock["registry-plugins"]["hostile"].clone()
+}
+
+#[test]
+fn a_registry_plugin_is_resolved_by_range_pinned_by_the_lock_and_updated_on_request() {
+    let registry = tempfile::tempdir().expect("tmp");
+    let r = registry.path();
+    fragment(r, "1.0.0", "one");
+    let versions = r.join("plugins/probe-echo");
+    std::fs::create_dir_all(&versions).expect("mkdir");
+    let hostile = support::wasm("qpf_hostile");
+    std::fs::copy(&hostile, versions.join("1.0.0.wasm")).expect("copy");
+    std::fs::write(versions.join("2.0.0.wasm"), support::hello_wasm()).expect("write");
+    std::fs::write(versions.join("notes.txt"), "not a version").expect("write");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let p = tmp.path();
+    plugin_project(p, r, "{ registry: probe-echo@^1 }");
+
+    // The newest version the range allows, pinned in the lock by its digest.
+    assert_eq!(extract(p, &[]), "one");
+    let lock = locked_plugin(p);
+    assert_eq!(lock["version"], "1.0.0");
+    let file = r.canonicalize().expect("canonical").join("plugins/probe-echo/1.0.0.wasm");
+    assert_eq!(lock["file"], file.to_str().expect("utf-8"));
+    assert_eq!(lock["digest"], support::digest(&hostile));
+
+    // A newer matching version changes nothing until asked for.
+    std::fs::write(versions.join("1.5.0.wasm"), support::hello_wasm()).expect("write");
+    assert_eq!(extract(p, &[]), "one");
+    assert_eq!(locked_plugin(p)["version"], "1.0.0");
+    let out = support::qpf(&["extract", "--project", p.to_str().expect("utf-8"), "--update-registry"]);
+    assert!(out.status.success(), "{}", support::show(&out));
+    assert_eq!(locked_plugin(p)["version"], "1.5.0");
+    assert!(p.join("out/probe/hello.txt").is_file(), "the new version ran");
+
+    // The locked file changed in place: refused, as a pinned file would be.
+    std::fs::copy(&hostile, versions.join("1.5.0.wasm")).expect("replace");
+    let out = support::qpf(&["extract", "--project", p.to_str().expect("utf-8")]);
+    assert_ne!(out.status.code(), Some(0), "{}", support::show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("plugin `hostile`") && err.contains("changed since qpf.lock pinned it"), "{err}");
+    assert!(err.contains("--update-registry"), "{err}");
+    // A pin in qpf.yaml must agree with the registry's file.
+    plugin_project(
+        p,
+        r,
+        "{ registry: probe-echo@^1, digest: \"blake3:0000000000000000000000000000000000000000000000000000000000000000\" }",
+    );
+    let out = support::qpf(&["extract", "--project", p.to_str().expect("utf-8"), "--update-registry"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not the pinned"), "{}", support::show(&out));
+}
+
+#[test]
+fn registry_plugin_problems_are_errors_naming_the_plugin_and_what_was_found() {
+    let registry = tempfile::tempdir().expect("tmp");
+    let r = registry.path();
+    fragment(r, "1.0.0", "one");
+    std::fs::create_dir_all(r.join("plugins/probe-echo")).expect("mkdir");
+    std::fs::copy(support::wasm("qpf_hostile"), r.join("plugins/probe-echo/1.0.0.wasm")).expect("copy");
+    let cases = [
+        ("{ registry: probe-echo }", "must be `NAME@RANGE`"),
+        ("{ registry: \"Probe@^1\" }", "must be `NAME@RANGE`"),
+        ("{ registry: probe-echo@^9 }", "no version matches `^9` (versions found: 1.0.0)"),
+        ("{ registry: other@^1 }", "no `plugins/other/VERSION.wasm` in the registry folders"),
+        ("{ registry: probe-echo@^1, path: x.wasm }", "give one of `path`, `oci` and `registry`"),
+    ];
+    for (spec, expected) in cases {
+        let tmp = tempfile::tempdir().expect("tmp");
+        plugin_project(tmp.path(), r, spec);
+        let out = support::qpf(&["extract", "--project", tmp.path().to_str().expect("utf-8")]);
+        assert_eq!(out.status.code(), Some(1), "{spec}: {}", support::show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected) && err.contains("plugin `hostile`"), "{spec}: {}", support::show(&out));
+    }
+    // Without registry folders to look in.
+    let tmp = tempfile::tempdir().expect("tmp");
+    plugin_project(tmp.path(), r, "{ registry: probe-echo@^1 }");
+    let text = std::fs::read_to_string(tmp.path().join("qpf.yaml")).expect("qpf.yaml");
+    let without = text.lines().filter(|l| !l.starts_with("registries:")).collect::<Vec<_>>().join("\n");
+    std::fs::write(tmp.path().join("qpf.yaml"), without).expect("qpf.yaml");
+    let out = support::qpf(&["extract", "--project", tmp.path().to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("names none"), "{}", support::show(&out));
+}

@@ -277,6 +277,118 @@ pub struct Settings {
     pub forbid_registries: bool,
 }
 
+/// The most entries one registry plugin's folder (`plugins/NAME/`) may hold.
+pub const MAX_REGISTRY_PLUGIN_VERSIONS: usize = 1_000;
+
+/// What `registry: NAME@RANGE` plugins resolved to, by plugin name (for the lock), and the
+/// folders listed (for the run snapshot).
+type RegistryPlugins = (BTreeMap<String, crate::lock::LockedFragment>, Vec<PathBuf>);
+
+/// Resolves every `registry: NAME@RANGE` plugin to a component of the registry folders: the
+/// version `locked` holds while its file exists and the range allows it (unless `update`), else
+/// the newest the range allows (the first registry's file for a version two of them hold). The
+/// declaration gets the file's absolute path and its pin: the locked digest (a file changed since
+/// is then refused when it is loaded, like any pinned file), else the digest of its bytes now.
+fn resolve_registry_plugins(
+    root: &Path,
+    project: &mut Project,
+    locked: &BTreeMap<String, crate::lock::LockedFragment>,
+    update: bool,
+) -> Result<RegistryPlugins, EngineError> {
+    let mut picks = BTreeMap::new();
+    let mut dirs = Vec::new();
+    let mut errors = Vec::new();
+    let registries: Vec<PathBuf> =
+        project.file.registries.iter().filter_map(|r| std::fs::canonicalize(root.join(r)).ok()).collect();
+    let max_bytes = project.file.load_limits.max_component_bytes;
+    for (name, decl) in &mut project.file.plugins {
+        let Some(spec) = decl.registry.clone() else { continue };
+        let fail =
+            |message: String| SchemaError::file("qpf.yaml", format!("plugin `{name}` (`registry: {spec}`): {message}"));
+        let (wanted, range) = match crate::project::registry_plugin_spec(&spec) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                errors.push(fail(e));
+                continue;
+            }
+        };
+        let mut found: BTreeMap<semver::Version, PathBuf> = BTreeMap::new();
+        for registry in &registries {
+            let dir = registry.join("plugins").join(&wanted);
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            dirs.push(dir.clone());
+            for (n, entry) in entries.flatten().enumerate() {
+                if n >= MAX_REGISTRY_PLUGIN_VERSIONS {
+                    errors.push(fail(format!(
+                        "`{}` holds more than {MAX_REGISTRY_PLUGIN_VERSIONS} entries",
+                        dir.display()
+                    )));
+                    break;
+                }
+                let path = entry.path();
+                let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+                let version = path
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .and_then(|f| f.strip_suffix(".wasm"))
+                    .and_then(|v| semver::Version::parse(v).ok());
+                if let (true, Some(version)) = (is_file, version) {
+                    found.entry(version).or_insert(path);
+                }
+            }
+        }
+        let kept = locked
+            .get(name)
+            .filter(|_| !update)
+            .and_then(|l| Some((l, semver::Version::parse(&l.version).ok()?)))
+            .filter(|(l, v)| range.matches(v) && found.get(v).is_some_and(|p| p.to_string_lossy() == l.file));
+        let (version, path, digest) = if let Some((l, v)) = kept {
+            // Hashed here too, to say what happened and what to do (the load would only refuse it).
+            let now = qpf_core::fs::read_regular(Path::new(&l.file), max_bytes).map(|b| qpf_core::digest_of(&b));
+            if now.as_ref().is_ok_and(|d| *d != l.digest) {
+                errors.push(fail(format!(
+                    "version {v} (`{}`) changed since qpf.lock pinned it ({}, pinned {}); `qpf extract --update-registry` accepts it as it is now",
+                    l.file,
+                    now.unwrap_or_default(),
+                    l.digest
+                )));
+                continue;
+            }
+            (v, PathBuf::from(&l.file), l.digest.clone())
+        } else {
+            let Some((v, p)) = found.iter().rev().find(|(v, _)| range.matches(v)) else {
+                let versions: Vec<String> = found.keys().map(ToString::to_string).collect();
+                errors.push(fail(if versions.is_empty() {
+                    format!("no `plugins/{wanted}/VERSION.wasm` in the registry folders")
+                } else {
+                    format!("no version matches `{range}` (versions found: {})", versions.join(", "))
+                }));
+                continue;
+            };
+            match qpf_core::fs::read_regular(p, max_bytes) {
+                Ok(bytes) => (v.clone(), p.clone(), qpf_core::digest_of(&bytes)),
+                Err(e) => {
+                    errors.push(fail(format!("cannot read `{}`: {e}", p.display())));
+                    continue;
+                }
+            }
+        };
+        if !decl.digest.is_empty() && decl.digest != digest {
+            errors.push(fail(format!(
+                "version {version} (`{}`) is {digest}, not the pinned {}",
+                path.display(),
+                decl.digest
+            )));
+            continue;
+        }
+        decl.digest.clone_from(&digest);
+        decl.path.clone_from(&path);
+        let file = path.display().to_string();
+        picks.insert(name.clone(), crate::lock::LockedFragment { version: version.to_string(), file, digest });
+    }
+    if errors.is_empty() { Ok((picks, dirs)) } else { Err(EngineError::Invalid(errors)) }
+}
+
 /// The most entries (files and folders) the walk of the registry folders looks at: a registry is a
 /// folder of fragments, and `registries: [/]` must not walk the whole file system.
 pub const MAX_REGISTRY_ENTRIES: usize = 20_000;
@@ -346,6 +458,8 @@ pub struct Engine {
     walked_dirs: Vec<PathBuf>,
     /// When loading began (the run snapshot's stats must be settled before it).
     began: SystemTime,
+    /// What the `registry: NAME@RANGE` plugins resolved to, for the lock.
+    registry_plugins: BTreeMap<String, crate::lock::LockedFragment>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -382,6 +496,24 @@ impl Engine {
             project.file.limits = project.file.limits.capped_by(limits);
             project.file.load_limits = project.file.load_limits.capped_by(load);
         }
+        // Before anything of a registry is read.
+        if settings.forbid_registries && !project.file.registries.is_empty() {
+            return Err(EngineError::Invalid(vec![SchemaError::file(
+                "qpf.yaml",
+                "`registries` names folders of this machine, which this host does not let a project read; bundle the fragments and plugins with the project",
+            )]));
+        }
+        // The lock is read (all of it: tens of megabytes in a big project) only for registry names.
+        let lock = match project.file.registries.is_empty() {
+            true => None,
+            false => Lock::read(&root.join(LOCK_FILE)),
+        };
+        let (registry_plugins, plugin_dirs) = resolve_registry_plugins(
+            root,
+            &mut project,
+            &lock.as_ref().map(|l| l.registry_plugins.clone()).unwrap_or_default(),
+            settings.registry_update,
+        )?;
         resolve_oci_plugins(&mut project, &settings)?;
         let kinds = qpf_schema::KindRegistry::load(root, &project.kind_schemas()).map_err(EngineError::Invalid)?;
         // The output root is not searched for schemas when no glob could match anything in it: a
@@ -395,20 +527,14 @@ impl Engine {
         .into_iter()
         .collect();
         let mut walked = qpf_schema::walk(root, &project.file.schemas, &exclude).map_err(EngineError::Invalid)?;
-        if settings.forbid_registries && !project.file.registries.is_empty() {
-            return Err(EngineError::Invalid(vec![SchemaError::file(
-                "qpf.yaml",
-                "`registries` names folders of this machine, which this host does not let a project read; bundle the fragments with the project",
-            )]));
-        }
         let mut registry = registry_files(root, &project.file.registries).map_err(EngineError::Invalid)?;
         walked.dirs.append(&mut registry.dirs);
-        // The lock is read (all of it: tens of megabytes in a big project) only for registry names.
-        let locked = match settings.registry_update || project.file.registries.is_empty() {
-            true => BTreeMap::new(),
-            false => Lock::read(&root.join(LOCK_FILE))
-                .map(|l| l.registry.into_iter().filter_map(|(n, f)| Some((n, f.version.parse().ok()?))).collect())
-                .unwrap_or_default(),
+        walked.dirs.extend(plugin_dirs);
+        let locked = match (settings.registry_update, lock) {
+            (false, Some(l)) => {
+                l.registry.into_iter().filter_map(|(n, f)| Some((n, f.version.parse().ok()?))).collect()
+            }
+            _ => BTreeMap::new(),
         };
         let registry = qpf_schema::Registry { files: registry.files, locked };
         let templates: Vec<PathBuf> = project.map.templates.values().cloned().collect();
@@ -417,7 +543,18 @@ impl Engine {
         let plan = crate::plan::plan(&project, &schemas).map_err(EngineError::Invalid)?;
         let secret = settings.secret.unwrap_or_else(crate::secret::user_secret);
         let load_us = started.elapsed().as_micros() as u64;
-        Ok(Engine { project, schemas, kinds, plan, secret, settings, load_us, walked_dirs: walked.dirs, began })
+        Ok(Engine {
+            project,
+            schemas,
+            kinds,
+            plan,
+            secret,
+            settings,
+            load_us,
+            walked_dirs: walked.dirs,
+            began,
+            registry_plugins,
+        })
     }
 
     /// The project's invocation cache (`.qpf/cache/invocations`), sealed with the user's secret.
@@ -944,6 +1081,7 @@ impl Engine {
                 commit.add(&child, worked, &place);
             }
         }
+        commit.lock.registry_plugins.clone_from(&self.registry_plugins);
         commit.lock.registry = self
             .schemas
             .registry_picks()

@@ -29,9 +29,13 @@ pub struct Lock {
     /// versions while they exist and match (`qpf extract --update-registry` takes the newest).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub registry: BTreeMap<String, LockedFragment>,
+    /// The registry plugins (`registry: NAME@RANGE` in `qpf.yaml`) by plugin name: the version
+    /// chosen, its file and its digest, which pins it until `--update-registry`.
+    #[serde(default, rename = "registry-plugins", skip_serializing_if = "BTreeMap::is_empty")]
+    pub registry_plugins: BTreeMap<String, LockedFragment>,
 }
 
-/// A registry fragment in the lock.
+/// A registry fragment (or a registry plugin) in the lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockedFragment {
     /// Its version.
@@ -125,6 +129,7 @@ impl Lock {
             files: BTreeMap::new(),
             invocations: BTreeMap::new(),
             registry: BTreeMap::new(),
+            registry_plugins: BTreeMap::new(),
         }
     }
 

@@ -128,9 +128,38 @@ pub struct PluginDecl {
     /// the user's plugin store ([`crate::plugin_store`]), once; instead of `path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oci: Option<String>,
+    /// `NAME@RANGE` (`py-models@^0.2`): the component is the newest `plugins/NAME/VERSION.wasm`
+    /// of the `registries` folders whose version the range allows, or the version `qpf.lock`
+    /// holds while it exists and matches; instead of `path` and `oci`. Its digest is locked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
     /// Expected `blake3:<hex>` digest of the component; loading fails when the file differs, and a
-    /// pulled component that differs is refused.
+    /// pulled component that differs is refused. Optional with `registry` (the lock pins it then).
+    #[serde(default)]
     pub digest: String,
+}
+
+/// A plugin's `registry: NAME@RANGE`: the name and the range.
+///
+/// # Errors
+/// Why it is not one.
+pub fn registry_plugin_spec(spec: &str) -> Result<(String, semver::VersionReq), String> {
+    let bad = || {
+        format!(
+            "`registry` must be `NAME@RANGE` like `py-models@^0.2` (NAME: lower-case letters, digits and `-`), got `{}`",
+            qpf_core::text::escape(&spec.chars().take(80).collect::<String>())
+        )
+    };
+    let (name, range) = spec.split_once('@').ok_or_else(bad)?;
+    if name.is_empty()
+        || name.len() > 64
+        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || range.len() > 64
+    {
+        return Err(bad());
+    }
+    let range = semver::VersionReq::parse(range).map_err(|_| bad())?;
+    Ok((name.to_owned(), range))
 }
 
 fn is_empty_path(p: &Path) -> bool {
@@ -322,9 +351,18 @@ pub fn needs_cycle(entries: &[Entry]) -> Option<Vec<String>> {
 /// What is wrong with where a plugin comes from: exactly one of `path` and `oci`, and an `oci`
 /// reference of printable characters without spaces.
 fn plugin_source_problem(plugin: &PluginDecl) -> Option<String> {
+    if let Some(spec) = &plugin.registry {
+        if plugin.oci.is_some() || !plugin.path.as_os_str().is_empty() {
+            return Some("give one of `path`, `oci` and `registry`".into());
+        }
+        return registry_plugin_spec(spec).err();
+    }
     match (&plugin.oci, plugin.path.as_os_str().is_empty()) {
         (Some(_), false) => Some("give `path` (a local component) or `oci` (a registry reference), not both".into()),
-        (None, true) => Some("needs `path` (a local component) or `oci` (a registry reference)".into()),
+        (None, true) => Some(
+            "needs `path` (a local component), `oci` (an OCI reference) or `registry` (NAME@RANGE in the registry folders)"
+                .into(),
+        ),
         (Some(r), true) if r.is_empty() || r.len() > MAX_OCI_REFERENCE || r.chars().any(|c| !c.is_ascii_graphic()) => {
             Some(format!(
                 "`oci` must be a reference like `ghcr.io/acme/plugin:1.0` (printable ASCII, no spaces, at most {MAX_OCI_REFERENCE} characters), got `{}`",
@@ -486,7 +524,17 @@ impl Project {
             if let Some(problem) = plugin_source_problem(plugin) {
                 return Err(SchemaError::file(PROJECT_FILE, format!("plugin `{name}`: {problem}")).into());
             }
-            if qpf_core::Digest::parse(&plugin.digest).is_err() {
+            if plugin.registry.is_some() && file.registries.is_empty() {
+                return Err(SchemaError::file(
+                    PROJECT_FILE,
+                    format!("plugin `{name}`: `registry` resolves in the `registries` folders, and `{PROJECT_FILE}` names none"),
+                )
+                .into());
+            }
+            // A registry plugin may leave its pin to the lock.
+            if (plugin.registry.is_none() || !plugin.digest.is_empty())
+                && qpf_core::Digest::parse(&plugin.digest).is_err()
+            {
                 return Err(SchemaError::file(
                     PROJECT_FILE,
                     format!("plugin `{name}`: `digest` must be `blake3:` and 64 hex digits, got `{}`", plugin.digest),
