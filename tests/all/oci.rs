@@ -210,7 +210,10 @@ fn a_plugin_declares_a_path_or_an_oci_reference_and_the_reference_names_its_regi
     let text = std::fs::read_to_string(&qpf_yaml).expect("qpf.yaml");
     let cases = [
         (text.replace("    oci:", "    path: ../hello.wasm\n    oci:"), "give `path` (a local component) or `oci`"),
-        (text.replace("    oci: localhost:5000/acme/hello:1\n", ""), "needs `path` (a local component) or `oci`"),
+        (
+            text.replace("    oci: localhost:5000/acme/hello:1\n", ""),
+            "needs `path` (a local component), `oci` (an OCI reference) or `registry`",
+        ),
         (text.replace("localhost:5000/acme/hello:1", "\"a b\""), "`oci` must be a reference like"),
     ];
     for (yaml, expected) in cases {
@@ -224,4 +227,104 @@ fn a_plugin_declares_a_path_or_an_oci_reference_and_the_reference_names_its_regi
     let out = qpf(&["validate", "--project", p], tmp.path(), None);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(stderr(&out).contains("name the registry"), "{}", show(&out));
+}
+
+/// `hello.wasm` writing `text` (two characters and a newline) instead of "hi\n".
+fn hello_saying(dir: &Path, text: &str) -> std::path::PathBuf {
+    assert_eq!(text.len(), 2, "the component's length is fixed");
+    let source = include_str!("../guests/wat/hello.wat")
+        .replace(r#"(data (i32.const 720) "hi\n")"#, &format!(r#"(data (i32.const 720) "{text}\n")"#));
+    let path = dir.join(format!("hello-{text}.wasm"));
+    std::fs::write(&path, wat::parse_str(source).expect("assembles")).expect("write");
+    path
+}
+
+#[test]
+fn an_oci_plugin_by_version_range_takes_the_newest_matching_tag_locks_it_and_then_runs_offline() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let registry = Registry::start(false);
+    let repository = format!("{}/acme/hello", registry.addr);
+    for (tag, text) in [("1.0.0", "hi"), ("v1.2.0", "ho"), ("2.0.0", "ha"), ("latest", "ha"), ("nightly", "hu")] {
+        let wasm = hello_saying(tmp.path(), text);
+        let out =
+            qpf(&["plugin", "push", wasm.to_str().expect("utf-8"), &format!("{repository}:{tag}")], tmp.path(), None);
+        assert!(out.status.success(), "{}", show(&out));
+    }
+    let proj = tmp.path().join("project");
+    let declare = |range: &str| {
+        support::note_project(
+            &proj,
+            "{ Note: note.schema.json }",
+            &format!("\n  hello: {{ oci: {repository}, version: \"{range}\" }}\n"),
+        );
+    };
+    declare("^1");
+    let p = proj.to_str().expect("utf-8");
+    let said = || std::fs::read_to_string(proj.join("out/first/hello.txt")).expect("generated");
+    let locked = || -> serde_json::Value {
+        let lock: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(proj.join("qpf.lock")).expect("lock")).expect("json");
+        lock["registry-plugins"]["hello"].clone()
+    };
+
+    // The newest tag `^1` allows (`v1.2.0`), pulled, pinned in the lock.
+    let out = qpf(&["extract", "--project", p], tmp.path(), None);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(said(), "ho\n");
+    let lock = locked();
+    assert_eq!(
+        (lock["version"].as_str(), lock["file"].as_str()),
+        (Some("1.2.0"), Some(format!("{repository}:v1.2.0").as_str()))
+    );
+    assert_eq!(lock["digest"], support::digest(&tmp.path().join("hello-ho.wasm")));
+
+    // A newer matching tag changes nothing until asked for.
+    let newer = hello_saying(tmp.path(), "he");
+    let out =
+        qpf(&["plugin", "push", newer.to_str().expect("utf-8"), &format!("{repository}:1.3.0")], tmp.path(), None);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(qpf(&["extract", "--project", p], tmp.path(), None).status.success());
+    assert_eq!(said(), "ho\n");
+    let out = qpf(&["extract", "--project", p, "--update-registry"], tmp.path(), None);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(said(), "he\n");
+    assert_eq!(locked()["version"], "1.3.0");
+
+    // Nothing to match: the error names the plugin, the range and the newest tags.
+    declare("^9");
+    let out = qpf(&["extract", "--project", p], tmp.path(), None);
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(stderr(&out).contains("no tag matches `^9` (newest tags: 2.0.0, 1.3.0, 1.2.0, 1.0.0)"), "{}", show(&out));
+    assert!(stderr(&out).contains("hello"), "{}", show(&out));
+
+    // The registry gone: the locked tag and the store are enough.
+    declare("^1");
+    drop(registry);
+    std::fs::remove_dir_all(proj.join("out")).expect("rm out");
+    let out = qpf(&["extract", "--project", p, "--no-cache"], tmp.path(), None);
+    assert!(out.status.success(), "offline: {}", show(&out));
+    assert_eq!(said(), "he\n");
+}
+
+#[test]
+fn a_version_range_needs_a_repository_without_tag_and_a_range() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    for (declared, expected) in [
+        ("{ oci: localhost:5000/acme/hello:1.0.0, version: \"^1\" }", "without a tag or digest"),
+        ("{ oci: localhost:5000/acme/hello, version: \"one\" }", "semantic-version range"),
+        (
+            "{ path: x.wasm, version: \"^1\", digest: \"blake3:0000000000000000000000000000000000000000000000000000000000000000\" }",
+            "give `oci` with it",
+        ),
+    ] {
+        let proj = tmp.path().join("project");
+        support::note_project(&proj, "{ Note: note.schema.json }", &format!("\n  hello: {declared}\n"));
+        let out = qpf(&["extract", "--project", proj.to_str().expect("utf-8")], tmp.path(), None);
+        assert_eq!(out.status.code(), Some(1), "{declared}: {}", show(&out));
+        assert!(
+            stderr(&out).contains(expected) && stderr(&out).contains("plugin `hello`"),
+            "{declared}: {}",
+            show(&out)
+        );
+    }
 }

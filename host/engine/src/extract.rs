@@ -277,6 +277,104 @@ pub struct Settings {
     pub forbid_registries: bool,
 }
 
+/// The most tags of one repository read for a `version:` range.
+pub const MAX_OCI_TAGS: usize = 10_000;
+
+/// Resolves every `oci` plugin with a `version:` range to a tag: the one `locked` holds while the
+/// range allows it (unless `update`; nothing is asked of the registry then), else the newest tag
+/// (`1.2.0` or `v1.2.0`) the range allows, pulled once into the plugin store to learn its digest.
+/// The declaration gets `REPOSITORY:TAG` and its pin; the picks go to the lock.
+fn resolve_oci_ranges(
+    project: &mut Project,
+    settings: &Settings,
+    locked: &BTreeMap<String, crate::lock::LockedFragment>,
+    update: bool,
+) -> Result<BTreeMap<String, crate::lock::LockedFragment>, EngineError> {
+    let mut picks = BTreeMap::new();
+    let mut failed = Vec::new();
+    let max_bytes = project.file.load_limits.max_component_bytes;
+    let store = settings
+        .plugin_store
+        .clone()
+        .or_else(crate::plugin_store::user_plugin_store)
+        .map(crate::plugin_store::PluginStore::new);
+    let tag_version = |tag: &str| semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok();
+    for (name, decl) in &mut project.file.plugins {
+        let (Some(range), Some(repository)) = (decl.version.clone(), decl.oci.clone()) else { continue };
+        let fail = |message: String| EngineError::Fetch {
+            name: name.clone(),
+            reference: format!("{repository} (version {range})"),
+            message,
+        };
+        // Checked when the project was read.
+        let Ok(req) = semver::VersionReq::parse(&range) else { continue };
+        let kept = locked.get(name).filter(|_| !update).filter(|l| {
+            let tag = l.file.strip_prefix(&format!("{repository}:"));
+            tag.and_then(tag_version).is_some_and(|v| req.matches(&v) && v.to_string() == l.version)
+        });
+        let (version, reference, digest) = if let Some(l) = kept {
+            (l.version.clone(), l.file.clone(), l.digest.clone())
+        } else {
+            let Some(fetcher) = &settings.fetcher else {
+                failed.push(fail("this host does not reach registries; pin a tag or digest instead".into()));
+                continue;
+            };
+            let tags = match fetcher.tags(&repository, MAX_OCI_TAGS) {
+                Ok(tags) => tags,
+                Err(e) => {
+                    failed.push(fail(e));
+                    continue;
+                }
+            };
+            let best = tags.iter().filter_map(|t| Some((tag_version(t)?, t))).filter(|(v, _)| req.matches(v)).max();
+            let Some((version, tag)) = best else {
+                let mut versions: Vec<semver::Version> = tags.iter().filter_map(|t| tag_version(t)).collect();
+                versions.sort();
+                let listed: Vec<String> = versions.iter().rev().take(10).map(ToString::to_string).collect();
+                failed.push(fail(if listed.is_empty() {
+                    "the repository has no semantic-version tag".to_owned()
+                } else {
+                    format!("no tag matches `{range}` (newest tags: {})", listed.join(", "))
+                }));
+                continue;
+            };
+            let reference = format!("{repository}:{tag}");
+            let digest = if decl.digest.is_empty() {
+                // Pulled once now to learn its digest, and kept in the store for the run.
+                let Some(store) = &store else {
+                    failed.push(fail("no plugin store: set QPF_PLUGIN_STORE (there is no home folder)".into()));
+                    continue;
+                };
+                let stored = fetcher
+                    .fetch(&reference, max_bytes)
+                    .and_then(|bytes| store.put(&bytes, None).map_err(|e| e.to_string()));
+                match stored {
+                    Ok((digest, _)) => digest.to_string(),
+                    Err(e) => {
+                        failed.push(fail(e));
+                        continue;
+                    }
+                }
+            } else {
+                decl.digest.clone()
+            };
+            (version.to_string(), reference, digest)
+        };
+        if !decl.digest.is_empty() && decl.digest != digest {
+            failed.push(fail(format!("`{reference}` is {digest}, not the pinned {}", decl.digest)));
+            continue;
+        }
+        decl.digest.clone_from(&digest);
+        decl.oci = Some(reference.clone());
+        picks.insert(name.clone(), crate::lock::LockedFragment { version, file: reference, digest });
+    }
+    match failed.len() {
+        0 => Ok(picks),
+        1 => Err(failed.remove(0)),
+        _ => Err(EngineError::Plugins(failed)),
+    }
+}
+
 /// The most entries one registry plugin's folder (`plugins/NAME/`) may hold.
 pub const MAX_REGISTRY_PLUGIN_VERSIONS: usize = 1_000;
 
@@ -503,17 +601,24 @@ impl Engine {
                 "`registries` names folders of this machine, which this host does not let a project read; bundle the fragments and plugins with the project",
             )]));
         }
-        // The lock is read (all of it: tens of megabytes in a big project) only for registry names.
-        let lock = match project.file.registries.is_empty() {
+        // The lock is read (all of it: tens of megabytes in a big project) only for registry
+        // names and version ranges.
+        let ranged = project.file.plugins.values().any(|p| p.version.is_some());
+        let lock = match project.file.registries.is_empty() && !ranged {
             true => None,
             false => Lock::read(&root.join(LOCK_FILE)),
         };
-        let (registry_plugins, plugin_dirs) = resolve_registry_plugins(
-            root,
-            &mut project,
-            &lock.as_ref().map(|l| l.registry_plugins.clone()).unwrap_or_default(),
-            settings.registry_update,
-        )?;
+        let locked_plugins = lock.as_ref().map(|l| l.registry_plugins.clone()).unwrap_or_default();
+        let (mut registry_plugins, plugin_dirs) =
+            resolve_registry_plugins(root, &mut project, &locked_plugins, settings.registry_update)?;
+        if ranged {
+            registry_plugins.extend(resolve_oci_ranges(
+                &mut project,
+                &settings,
+                &locked_plugins,
+                settings.registry_update,
+            )?);
+        }
         resolve_oci_plugins(&mut project, &settings)?;
         let kinds = qpf_schema::KindRegistry::load(root, &project.kind_schemas()).map_err(EngineError::Invalid)?;
         // The output root is not searched for schemas when no glob could match anything in it: a

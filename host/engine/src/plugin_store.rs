@@ -18,6 +18,15 @@ pub trait PluginFetcher: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// A message naming the registry and the cause (unreachable, unauthorized, missing, tampered…).
     fn fetch(&self, reference: &str, max_bytes: u64) -> Result<Vec<u8>, String>;
+
+    /// The tags of `repository` (`REGISTRY/REPOSITORY`), at most `max`, for `version:` ranges.
+    ///
+    /// # Errors
+    /// As [`PluginFetcher::fetch`]; by default, that this fetcher cannot list tags.
+    fn tags(&self, repository: &str, max: usize) -> Result<Vec<String>, String> {
+        let _ = (repository, max);
+        Err("this host cannot list a registry's tags".to_owned())
+    }
 }
 
 /// The user's plugin store: `QPF_PLUGIN_STORE` when set, else `$XDG_CACHE_HOME/qpf/plugins`, else

@@ -133,6 +133,10 @@ pub struct PluginDecl {
     /// holds while it exists and matches; instead of `path` and `oci`. Its digest is locked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<String>,
+    /// With `oci` (a repository, without tag or digest): a semantic-version range of its tags
+    /// (`^1.2`); the newest tag it allows, or the one `qpf.lock` holds, is pulled and locked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// Expected `blake3:<hex>` digest of the component; loading fails when the file differs, and a
     /// pulled component that differs is refused. Optional with `registry` (the lock pins it then).
     #[serde(default)]
@@ -351,6 +355,24 @@ pub fn needs_cycle(entries: &[Entry]) -> Option<Vec<String>> {
 /// What is wrong with where a plugin comes from: exactly one of `path` and `oci`, and an `oci`
 /// reference of printable characters without spaces.
 fn plugin_source_problem(plugin: &PluginDecl) -> Option<String> {
+    if let Some(range) = &plugin.version {
+        let Some(repository) = plugin.oci.as_deref() else {
+            return Some("`version` is a range of an `oci` repository's tags; give `oci` with it".into());
+        };
+        let last = repository.rsplit('/').next().unwrap_or_default();
+        if repository.contains('@') || last.contains(':') {
+            return Some(format!(
+                "with `version`, `oci` names a repository without a tag or digest (like `ghcr.io/acme/plugin`), got `{}`",
+                qpf_core::text::escape(&repository.chars().take(80).collect::<String>())
+            ));
+        }
+        if range.len() > 64 || semver::VersionReq::parse(range).is_err() {
+            return Some(format!(
+                "`version` must be a semantic-version range like `^1.2`, got `{}`",
+                qpf_core::text::escape(&range.chars().take(80).collect::<String>())
+            ));
+        }
+    }
     if let Some(spec) = &plugin.registry {
         if plugin.oci.is_some() || !plugin.path.as_os_str().is_empty() {
             return Some("give one of `path`, `oci` and `registry`".into());
@@ -531,10 +553,9 @@ impl Project {
                 )
                 .into());
             }
-            // A registry plugin may leave its pin to the lock.
-            if (plugin.registry.is_none() || !plugin.digest.is_empty())
-                && qpf_core::Digest::parse(&plugin.digest).is_err()
-            {
+            // A plugin chosen by version may leave its pin to the lock.
+            let locked = plugin.registry.is_some() || plugin.version.is_some();
+            if (!locked || !plugin.digest.is_empty()) && qpf_core::Digest::parse(&plugin.digest).is_err() {
                 return Err(SchemaError::file(
                     PROJECT_FILE,
                     format!("plugin `{name}`: `digest` must be `blake3:` and 64 hex digits, got `{}`", plugin.digest),

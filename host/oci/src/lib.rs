@@ -285,6 +285,38 @@ pub fn pull(reference: &str, options: &Options, max_bytes: u64) -> Result<Pulled
     })
 }
 
+/// Tags asked for per page of the tag list.
+const TAG_PAGE: usize = 1_000;
+
+/// The tags of `repository` (`REGISTRY/REPOSITORY`), page by page, at most `max` of them (a
+/// registry that keeps sending pages is cut off there, and by the deadline).
+///
+/// # Errors
+/// Any [`OciError`].
+pub fn list_tags(repository: &str, options: &Options, max: usize) -> Result<Vec<String>, OciError> {
+    let image = parse_reference(repository)?;
+    let client = client(&image, options);
+    let auth = auth(&image, options);
+    run(&image, options, async {
+        let mut tags: Vec<String> = Vec::new();
+        loop {
+            let last = tags.last().cloned();
+            let page = client
+                .list_tags(&image, &auth, Some(TAG_PAGE), last.as_deref())
+                .await
+                .map_err(|e| classify_client(&image, &e))?;
+            let count = page.tags.len();
+            tags.extend(page.tags.into_iter().map(|t| cut(&t)));
+            // A short page is the last one; a page repeating the last tag would loop.
+            if count < TAG_PAGE || tags.len() >= max || tags.last() == last.as_ref() {
+                break;
+            }
+        }
+        tags.truncate(max);
+        Ok(tags)
+    })
+}
+
 fn client(image: &Reference, options: &Options) -> WasmClient {
     let registry = image.resolve_registry().to_owned();
     let protocol = if is_loopback(&registry) || options.plain_http.iter().any(|r| r == &registry) {

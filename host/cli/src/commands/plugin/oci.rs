@@ -139,4 +139,8 @@ impl qpf_engine::plugin_store::PluginFetcher for Fetcher {
     fn fetch(&self, reference: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
         qpf_oci::pull(reference, &self.options, max_bytes).map(|p| p.component).map_err(|e| e.to_string())
     }
+
+    fn tags(&self, repository: &str, max: usize) -> Result<Vec<String>, String> {
+        qpf_oci::list_tags(repository, &self.options, max).map_err(|e| e.to_string())
+    }
 }
