@@ -70,6 +70,15 @@ fn a_template_spawn_is_extracted_by_every_entry_that_selects_it_and_locked_under
     let drift = qpf(&["drift", "--project", p.to_str().unwrap()]);
     assert_eq!(drift.status.code(), Some(0), "{}", show(&drift));
 
+    // What a change of the template affects: its spawner, and the files of what it spawned.
+    let template = p.join("templates/handler.yaml");
+    let args = ["impact", "--project", p.to_str().unwrap(), "--format", "json", template.to_str().unwrap()];
+    let out = qpf(&args);
+    assert!(out.status.success(), "{}", show(&out));
+    let impact: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(impact["invocations"], json!([["top", "Probe/probe@1.0.0"]]), "{impact}");
+    assert_eq!(impact["files"], json!(["probe-handler/echo.json", "top/top.json"]), "{impact}");
+
     // Editing the template changes the spawner's key: drift calls the file stale, a run rewrites it.
     std::fs::write(p.join("templates/handler.yaml"), TEMPLATE.replace("kept: yes", "kept: no\n  more: 1")).unwrap();
     let drift = qpf(&["drift", "--project", p.to_str().unwrap()]);

@@ -1,5 +1,6 @@
 //! Impact: which schemas, invocations and generated files a change to some files affects, through
-//! imports, extends and `$ref` (the dependency edges the resolver recorded).
+//! imports, extends and `$ref` (the dependency edges the resolver recorded), and through the
+//! templates of the map (the entries that may spawn from a changed template, and what they spawned).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -33,11 +34,28 @@ impl crate::Engine {
             })
             .map(|s| s.id())
             .collect();
+        // A changed template (or a file it depends on) affects the entries that may spawn from it.
+        let project = self.project();
+        let spawners: BTreeSet<&str> = project
+            .map
+            .templates
+            .iter()
+            .filter(|(_, path)| {
+                changed.contains(path.as_path())
+                    || self
+                        .schemas()
+                        .template(path)
+                        .is_some_and(|t| t.depends_on.iter().any(|d| changed.contains(d.as_path())))
+            })
+            .flat_map(|(name, _)| {
+                project.map.entries.iter().filter(move |e| e.spawn.templates.contains(name)).map(|e| e.id.as_str())
+            })
+            .collect();
         let invocations: Vec<(String, String)> = self
             .plan()
             .invocations
             .iter()
-            .filter(|i| schemas.contains(&i.schema))
+            .filter(|i| schemas.contains(&i.schema) || spawners.contains(i.entry.as_str()))
             .map(|i| (i.entry.clone(), i.schema.clone()))
             .collect();
         let lock = Lock::read(&self.project().root.join(LOCK_FILE));
