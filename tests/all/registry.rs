@@ -150,6 +150,19 @@ fn registry_problems_are_errors_naming_the_registry_or_the_file() {
     );
 }
 
+/// Copies the folder `from` to `to`, recursively.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
 /// The project of [`project`], its plugin `hostile` declared by `spec` (`registry: ...`).
 fn plugin_project(dir: &Path, registry: &Path, spec: &str) {
     project(dir, registry);
@@ -183,9 +196,25 @@ fn a_registry_plugin_is_resolved_by_range_pinned_by_the_lock_and_updated_on_requ
     assert_eq!(extract(p, &[]), "one");
     let lock = locked_plugin(p);
     assert_eq!(lock["version"], "1.0.0");
-    let file = r.canonicalize().expect("canonical").join("plugins/probe-echo/1.0.0.wasm");
-    assert_eq!(lock["file"], file.to_str().expect("utf-8"));
+    // The file as qpf.yaml names the registry (the same on every machine when that is relative).
+    assert_eq!(lock["file"], format!("{}/plugins/probe-echo/1.0.0.wasm", r.display()));
     assert_eq!(lock["digest"], support::digest(&hostile));
+
+    // The registry elsewhere (another machine, another checkout) with a newer version: the lock
+    // still holds, by version and digest.
+    let moved = tempfile::tempdir().expect("tmp");
+    let r2 = moved.path().join("registry");
+    copy_tree(r, &r2);
+    std::fs::write(r2.join("plugins/probe-echo/1.1.0.wasm"), support::hello_wasm()).expect("write");
+    let text = std::fs::read_to_string(p.join("qpf.yaml")).expect("qpf.yaml");
+    std::fs::write(
+        p.join("qpf.yaml"),
+        text.replace(&format!("{:?}", r.to_str().expect("utf-8")), &format!("{:?}", r2.to_str().expect("utf-8"))),
+    )
+    .expect("qpf.yaml");
+    assert_eq!(extract(p, &[]), "one");
+    assert_eq!(locked_plugin(p)["version"], "1.0.0");
+    std::fs::write(p.join("qpf.yaml"), text).expect("qpf.yaml back");
 
     // A newer matching version changes nothing until asked for.
     std::fs::write(versions.join("1.5.0.wasm"), support::hello_wasm()).expect("write");

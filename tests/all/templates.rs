@@ -113,8 +113,10 @@ fn template_spawns_are_refused_with_a_reason_naming_the_template_and_the_limit()
         (asks(json!({"name": "x", "version": "one"})), "{ templates: [handler] }", "not a semantic version"),
         // The completed schema breaks its kind's JSON Schema.
         (asks(json!({"name": "x", "spec": {"greeting": null}})), "{ templates: [handler] }", "does not match its kind"),
-        // Its plan (validators and generators) is over the count.
-        (asks(json!({"name": "x"})), "{ templates: [handler], max-count: 0 }", "max-count"),
+        // Its plan (`gen` alone) is over what the count leaves; and the count spent before.
+        (asks(json!({"name": "x"})), "{ templates: [handler], max-count: 0 }", "refused: `spawn.max-count` (0)"),
+        // Its files would go where a planned entry writes (`gen` writes `{name}`: `top`).
+        (asks(json!({"name": "top"})), "{ templates: [handler] }", "where entry `top` writes"),
     ];
     for (ask, policy, expected) in cases {
         let project = project(ask.clone(), policy);
@@ -135,7 +137,8 @@ fn a_template_spawn_that_asks_for_itself_again_is_a_cycle_not_a_loop() {
     let p = project.path();
     let map = std::fs::read_to_string(p.join("map.yaml"))
         .unwrap()
-        .replace("select: { names: [probe] }", "select: { kind: Probe }");
+        .replace("select: { names: [probe] }", "select: { kind: Probe }")
+        .replace("out: top\n", "out: \"top-{name}\"\n");
     std::fs::write(p.join("map.yaml"), map).unwrap();
     let (out, report) = extract(p);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));

@@ -396,8 +396,10 @@ fn resolve_registry_plugins(
     let mut picks = BTreeMap::new();
     let mut dirs = Vec::new();
     let mut errors = Vec::new();
-    let registries: Vec<PathBuf> =
-        project.file.registries.iter().filter_map(|r| std::fs::canonicalize(root.join(r)).ok()).collect();
+    // Each registry as declared (what the lock shows: the same on every machine when relative)
+    // and where it is here.
+    let registries: Vec<(&PathBuf, PathBuf)> =
+        project.file.registries.iter().filter_map(|r| Some((r, std::fs::canonicalize(root.join(r)).ok()?))).collect();
     let max_bytes = project.file.load_limits.max_component_bytes;
     for (name, decl) in &mut project.file.plugins {
         let Some(spec) = decl.registry.clone() else { continue };
@@ -410,8 +412,9 @@ fn resolve_registry_plugins(
                 continue;
             }
         };
-        let mut found: BTreeMap<semver::Version, PathBuf> = BTreeMap::new();
-        for registry in &registries {
+        // Version → (the file here, the file as the lock shows it).
+        let mut found: BTreeMap<semver::Version, (PathBuf, String)> = BTreeMap::new();
+        for (declared, registry) in &registries {
             let dir = registry.join("plugins").join(&wanted);
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             dirs.push(dir.clone());
@@ -431,30 +434,33 @@ fn resolve_registry_plugins(
                     .and_then(|f| f.strip_suffix(".wasm"))
                     .and_then(|v| semver::Version::parse(v).ok());
                 if let (true, Some(version)) = (is_file, version) {
-                    found.entry(version).or_insert(path);
+                    let shown =
+                        format!("{}/plugins/{wanted}/{}", declared.display(), entry.file_name().to_string_lossy());
+                    found.entry(version).or_insert((path, shown));
                 }
             }
         }
+        // The locked version, by version (its file is wherever the registries are on this machine).
         let kept = locked
             .get(name)
             .filter(|_| !update)
             .and_then(|l| Some((l, semver::Version::parse(&l.version).ok()?)))
-            .filter(|(l, v)| range.matches(v) && found.get(v).is_some_and(|p| p.to_string_lossy() == l.file));
-        let (version, path, digest) = if let Some((l, v)) = kept {
+            .filter(|(_, v)| range.matches(v))
+            .and_then(|(l, v)| Some((l, found.get(&v)?.clone(), v)));
+        let (version, (path, shown), digest) = if let Some((l, (path, shown), v)) = kept {
             // Hashed here too, to say what happened and what to do (the load would only refuse it).
-            let now = qpf_core::fs::read_regular(Path::new(&l.file), max_bytes).map(|b| qpf_core::digest_of(&b));
+            let now = qpf_core::fs::read_regular(&path, max_bytes).map(|b| qpf_core::digest_of(&b));
             if now.as_ref().is_ok_and(|d| *d != l.digest) {
                 errors.push(fail(format!(
-                    "version {v} (`{}`) changed since qpf.lock pinned it ({}, pinned {}); `qpf extract --update-registry` accepts it as it is now",
-                    l.file,
+                    "version {v} (`{shown}`) changed since qpf.lock pinned it ({}, pinned {}); `qpf extract --update-registry` accepts it as it is now",
                     now.unwrap_or_default(),
                     l.digest
                 )));
                 continue;
             }
-            (v, PathBuf::from(&l.file), l.digest.clone())
+            (v, (path, shown), l.digest.clone())
         } else {
-            let Some((v, p)) = found.iter().rev().find(|(v, _)| range.matches(v)) else {
+            let Some((v, (p, shown))) = found.iter().rev().find(|(v, _)| range.matches(v)) else {
                 let versions: Vec<String> = found.keys().map(ToString::to_string).collect();
                 errors.push(fail(if versions.is_empty() {
                     format!("no `plugins/{wanted}/VERSION.wasm` in the registry folders")
@@ -464,7 +470,7 @@ fn resolve_registry_plugins(
                 continue;
             };
             match qpf_core::fs::read_regular(p, max_bytes) {
-                Ok(bytes) => (v.clone(), p.clone(), qpf_core::digest_of(&bytes)),
+                Ok(bytes) => (v.clone(), (p.clone(), shown.clone()), qpf_core::digest_of(&bytes)),
                 Err(e) => {
                     errors.push(fail(format!("cannot read `{}`: {e}", p.display())));
                     continue;
@@ -472,17 +478,12 @@ fn resolve_registry_plugins(
             }
         };
         if !decl.digest.is_empty() && decl.digest != digest {
-            errors.push(fail(format!(
-                "version {version} (`{}`) is {digest}, not the pinned {}",
-                path.display(),
-                decl.digest
-            )));
+            errors.push(fail(format!("version {version} (`{shown}`) is {digest}, not the pinned {}", decl.digest)));
             continue;
         }
         decl.digest.clone_from(&digest);
-        decl.path.clone_from(&path);
-        let file = path.display().to_string();
-        picks.insert(name.clone(), crate::lock::LockedFragment { version: version.to_string(), file, digest });
+        decl.path = path;
+        picks.insert(name.clone(), crate::lock::LockedFragment { version: version.to_string(), file: shown, digest });
     }
     if errors.is_empty() { Ok((picks, dirs)) } else { Err(EngineError::Invalid(errors)) }
 }
@@ -558,6 +559,19 @@ pub struct Engine {
     began: SystemTime,
     /// What the `registry: NAME@RANGE` plugins resolved to, for the lock.
     registry_plugins: BTreeMap<String, crate::lock::LockedFragment>,
+    /// For template spawns, built on the first: the project's schema names, and the plan's
+    /// output folders.
+    spawn_index: OnceLock<SpawnIndex>,
+}
+
+/// What a template spawn checks a new schema against.
+pub(crate) struct SpawnIndex {
+    /// Every schema name of the project (any kind).
+    pub(crate) names: std::collections::BTreeSet<String>,
+    /// Every output folder of the plan, with an entry that writes there.
+    pub(crate) out_dirs: BTreeMap<String, String>,
+    /// Each allowed template's digest, as the plan's contexts carry it.
+    pub(crate) template_digests: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -659,6 +673,7 @@ impl Engine {
             walked_dirs: walked.dirs,
             began,
             registry_plugins,
+            spawn_index: OnceLock::new(),
         })
     }
 
@@ -822,8 +837,10 @@ impl Engine {
     }
 
     /// Places a plugin diagnostic in the schema sources: its pointer is relative to the entry's input.
+    /// A spawned invocation's input is not a part of a schema file (a spawn request's input, or a
+    /// schema completed from a template): its diagnostics keep their pointer, without a place.
     fn place(&self, inv: &PlannedInvocation, d: qpf_runtime::Diagnostic) -> DiagnosticReport {
-        let origin = d.pointer.as_deref().and_then(|p| {
+        let origin = d.pointer.as_deref().filter(|_| inv.depth == 0).and_then(|p| {
             let schema = self.schemas.get(&inv.schema)?;
             qpf_schema::provenance::locate(&schema.provenance, &format!("{}{p}", inv.input_pointer)).cloned()
         });
@@ -924,6 +941,21 @@ impl Engine {
     /// The schemas a template spawn completes are checked against these.
     pub(crate) fn kinds(&self) -> &qpf_schema::KindRegistry {
         &self.kinds
+    }
+
+    /// The names, output folders and template digests a template spawn checks against.
+    pub(crate) fn spawn_index(&self) -> &SpawnIndex {
+        self.spawn_index.get_or_init(|| SpawnIndex {
+            names: self.schemas.iter().map(|s| s.doc.metadata.name.clone()).collect(),
+            out_dirs: self
+                .plan
+                .invocations
+                .iter()
+                .filter(|i| !i.validator)
+                .map(|i| (i.out_dir.clone(), i.entry.clone()))
+                .collect(),
+            template_digests: crate::plan::template_digests(&self.project, &self.schemas),
+        })
     }
 }
 

@@ -99,7 +99,8 @@ pub(crate) fn upstream_context(
                 .collect(),
             _ => Vec::new(),
         };
-        upstream.insert(invocations[u].entry.clone(), serde_json::json!({ "files": files }));
+        upstream
+            .insert(crate::plan::plain_entry(&invocations[u].entry).to_owned(), serde_json::json!({ "files": files }));
     }
     Some(serde_json::Value::Object(upstream))
 }

@@ -91,18 +91,48 @@ pub(crate) struct Derived<'a> {
     pub(crate) prefix: String,
     /// The invocation that asked.
     pub(crate) parent: &'a PlannedInvocation,
+    /// The project's schemas: their names are in the validators' context with the new one's.
+    pub(crate) project: &'a SchemaSet,
 }
 
-/// Each declared template's digest (of its resolved document): it goes into the context of the
-/// entries that may spawn from it, so that editing a template changes their keys.
+/// Each declared template's digest: of its resolved document, and of everything else that decides
+/// how a schema completed from it is planned and checked (the map, the plugins' pins, the kinds'
+/// declarations and JSON Schemas, the limits). It goes into the context of the entries that may
+/// spawn from it, so that a change to any of these changes their keys, and drift (which judges
+/// spawned files by their spawner's key) sees it.
 pub(crate) fn template_digests(project: &Project, schemas: &SchemaSet) -> BTreeMap<String, String> {
+    if project.map.templates.is_empty() {
+        return BTreeMap::new();
+    }
+    let mut planning = blake3::Hasher::new_derive_key("qpf template planning v1");
+    for part in [
+        serde_json::to_value(&project.map).map(|v| canonical::to_string(&v)).unwrap_or_default(),
+        // The pins, not the paths (those differ between machines).
+        serde_json::to_value(project.file.plugins.iter().map(|(n, d)| (n, &d.digest)).collect::<BTreeMap<_, _>>())
+            .map(|v| canonical::to_string(&v))
+            .unwrap_or_default(),
+        serde_json::to_value(&project.file.kinds).map(|v| canonical::to_string(&v)).unwrap_or_default(),
+        serde_json::to_value(&project.file.limits).map(|v| canonical::to_string(&v)).unwrap_or_default(),
+    ] {
+        planning.update(part.as_bytes());
+        planning.update(b"\0");
+    }
+    for decl in project.file.kinds.values() {
+        // Read (bounded) at load already; a file gone since hashes as empty.
+        planning.update(&std::fs::read(project.root.join(decl.schema())).unwrap_or_default());
+        planning.update(b"\0");
+    }
+    let planning = planning.finalize();
     project
         .map
         .templates
         .iter()
         .filter_map(|(name, path)| {
-            let doc = schemas.template(path)?.to_json();
-            Some((name.clone(), crate::writer::digest_of(canonical::to_string(&doc).as_bytes())))
+            let doc = canonical::to_string(&schemas.template(path)?.to_json());
+            let mut h = blake3::Hasher::new_derive_key("qpf template v1");
+            h.update(planning.as_bytes());
+            h.update(doc.as_bytes());
+            Some((name.clone(), format!("blake3:{}", h.finalize().to_hex())))
         })
         .collect()
 }
@@ -138,8 +168,13 @@ pub(crate) fn plan_schemas(
     // Validators first: each kind's, over every schema of the kind.
     // Built only when a kind has validators: it goes into each of their requests.
     let has_validators = project.file.kinds.values().any(|k| !k.validators().is_empty());
-    let names =
-        if has_validators { project_names(all.iter().map(|s| (&s.doc.kind, &s.doc.metadata.name))) } else { None };
+    let names = match (has_validators, derived) {
+        (false, _) => None,
+        (true, None) => project_names(all.iter().map(|s| (&s.doc.kind, &s.doc.metadata.name))),
+        (true, Some(d)) => {
+            project_names(d.project.iter().chain(all.iter().copied()).map(|s| (&s.doc.kind, &s.doc.metadata.name)))
+        }
+    };
     let mut gates: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (kind, decl) in &project.file.kinds {
         for validator in decl.validators() {
@@ -359,10 +394,16 @@ fn context<'a>(schema: &Schema, upstream: impl ExactSizeIterator<Item = &'a Plan
     });
     if upstream.len() > 0 {
         let needs: serde_json::Map<String, serde_json::Value> =
-            upstream.map(|u| (u.entry.clone(), serde_json::Value::String(u.key.clone()))).collect();
+            upstream.map(|u| (plain_entry(&u.entry).to_owned(), serde_json::Value::String(u.key.clone()))).collect();
         context["needs"] = serde_json::Value::Object(needs);
     }
     context
+}
+
+/// An entry id without the prefix of a template spawn (`top>template:h#0>models` → `models`): the
+/// id `context.needs` and `context.upstream` name an upstream entry by (entry ids have no `>`).
+pub(crate) fn plain_entry(entry: &str) -> &str {
+    entry.rsplit('>').next().unwrap_or(entry)
 }
 
 /// Entries ordered so that every entry comes after the entries it `needs` (map order otherwise).

@@ -272,16 +272,30 @@ impl Spawner<'_, '_> {
             Ok(schema) => schema,
             Err(message) => return refuse(self, format!("template `{shown}`: {message}")),
         };
-        let derived = crate::plan::Derived { prefix: prefix.clone(), parent };
-        let digests = crate::plan::template_digests(project, self.engine.schemas());
-        let plan = match crate::plan::plan_schemas(project, &[&schema], &digests, Some(&derived)) {
+        let derived = crate::plan::Derived { prefix: prefix.clone(), parent, project: self.engine.schemas() };
+        let index = self.engine.spawn_index();
+        let plan = match crate::plan::plan_schemas(project, &[&schema], &index.template_digests, Some(&derived)) {
             Ok(plan) => plan.invocations,
             Err(errors) => {
                 let messages: Vec<String> = errors.iter().take(5).map(|e| e.message.clone()).collect();
                 return refuse(self, format!("template `{shown}`: {}", messages.join("; ")));
             }
         };
-        let wanted = u32::try_from(plan.len()).unwrap_or(u32::MAX);
+        // Its files must not land in a folder the plan writes (committed first, they would win).
+        let overlap = plan.iter().filter(|i| !i.validator).find_map(|inv| {
+            index.out_dirs.iter().find(|(dir, _)| nested(dir, &inv.out_dir) || nested(&inv.out_dir, dir))
+        });
+        if let Some((dir, entry)) = overlap {
+            return refuse(
+                self,
+                format!(
+                    "template `{shown}`: the new schema's files would go to `{dir}`, where entry `{}` writes",
+                    qpf_core::text::escape(crate::plan::plain_entry(entry))
+                ),
+            );
+        }
+        // An empty plan still counts: each request costs a completion and a check.
+        let wanted = u32::try_from(plan.len()).unwrap_or(u32::MAX).max(1);
         if self.count.saturating_add(wanted) > self.policy.max_count {
             return refuse(
                 self,
@@ -308,14 +322,15 @@ impl Spawner<'_, '_> {
 /// a schema of the project has its kind and name.
 fn complete(base: &qpf_schema::Schema, input: &str, engine: &Engine) -> Result<qpf_schema::Schema, String> {
     let asked: TemplateInput = serde_json::from_str(input).map_err(|e| {
-        format!("the spawn request's input is not `{{\"name\", \"version\"?, \"labels\"?, \"spec\"?}}`: {e}")
+        let why = qpf_core::text::escape(&qpf_runtime::budgets::truncate(e.to_string(), 200)).into_owned();
+        format!("the spawn request's input is not `{{\"name\", \"version\"?, \"labels\"?, \"spec\"?}}`: {why}")
     })?;
     qpf_schema::document::check_name(&asked.name)?;
     if asked.labels.len() > MAX_TEMPLATE_LABELS {
         return Err(format!("at most {MAX_TEMPLATE_LABELS} labels may be added, got {}", asked.labels.len()));
     }
     let mut doc = base.doc.clone();
-    if engine.schemas().iter().any(|s| s.doc.kind == doc.kind && s.doc.metadata.name == asked.name) {
+    if engine.spawn_index().names.contains(&asked.name) {
         return Err(format!("a schema of the project is already named `{}`", asked.name));
     }
     doc.metadata.name = asked.name;
@@ -344,6 +359,11 @@ fn complete(base: &qpf_schema::Schema, input: &str, engine: &Engine) -> Result<q
         format!("the completed schema does not match its kind: {}", messages.join("; "))
     })?;
     Ok(schema)
+}
+
+/// Whether folder `inner` is `outer` or inside it (by path segments; `""` holds everything).
+fn nested(outer: &str, inner: &str) -> bool {
+    outer.is_empty() || inner == outer || inner.strip_prefix(outer).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// JSON Merge Patch (RFC 7386): objects merge key by key, `null` removes a key, anything else

@@ -306,9 +306,14 @@ pub fn list_tags(repository: &str, options: &Options, max: usize) -> Result<Vec<
                 .await
                 .map_err(|e| classify_client(&image, &e))?;
             let count = page.tags.len();
-            tags.extend(page.tags.into_iter().map(|t| cut(&t)));
-            // A short page is the last one; a page repeating the last tag would loop.
-            if count < TAG_PAGE || tags.len() >= max || tags.last() == last.as_ref() {
+            // A tag is at most 128 characters of `[A-Za-z0-9_.-]` (the distribution spec); others
+            // are dropped, never shortened into another tag.
+            let valid = |t: &String| {
+                !t.is_empty() && t.len() <= 128 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            };
+            tags.extend(page.tags.into_iter().filter(valid));
+            // A short page is the last one; a page that does not move the cursor would loop.
+            if count < TAG_PAGE || tags.len() >= max || tags.last() == last.as_ref() || tags.is_empty() {
                 break;
             }
         }

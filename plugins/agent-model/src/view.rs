@@ -689,6 +689,21 @@ fn build(request: &Request, spec: &AgentSpec, problems: &mut Vec<Diagnostic>) ->
         problems,
         anomalies.iter().enumerate().map(|(i, a)| item("/anomalies", i, "anomaly", &a.name, a.ident.clone())),
     );
+    // Two anomalies handed to one agent would ask for the same new schema twice.
+    for (i, a) in anomalies.iter().enumerate() {
+        let Some(h) = &a.handler else { continue };
+        if let Some(first) = anomalies[..i].iter().find(|b| b.handler.as_ref().is_some_and(|g| g.name == h.name)) {
+            problem(
+                problems,
+                rules::ANOMALY_RULE,
+                format!("/anomalies/{i}/agent"),
+                format!(
+                    "anomalies `{}` and `{}` are both handed to the agent `{}`; give each its own with `agent`",
+                    first.name, a.name, h.name
+                ),
+            );
+        }
+    }
 
     let settings: Vec<SettingView> = spec
         .settings
@@ -1440,5 +1455,42 @@ mod tests {
         );
         assert!(found[1].1.contains("(did you mean `helper`?)"), "{found:?}");
         assert!(found.iter().all(|(_, m)| m.starts_with("[agent/anomaly-rule] ")), "{found:?}");
+    }
+
+    #[test]
+    fn anomalies_handed_to_agents_get_a_handler_each_with_a_schema_name() {
+        let view = AgentView::from_request(&request(json!({
+            "description": "d",
+            "anomalies": [
+                { "name": "metric_drift", "severity": "warning", "action": "agent" },
+                { "name": "other", "severity": "info", "action": "agent", "agent": "triage" }
+            ]
+        })))
+        .unwrap();
+        let handler = view.anomalies[0].handler.as_ref().unwrap();
+        assert_eq!(handler.name, format!("{}-metric-drift-handler", view.name));
+        assert_eq!(
+            (handler.url.as_str(), handler.setting.as_str()),
+            (format!("http://{}", handler.name).as_str(), "anomaly_metric_drift_agent_url")
+        );
+        assert_eq!(view.anomalies[1].handler.as_ref().unwrap().name, "triage");
+
+        let err = AgentView::from_request(&request(json!({
+            "description": "d",
+            "anomalies": [
+                { "name": "a", "severity": "info", "action": "alert", "agent": "x" },
+                { "name": "b", "severity": "info", "action": "agent", "agent": "Not A Name" },
+                { "name": "c", "severity": "info", "action": "agent", "agent": "same" },
+                { "name": "d", "severity": "info", "action": "agent", "agent": "same" }
+            ]
+        })))
+        .unwrap_err();
+        let pointers: Vec<_> = err.diagnostics.iter().map(|d| d.pointer.clone().unwrap()).collect();
+        assert_eq!(
+            pointers,
+            ["/anomalies/0/agent", "/anomalies/1/agent", "/anomalies/3/agent"],
+            "{:?}",
+            err.diagnostics
+        );
     }
 }
