@@ -79,6 +79,16 @@ fn a_template_spawn_is_extracted_by_every_entry_that_selects_it_and_locked_under
     assert_eq!(impact["invocations"], json!([["top", "Probe/probe@1.0.0"]]), "{impact}");
     assert_eq!(impact["files"], json!(["probe-handler/echo.json", "top/top.json"]), "{impact}");
 
+    // A change to how the new schema is planned (the config of `gen`, which extracts it) is a
+    // change of its spawner too: drift calls the spawned file stale.
+    let map = std::fs::read_to_string(p.join("map.yaml")).unwrap();
+    std::fs::write(p.join("map.yaml"), map.replace("config: { mode: echo }", "config: { mode: echo, path: p }"))
+        .unwrap();
+    let drift = qpf(&["drift", "--project", p.to_str().unwrap()]);
+    assert_eq!(drift.status.code(), Some(2), "{}", show(&drift));
+    assert!(String::from_utf8_lossy(&drift.stdout).contains("stale     probe-handler/echo.json"), "{}", show(&drift));
+    std::fs::write(p.join("map.yaml"), map).unwrap();
+
     // Editing the template changes the spawner's key: drift calls the file stale, a run rewrites it.
     std::fs::write(p.join("templates/handler.yaml"), TEMPLATE.replace("kept: yes", "kept: no\n  more: 1")).unwrap();
     let drift = qpf(&["drift", "--project", p.to_str().unwrap()]);
