@@ -559,6 +559,8 @@ pub struct Engine {
     began: SystemTime,
     /// What the `registry: NAME@RANGE` plugins resolved to, for the lock.
     registry_plugins: BTreeMap<String, crate::lock::LockedFragment>,
+    /// Each allowed template's digest, as the plan's contexts carry it.
+    template_digests: BTreeMap<String, String>,
     /// For template spawns, built on the first: the project's schema names, and the plan's
     /// output folders.
     spawn_index: OnceLock<SpawnIndex>,
@@ -570,8 +572,6 @@ pub(crate) struct SpawnIndex {
     pub(crate) names: std::collections::BTreeSet<String>,
     /// Every output folder of the plan, with an entry that writes there.
     pub(crate) out_dirs: BTreeMap<String, String>,
-    /// Each allowed template's digest, as the plan's contexts carry it.
-    pub(crate) template_digests: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -659,7 +659,8 @@ impl Engine {
         let templates: Vec<PathBuf> = project.map.templates.values().cloned().collect();
         let schemas = SchemaSet::from_files_with_registry(root, &walked.files, &registry, &templates, &kinds)
             .map_err(EngineError::Invalid)?;
-        let plan = crate::plan::plan(&project, &schemas).map_err(EngineError::Invalid)?;
+        let template_digests = crate::plan::template_digests(&project, &schemas, &kinds);
+        let plan = crate::plan::plan(&project, &schemas, &template_digests).map_err(EngineError::Invalid)?;
         let secret = settings.secret.unwrap_or_else(crate::secret::user_secret);
         let load_us = started.elapsed().as_micros() as u64;
         Ok(Engine {
@@ -673,6 +674,7 @@ impl Engine {
             walked_dirs: walked.dirs,
             began,
             registry_plugins,
+            template_digests,
             spawn_index: OnceLock::new(),
         })
     }
@@ -943,7 +945,7 @@ impl Engine {
         &self.kinds
     }
 
-    /// The names, output folders and template digests a template spawn checks against.
+    /// The names and output folders a template spawn checks against.
     pub(crate) fn spawn_index(&self) -> &SpawnIndex {
         self.spawn_index.get_or_init(|| SpawnIndex {
             names: self.schemas.iter().map(|s| s.doc.metadata.name.clone()).collect(),
@@ -954,8 +956,12 @@ impl Engine {
                 .filter(|i| !i.validator)
                 .map(|i| (i.out_dir.clone(), i.entry.clone()))
                 .collect(),
-            template_digests: crate::plan::template_digests(&self.project, &self.schemas),
         })
+    }
+
+    /// Each allowed template's digest, as the plan's contexts carry it.
+    pub(crate) fn template_digests(&self) -> &BTreeMap<String, String> {
+        &self.template_digests
     }
 }
 

@@ -80,9 +80,14 @@ impl Plan {
 /// # Errors
 /// Every problem found: an `input` pointer that does not exist in a selected schema, or an `out`
 /// folder that is not a plain relative path.
-pub fn plan(project: &Project, schemas: &SchemaSet) -> Result<Plan, Vec<SchemaError>> {
-    let templates = template_digests(project, schemas);
-    plan_schemas(project, &schemas.iter().collect::<Vec<_>>(), &templates, None)
+/// `templates`: each allowed template's digest ([`template_digests`]), for the contexts of the
+/// entries that may spawn from it.
+pub fn plan(
+    project: &Project,
+    schemas: &SchemaSet,
+    templates: &BTreeMap<String, String>,
+) -> Result<Plan, Vec<SchemaError>> {
+    plan_schemas(project, &schemas.iter().collect::<Vec<_>>(), templates, None)
 }
 
 /// Where a template spawn's invocations come from: the invocation that asked for the new schema.
@@ -100,7 +105,11 @@ pub(crate) struct Derived<'a> {
 /// declarations and JSON Schemas, the limits). It goes into the context of the entries that may
 /// spawn from it, so that a change to any of these changes their keys, and drift (which judges
 /// spawned files by their spawner's key) sees it.
-pub(crate) fn template_digests(project: &Project, schemas: &SchemaSet) -> BTreeMap<String, String> {
+pub(crate) fn template_digests(
+    project: &Project,
+    schemas: &SchemaSet,
+    kinds: &qpf_schema::KindRegistry,
+) -> BTreeMap<String, String> {
     if project.map.templates.is_empty() {
         return BTreeMap::new();
     }
@@ -113,13 +122,10 @@ pub(crate) fn template_digests(project: &Project, schemas: &SchemaSet) -> BTreeM
             .unwrap_or_default(),
         serde_json::to_value(&project.file.kinds).map(|v| canonical::to_string(&v)).unwrap_or_default(),
         serde_json::to_value(&project.file.limits).map(|v| canonical::to_string(&v)).unwrap_or_default(),
+        // The kinds' JSON Schemas as they were compiled at load.
+        serde_json::to_value(kinds.digests()).map(|v| canonical::to_string(&v)).unwrap_or_default(),
     ] {
         planning.update(part.as_bytes());
-        planning.update(b"\0");
-    }
-    for decl in project.file.kinds.values() {
-        // Read (bounded) at load already; a file gone since hashes as empty.
-        planning.update(&std::fs::read(project.root.join(decl.schema())).unwrap_or_default());
         planning.update(b"\0");
     }
     let planning = planning.finalize();

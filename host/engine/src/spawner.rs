@@ -274,7 +274,8 @@ impl Spawner<'_, '_> {
         };
         let derived = crate::plan::Derived { prefix: prefix.clone(), parent, project: self.engine.schemas() };
         let index = self.engine.spawn_index();
-        let plan = match crate::plan::plan_schemas(project, &[&schema], &index.template_digests, Some(&derived)) {
+        let plan = match crate::plan::plan_schemas(project, &[&schema], self.engine.template_digests(), Some(&derived))
+        {
             Ok(plan) => plan.invocations,
             Err(errors) => {
                 let messages: Vec<String> = errors.iter().take(5).map(|e| e.message.clone()).collect();

@@ -11,6 +11,8 @@ use crate::{Schema, SchemaError};
 /// The JSON Schemas of a project's kinds, compiled once.
 pub struct KindRegistry {
     validators: BTreeMap<String, (PathBuf, jsonschema::Validator)>,
+    /// Each kind's JSON Schema file, `blake3:<hex>` of the bytes compiled.
+    digests: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for KindRegistry {
@@ -90,11 +92,13 @@ impl KindRegistry {
     /// Every file that cannot be read, is not JSON, or is not a valid JSON Schema.
     pub fn load(root: &Path, kinds: &BTreeMap<String, PathBuf>) -> Result<KindRegistry, Vec<SchemaError>> {
         let mut validators = BTreeMap::new();
+        let mut digests = BTreeMap::new();
         let mut errors = Vec::new();
         for (kind, rel) in kinds {
             let result = read_inside(root, rel)
                 .map_err(|e| format!("cannot read the JSON Schema of kind `{kind}`: {e}"))
                 .and_then(|bytes| {
+                    digests.insert(kind.clone(), qpf_core::digest_of(&bytes));
                     serde_json::from_slice::<serde_json::Value>(&bytes)
                         .map_err(|e| format!("the JSON Schema of kind `{kind}` is not JSON: {e}"))
                 })
@@ -108,12 +112,17 @@ impl KindRegistry {
                 Err(message) => errors.push(SchemaError::file(rel, message)),
             }
         }
-        if errors.is_empty() { Ok(KindRegistry { validators }) } else { Err(errors) }
+        if errors.is_empty() { Ok(KindRegistry { validators, digests }) } else { Err(errors) }
     }
 
     /// A registry with no kinds (every schema fails validation with "undeclared kind").
     pub fn empty() -> Self {
-        KindRegistry { validators: BTreeMap::new() }
+        KindRegistry { validators: BTreeMap::new(), digests: BTreeMap::new() }
+    }
+
+    /// Each kind's JSON Schema file as it was compiled: `blake3:<hex>` of its bytes, by kind.
+    pub fn digests(&self) -> &BTreeMap<String, String> {
+        &self.digests
     }
 
     /// The declared kinds.
