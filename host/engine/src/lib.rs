@@ -75,6 +75,7 @@ pub mod pack_cache;
 pub mod plan;
 pub mod plugin_config;
 pub mod plugin_store;
+pub mod plugin_versions;
 pub mod preflight;
 pub mod project;
 pub mod protect;
