@@ -143,6 +143,12 @@ pub struct PluginDecl {
     pub digest: String,
 }
 
+/// Whether `s` is 1 to `max` bytes of lower-case letters, digits and `-` (entry ids, template and
+/// registry plugin names).
+fn is_slug(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 /// A plugin's `registry: NAME@RANGE`: the name and the range.
 ///
 /// # Errors
@@ -155,11 +161,7 @@ pub fn registry_plugin_spec(spec: &str) -> Result<(String, semver::VersionReq), 
         )
     };
     let (name, range) = spec.split_once('@').ok_or_else(bad)?;
-    if name.is_empty()
-        || name.len() > 64
-        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        || range.len() > 64
-    {
+    if !is_slug(name, 64) || range.len() > 64 {
         return Err(bad());
     }
     let range = semver::VersionReq::parse(range).map_err(|_| bad())?;
@@ -437,10 +439,7 @@ fn check_map(file: &ProjectFile, map: &MapFile) -> Result<(), String> {
         return Err(format!("the map declares {} templates; at most {MAX_TEMPLATES} are allowed", map.templates.len()));
     }
     for (name, path) in &map.templates {
-        if name.is_empty()
-            || name.len() > 63
-            || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
+        if !is_slug(name, 63) {
             return Err(format!(
                 "template name `{}` must be 1-63 lower-case letters, digits and `-`",
                 qpf_core::text::escape(name)
@@ -457,9 +456,7 @@ fn check_map(file: &ProjectFile, map: &MapFile) -> Result<(), String> {
     for entry in &map.entries {
         let problem = if !seen.insert(entry.id.as_str()) {
             Some(format!("entry id `{}` is used twice; ids must be unique", entry.id))
-        } else if entry.id.is_empty()
-            || !entry.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
+        } else if !is_slug(&entry.id, usize::MAX) {
             Some(format!("entry id `{}` must be lower-case letters, digits and `-`", entry.id))
         } else if !file.plugins.contains_key(&entry.plugin) {
             let declared: Vec<&str> = file.plugins.keys().map(String::as_str).collect();
