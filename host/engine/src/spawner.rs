@@ -1,5 +1,6 @@
 //! Dynamic spawns: the invocations a plugin asks the host for, run within the entry's policy.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use crate::extract::{Engine, RunContext, invoke_planned};
@@ -28,7 +29,7 @@ struct TemplateInput {
     #[serde(default)]
     version: Option<String>,
     #[serde(default)]
-    labels: std::collections::BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
     /// Merged into the template's `spec` as a JSON Merge Patch (RFC 7386).
     #[serde(default)]
     spec: Option<serde_json::Value>,
@@ -283,9 +284,7 @@ impl Spawner<'_, '_> {
             }
         };
         // Its files must not land in a folder the plan writes (committed first, they would win).
-        let overlap = plan.iter().filter(|i| !i.validator).find_map(|inv| {
-            index.out_dirs.iter().find(|(dir, _)| nested(dir, &inv.out_dir) || nested(&inv.out_dir, dir))
-        });
+        let overlap = plan.iter().filter(|i| !i.validator).find_map(|inv| overlapping(&index.out_dirs, &inv.out_dir));
         if let Some((dir, entry)) = overlap {
             return refuse(
                 self,
@@ -362,9 +361,17 @@ fn complete(base: &qpf_schema::Schema, input: &str, engine: &Engine) -> Result<q
     Ok(schema)
 }
 
-/// Whether folder `inner` is `outer` or inside it (by path segments; `""` holds everything).
-fn nested(outer: &str, inner: &str) -> bool {
-    outer.is_empty() || inner == outer || inner.strip_prefix(outer).is_some_and(|rest| rest.starts_with('/'))
+/// A folder of `out_dirs` (with its entry) that is `dir`, holds it or lies inside it, by path
+/// segments (`""` is the output root): a few lookups in the sorted map, not a scan of the plan.
+fn overlapping<'m>(out_dirs: &'m BTreeMap<String, String>, dir: &str) -> Option<(&'m String, &'m String)> {
+    // `dir` itself and every folder above it.
+    let above = dir.match_indices('/').map(|(i, _)| &dir[..i]).chain([dir, ""]);
+    if let Some(hit) = above.filter_map(|d| out_dirs.get_key_value(d)).next() {
+        return Some(hit);
+    }
+    // A folder inside it.
+    let inside = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+    out_dirs.range(inside.clone()..).next().filter(|(d, _)| d.starts_with(&inside))
 }
 
 /// JSON Merge Patch (RFC 7386): objects merge key by key, `null` removes a key, anything else
@@ -395,4 +402,25 @@ pub(crate) fn identity(inv: &PlannedInvocation) -> String {
 
 fn root_entry(inv: &PlannedInvocation) -> &str {
     inv.root.as_ref().map_or(inv.entry.as_str(), |(e, _)| e.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_overlaps_itself_what_holds_it_and_what_it_holds_by_segments() {
+        let dirs: BTreeMap<String, String> =
+            [("monitor", "a"), ("svc/api", "b"), ("top", "c")].map(|(d, e)| (d.to_owned(), e.to_owned())).into();
+        let hit = |d: &str| overlapping(&dirs, d).map(|(_, e)| e.as_str());
+        assert_eq!(hit("monitor"), Some("a"));
+        assert_eq!(hit("monitor/sub"), Some("a"), "inside a planned folder");
+        assert_eq!(hit("svc"), Some("b"), "holds a planned folder");
+        assert_eq!(hit(""), Some("a"), "the output root holds them all");
+        assert_eq!(hit("monitor-metric-drift-handler"), None, "a shared prefix is not a folder");
+        assert_eq!(hit("svc2"), None);
+        assert_eq!(hit("to"), None);
+        let root: BTreeMap<String, String> = [(String::new(), "r".to_owned())].into();
+        assert_eq!(overlapping(&root, "anything/below").map(|(_, e)| e.as_str()), Some("r"));
+    }
 }
