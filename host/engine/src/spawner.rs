@@ -279,8 +279,7 @@ impl Spawner<'_, '_> {
         {
             Ok(plan) => plan.invocations,
             Err(errors) => {
-                let messages: Vec<String> = errors.iter().take(5).map(|e| e.message.clone()).collect();
-                return refuse(self, format!("template `{shown}`: {}", messages.join("; ")));
+                return refuse(self, format!("template `{shown}`: {}", first_errors(&errors)));
             }
         };
         // Its files must not land in a folder the plan writes (committed first, they would win).
@@ -354,10 +353,10 @@ fn complete(base: &qpf_schema::Schema, input: &str, engine: &Engine) -> Result<q
         provenance: qpf_schema::Provenance::default(),
         depends_on: base.depends_on.clone(),
     };
-    engine.kinds().validate(&schema, engine.schemas().sources()).map_err(|errors| {
-        let messages: Vec<String> = errors.iter().take(5).map(|e| e.message.clone()).collect();
-        format!("the completed schema does not match its kind: {}", messages.join("; "))
-    })?;
+    engine
+        .kinds()
+        .validate(&schema, engine.schemas().sources())
+        .map_err(|errors| format!("the completed schema does not match its kind: {}", first_errors(&errors)))?;
     Ok(schema)
 }
 
@@ -372,6 +371,14 @@ fn overlapping<'m>(out_dirs: &'m BTreeMap<String, String>, dir: &str) -> Option<
     // A folder inside it.
     let inside = if dir.is_empty() { String::new() } else { format!("{dir}/") };
     out_dirs.range(inside.clone()..).next().filter(|(d, _)| d.starts_with(&inside))
+}
+
+/// The first five errors about a completed schema, each cut to 300 characters: they quote values
+/// a plugin chose, of any size.
+fn first_errors(errors: &[qpf_schema::SchemaError]) -> String {
+    let cut: Vec<String> =
+        errors.iter().take(5).map(|e| qpf_runtime::budgets::truncate(e.message.clone(), 300)).collect();
+    cut.join("; ")
 }
 
 /// JSON Merge Patch (RFC 7386): objects merge key by key, `null` removes a key, anything else
